@@ -1,0 +1,58 @@
+"""Raft as a pure, deterministic state machine (see docs/raft.md).
+
+No sockets, clocks, files, threads or global randomness below this package:
+time is `RaftNode.tick()`, randomness a seeded `random.Random` passed in,
+storage an interface the driver implements (`Storage`, twin `MemoryStorage`).
+"""
+
+from confmand.raft.config import FaultSwitches, RaftConfig
+from confmand.raft.errors import NotLeader, ProposalRejected
+from confmand.raft.messages import Message
+from confmand.raft.node import NodeStatus, RaftNode
+from confmand.raft.ready import Ready, SoftState
+from confmand.raft.storage import MemoryStorage, PersistedState, Storage
+from confmand.raft.types import (
+    Entry,
+    EntryKind,
+    HardState,
+    Membership,
+    MembershipChange,
+    MembershipChangeKind,
+    NodeId,
+    ProposalOutcome,
+    ProposalStatus,
+    ReadState,
+    Role,
+    ShardId,
+    Snapshot,
+    SnapshotMeta,
+)
+
+__all__ = [
+    "Entry",
+    "EntryKind",
+    "FaultSwitches",
+    "HardState",
+    "Membership",
+    "MembershipChange",
+    "MembershipChangeKind",
+    "Message",
+    "MemoryStorage",
+    "NodeId",
+    "NodeStatus",
+    "NotLeader",
+    "PersistedState",
+    "ProposalOutcome",
+    "ProposalRejected",
+    "ProposalStatus",
+    "RaftConfig",
+    "RaftNode",
+    "ReadState",
+    "Ready",
+    "Role",
+    "ShardId",
+    "Snapshot",
+    "SnapshotMeta",
+    "SoftState",
+    "Storage",
+]

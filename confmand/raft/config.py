@@ -1,0 +1,70 @@
+"""Static settings of one replica of one shard, and the test-only fault switches.
+
+Every limit is named with its unit last (`election_ticks`, `max_append_bytes`).
+Time is counted in ticks: the driver decides how long a tick is.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+from confmand.raft.types import NodeId, ShardId
+
+
+@dataclass(frozen=True, slots=True)
+class FaultSwitches:
+    """Known-wrong behaviours that tests switch on to prove the simulator catches them.
+
+    All off in production. Each is read only on a cold path (an election, a
+    commit decision, a read), so leaving them off costs nothing measurable.
+    """
+
+    commit_old_term_by_counting: bool = False
+    vote_without_log_check: bool = False
+    vote_before_persist: bool = False
+    apply_uncommitted: bool = False
+    read_index_without_heartbeat: bool = False
+
+    @property
+    def any_on(self) -> bool:
+        return any(
+            (
+                self.commit_old_term_by_counting,
+                self.vote_without_log_check,
+                self.vote_before_persist,
+                self.apply_uncommitted,
+                self.read_index_without_heartbeat,
+            )
+        )
+
+
+@dataclass(frozen=True, slots=True)
+class RaftConfig:
+    node_id: NodeId
+    shard_id: ShardId = 0
+    # A follower campaigns after a random timeout in [election_ticks, 2 * election_ticks).
+    election_ticks: int = 10
+    heartbeat_ticks: int = 1
+    pre_vote: bool = True
+    # A leader that has not heard from a quorum within election_ticks steps down,
+    # and replicas that heard from a leader within election_ticks ignore votes.
+    check_quorum: bool = True
+    max_append_entries: int = 1024
+    max_append_bytes: int = 1 << 20
+    max_inflight_msgs: int = 64
+    max_inflight_bytes: int = 8 << 20
+    snapshot_chunk_bytes: int = 64 << 10
+    # The state machine's applied index at start: committed entries up to it
+    # are not handed out again.
+    applied: int = 0
+    faults: FaultSwitches = field(default_factory=FaultSwitches)
+
+    def __post_init__(self) -> None:
+        if self.heartbeat_ticks < 1:
+            raise ValueError("heartbeat_ticks must be at least 1")
+        if self.election_ticks <= self.heartbeat_ticks:
+            raise ValueError("election_ticks must be greater than heartbeat_ticks")
+        if self.max_append_entries < 1 or self.max_inflight_msgs < 1:
+            raise ValueError("max_append_entries and max_inflight_msgs must be at least 1")
+        if self.snapshot_chunk_bytes < 1:
+            raise ValueError("snapshot_chunk_bytes must be at least 1")

@@ -1,0 +1,165 @@
+"""The messages Raft replicas exchange, named as in the Raft paper.
+
+Every message names its shard, its term, its sender (`src`) and its receiver
+(`dst`). Messages are frozen and slotted: the core never mutates a message it
+received, and a message it sent may be delivered many times (the network may
+duplicate it), so it must be safe to share.
+
+Encoding to bytes lives in the transport's codec, not here: the core only ever
+sees these objects.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from confmand.raft.types import Entry, NodeId, ShardId, SnapshotMeta
+
+
+@dataclass(frozen=True, slots=True)
+class RequestVote:
+    """A candidate asks for a vote; with `pre_vote`, asks whether it *would* get one.
+
+    A pre-vote carries the term the candidate would campaign in (its term + 1)
+    and changes no receiver's term or vote. `transfer` marks a campaign
+    started by TimeoutNow, which receivers honour even inside a leader lease.
+    """
+
+    shard: ShardId
+    term: int
+    src: NodeId
+    dst: NodeId
+    last_log_index: int
+    last_log_term: int
+    pre_vote: bool = False
+    transfer: bool = False
+
+
+@dataclass(frozen=True, slots=True)
+class RequestVoteResponse:
+    shard: ShardId
+    term: int
+    src: NodeId
+    dst: NodeId
+    vote_granted: bool
+    pre_vote: bool = False
+
+
+@dataclass(frozen=True, slots=True)
+class AppendEntries:
+    """Entries after (prev_log_index, prev_log_term); `entries` may be empty (a probe)."""
+
+    shard: ShardId
+    term: int
+    src: NodeId
+    dst: NodeId
+    prev_log_index: int
+    prev_log_term: int
+    entries: tuple[Entry, ...]
+    leader_commit: int
+
+
+@dataclass(frozen=True, slots=True)
+class AppendEntriesResponse:
+    """`success`: the follower's log matches the leader's through `match_index`.
+
+    On a rejection, `reject_index` is the `prev_log_index` that did not match,
+    and the conflict hint lets the leader skip a whole term per round trip:
+    `conflict_term` is the follower's term at `reject_index` (0 when its log is
+    shorter) and `conflict_index` the first index it holds of that term (or its
+    last index + 1).
+    """
+
+    shard: ShardId
+    term: int
+    src: NodeId
+    dst: NodeId
+    success: bool
+    match_index: int = 0
+    reject_index: int = 0
+    conflict_index: int = 0
+    conflict_term: int = 0
+
+
+@dataclass(frozen=True, slots=True)
+class Heartbeat:
+    """Leadership proof without entries; `read_seq` numbers the ReadIndex round it confirms."""
+
+    shard: ShardId
+    term: int
+    src: NodeId
+    dst: NodeId
+    leader_commit: int
+    read_seq: int
+
+
+@dataclass(frozen=True, slots=True)
+class HeartbeatResponse:
+    shard: ShardId
+    term: int
+    src: NodeId
+    dst: NodeId
+    read_seq: int
+    last_index: int  # lets the leader notice a follower that lags and resume sending
+
+
+@dataclass(frozen=True, slots=True)
+class InstallSnapshot:
+    """One chunk of the leader's snapshot; `done` marks the last chunk."""
+
+    shard: ShardId
+    term: int
+    src: NodeId
+    dst: NodeId
+    meta: SnapshotMeta
+    offset: int
+    data: bytes
+    done: bool
+
+
+@dataclass(frozen=True, slots=True)
+class InstallSnapshotResponse:
+    """`next_offset`: the byte the follower expects next; `installed` once it took the snapshot."""
+
+    shard: ShardId
+    term: int
+    src: NodeId
+    dst: NodeId
+    snapshot_index: int
+    next_offset: int
+    installed: bool
+
+
+@dataclass(frozen=True, slots=True)
+class TimeoutNow:
+    """Leadership transfer: the receiver campaigns at once, skipping PreVote and leases."""
+
+    shard: ShardId
+    term: int
+    src: NodeId
+    dst: NodeId
+
+
+Message = (
+    RequestVote
+    | RequestVoteResponse
+    | AppendEntries
+    | AppendEntriesResponse
+    | Heartbeat
+    | HeartbeatResponse
+    | InstallSnapshot
+    | InstallSnapshotResponse
+    | TimeoutNow
+)
+
+MESSAGE_TYPES: tuple[type, ...] = (
+    RequestVote,
+    RequestVoteResponse,
+    AppendEntries,
+    AppendEntriesResponse,
+    Heartbeat,
+    HeartbeatResponse,
+    InstallSnapshot,
+    InstallSnapshotResponse,
+    TimeoutNow,
+)

@@ -1,0 +1,776 @@
+"""One replica of one shard, as a pure state machine: Raft without I/O.
+
+Inputs: `tick()` (time), `step(message)` (the network), `propose*()`,
+`read_index()`, `transfer_leadership()` (clients and operators). Output: a
+`Ready` (see ready.py for the order the driver must follow), then
+`advance(ready)` once the driver has persisted it.
+
+Where the rules of the Raft paper live:
+- §5.1 terms, stale-term rejection ............. `step`
+- §5.2 elections, randomized timeouts .......... `tick`, `campaign`, `_on_vote_response`
+- §9.6 PreVote; §6.2 CheckQuorum, leader lease . `campaign`, `_tick_leader`, `_in_lease`
+- §5.3 log replication, conflict hints ......... `_on_append`, `_on_append_response`, replication.py
+- §5.4.1 election restriction .................. `_on_request_vote` (RaftLog.is_up_to_date)
+- §5.4.2 commit rule (current term only) ....... `_maybe_commit`
+- §8 no-op on election, ReadIndex .............. `_become_leader`, `read_index`, `_advance_reads`
+- §7 snapshots, InstallSnapshot in chunks ..... `_on_install_snapshot`, replication.py
+- §6 / thesis §4 membership (single-server) .... `propose_membership`, membership.py
+- thesis §3.10 leadership transfer ............. `transfer_leadership`, `_on_timeout_now`
+
+Rules this file keeps:
+- A replica never sends a message that promises something (a vote, an
+  acknowledgement) before the state behind it is in a Ready the driver
+  persists first: all messages leave only through `Ready.messages`.
+- The leader counts itself toward a quorum only for entries the driver has
+  reported durable (`RaftLog.stable`).
+- Nothing here reads a clock, a socket, a file or global randomness.
+"""
+
+from __future__ import annotations
+
+import random
+from collections import Counter, deque
+from dataclasses import dataclass
+
+from confmand.raft.config import RaftConfig
+from confmand.raft.errors import NotLeader, ProposalRejected
+from confmand.raft.log import RaftLog
+from confmand.raft.membership import MembershipTracker
+from confmand.raft.messages import (
+    AppendEntries,
+    AppendEntriesResponse,
+    Heartbeat,
+    HeartbeatResponse,
+    InstallSnapshot,
+    InstallSnapshotResponse,
+    Message,
+    RequestVote,
+    RequestVoteResponse,
+    TimeoutNow,
+)
+from confmand.raft.quorum import VoteResult, quorum_index, vote_result
+from confmand.raft.ready import Ready, SoftState
+from confmand.raft.replication import Replicator
+from confmand.raft.storage import Storage
+from confmand.raft.types import (
+    Entry,
+    EntryKind,
+    HardState,
+    Membership,
+    MembershipChange,
+    NodeId,
+    ProposalOutcome,
+    ProposalStatus,
+    ReadState,
+    Role,
+    Snapshot,
+    SnapshotMeta,
+)
+from confmand.raft.validate import check_message
+
+_new_entry = tuple.__new__  # builds an Entry without NamedTuple.__new__'s Python frame
+
+
+@dataclass(frozen=True, slots=True)
+class PeerStatus:
+    match: int
+    next_index: int
+    state: str
+
+
+@dataclass(frozen=True, slots=True)
+class NodeStatus:
+    node_id: NodeId
+    role: Role
+    term: int
+    leader_id: NodeId | None
+    commit_index: int
+    applied_index: int
+    last_index: int
+    membership: Membership | None
+    peers: dict[NodeId, PeerStatus]
+
+
+class RaftNode:
+    def __init__(self, config: RaftConfig, storage: Storage, rng: random.Random) -> None:
+        self.config = config
+        self.id = config.node_id
+        self.shard = config.shard_id
+        self.faults = config.faults
+        self.rng = rng
+        self.storage = storage
+        state = storage.initial_state()
+        meta = state.snapshot_meta
+        hard = state.hard_state
+        self.log = RaftLog(meta.index if meta else 0, meta.term if meta else 0, state.entries, hard.commit)
+        self.log.applied = min(max(config.applied, self.log.snapshot_index), self.log.commit)
+        self.term = hard.term
+        self.vote: NodeId | None = hard.vote
+        self.members = MembershipTracker(meta.membership if meta else None, self.log.snapshot_index)
+        self.members.on_append(MembershipTracker.parse(state.entries))
+        self.role = Role.FOLLOWER
+        self.leader_id: NodeId | None = None
+        self.dropped: Counter[str] = Counter()
+        self._election_elapsed = 0
+        self._heartbeat_elapsed = 0
+        self._randomized_timeout = self._new_election_timeout()
+        self._votes: dict[NodeId, bool] = {}
+        self._msgs: list[Message] = []
+        self._read_states: list[ReadState] = []
+        self._outcomes: list[ProposalOutcome] = []
+        self._proposals: deque[tuple[int, int, int]] = deque()  # (term, first, last), in index order
+        self._pending_reads: deque[tuple[bytes, int, int]] = deque()  # (context, index, round needed)
+        self._reads_before_commit: list[bytes] = []
+        self._read_seq = 0
+        self._noop_index = 0
+        self._transferee: NodeId | None = None
+        self._transfer_elapsed = 0
+        self._snapshot_to_install: Snapshot | None = None
+        self._snapshot_receiving: tuple[SnapshotMeta, bytearray] | None = None
+        self._ready_number = 0
+        self._last_hard_state = hard
+        self.replicator = Replicator(self)
+
+    # ------------------------------------------------------------------ introspection
+
+    @property
+    def membership(self) -> Membership | None:
+        return self.members.current
+
+    @property
+    def commit_index(self) -> int:
+        return self.log.commit
+
+    @property
+    def applied_index(self) -> int:
+        return self.log.applied
+
+    @property
+    def last_index(self) -> int:
+        return self.log.last_index
+
+    def is_voter(self) -> bool:
+        membership = self.members.current
+        return membership is not None and self.id in membership.voters
+
+    def status(self) -> NodeStatus:
+        peers = {
+            peer: PeerStatus(pr.match, pr.next_index, pr.state.value)
+            for peer, pr in self.replicator.progress.items()
+        }
+        return NodeStatus(
+            self.id,
+            self.role,
+            self.term,
+            self.leader_id,
+            self.log.commit,
+            self.log.applied,
+            self.log.last_index,
+            self.members.current,
+            peers,
+        )
+
+    # ------------------------------------------------------------------ time
+
+    def tick(self) -> None:
+        if self.role is Role.LEADER:
+            self._tick_leader()
+            return
+        self._election_elapsed += 1
+        if self._election_elapsed >= self._randomized_timeout and self.is_voter():
+            self._election_elapsed = 0
+            self.campaign()
+
+    def _tick_leader(self) -> None:
+        cfg = self.config
+        self._heartbeat_elapsed += 1
+        self._election_elapsed += 1
+        if self._transferee is not None:
+            self._transfer_elapsed += 1
+            if self._transfer_elapsed >= cfg.election_ticks:
+                self._transferee = None  # the target did not take over in time
+        if self._election_elapsed >= cfg.election_ticks:
+            self._election_elapsed = 0
+            if cfg.check_quorum and not self.replicator.quorum_recently_active():
+                self._become_follower(self.term, None)
+                return
+        self.replicator.tick()
+        if self._heartbeat_elapsed >= cfg.heartbeat_ticks:
+            self._heartbeat_elapsed = 0
+            self.replicator.broadcast_heartbeat()
+
+    def _new_election_timeout(self) -> int:
+        ticks = self.config.election_ticks
+        return self.rng.randrange(ticks, 2 * ticks)
+
+    def _in_lease(self) -> bool:
+        """Heard from a live leader recently: a vote request now would only disrupt it."""
+        return (
+            self.config.check_quorum
+            and self.leader_id is not None
+            and self._election_elapsed < self.config.election_ticks
+        )
+
+    # ------------------------------------------------------------------ elections
+
+    def campaign(self, transfer: bool = False) -> None:
+        """Start an election (with a PreVote round first, unless this is a transfer)."""
+        membership = self.members.current
+        if membership is None or self.id not in membership.voters or self.role is Role.LEADER:
+            return
+        pre_vote = self.config.pre_vote and not transfer
+        if pre_vote:
+            self.role = Role.PRE_CANDIDATE
+            self.leader_id = None
+            campaign_term = self.term + 1
+        else:
+            self._become_candidate()
+            campaign_term = self.term
+        self._votes = {self.id: True}
+        if vote_result(membership.voters, self._votes) is VoteResult.WON:
+            if pre_vote:
+                self.campaign(transfer=True)
+            else:
+                self._become_leader()
+            return
+        for voter in sorted(membership.voters):
+            if voter != self.id:
+                self.send(
+                    RequestVote(
+                        self.shard,
+                        campaign_term,
+                        self.id,
+                        voter,
+                        self.log.last_index,
+                        self.log.last_term,
+                        pre_vote,
+                        transfer,
+                    )
+                )
+
+    def _on_request_vote(self, msg: RequestVote) -> None:
+        can_vote = (
+            self.vote == msg.src
+            or (self.vote is None and self.leader_id is None)
+            or (msg.pre_vote and msg.term > self.term)
+        )
+        log_ok = self.faults.vote_without_log_check or self.log.is_up_to_date(
+            msg.last_log_index, msg.last_log_term
+        )
+        if can_vote and log_ok:
+            if not msg.pre_vote:
+                self.vote = msg.src
+                self._election_elapsed = 0
+            self.send(RequestVoteResponse(self.shard, msg.term, self.id, msg.src, True, msg.pre_vote))
+        else:
+            self.send(RequestVoteResponse(self.shard, self.term, self.id, msg.src, False, msg.pre_vote))
+
+    def _on_vote_response(self, msg: RequestVoteResponse) -> None:
+        membership = self.members.current
+        expected = Role.PRE_CANDIDATE if msg.pre_vote else Role.CANDIDATE
+        if self.role is not expected or membership is None:
+            return
+        self._votes[msg.src] = msg.vote_granted
+        result = vote_result(membership.voters, self._votes)
+        if result is VoteResult.WON:
+            if msg.pre_vote:
+                self._become_candidate()
+                self._votes = {self.id: True}
+                for voter in sorted(membership.voters - {self.id}):
+                    self.send(
+                        RequestVote(
+                            self.shard, self.term, self.id, voter, self.log.last_index, self.log.last_term
+                        )
+                    )
+            else:
+                self._become_leader()
+        elif result is VoteResult.LOST:
+            self._become_follower(self.term, None)
+
+    def _become_follower(self, term: int, leader: NodeId | None) -> None:
+        if term > self.term:
+            self.term = term
+            self.vote = None
+        self.role = Role.FOLLOWER
+        self.leader_id = leader
+        self._reset_role_state()
+
+    def _become_candidate(self) -> None:
+        self.term += 1
+        self.vote = self.id
+        self.role = Role.CANDIDATE
+        self.leader_id = None
+        self._reset_role_state()
+
+    def _become_leader(self) -> None:
+        self.role = Role.LEADER
+        self.leader_id = self.id
+        self._reset_role_state()
+        self.replicator.reset(self.members.current)
+        # §8: a no-op of the new term lets the leader commit its predecessors' entries.
+        self._noop_index = self.log.last_index + 1
+        self._append_own([_new_entry(Entry, (self.term, self._noop_index, EntryKind.NOOP, b""))], track=False)
+
+    def _reset_role_state(self) -> None:
+        self._election_elapsed = 0
+        self._heartbeat_elapsed = 0
+        self._randomized_timeout = self._new_election_timeout()
+        self._votes = {}
+        self._transferee = None
+        self._pending_reads.clear()
+        self._reads_before_commit.clear()
+        self.replicator.clear()
+
+    # ------------------------------------------------------------------ the network
+
+    def step(self, msg: Message) -> None:
+        """Take one message from a peer; malformed or impossible ones are dropped and counted."""
+        reason = check_message(msg, self.id, self.shard)
+        if reason is not None:
+            self.dropped[reason] += 1
+            return
+        if msg.term > self.term and not self._step_higher_term(msg):
+            return
+        if msg.term < self.term:
+            self._step_lower_term(msg)
+            return
+        self._dispatch(msg)
+
+    def _step_higher_term(self, msg: Message) -> bool:
+        """§5.1: a newer term makes us a follower; returns False if the message is ignored."""
+        if isinstance(msg, RequestVote):
+            if not msg.transfer and self._in_lease():
+                self.dropped["vote_in_lease"] += 1
+                return False
+            if not msg.pre_vote:
+                self._become_follower(msg.term, None)
+        elif isinstance(msg, RequestVoteResponse) and msg.pre_vote and msg.vote_granted:
+            pass  # a granted pre-vote carries the term we would campaign in
+        elif isinstance(msg, AppendEntries | Heartbeat | InstallSnapshot):
+            self._become_follower(msg.term, msg.src)
+        else:
+            self._become_follower(msg.term, None)
+        return True
+
+    def _step_lower_term(self, msg: Message) -> None:
+        if isinstance(msg, AppendEntries | Heartbeat | InstallSnapshot):
+            # A stale leader (back from a partition) learns the newer term and steps down.
+            self.send(AppendEntriesResponse(self.shard, self.term, self.id, msg.src, False))
+        elif isinstance(msg, RequestVote) and msg.pre_vote:
+            self.send(RequestVoteResponse(self.shard, self.term, self.id, msg.src, False, True))
+        else:
+            self.dropped["stale_term"] += 1
+
+    def _dispatch(self, msg: Message) -> None:
+        if isinstance(msg, AppendEntries):
+            if self._accept_leader(msg.src):
+                self._on_append(msg)
+        elif isinstance(msg, AppendEntriesResponse):
+            if self._leader_only():
+                self.replicator.on_append_response(msg)
+        elif isinstance(msg, Heartbeat):
+            if self._accept_leader(msg.src):
+                self._on_heartbeat(msg)
+        elif isinstance(msg, HeartbeatResponse):
+            if self._leader_only():
+                self.replicator.on_heartbeat_response(msg)
+        elif isinstance(msg, RequestVote):
+            self._on_request_vote(msg)
+        elif isinstance(msg, RequestVoteResponse):
+            self._on_vote_response(msg)
+        elif isinstance(msg, InstallSnapshot):
+            if self._accept_leader(msg.src):
+                self._on_install_snapshot(msg)
+        elif isinstance(msg, InstallSnapshotResponse):
+            if self._leader_only():
+                self.replicator.on_snapshot_response(msg)
+        elif isinstance(msg, TimeoutNow):
+            self._on_timeout_now(msg)
+
+    def _accept_leader(self, src: NodeId) -> bool:
+        if self.role is Role.LEADER:
+            # Two leaders in one term would break election safety; never obey the other one.
+            self.dropped["second_leader_in_term"] += 1
+            return False
+        if self.role is not Role.FOLLOWER:
+            self._become_follower(self.term, src)
+        self.leader_id = src
+        self._election_elapsed = 0
+        return True
+
+    def _leader_only(self) -> bool:
+        if self.role is not Role.LEADER:
+            self.dropped["response_not_leader"] += 1
+            return False
+        return True
+
+    def _on_append(self, msg: AppendEntries) -> None:
+        log = self.log
+        prev, prev_term, entries = msg.prev_log_index, msg.prev_log_term, msg.entries
+        if prev < log.commit:
+            # Our log matches the leader's through our commit index: skip what we already hold.
+            skip = min(log.commit - prev, len(entries))
+            entries = entries[skip:]
+            prev = log.commit
+            prev_term_known = log.term_at(prev)
+            assert prev_term_known is not None
+            prev_term = prev_term_known
+            if not entries:
+                self.send(AppendEntriesResponse(self.shard, self.term, self.id, msg.src, True, prev))
+                return
+        if log.term_at(prev) != prev_term:
+            self._reject_append(msg.src, prev)
+            return
+        pos = log.find_conflict(entries)
+        if pos < len(entries):
+            new = list(entries[pos:])
+            try:
+                memberships = MembershipTracker.parse(new)
+            except ValueError:
+                self.dropped["malformed_membership"] += 1
+                return
+            if new[0].index <= log.last_index:
+                self._truncate(new[0].index)
+            log.append(new)
+            self.members.on_append(memberships)
+        last_new = prev + len(entries)
+        commit = min(msg.leader_commit, last_new)
+        log.commit = max(log.commit, commit)
+        self.send(AppendEntriesResponse(self.shard, self.term, self.id, msg.src, True, last_new))
+
+    def _reject_append(self, leader: NodeId, prev: int) -> None:
+        log = self.log
+        if prev > log.last_index:
+            conflict_index, conflict_term = log.last_index + 1, 0
+        else:
+            term = log.term_at(prev)
+            assert term is not None  # prev >= commit >= snapshot_index
+            conflict_index, conflict_term = log.first_index_of_term(prev), term
+        self.send(
+            AppendEntriesResponse(
+                self.shard, self.term, self.id, leader, False, 0, prev, conflict_index, conflict_term
+            )
+        )
+
+    def _truncate(self, index: int) -> None:
+        self.log.truncate_from(index)
+        self.members.on_truncate(index)
+
+    def _on_heartbeat(self, msg: Heartbeat) -> None:
+        commit = min(msg.leader_commit, self.log.last_index)
+        self.log.commit = max(self.log.commit, commit)
+        self.send(
+            HeartbeatResponse(self.shard, self.term, self.id, msg.src, msg.read_seq, self.log.last_index)
+        )
+
+    def _on_install_snapshot(self, msg: InstallSnapshot) -> None:
+        meta = msg.meta
+        if meta.index <= self.log.commit:
+            self._snapshot_receiving = None
+            self._reply_snapshot(msg, self.log.commit, 0, installed=True)
+            return
+        receiving = self._snapshot_receiving
+        if receiving is None or receiving[0] != meta:
+            if msg.offset != 0:
+                self._reply_snapshot(msg, meta.index, 0, installed=False)
+                return
+            receiving = self._snapshot_receiving = (meta, bytearray())
+        buffer = receiving[1]
+        if msg.offset != len(buffer):
+            self._reply_snapshot(msg, meta.index, len(buffer), installed=False)
+            return
+        buffer += msg.data
+        if not msg.done:
+            self._reply_snapshot(msg, meta.index, len(buffer), installed=False)
+            return
+        self._snapshot_receiving = None
+        self._restore(Snapshot(meta, bytes(buffer)))
+        self._reply_snapshot(msg, meta.index, len(buffer), installed=True)
+
+    def _reply_snapshot(self, msg: InstallSnapshot, index: int, offset: int, installed: bool) -> None:
+        self.send(InstallSnapshotResponse(self.shard, self.term, self.id, msg.src, index, offset, installed))
+
+    def _restore(self, snapshot: Snapshot) -> None:
+        meta = snapshot.meta
+        if self.log.term_at(meta.index) == meta.term:
+            # Our log already holds the snapshot's last entry: it only tells us it is committed.
+            self.log.commit = max(self.log.commit, meta.index)
+            return
+        self._resolve_proposals_upto(meta.index, ProposalStatus.UNKNOWN)
+        self.log.restore(meta.index, meta.term)
+        self.members.restore(meta.membership, meta.index)
+        self._snapshot_to_install = snapshot
+
+    def _on_timeout_now(self, msg: TimeoutNow) -> None:
+        if self.role is Role.LEADER:
+            self.dropped["timeout_now_to_leader"] += 1
+            return
+        self.campaign(transfer=True)
+
+    def send(self, msg: Message) -> None:
+        self._msgs.append(msg)
+
+    # ------------------------------------------------------------------ clients
+
+    def propose(self, data: bytes) -> tuple[int, int]:
+        """Append one command; returns its (term, index). Raises NotLeader or ProposalRejected."""
+        term, first, _ = self.propose_batch((data,))
+        return term, first
+
+    def propose_batch(self, commands: list[bytes] | tuple[bytes, ...]) -> tuple[int, int, int]:
+        """Append commands as consecutive entries; returns (term, first index, last index)."""
+        self._check_can_propose(len(commands))
+        term = self.term
+        first = self.log.last_index + 1
+        normal = EntryKind.NORMAL
+        entries = [_new_entry(Entry, (term, first + i, normal, data)) for i, data in enumerate(commands)]
+        self._append_own(entries)
+        return term, first, first + len(commands) - 1
+
+    def propose_membership(self, change: MembershipChange) -> tuple[int, int]:
+        """One single-server change (see docs/raft.md); returns the (term, index) of its entry."""
+        self._check_can_propose(1)
+        current = self.members.current
+        assert current is not None  # a leader always knows its membership
+        if self.members.latest_index > self.log.commit:
+            raise ProposalRejected("a membership change is already in progress", self.id)
+        if self.log.commit < self._noop_index:
+            # Without this, two overlapping single-server changes from successive leaders
+            # can produce disjoint majorities (Ongaro's 2015 correction to the thesis).
+            raise ProposalRejected("the leader has not committed an entry of its term yet", self.id)
+        try:
+            new = change.apply_to(current)
+        except ValueError as exc:
+            raise ProposalRejected(str(exc), self.id) from exc
+        index = self.log.last_index + 1
+        self._append_own([_new_entry(Entry, (self.term, index, EntryKind.MEMBERSHIP, new.encode()))])
+        return self.term, index
+
+    def _check_can_propose(self, count: int) -> None:
+        if self.role is not Role.LEADER:
+            raise NotLeader(self.leader_id)
+        if self._transferee is not None:
+            raise ProposalRejected("leadership transfer in progress", self._transferee)
+        if count < 1:
+            raise ProposalRejected("nothing to propose", self.id)
+
+    def _append_own(self, entries: list[Entry], track: bool = True) -> None:
+        self.log.append(entries)
+        if entries[-1].kind == EntryKind.MEMBERSHIP:
+            self.members.on_append(MembershipTracker.parse(entries))
+            self.replicator.membership_changed(self.members.current)
+        if track:
+            self._proposals.append((self.term, entries[0].index, entries[-1].index))
+        self.replicator.want_broadcast()
+        if self.replicator.single_voter():
+            self._maybe_commit()
+
+    def read_index(self, context: bytes) -> None:
+        """Ask for a linearizable read; a ReadState with `context` arrives in a later Ready."""
+        if self.role is not Role.LEADER:
+            raise NotLeader(self.leader_id)
+        if self.faults.read_index_without_heartbeat:
+            self._read_states.append(ReadState(context, self.log.commit))
+            return
+        if self.log.commit < self._noop_index:
+            # Until an entry of its term commits, the leader's commit index may be stale.
+            self._reads_before_commit.append(context)
+            return
+        self._start_read(context)
+
+    def _start_read(self, context: bytes) -> None:
+        if self.replicator.single_voter():
+            self._read_states.append(ReadState(context, self.log.commit))
+            return
+        # Confirmed by the first heartbeat round that starts after now (one round serves all).
+        self._pending_reads.append((context, self.log.commit, self._read_seq + 1))
+        self.replicator.want_read_round()
+
+    @property
+    def read_seq(self) -> int:
+        return self._read_seq
+
+    def next_read_seq(self) -> int:
+        """Number the heartbeat round about to leave; a new round only if a read waits for one."""
+        if self._pending_reads and self._pending_reads[-1][2] > self._read_seq:
+            self._read_seq += 1
+        return self._read_seq
+
+    def advance_reads(self, confirmed_seq: int) -> None:
+        pending = self._pending_reads
+        while pending and pending[0][2] <= confirmed_seq:
+            context, index, _ = pending.popleft()
+            self._read_states.append(ReadState(context, index))
+
+    def transfer_leadership(self, target: NodeId) -> None:
+        """Hand leadership to `target` (thesis §3.10); proposals pause until it is done or times out."""
+        if self.role is not Role.LEADER:
+            raise NotLeader(self.leader_id)
+        membership = self.members.current
+        if target == self.id:
+            return
+        if membership is None or target not in membership.voters:
+            raise ProposalRejected(f"node {target} is not a voter", self.id)
+        self._transferee = target
+        self._transfer_elapsed = 0
+        self.replicator.transfer_to(target)
+
+    def send_timeout_now(self, target: NodeId) -> None:
+        self.send(TimeoutNow(self.shard, self.term, self.id, target))
+
+    @property
+    def transferee(self) -> NodeId | None:
+        return self._transferee
+
+    # ------------------------------------------------------------------ commit
+
+    def _maybe_commit(self) -> None:
+        """§5.4.2: commit the highest index a majority holds, if it is of the current term."""
+        membership = self.members.current
+        if membership is None:
+            return
+        match = self.replicator.match_indexes()
+        match[self.id] = self.log.stable
+        index = quorum_index(membership.voters, match)
+        log = self.log
+        if index <= log.commit:
+            return
+        if log.term_at(index) != self.term and not self.faults.commit_old_term_by_counting:
+            return
+        log.commit = index
+        if self._reads_before_commit and index >= self._noop_index:
+            waiting, self._reads_before_commit = self._reads_before_commit, []
+            for context in waiting:
+                self._start_read(context)
+        if self.id not in membership.voters and self.members.latest_index <= index:
+            # Our own removal is committed: hand over by simply stopping (thesis §4.2.2).
+            self._become_follower(self.term, None)
+        else:
+            self.replicator.commit_advanced()
+
+    def on_match_advanced(self) -> None:
+        self._maybe_commit()
+
+    # ------------------------------------------------------------------ snapshots
+
+    def snapshot_meta(self, index: int) -> SnapshotMeta:
+        """The meta of a snapshot of the state machine taken at applied `index`."""
+        if not self.log.snapshot_index <= index <= self.log.applied:
+            raise ValueError(
+                f"index {index} is outside [{self.log.snapshot_index}, {self.log.applied}] (applied)"
+            )
+        term = self.log.term_at(index)
+        membership = self.members.at(index)
+        assert term is not None
+        assert membership is not None
+        return SnapshotMeta(index, term, membership)
+
+    def compact(self, index: int) -> None:
+        """Drop the log through `index`; the driver has stored a snapshot covering it."""
+        self.log.compact(index)
+        self.members.compact(index)
+
+    # ------------------------------------------------------------------ Ready
+
+    def has_ready(self) -> bool:
+        log = self.log
+        return bool(
+            self._msgs
+            or self._read_states
+            or self._snapshot_to_install
+            or log.unstable_from <= log.last_index
+            or log.applied < log.commit
+            or self.replicator.has_pending_sends()
+            or self._proposals_resolvable()
+            or self._hard_state() != self._last_hard_state
+        )
+
+    def ready(self) -> Ready:
+        if self.role is Role.LEADER:
+            self.replicator.flush()
+        self._resolve_proposals()
+        hard = self._hard_state()
+        log = self.log
+        self._ready_number += 1
+        rd = Ready(
+            self._ready_number,
+            SoftState(self.role, self.leader_id),
+            hard if hard != self._last_hard_state else None,
+            self._snapshot_to_install,
+            log.take_unstable(),
+            self._msgs,
+            self._take_committed(),
+            self._read_states,
+            self._outcomes,
+        )
+        self._last_hard_state = hard
+        self._snapshot_to_install = None
+        self._msgs = []
+        self._read_states = []
+        self._outcomes = []
+        return rd
+
+    def advance(self, rd: Ready) -> None:
+        """The driver persisted `rd`; entries it carried now count toward the leader's quorum."""
+        if rd.entries:
+            last = rd.entries[-1]
+            before = self.log.stable
+            self.log.stable_to(last.index, last.term)
+            if self.role is Role.LEADER and self.log.stable > before:
+                self._maybe_commit()
+
+    def _hard_state(self) -> HardState:
+        vote = None if self.faults.vote_before_persist else self.vote
+        return HardState(self.term, vote, self.log.commit)
+
+    def _take_committed(self) -> list[Entry]:
+        log = self.log
+        upto = log.last_index if self.faults.apply_uncommitted else log.commit
+        if log.applied >= upto:
+            return []
+        entries = log.slice(log.applied + 1, upto + 1)
+        log.applied = upto
+        return entries
+
+    # ------------------------------------------------------------------ proposal outcomes
+
+    def _proposals_resolvable(self) -> bool:
+        return bool(self._proposals) and self._proposals[0][1] <= self.log.commit
+
+    def _resolve_proposals(self) -> None:
+        self._resolve_proposals_upto(self.log.commit, None)
+
+    def _resolve_proposals_upto(self, index: int, forced: ProposalStatus | None) -> None:
+        """Report proposals at or below `index`: by the committed term there, or as `forced`."""
+        proposals = self._proposals
+        while proposals and proposals[0][1] <= index:
+            term, first, last = proposals.popleft()
+            if last > index:
+                proposals.appendleft((term, index + 1, last))
+                last = index
+            if forced is not None:
+                self._outcomes.append(ProposalOutcome(term, first, last, forced))
+                continue
+            self._report_by_term(term, first, last)
+
+    def _report_by_term(self, term: int, first: int, last: int) -> None:
+        term_at = self.log.term_at
+        if term_at(first) == term and term_at(last) == term:
+            self._outcomes.append(ProposalOutcome(term, first, last, ProposalStatus.COMMITTED))
+            return
+        run_start, run_status = first, None
+        for index in range(first, last + 1):
+            found = term_at(index)
+            status = (
+                ProposalStatus.UNKNOWN
+                if found is None
+                else ProposalStatus.COMMITTED
+                if found == term
+                else ProposalStatus.DROPPED
+            )
+            if run_status is not None and status is not run_status:
+                self._outcomes.append(ProposalOutcome(term, run_start, index - 1, run_status))
+                run_start = index
+            run_status = status
+        assert run_status is not None
+        self._outcomes.append(ProposalOutcome(term, run_start, last, run_status))

@@ -1,0 +1,306 @@
+"""The leader's side of log replication: what to send each follower, and what its answers mean.
+
+Sends are deferred: proposals, acknowledgements and ReadIndex requests only
+mark what is wanted, and `flush()` (called when the driver asks for a Ready)
+turns everything wanted in one loop turn into as few messages as possible —
+one append per follower for a whole batch of proposals, one heartbeat round
+for all the reads that arrived meanwhile.
+
+Flow control per follower is in progress.py; lost messages are noticed by a
+stall counter (`tick`), because the network may drop them without a word.
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
+from confmand.raft.messages import (
+    AppendEntries,
+    AppendEntriesResponse,
+    Heartbeat,
+    HeartbeatResponse,
+    InstallSnapshot,
+    InstallSnapshotResponse,
+)
+from confmand.raft.progress import Progress, ProgressState
+from confmand.raft.quorum import majority, quorum_index
+from confmand.raft.types import Membership, NodeId
+
+if TYPE_CHECKING:
+    from confmand.raft.node import RaftNode
+
+_PROBE = ProgressState.PROBE
+_REPLICATE = ProgressState.REPLICATE
+_SNAPSHOT = ProgressState.SNAPSHOT
+
+
+class Replicator:
+    def __init__(self, node: RaftNode) -> None:
+        self.node = node
+        self.progress: dict[NodeId, Progress] = {}
+        self._broadcast = False
+        self._wanted: set[NodeId] = set()
+        self._read_round = False
+        self._commit_news = False
+        self._single_voter = False
+        cfg = node.config
+        self._max_msgs = cfg.max_inflight_msgs
+        self._max_bytes = cfg.max_inflight_bytes
+        self._stall_limit = max(2, cfg.election_ticks // 2)
+
+    # ------------------------------------------------------------------ membership
+
+    def clear(self) -> None:
+        self.progress.clear()
+        self._broadcast = self._read_round = self._commit_news = False
+        self._wanted.clear()
+
+    def reset(self, membership: Membership | None) -> None:
+        """A new leader: every follower's position is unknown; probe from our last index."""
+        self.clear()
+        self.membership_changed(membership)
+        for pr in self.progress.values():
+            pr.recent_active = True
+
+    def membership_changed(self, membership: Membership | None) -> None:
+        if membership is None:
+            return
+        me = self.node.id
+        wanted = membership.members - {me}
+        for peer in list(self.progress):
+            if peer not in wanted:
+                del self.progress[peer]
+        next_index = self.node.log.last_index + 1
+        for peer in wanted - self.progress.keys():
+            pr = self.progress[peer] = Progress(next_index)
+            pr.recent_active = True
+        self._single_voter = membership.voters == {me}
+
+    def single_voter(self) -> bool:
+        return self._single_voter
+
+    def match_indexes(self) -> dict[NodeId, int]:
+        return {peer: pr.match for peer, pr in self.progress.items()}
+
+    def quorum_recently_active(self) -> bool:
+        """CheckQuorum: did a majority of voters answer since the last check? Resets the marks."""
+        membership = self.node.membership
+        if membership is None:
+            return False
+        active = 0
+        for voter in membership.voters:
+            pr = self.progress.get(voter)
+            if voter == self.node.id or (pr is not None and pr.recent_active):
+                active += 1
+        for pr in self.progress.values():
+            pr.recent_active = False
+        return active >= majority(len(membership.voters))
+
+    # ------------------------------------------------------------------ what is wanted
+
+    def want_broadcast(self) -> None:
+        self._broadcast = True
+
+    def want_read_round(self) -> None:
+        self._read_round = True
+
+    def commit_advanced(self) -> None:
+        self._commit_news = True
+
+    def has_pending_sends(self) -> bool:
+        return self._broadcast or self._read_round or self._commit_news or bool(self._wanted)
+
+    def transfer_to(self, target: NodeId) -> None:
+        pr = self.progress[target]
+        if pr.match == self.node.log.last_index:
+            self.node.send_timeout_now(target)
+        else:
+            self._wanted.add(target)
+
+    def tick(self) -> None:
+        """Resend to followers that have not answered for a while: the message may be lost."""
+        for pr in self.progress.values():
+            if pr.awaiting_answer():
+                pr.stall_ticks += 1
+                if pr.stall_ticks >= self._stall_limit:
+                    pr.stall_ticks = 0
+                    if pr.state is _REPLICATE:
+                        pr.become_probe(pr.match + 1)
+                    pr.paused = False
+
+    # ------------------------------------------------------------------ sending
+
+    def flush(self) -> None:
+        sent_to: set[NodeId] = set()
+        if self._read_round:
+            self.broadcast_heartbeat()
+            sent_to.update(self.progress)
+        peers = self.progress.keys() if self._broadcast else self._wanted & self.progress.keys()
+        for peer in peers:
+            if self._send_appends(peer, self.progress[peer]):
+                sent_to.add(peer)
+        if self._commit_news:
+            # Tell idle followers the new commit index now rather than at the next heartbeat.
+            for peer in self.progress.keys() - sent_to:
+                self._send_heartbeat(peer, self.progress[peer], self.node.read_seq)
+        self._broadcast = self._read_round = self._commit_news = False
+        self._wanted.clear()
+
+    def broadcast_heartbeat(self) -> None:
+        seq = self.node.next_read_seq()
+        for peer, pr in self.progress.items():
+            self._send_heartbeat(peer, pr, seq)
+
+    def _send_heartbeat(self, peer: NodeId, pr: Progress, seq: int) -> None:
+        node = self.node
+        # Only what the follower is known to match may be committed through a heartbeat.
+        commit = min(pr.match, node.log.commit)
+        node.send(Heartbeat(node.shard, node.term, node.id, peer, commit, seq))
+
+    def _send_appends(self, peer: NodeId, pr: Progress) -> bool:
+        """Send `peer` what its window allows; returns whether anything left."""
+        node = self.node
+        log = node.log
+        cfg = node.config
+        sent = False
+        while True:
+            if pr.state is _SNAPSHOT:
+                if not pr.paused:
+                    self._send_snapshot_chunk(peer, pr)
+                    sent = True
+                return sent
+            if not pr.can_send(self._max_msgs, self._max_bytes):
+                return sent
+            prev = pr.next_index - 1
+            prev_term = log.term_at(prev)
+            if prev_term is None:
+                snapshot = node.storage.snapshot()
+                if snapshot is None or snapshot.meta.index < log.snapshot_index:
+                    raise AssertionError(f"log compacted to {log.snapshot_index} without a stored snapshot")
+                pr.become_snapshot(snapshot)
+                continue
+            last = log.last_index
+            if prev >= last and pr.state is _REPLICATE:
+                return sent
+            entries = log.slice(prev + 1, min(last, prev + cfg.max_append_entries) + 1)
+            size = 0
+            limit = cfg.max_append_bytes
+            for count, entry in enumerate(entries):
+                size += len(entry.data)
+                if size > limit and count > 0:
+                    size -= len(entry.data)
+                    del entries[count:]
+                    break
+            node.send(
+                AppendEntries(
+                    node.shard, node.term, node.id, peer, prev, prev_term, tuple(entries), log.commit
+                )
+            )
+            sent = True
+            pr.sent(prev + len(entries), size)
+            if pr.state is _PROBE:
+                return sent
+
+    def _send_snapshot_chunk(self, peer: NodeId, pr: Progress) -> None:
+        node = self.node
+        snapshot = pr.snapshot
+        assert snapshot is not None
+        offset = pr.snapshot_offset
+        data = snapshot.data[offset : offset + node.config.snapshot_chunk_bytes]
+        done = offset + len(data) >= len(snapshot.data)
+        node.send(InstallSnapshot(node.shard, node.term, node.id, peer, snapshot.meta, offset, data, done))
+        pr.paused = True
+
+    # ------------------------------------------------------------------ answers
+
+    def _progress_of(self, src: NodeId) -> Progress | None:
+        pr = self.progress.get(src)
+        if pr is None:
+            self.node.dropped["unknown_peer"] += 1
+            return None
+        pr.recent_active = True
+        return pr
+
+    def on_append_response(self, msg: AppendEntriesResponse) -> None:
+        pr = self._progress_of(msg.src)
+        if pr is None:
+            return
+        node = self.node
+        log = node.log
+        if msg.success:
+            if msg.match_index > log.last_index:
+                node.dropped["index_out_of_range"] += 1
+                return
+            advanced = pr.acknowledged(msg.match_index)
+            if pr.state is _PROBE or (
+                pr.state is _SNAPSHOT and pr.snapshot is not None and pr.match >= pr.snapshot.meta.index
+            ):
+                pr.become_replicate()
+            if advanced:
+                node.on_match_advanced()
+            if node.transferee == msg.src and pr.match == log.last_index:
+                node.send_timeout_now(msg.src)
+            self._wanted.add(msg.src)
+            return
+        stale = (
+            pr.state is _SNAPSHOT
+            or (pr.state is _REPLICATE and msg.reject_index <= pr.match)
+            or (pr.state is _PROBE and msg.reject_index != pr.next_index - 1)
+        )
+        if stale:
+            return
+        pr.become_probe(max(1, min(self._next_after_reject(msg), msg.reject_index)))
+        self._wanted.add(msg.src)
+
+    def _next_after_reject(self, msg: AppendEntriesResponse) -> int:
+        """Skip the follower's whole conflicting term at once (§5.3, the optimisation)."""
+        if msg.conflict_term > 0:
+            index = self.node.log.last_index_of_term(msg.conflict_term, msg.reject_index)
+            if index is not None:
+                return index + 1
+        return msg.conflict_index
+
+    def on_heartbeat_response(self, msg: HeartbeatResponse) -> None:
+        pr = self._progress_of(msg.src)
+        if pr is None:
+            return
+        node = self.node
+        if msg.read_seq > pr.read_seq:
+            pr.read_seq = msg.read_seq
+            self._confirm_reads()
+        if pr.state is _PROBE:
+            pr.paused = False
+        if pr.match < node.log.last_index:
+            self._wanted.add(msg.src)
+
+    def _confirm_reads(self) -> None:
+        node = self.node
+        membership = node.membership
+        if membership is None:
+            return
+        seqs = {peer: pr.read_seq for peer, pr in self.progress.items()}
+        seqs[node.id] = node.read_seq
+        node.advance_reads(quorum_index(membership.voters, seqs))
+
+    def on_snapshot_response(self, msg: InstallSnapshotResponse) -> None:
+        pr = self._progress_of(msg.src)
+        if pr is None:
+            return
+        node = self.node
+        if msg.snapshot_index > node.log.last_index:
+            node.dropped["index_out_of_range"] += 1
+            return
+        if msg.installed:
+            if pr.acknowledged(msg.snapshot_index):
+                node.on_match_advanced()
+            if pr.state is _SNAPSHOT:
+                pr.become_replicate()
+            self._wanted.add(msg.src)
+            return
+        snapshot = pr.snapshot
+        if pr.state is not _SNAPSHOT or snapshot is None or snapshot.meta.index != msg.snapshot_index:
+            return
+        pr.snapshot_offset = min(msg.next_offset, len(snapshot.data))
+        pr.paused = False
+        pr.stall_ticks = 0
+        self._wanted.add(msg.src)

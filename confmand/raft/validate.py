@@ -1,0 +1,66 @@
+"""Structural checks on incoming messages: a malformed or impossible message is dropped, never obeyed.
+
+The codec guarantees field types; these checks catch what types cannot:
+wrong shard or receiver, negative terms and indices, entries that do not
+follow `prev_log_index` or claim a term newer than the message. Each failure
+returns a short reason that the core counts.
+"""
+
+from __future__ import annotations
+
+from confmand.raft.messages import (
+    MESSAGE_TYPES,
+    AppendEntries,
+    AppendEntriesResponse,
+    Heartbeat,
+    InstallSnapshot,
+    InstallSnapshotResponse,
+    Message,
+    RequestVote,
+)
+from confmand.raft.types import NodeId, ShardId
+
+
+def check_message(msg: Message, node_id: NodeId, shard: ShardId) -> str | None:
+    """Why `msg` must be dropped, or None when it is well-formed."""
+    if type(msg) not in MESSAGE_TYPES:
+        return "unknown_type"
+    if msg.shard != shard:
+        return "wrong_shard"
+    if msg.dst != node_id:
+        return "wrong_destination"
+    if msg.src == node_id:
+        return "from_self"
+    if msg.term < 0:
+        return "negative_term"
+    if isinstance(msg, AppendEntries):
+        return _check_append(msg)
+    if isinstance(msg, RequestVote):
+        if msg.last_log_index < 0 or msg.last_log_term < 0 or msg.last_log_term > msg.term:
+            return "index_out_of_range"
+    elif isinstance(msg, AppendEntriesResponse):
+        if min(msg.match_index, msg.reject_index, msg.conflict_index, msg.conflict_term) < 0:
+            return "index_out_of_range"
+    elif isinstance(msg, Heartbeat):
+        if msg.leader_commit < 0 or msg.read_seq < 0:
+            return "index_out_of_range"
+    elif isinstance(msg, InstallSnapshot):
+        if msg.offset < 0 or msg.meta.index < 0 or msg.meta.term > msg.term:
+            return "index_out_of_range"
+    elif isinstance(msg, InstallSnapshotResponse) and (msg.next_offset < 0 or msg.snapshot_index < 0):
+        return "index_out_of_range"
+    return None
+
+
+def _check_append(msg: AppendEntries) -> str | None:
+    prev = msg.prev_log_index
+    if prev < 0 or msg.prev_log_term < 0 or msg.leader_commit < 0 or msg.prev_log_term > msg.term:
+        return "index_out_of_range"
+    entries = msg.entries
+    if entries:
+        first, last = entries[0], entries[-1]
+        if first.index != prev + 1 or last.index != prev + len(entries):
+            return "entries_not_contiguous"
+        if first.term < msg.prev_log_term or last.term > msg.term or first.term > last.term:
+            return "entry_term_out_of_range"
+    return None
