@@ -29,7 +29,7 @@ Rules this file keeps:
 from __future__ import annotations
 
 import random
-from collections import Counter, deque
+from collections import Counter
 from dataclasses import dataclass
 
 from confmand.raft.config import RaftConfig
@@ -48,7 +48,9 @@ from confmand.raft.messages import (
     RequestVoteResponse,
     TimeoutNow,
 )
+from confmand.raft.proposals import ProposalTracker
 from confmand.raft.quorum import VoteResult, quorum_index, vote_result
+from confmand.raft.reads import ReadTracker
 from confmand.raft.ready import Ready, SoftState
 from confmand.raft.replication import Replicator
 from confmand.raft.storage import Storage
@@ -59,9 +61,6 @@ from confmand.raft.types import (
     Membership,
     MembershipChange,
     NodeId,
-    ProposalOutcome,
-    ProposalStatus,
-    ReadState,
     Role,
     Snapshot,
     SnapshotMeta,
@@ -116,12 +115,8 @@ class RaftNode:
         self._randomized_timeout = self._new_election_timeout()
         self._votes: dict[NodeId, bool] = {}
         self._msgs: list[Message] = []
-        self._read_states: list[ReadState] = []
-        self._outcomes: list[ProposalOutcome] = []
-        self._proposals: deque[tuple[int, int, int]] = deque()  # (term, first, last), in index order
-        self._pending_reads: deque[tuple[bytes, int, int]] = deque()  # (context, index, round needed)
-        self._reads_before_commit: list[bytes] = []
-        self._read_seq = 0
+        self.proposals = ProposalTracker()
+        self.reads = ReadTracker()
         self._noop_index = 0
         self._transferee: NodeId | None = None
         self._transfer_elapsed = 0
@@ -317,8 +312,7 @@ class RaftNode:
         self._randomized_timeout = self._new_election_timeout()
         self._votes = {}
         self._transferee = None
-        self._pending_reads.clear()
-        self._reads_before_commit.clear()
+        self.reads.clear()
         self.replicator.clear()
 
     # ------------------------------------------------------------------ the network
@@ -496,7 +490,7 @@ class RaftNode:
             # Our log already holds the snapshot's last entry: it only tells us it is committed.
             self.log.commit = max(self.log.commit, meta.index)
             return
-        self._resolve_proposals_upto(meta.index, ProposalStatus.UNKNOWN)
+        self.proposals.forget_upto(meta.index)
         self.log.restore(meta.index, meta.term)
         self.members.restore(meta.membership, meta.index)
         self._snapshot_to_install = snapshot
@@ -560,7 +554,7 @@ class RaftNode:
             self.members.on_append(MembershipTracker.parse(entries))
             self.replicator.membership_changed(self.members.current)
         if track:
-            self._proposals.append((self.term, entries[0].index, entries[-1].index))
+            self.proposals.add(self.term, entries[0].index, entries[-1].index)
         self.replicator.want_broadcast()
         if self.replicator.single_voter():
             self._maybe_commit()
@@ -570,37 +564,18 @@ class RaftNode:
         if self.role is not Role.LEADER:
             raise NotLeader(self.leader_id)
         if self.faults.read_index_without_heartbeat:
-            self._read_states.append(ReadState(context, self.log.commit))
-            return
-        if self.log.commit < self._noop_index:
-            # Until an entry of its term commits, the leader's commit index may be stale.
-            self._reads_before_commit.append(context)
-            return
-        self._start_read(context)
+            self.reads.serve_now(context, self.log.commit)
+        elif self.log.commit < self._noop_index:
+            self.reads.wait_for_commit(context)
+        else:
+            self._start_read(context)
 
     def _start_read(self, context: bytes) -> None:
         if self.replicator.single_voter():
-            self._read_states.append(ReadState(context, self.log.commit))
-            return
-        # Confirmed by the first heartbeat round that starts after now (one round serves all).
-        self._pending_reads.append((context, self.log.commit, self._read_seq + 1))
-        self.replicator.want_read_round()
-
-    @property
-    def read_seq(self) -> int:
-        return self._read_seq
-
-    def next_read_seq(self) -> int:
-        """Number the heartbeat round about to leave; a new round only if a read waits for one."""
-        if self._pending_reads and self._pending_reads[-1][2] > self._read_seq:
-            self._read_seq += 1
-        return self._read_seq
-
-    def advance_reads(self, confirmed_seq: int) -> None:
-        pending = self._pending_reads
-        while pending and pending[0][2] <= confirmed_seq:
-            context, index, _ = pending.popleft()
-            self._read_states.append(ReadState(context, index))
+            self.reads.serve_now(context, self.log.commit)
+        else:
+            self.reads.register(context, self.log.commit)
+            self.replicator.want_read_round()
 
     def transfer_leadership(self, target: NodeId) -> None:
         """Hand leadership to `target` (thesis §3.10); proposals pause until it is done or times out."""
@@ -638,9 +613,8 @@ class RaftNode:
         if log.term_at(index) != self.term and not self.faults.commit_old_term_by_counting:
             return
         log.commit = index
-        if self._reads_before_commit and index >= self._noop_index:
-            waiting, self._reads_before_commit = self._reads_before_commit, []
-            for context in waiting:
+        if index >= self._noop_index:
+            for context in self.reads.take_waiting_for_commit():
                 self._start_read(context)
         if self.id not in membership.voters and self.members.latest_index <= index:
             # Our own removal is committed: hand over by simply stopping (thesis §4.2.2).
@@ -676,19 +650,19 @@ class RaftNode:
         log = self.log
         return bool(
             self._msgs
-            or self._read_states
+            or self.reads.ready
             or self._snapshot_to_install
             or log.unstable_from <= log.last_index
             or log.applied < log.commit
             or self.replicator.has_pending_sends()
-            or self._proposals_resolvable()
+            or self.proposals.resolvable(log.commit)
             or self._hard_state() != self._last_hard_state
         )
 
     def ready(self) -> Ready:
         if self.role is Role.LEADER:
             self.replicator.flush()
-        self._resolve_proposals()
+        self.proposals.resolve(self.log.commit, self.log.term_at)
         hard = self._hard_state()
         log = self.log
         self._ready_number += 1
@@ -700,14 +674,12 @@ class RaftNode:
             log.take_unstable(),
             self._msgs,
             self._take_committed(),
-            self._read_states,
-            self._outcomes,
+            self.reads.take_ready(),
+            self.proposals.take_outcomes(),
         )
         self._last_hard_state = hard
         self._snapshot_to_install = None
         self._msgs = []
-        self._read_states = []
-        self._outcomes = []
         return rd
 
     def advance(self, rd: Ready) -> None:
@@ -731,46 +703,3 @@ class RaftNode:
         entries = log.slice(log.applied + 1, upto + 1)
         log.applied = upto
         return entries
-
-    # ------------------------------------------------------------------ proposal outcomes
-
-    def _proposals_resolvable(self) -> bool:
-        return bool(self._proposals) and self._proposals[0][1] <= self.log.commit
-
-    def _resolve_proposals(self) -> None:
-        self._resolve_proposals_upto(self.log.commit, None)
-
-    def _resolve_proposals_upto(self, index: int, forced: ProposalStatus | None) -> None:
-        """Report proposals at or below `index`: by the committed term there, or as `forced`."""
-        proposals = self._proposals
-        while proposals and proposals[0][1] <= index:
-            term, first, last = proposals.popleft()
-            if last > index:
-                proposals.appendleft((term, index + 1, last))
-                last = index
-            if forced is not None:
-                self._outcomes.append(ProposalOutcome(term, first, last, forced))
-                continue
-            self._report_by_term(term, first, last)
-
-    def _report_by_term(self, term: int, first: int, last: int) -> None:
-        term_at = self.log.term_at
-        if term_at(first) == term and term_at(last) == term:
-            self._outcomes.append(ProposalOutcome(term, first, last, ProposalStatus.COMMITTED))
-            return
-        run_start, run_status = first, None
-        for index in range(first, last + 1):
-            found = term_at(index)
-            status = (
-                ProposalStatus.UNKNOWN
-                if found is None
-                else ProposalStatus.COMMITTED
-                if found == term
-                else ProposalStatus.DROPPED
-            )
-            if run_status is not None and status is not run_status:
-                self._outcomes.append(ProposalOutcome(term, run_start, index - 1, run_status))
-                run_start = index
-            run_status = status
-        assert run_status is not None
-        self._outcomes.append(ProposalOutcome(term, run_start, last, run_status))

@@ -142,12 +142,12 @@ class Replicator:
         if self._commit_news:
             # Tell idle followers the new commit index now rather than at the next heartbeat.
             for peer in self.progress.keys() - sent_to:
-                self._send_heartbeat(peer, self.progress[peer], self.node.read_seq)
+                self._send_heartbeat(peer, self.progress[peer], self.node.reads.read_seq)
         self._broadcast = self._read_round = self._commit_news = False
         self._wanted.clear()
 
     def broadcast_heartbeat(self) -> None:
-        seq = self.node.next_read_seq()
+        seq = self.node.reads.next_round()
         for peer, pr in self.progress.items():
             self._send_heartbeat(peer, pr, seq)
 
@@ -279,8 +279,8 @@ class Replicator:
         if membership is None:
             return
         seqs = {peer: pr.read_seq for peer, pr in self.progress.items()}
-        seqs[node.id] = node.read_seq
-        node.advance_reads(quorum_index(membership.voters, seqs))
+        seqs[node.id] = node.reads.read_seq
+        node.reads.confirm(quorum_index(membership.voters, seqs))
 
     def on_snapshot_response(self, msg: InstallSnapshotResponse) -> None:
         pr = self._progress_of(msg.src)
