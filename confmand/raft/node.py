@@ -636,7 +636,10 @@ class RaftNode:
         term = self.log.term_at(index)
         membership = self.members.at(index)
         assert term is not None
-        assert membership is not None
+        if membership is None:
+            # A replica that joined with an empty disk and got the log from index 1 never saw
+            # the bootstrap membership; it can snapshot once it has applied a membership entry.
+            raise ValueError(f"the membership in force at {index} is unknown to this replica")
         return SnapshotMeta(index, term, membership)
 
     def compact(self, index: int) -> None:

@@ -24,7 +24,7 @@ from confmand.raft.messages import (
 )
 from confmand.raft.progress import Progress, ProgressState
 from confmand.raft.quorum import majority, quorum_index
-from confmand.raft.types import Membership, NodeId
+from confmand.raft.types import Membership, NodeId, Role
 
 if TYPE_CHECKING:
     from confmand.raft.node import RaftNode
@@ -32,6 +32,7 @@ if TYPE_CHECKING:
 _PROBE = ProgressState.PROBE
 _REPLICATE = ProgressState.REPLICATE
 _SNAPSHOT = ProgressState.SNAPSHOT
+_LEADER = Role.LEADER
 
 
 class Replicator:
@@ -238,6 +239,8 @@ class Replicator:
                 pr.become_replicate()
             if advanced:
                 node.on_match_advanced()
+                if node.role is not _LEADER:
+                    return  # its own removal committed and it stepped down: nothing more to send
             if node.transferee == msg.src and pr.match == log.last_index:
                 node.send_timeout_now(msg.src)
             self._wanted.add(msg.src)
@@ -293,6 +296,8 @@ class Replicator:
         if msg.installed:
             if pr.acknowledged(msg.snapshot_index):
                 node.on_match_advanced()
+                if node.role is not _LEADER:
+                    return  # stepped down (see on_append_response)
             if pr.state is _SNAPSHOT:
                 pr.become_replicate()
             self._wanted.add(msg.src)

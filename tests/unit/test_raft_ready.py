@@ -1,0 +1,55 @@
+"""The Ready protocol (ready.py): what the driver must persist before the messages that depend on it."""
+
+from __future__ import annotations
+
+from confmand.raft import HardState
+from confmand.raft.messages import AppendEntries, AppendEntriesResponse
+from tests.unit.raft_harness import Cluster, of_type
+
+
+def settled() -> Cluster:
+    cluster = Cluster.of()
+    cluster.elect(1)
+    cluster.pump()
+    return cluster
+
+
+def test_readies_are_numbered_and_the_numbers_only_go_up() -> None:
+    cluster = Cluster.of()
+    node = cluster[1]
+    numbers = [node.ready().number for _ in range(3)]
+    assert numbers == sorted(set(numbers))
+
+
+def test_hard_state_is_in_a_ready_only_when_it_changed() -> None:
+    cluster = settled()
+    leader = cluster[1]
+    leader.propose(b"x")
+    first = cluster.drain(1)
+    assert first.hard_state is None, "appending changes neither term, vote nor commit"
+    cluster.deliver(first.messages)
+    cluster.deliver(cluster.drain(2).messages)
+    assert cluster.drain(1).hard_state == HardState(1, 1, 2)
+
+
+def test_follower_acknowledges_entries_in_the_ready_that_carries_them_for_persisting() -> None:
+    cluster = settled()
+    cluster[1].propose(b"x")
+    [to_2] = [m for m in of_type(cluster.drain(1).messages, AppendEntries) if m.dst == 2]
+    cluster.deliver([to_2])
+    rd = cluster[2].ready()
+    [ack] = of_type(rd.messages, AppendEntriesResponse)
+    assert [(e.index, e.term) for e in rd.entries] == [(ack.match_index, 1)]
+
+
+def test_entries_are_handed_out_for_persisting_once_and_for_applying_once() -> None:
+    cluster = settled()
+    for k in range(3):
+        cluster[1].propose(b"p%d" % k)
+        cluster.pump()
+    for node in (1, 2, 3):
+        persisted = [e.index for e in cluster.storages[node].entries]
+        assert persisted == [1, 2, 3, 4]
+        assert [e.index for e in cluster.applied[node]] == [1, 2, 3, 4]
+    assert not cluster[1].has_ready()
+    assert cluster[1].ready().is_empty()
