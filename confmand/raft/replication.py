@@ -228,10 +228,10 @@ class Replicator:
             return
         node = self.node
         log = node.log
+        if max(msg.match_index, msg.reject_index, msg.conflict_index - 1) > log.last_index:
+            node.dropped["index_out_of_range"] += 1  # no follower can hold more than we sent
+            return
         if msg.success:
-            if msg.match_index > log.last_index:
-                node.dropped["index_out_of_range"] += 1
-                return
             advanced = pr.acknowledged(msg.match_index)
             if pr.state is _PROBE or (
                 pr.state is _SNAPSHOT and pr.snapshot is not None and pr.match >= pr.snapshot.meta.index

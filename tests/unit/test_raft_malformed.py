@@ -145,11 +145,6 @@ def test_dropped_messages_add_up_by_reason() -> None:
     assert dict(follower.dropped) == {"wrong_shard": 3, "unknown_type": 1}
 
 
-CORE_BUG_MIDDLE = (
-    "core bug: validate._check_append checks only the first and last entry, so an entry in the "
-    "middle of an append may break index contiguity or term order (and can make step() raise)"
-)
-
 MIDDLE_OF_THE_APPEND: dict[str, Callable[[], AppendEntries]] = {
     "a gap between entries whose ends are right": lambda: append((1, 2), (1, 4), (1, 4)),
     "an index going back into the log": lambda: append((1, 2), (1, 1), (1, 4)),
@@ -158,7 +153,6 @@ MIDDLE_OF_THE_APPEND: dict[str, Callable[[], AppendEntries]] = {
 }
 
 
-@pytest.mark.xfail(reason=CORE_BUG_MIDDLE, strict=True)
 @pytest.mark.parametrize("build", MIDDLE_OF_THE_APPEND.values(), ids=MIDDLE_OF_THE_APPEND.keys())
 def test_append_malformed_in_its_middle_is_dropped(build: Callable[[], AppendEntries]) -> None:
     cluster = settled()
@@ -169,7 +163,6 @@ def test_append_malformed_in_its_middle_is_dropped(build: Callable[[], AppendEnt
     assert state(follower) == before
 
 
-@pytest.mark.xfail(reason=CORE_BUG_MIDDLE, strict=True)
 def test_append_whose_middle_entry_points_into_the_committed_log_does_not_raise() -> None:
     """The follower holds 1..3, all committed; the middle entry claims index 1 in another term."""
     cluster = Cluster.of()
@@ -183,10 +176,5 @@ def test_append_whose_middle_entry_points_into_the_committed_log_does_not_raise(
     assert sum(follower.dropped.values()) == 1
 
 
-@pytest.mark.xfail(
-    reason="core bug: Replicator.on_append_response accepts a rejection whose reject_index lies beyond "
-    "the leader's log, moves next_index past it and falls back to sending a snapshot",
-    strict=True,
-)
 def test_leader_drops_a_rejection_naming_an_index_beyond_its_log() -> None:
     assert_dropped(1, AppendEntriesResponse(0, 1, 2, 1, False, 0, 99, 99, 0), "index_out_of_range")
