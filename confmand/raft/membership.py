@@ -10,9 +10,12 @@ the snapshot to make that exact.
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Sequence
+from operator import itemgetter
 
 from confmand.raft.types import Entry, EntryKind, Membership
+
+_kind_of = itemgetter(2)
 
 
 class MembershipTracker:
@@ -40,9 +43,11 @@ class MembershipTracker:
         return self._base
 
     @staticmethod
-    def parse(entries: Iterable[Entry]) -> list[tuple[int, Membership]]:
+    def parse(entries: Sequence[Entry]) -> list[tuple[int, Membership]]:
         """The memberships that `entries` set; raises ValueError on a malformed one."""
         membership_kind = EntryKind.MEMBERSHIP
+        if membership_kind not in map(_kind_of, entries):  # the common case, scanned in C
+            return []
         return [(e.index, Membership.decode(e.data)) for e in entries if e.kind == membership_kind]
 
     def on_append(self, parsed: list[tuple[int, Membership]]) -> None:

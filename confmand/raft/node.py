@@ -31,6 +31,7 @@ from __future__ import annotations
 import random
 from collections import Counter
 from dataclasses import dataclass
+from itertools import repeat
 
 from confmand.raft.config import RaftConfig
 from confmand.raft.errors import NotLeader, ProposalRejected
@@ -516,8 +517,10 @@ class RaftNode:
         self._check_can_propose(len(commands))
         term = self.term
         first = self.log.last_index + 1
-        normal = EntryKind.NORMAL
-        entries = [_new_entry(Entry, (term, first + i, normal, data)) for i, data in enumerate(commands)]
+        count = len(commands)
+        kinds = repeat(EntryKind.NORMAL, count)
+        fields = zip(repeat(term, count), range(first, first + count), kinds, commands, strict=True)
+        entries = list(map(_new_entry, repeat(Entry, count), fields))
         self._append_own(entries)
         return term, first, first + len(commands) - 1
 
@@ -659,7 +662,7 @@ class RaftNode:
             or log.applied < log.commit
             or self.replicator.has_pending_sends()
             or self.proposals.resolvable(log.commit)
-            or self._hard_state() != self._last_hard_state
+            or self._hard_state_changed()
         )
 
     def ready(self) -> Ready:
@@ -693,6 +696,11 @@ class RaftNode:
             self.log.stable_to(last.index, last.term)
             if self.role is Role.LEADER and self.log.stable > before:
                 self._maybe_commit()
+
+    def _hard_state_changed(self) -> bool:
+        last = self._last_hard_state
+        vote = None if self.faults.vote_before_persist else self.vote
+        return last.term != self.term or last.vote != vote or last.commit != self.log.commit
 
     def _hard_state(self) -> HardState:
         vote = None if self.faults.vote_before_persist else self.vote

@@ -12,6 +12,7 @@ stall counter (`tick`), because the network may drop them without a word.
 
 from __future__ import annotations
 
+from operator import itemgetter
 from typing import TYPE_CHECKING
 
 from confmand.raft.messages import (
@@ -24,7 +25,7 @@ from confmand.raft.messages import (
 )
 from confmand.raft.progress import Progress, ProgressState
 from confmand.raft.quorum import majority, quorum_index
-from confmand.raft.types import Membership, NodeId, Role
+from confmand.raft.types import Entry, Membership, NodeId, Role
 
 if TYPE_CHECKING:
     from confmand.raft.node import RaftNode
@@ -33,6 +34,18 @@ _PROBE = ProgressState.PROBE
 _REPLICATE = ProgressState.REPLICATE
 _SNAPSHOT = ProgressState.SNAPSHOT
 _LEADER = Role.LEADER
+_data_of = itemgetter(3)
+
+
+def _cut_to_bytes(entries: list[Entry], limit: int) -> int:
+    """Keep the longest prefix within `limit` bytes of data (at least one entry); returns its size."""
+    size = 0
+    for count, entry in enumerate(entries):
+        if size + len(entry.data) > limit and count > 0:
+            del entries[count:]
+            break
+        size += len(entry.data)
+    return size
 
 
 class Replicator:
@@ -184,14 +197,9 @@ class Replicator:
             if prev >= last and pr.state is _REPLICATE:
                 return sent
             entries = log.slice(prev + 1, min(last, prev + cfg.max_append_entries) + 1)
-            size = 0
-            limit = cfg.max_append_bytes
-            for count, entry in enumerate(entries):
-                size += len(entry.data)
-                if size > limit and count > 0:
-                    size -= len(entry.data)
-                    del entries[count:]
-                    break
+            size = sum(map(len, map(_data_of, entries)))
+            if size > cfg.max_append_bytes:
+                size = _cut_to_bytes(entries, cfg.max_append_bytes)
             node.send(
                 AppendEntries(
                     node.shard, node.term, node.id, peer, prev, prev_term, tuple(entries), log.commit

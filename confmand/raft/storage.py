@@ -99,7 +99,7 @@ class MemoryStorage:
         """Drop the log entries up to `index` (a stored snapshot must cover them)."""
         if index > self._snapshot_index():
             raise ValueError(f"cannot compact to {index}: the snapshot covers only {self._snapshot_index()}")
-        self.entries = [e for e in self.entries if e.index > index]
+        del self.entries[: max(0, index - self.entries[0].index + 1) if self.entries else 0]
 
     def _snapshot_index(self) -> int:
         return self.latest_snapshot.meta.index if self.latest_snapshot else 0
