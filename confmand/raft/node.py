@@ -211,38 +211,35 @@ class RaftNode:
 
     def campaign(self, transfer: bool = False) -> None:
         """Start an election (with a PreVote round first, unless this is a transfer)."""
-        membership = self.members.current
-        if membership is None or self.id not in membership.voters or self.role is Role.LEADER:
+        if not self.is_voter() or self.role is Role.LEADER:
             return
-        pre_vote = self.config.pre_vote and not transfer
-        if pre_vote:
+        if self.config.pre_vote and not transfer:
             self.role = Role.PRE_CANDIDATE
             self.leader_id = None
-            campaign_term = self.term + 1
+            self._request_votes(pre_vote=True, transfer=False)
         else:
             self._become_candidate()
-            campaign_term = self.term
+            self._request_votes(pre_vote=False, transfer=transfer)
+
+    def _request_votes(self, pre_vote: bool, transfer: bool) -> None:
+        membership = self.members.current
+        assert membership is not None  # only voters campaign
         self._votes = {self.id: True}
         if vote_result(membership.voters, self._votes) is VoteResult.WON:
-            if pre_vote:
-                self.campaign(transfer=True)
-            else:
-                self._become_leader()
+            self._election_won(pre_vote)
             return
-        for voter in sorted(membership.voters):
-            if voter != self.id:
-                self.send(
-                    RequestVote(
-                        self.shard,
-                        campaign_term,
-                        self.id,
-                        voter,
-                        self.log.last_index,
-                        self.log.last_term,
-                        pre_vote,
-                        transfer,
-                    )
-                )
+        # A pre-vote asks for the term we would campaign in, without moving to it.
+        term = self.term + 1 if pre_vote else self.term
+        last = self.log.last_index, self.log.last_term
+        for voter in sorted(membership.voters - {self.id}):
+            self.send(RequestVote(self.shard, term, self.id, voter, *last, pre_vote, transfer))
+
+    def _election_won(self, pre_vote: bool) -> None:
+        if pre_vote:
+            self._become_candidate()
+            self._request_votes(pre_vote=False, transfer=False)
+        else:
+            self._become_leader()
 
     def _on_request_vote(self, msg: RequestVote) -> None:
         can_vote = (
@@ -269,17 +266,7 @@ class RaftNode:
         self._votes[msg.src] = msg.vote_granted
         result = vote_result(membership.voters, self._votes)
         if result is VoteResult.WON:
-            if msg.pre_vote:
-                self._become_candidate()
-                self._votes = {self.id: True}
-                for voter in sorted(membership.voters - {self.id}):
-                    self.send(
-                        RequestVote(
-                            self.shard, self.term, self.id, voter, self.log.last_index, self.log.last_term
-                        )
-                    )
-            else:
-                self._become_leader()
+            self._election_won(msg.pre_vote)
         elif result is VoteResult.LOST:
             self._become_follower(self.term, None)
 
