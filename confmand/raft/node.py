@@ -30,7 +30,6 @@ from __future__ import annotations
 
 import random
 from collections import Counter
-from dataclasses import dataclass
 from itertools import repeat
 
 from confmand.raft.config import RaftConfig
@@ -54,6 +53,8 @@ from confmand.raft.quorum import VoteResult, quorum_index, vote_result
 from confmand.raft.reads import ReadTracker
 from confmand.raft.ready import Ready, SoftState
 from confmand.raft.replication import Replicator
+from confmand.raft.snapshot_receiver import SnapshotReceiver
+from confmand.raft.status import NodeStatus, PeerStatus
 from confmand.raft.storage import Storage
 from confmand.raft.types import (
     Entry,
@@ -69,26 +70,6 @@ from confmand.raft.types import (
 from confmand.raft.validate import check_message
 
 _new_entry = tuple.__new__  # builds an Entry without NamedTuple.__new__'s Python frame
-
-
-@dataclass(frozen=True, slots=True)
-class PeerStatus:
-    match: int
-    next_index: int
-    state: str
-
-
-@dataclass(frozen=True, slots=True)
-class NodeStatus:
-    node_id: NodeId
-    role: Role
-    term: int
-    leader_id: NodeId | None
-    commit_index: int
-    applied_index: int
-    last_index: int
-    membership: Membership | None
-    peers: dict[NodeId, PeerStatus]
 
 
 class RaftNode:
@@ -122,7 +103,7 @@ class RaftNode:
         self._transferee: NodeId | None = None
         self._transfer_elapsed = 0
         self._snapshot_to_install: Snapshot | None = None
-        self._snapshot_receiving: tuple[SnapshotMeta, bytearray] | None = None
+        self._snapshot_receiver = SnapshotReceiver()
         self._ready_number = 0
         self._last_hard_state = hard
         self.replicator = Replicator(self)
@@ -446,28 +427,15 @@ class RaftNode:
         )
 
     def _on_install_snapshot(self, msg: InstallSnapshot) -> None:
-        meta = msg.meta
-        if meta.index <= self.log.commit:
-            self._snapshot_receiving = None
+        if msg.meta.index <= self.log.commit:
+            # We hold everything it covers, committed: acknowledge up to our commit instead.
+            self._snapshot_receiver.reset()
             self._reply_snapshot(msg, self.log.commit, 0, installed=True)
             return
-        receiving = self._snapshot_receiving
-        if receiving is None or receiving[0] != meta:
-            if msg.offset != 0:
-                self._reply_snapshot(msg, meta.index, 0, installed=False)
-                return
-            receiving = self._snapshot_receiving = (meta, bytearray())
-        buffer = receiving[1]
-        if msg.offset != len(buffer):
-            self._reply_snapshot(msg, meta.index, len(buffer), installed=False)
-            return
-        buffer += msg.data
-        if not msg.done:
-            self._reply_snapshot(msg, meta.index, len(buffer), installed=False)
-            return
-        self._snapshot_receiving = None
-        self._restore(Snapshot(meta, bytes(buffer)))
-        self._reply_snapshot(msg, meta.index, len(buffer), installed=True)
+        result = self._snapshot_receiver.on_chunk(msg)
+        if result.snapshot is not None:
+            self._restore(result.snapshot)
+        self._reply_snapshot(msg, msg.meta.index, result.next_offset, installed=result.snapshot is not None)
 
     def _reply_snapshot(self, msg: InstallSnapshot, index: int, offset: int, installed: bool) -> None:
         self.send(InstallSnapshotResponse(self.shard, self.term, self.id, msg.src, index, offset, installed))
