@@ -1,0 +1,1 @@
+"""Seeded whole-cluster simulation of the Raft core (see engine.py; replay with `python -m tests.sim.run`)."""
