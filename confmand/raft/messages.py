@@ -12,6 +12,7 @@ sees these objects.
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import get_args
 
 from confmand.raft.types import Entry, NodeId, ShardId, SnapshotMeta
 
@@ -152,14 +153,5 @@ Message = (
     | TimeoutNow
 )
 
-MESSAGE_TYPES: tuple[type, ...] = (
-    RequestVote,
-    RequestVoteResponse,
-    AppendEntries,
-    AppendEntriesResponse,
-    Heartbeat,
-    HeartbeatResponse,
-    InstallSnapshot,
-    InstallSnapshotResponse,
-    TimeoutNow,
-)
+# Every message class, for dispatch and validation: derived from the union so the two never drift.
+MESSAGE_TYPES: tuple[type, ...] = get_args(Message)

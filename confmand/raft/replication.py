@@ -133,7 +133,7 @@ class Replicator:
 
     def tick(self) -> None:
         """Resend to followers that have not answered for a while: the message may be lost."""
-        for pr in self.progress.values():
+        for peer, pr in self.progress.items():
             if pr.awaiting_answer():
                 pr.stall_ticks += 1
                 if pr.stall_ticks >= self._stall_limit:
@@ -141,6 +141,7 @@ class Replicator:
                     if pr.state is _REPLICATE:
                         pr.become_probe(pr.match + 1)
                     pr.paused = False
+                    self._wanted.add(peer)
 
     # ------------------------------------------------------------------ sending
 
