@@ -238,7 +238,7 @@ class SimNode:
         return True
 
     def _check_overwrite(self, rd: Ready) -> None:
-        """The disk drops its log from the Ready's first entry: none of what it loses may be committed."""
+        """The disk drops its log from the Ready's first entry: what it loses must stay on a majority."""
         stored = self.storage.entries
         if not stored:
             return
@@ -250,7 +250,7 @@ class SimNode:
             if pos < len(new) and new[pos].term == old.term:
                 continue  # the same entry (Log Matching), written again
             self.checker.entry_overwritten(
-                self.id, old.index, old.term, new[pos].term if pos < len(new) else None
+                self.id, old.index, old.term, new[pos].term if pos < len(new) else None, self.disks
             )
             lost += 1
         if lost:

@@ -85,6 +85,8 @@ class Checker:
         self.commit_max = 0
         self.digests: dict[int, int] = {}  # index -> state-machine digest after applying through it
         self.reads: dict[bytes, int] = {}  # read context -> commit_max when read_index() was called
+        # The voters a leader last committed with: a majority of them holds every committed entry.
+        self.quorum_voters: frozenset[NodeId] = frozenset()
 
     def fail(self, invariant: str, details: str) -> NoReturn:
         raise Violation(invariant, self.step, details)
@@ -169,13 +171,35 @@ class Checker:
                 f"node {node} commits {index} (term {term}) but only {holders} of voters"
                 f" {sorted(voters)} hold it on disk",
             )
+        self.quorum_voters = voters
 
-    def entry_overwritten(self, node: NodeId, index: int, old_term: int, new_term: int | None) -> None:
-        if self.committed.get(index) == old_term:
+    def entry_overwritten(
+        self,
+        node: NodeId,
+        index: int,
+        old_term: int,
+        new_term: int | None,
+        disks: dict[NodeId, MemoryStorage],
+    ) -> None:
+        """A disk is about to lose a committed entry: a majority must still hold it without this one.
+
+        Raft lets a stale leader overwrite a committed entry on a replica that was not
+        part of the quorum that committed it (it held the entry from an older leader and
+        was cut off meanwhile): that loses nothing. The promise is that the entry stays
+        on a majority of the voters, which every later leader's election overlaps.
+        """
+        if self.committed.get(index) != old_term:
+            return
+        voters = self.quorum_voters
+        others = [
+            v for v in sorted(voters) if v != node and v in disks and disk_holds(disks[v], index, old_term)
+        ]
+        if len(others) <= len(voters) // 2:
             what = "drops" if new_term is None else f"replaces it by term {new_term}"
             self.fail(
                 "no committed entry lost",
-                f"node {node} {what} committed {index} (term {old_term}) on disk",
+                f"node {node} {what} committed {index} (term {old_term}) on disk, and only {others}"
+                f" of voters {sorted(voters)} still hold it",
             )
 
     # ------------------------------------------------------------------ the state machine

@@ -84,12 +84,29 @@ def test_a_committed_index_committed_again_with_another_term() -> None:
         checker.commit_advanced(2, other, 0, 2)
 
 
-def test_a_committed_entry_overwritten_on_disk() -> None:
+def test_a_committed_entry_overwritten_on_disk_where_no_majority_keeps_it() -> None:
     checker = Checker()
     committed(checker, 1, 2)
-    checker.entry_overwritten(2, 3, 2, 3)  # index 3 is not committed: fine
+    voters = frozenset({1, 2, 3})
+    disks = {v: MemoryStorage.bootstrap(Membership(voters)) for v in voters}
+    for v in (1, 2):
+        disks[v].append([entry(1, 1), entry(2, 2)])
+    checker.commit_durable(1, 2, 2, voters, disks)
+    checker.entry_overwritten(2, 3, 2, 3, disks)  # index 3 is not committed: fine
     with pytest.raises(Violation, match="no committed entry lost"):
-        checker.entry_overwritten(2, 2, 2, 3)
+        checker.entry_overwritten(2, 2, 2, 3, disks)  # only node 1 would keep it
+
+
+def test_a_committed_entry_overwritten_outside_the_quorum_that_holds_it() -> None:
+    """A replica cut off before the commit may lose its copy to a stale leader: a majority keeps it."""
+    checker = Checker()
+    committed(checker, 1, 2)
+    voters = frozenset({1, 2, 3})
+    disks = {v: MemoryStorage.bootstrap(Membership(voters)) for v in voters}
+    for v in voters:
+        disks[v].append([entry(1, 1), entry(2, 2)])
+    checker.commit_durable(1, 2, 2, voters, disks)
+    checker.entry_overwritten(3, 2, 2, 3, disks)
 
 
 def test_a_commit_that_a_majority_does_not_hold_on_disk() -> None:
