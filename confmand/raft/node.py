@@ -11,7 +11,7 @@ Where the rules of the Raft paper live:
 - §9.6 PreVote; §6.2 CheckQuorum, leader lease . `campaign`, `_tick_leader`, `_in_lease`
 - §5.3 log replication, conflict hints ......... `_on_append`, `_on_append_response`, replication.py
 - §5.4.1 election restriction .................. `_on_request_vote` (RaftLog.is_up_to_date)
-- §5.4.2 commit rule (current term only) ....... `_maybe_commit`
+- §5.4.2 commit rule (current term only) ....... `maybe_commit`
 - §8 no-op on election, ReadIndex .............. `_become_leader`, `read_index`, `_advance_reads`
 - §7 snapshots, InstallSnapshot in chunks ..... `_on_install_snapshot`, replication.py
 - §6 / thesis §4 membership (single-server) .... `propose_membership`, membership.py
@@ -514,8 +514,6 @@ class RaftNode:
         if track:
             self.proposals.add(self.term, entries[0].index, entries[-1].index)
         self.replicator.want_broadcast()
-        if self.replicator.single_voter():
-            self._maybe_commit()
 
     def read_index(self, context: bytes) -> None:
         """Ask for a linearizable read; a ReadState with `context` arrives in a later Ready."""
@@ -557,7 +555,7 @@ class RaftNode:
 
     # ------------------------------------------------------------------ commit
 
-    def _maybe_commit(self) -> None:
+    def maybe_commit(self) -> None:
         """§5.4.2: commit the highest index a majority holds, if it is of the current term."""
         membership = self.members.current
         if membership is None:
@@ -579,9 +577,6 @@ class RaftNode:
             self._become_follower(self.term, None)
         else:
             self.replicator.commit_advanced()
-
-    def on_match_advanced(self) -> None:
-        self._maybe_commit()
 
     # ------------------------------------------------------------------ snapshots
 
@@ -650,7 +645,7 @@ class RaftNode:
             before = self.log.stable
             self.log.stable_to(last.index, last.term)
             if self.role is Role.LEADER and self.log.stable > before:
-                self._maybe_commit()
+                self.maybe_commit()
 
     def _hard_state_changed(self) -> bool:
         last = self._last_hard_state

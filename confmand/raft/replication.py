@@ -247,7 +247,7 @@ class Replicator:
             ):
                 pr.become_replicate()
             if advanced:
-                node.on_match_advanced()
+                node.maybe_commit()
                 if node.role is not _LEADER:
                     return  # its own removal committed and it stepped down: nothing more to send
             if node.transferee == msg.src and pr.match == log.last_index:
@@ -304,7 +304,7 @@ class Replicator:
             return
         if msg.installed:
             if pr.acknowledged(msg.snapshot_index):
-                node.on_match_advanced()
+                node.maybe_commit()
                 if node.role is not _LEADER:
                     return  # stepped down (see on_append_response)
             if pr.state is _SNAPSHOT:
