@@ -1,0 +1,5 @@
+"""`python -m confmand` is the `confmand` command."""
+
+from confmand.cli import main
+
+main()

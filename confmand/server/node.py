@@ -1,0 +1,462 @@
+"""The node: one confmand process's loop, owning its sockets, clock, storage and replicas.
+
+One loop turn (DESIGN §4, §9):
+1. drain the peer and client sockets (without blocking) and step/accept all of it;
+2. tick every replica whose tick is due;
+3. per replica: the turn's writes become one proposal batch, its
+   linearizable reads one ReadIndex round;
+4. every replica with a Ready stages it into ONE WriteBatch; the node writes
+   it with ONE fsync (group commit across shards);
+5. only then: Raft messages go out, one ZeroMQ message per peer carrying
+   every shard's messages and forwarded requests; replies go to clients.
+
+A follower forwards writes and linearizable reads to its leader over the
+peer link, once (a forwarded request is never forwarded again), and relays
+the leader's reply untouched.
+
+If a write to disk fails (full disk), the node stalls its Raft replicas: it
+keeps the unwritten batch and retries it, stops stepping and ticking Raft,
+answers writes with STORAGE, and goes on serving stale and version reads and
+forwarding to another leader.
+"""
+
+from __future__ import annotations
+
+import logging
+import random
+import time
+from collections import defaultdict
+from dataclasses import dataclass, field
+
+import msgpack
+import zmq
+
+from confmand.config import NodeConfig
+from confmand.hlc import ClockSkewError, HlcError, HybridClock
+from confmand.kv.commands import Command
+from confmand.raft import Membership, Message, RaftConfig
+from confmand.server.errors import ErrorCode, RequestError
+from confmand.server.pending import ClientSink, ForwardSink, PendingRead, Reply, ReplySink
+from confmand.server.replica import Replica, ReplicaSettings
+from confmand.server.requests import (
+    AdminRequest,
+    BadRequest,
+    Consistency,
+    ReadRequest,
+    Request,
+    WriteRequest,
+    parse_request,
+)
+from confmand.server.status import replica_status
+from confmand.storage import NodeStorage, StorageError, WriteBatch
+from confmand.transport.client import ClientTransport
+from confmand.transport.codec import (
+    ForwardReply,
+    ForwardRequest,
+    PeerBatch,
+    PeerDecodeError,
+    decode_peer_batch,
+    encode_peer_batch,
+)
+from confmand.transport.peer import PeerTransport
+
+log = logging.getLogger(__name__)
+
+DATA_SHARD = 1  # shard 0 is reserved for the meta shard (the multi-shard issue)
+MAX_RECEIVE_PER_TURN = 2048
+MAX_TICKS_PER_TURN = 5  # after a long stall, do not fire a burst of elections at once
+STALL_RETRY_S = 0.5
+FORWARD_GRACE_S = 0.5  # the leader answers TIMEOUT itself; wait a little longer for that answer
+
+
+@dataclass(slots=True)
+class _PeerOutbox:
+    raft: list[tuple[int, Message]] = field(default_factory=list)
+    forwards: list[ForwardRequest] = field(default_factory=list)
+    forward_replies: list[ForwardReply] = field(default_factory=list)
+
+
+@dataclass(slots=True)
+class _Forwarded:
+    sink: ClientSink
+    request_id: int
+    deadline: float
+
+
+@dataclass(frozen=True, slots=True)
+class _Incoming:
+    """A request as it arrived, with where its answer goes and when it is due."""
+
+    payload: bytes
+    sink: ReplySink
+    forwarded: bool  # came from a follower: never forwarded again
+    request_id: int
+    deadline: float
+
+
+@dataclass(slots=True)
+class _Stall:
+    """A turn whose batch could not be written: retried until the disk takes it."""
+
+    replicas: list[Replica]
+    batch: WriteBatch
+    sync: bool
+    apply_pending: bool  # the batch held a snapshot install; committed entries are still to apply
+    error: str
+    next_retry: float = 0.0
+
+
+class Node:
+    def __init__(self, config: NodeConfig, context: zmq.Context[zmq.Socket[bytes]] | None = None) -> None:
+        self.config = config
+        self.node_id = config.node_id
+        self.clock = HybridClock(lambda: time.time_ns() // 1_000_000, config.clock.max_clock_offset_ms)
+        self.context = context or zmq.Context()
+        self._own_context = context is None
+        self.storage = NodeStorage.open(config.data_dir, config.cluster_id, config.node_id)
+        self.replicas: dict[int, Replica] = {}
+        self._client_addresses = config.client_addresses
+        self._open_replica(DATA_SHARD)
+        self.peers = PeerTransport(
+            self.context, config.node_id, config.peer_address, config.remote_peer_addresses
+        )
+        self.clients = ClientTransport(self.context, config.client_address)
+        self._outbox: dict[int, _PeerOutbox] = defaultdict(_PeerOutbox)
+        self._replies: list[Reply] = []
+        self._forwards: dict[int, _Forwarded] = {}
+        self._next_forward_id = 1
+        self._tick_s = config.raft.tick_ms / 1000
+        self._next_tick = time.monotonic() + self._tick_s
+        self._stall: _Stall | None = None
+        self.counters: dict[str, int] = defaultdict(int)
+        self.now = time.monotonic()
+
+    def _open_replica(self, shard_id: int) -> None:
+        shard = self.storage.shard(shard_id)
+        if not shard.is_bootstrapped():
+            batch = self.storage.new_batch()
+            shard.stage_bootstrap(Membership(frozenset(p.id for p in self.config.peers)), batch)
+            self.storage.write(batch, sync=True)
+        raft = self.config.raft
+        raft_config = RaftConfig(
+            node_id=self.node_id,
+            shard_id=shard_id,
+            election_ticks=raft.election_ticks,
+            heartbeat_ticks=raft.heartbeat_ticks,
+            pre_vote=raft.pre_vote,
+            check_quorum=raft.check_quorum,
+        )
+        settings = ReplicaSettings(
+            history_limit=self.config.limits.history_limit,
+            session_ttl_ms=self.config.requests.session_ttl_ms,
+            snapshot_interval_entries=raft.snapshot_interval_entries,
+            log_retain_entries=raft.log_retain_entries,
+        )
+        # The election timer's jitter needs real randomness in production; the simulator seeds its own.
+        rng = random.Random()
+        self.replicas[shard_id] = Replica(shard_id, raft_config, shard, settings, rng)
+
+    # ------------------------------------------------------------------ the turn
+
+    @property
+    def sockets(self) -> list[zmq.Socket[bytes]]:
+        return [self.peers.socket, self.clients.socket]
+
+    def seconds_to_next_turn(self) -> float:
+        if self._stall is None and any(r.raft.has_ready() for r in self.replicas.values()):
+            return 0.0
+        return max(0.0, self._next_tick - time.monotonic())
+
+    def turn(self) -> None:
+        self.now = now = time.monotonic()
+        for replica in self.replicas.values():
+            replica.now = now
+        self._receive_peers()
+        self._receive_clients()
+        if self._stall is not None:
+            self._retry_stall()
+        if self._stall is None:
+            self._tick(now)
+            for replica in self.replicas.values():
+                replica.expire()
+                replica.flush_requests()
+            self._ready_cycle()
+        self._expire_forwards(now)
+        self._flush_peers()
+        self._flush_replies()
+
+    def _tick(self, now: float) -> None:
+        ticks = 0
+        while now >= self._next_tick and ticks < MAX_TICKS_PER_TURN:
+            for replica in self.replicas.values():
+                replica.tick()
+            self._next_tick += self._tick_s
+            ticks += 1
+        if now >= self._next_tick:  # fell far behind (a pause): resume the beat from now
+            self._next_tick = now + self._tick_s
+
+    def _ready_cycle(self) -> None:
+        active = [r for r in self.replicas.values() if r.raft.has_ready()]
+        if not active:
+            return
+        batch = self.storage.new_batch()
+        sync = False
+        for replica in active:
+            sync |= replica.stage(batch)
+        sync = sync and self.config.storage.fsync
+        if any(r.has_staged_snapshot() for r in active):
+            # The state machine must read the installed snapshot before applying entries on top.
+            if not self._write(active, batch, sync, apply_pending=True):
+                return
+            batch = self.storage.new_batch()
+        self._apply_and_finish(active, batch, sync)
+
+    def _apply_and_finish(self, active: list[Replica], batch: WriteBatch, sync: bool) -> None:
+        for replica in active:
+            replica.stage_apply(batch)
+        if self._write(active, batch, sync, apply_pending=False):
+            self._finish(active)
+
+    def _finish(self, active: list[Replica]) -> None:
+        for replica in active:
+            for msg in replica.after_write():
+                self._outbox[msg.dst].raft.append((replica.shard_id, msg))
+            self._replies.extend(replica.replies)
+            replica.replies.clear()
+        self._maybe_snapshot(active)
+
+    def _maybe_snapshot(self, active: list[Replica]) -> None:
+        batch = self.storage.new_batch()
+        snapshotted = [r for r in active if r.maybe_snapshot(batch)]
+        if not snapshotted:
+            return
+        try:
+            self.storage.write(batch, sync=self.config.storage.fsync)
+        except StorageError as exc:
+            log.error("could not write a snapshot (the log stays uncompacted): %s", exc)
+            return
+        for replica in snapshotted:
+            replica.after_snapshot_written()
+            log.info("shard %d: snapshot at %s, log compacted", replica.shard_id, replica.applied)
+
+    def _write(self, active: list[Replica], batch: WriteBatch, sync: bool, apply_pending: bool) -> bool:
+        try:
+            self.storage.write(batch, sync=sync)
+        except StorageError as exc:
+            log.error(
+                "cannot write to %s: %s; Raft stalls until the write succeeds", self.config.data_dir, exc
+            )
+            self._stall = _Stall(active, batch, sync, apply_pending, str(exc), self.now + STALL_RETRY_S)
+            self.counters["storage_errors"] += 1
+            return False
+        return True
+
+    def _retry_stall(self) -> None:
+        stall = self._stall
+        assert stall is not None
+        if self.now < stall.next_retry:
+            return
+        self._stall = None
+        if not self._write(stall.replicas, stall.batch, stall.sync, stall.apply_pending):
+            return
+        log.warning("storage writes succeed again; Raft resumes")
+        if stall.apply_pending:
+            self._apply_and_finish(stall.replicas, self.storage.new_batch(), stall.sync)
+        else:
+            self._finish(stall.replicas)
+
+    # ------------------------------------------------------------------ peers
+
+    def _receive_peers(self) -> None:
+        for sender, payload in self.peers.receive(MAX_RECEIVE_PER_TURN):
+            try:
+                batch = decode_peer_batch(payload)
+            except PeerDecodeError as exc:
+                self._drop("peer_malformed", "malformed batch from node %d: %s", sender, exc)
+                continue
+            if batch.from_node != sender:
+                self._drop("peer_spoofed", "batch from node %d claims node %d", sender, batch.from_node)
+                continue
+            try:
+                self.clock.update(batch.hlc)
+            except HlcError as exc:  # ClockSkewError included: keep Raft going, refuse the stamp
+                self._drop("peer_clock_rejected", "node %d: %s", sender, exc)
+            self._step_raft(sender, batch)
+            for forward in batch.forwards:
+                sink = ForwardSink(sender, forward.forward_id)
+                self._handle_request(forward.request, sink, forwarded=True)
+            for answer in batch.forward_replies:
+                waiting = self._forwards.pop(answer.forward_id, None)
+                if waiting is not None:
+                    self.clients.reply(list(waiting.sink.envelope), answer.reply)
+
+    def _step_raft(self, sender: int, batch: PeerBatch) -> None:
+        if self._stall is not None:
+            self.counters["peer_dropped_stalled"] += len(batch.raft)
+            return  # Raft retransmits; a stalled node must not take on new log state
+        for shard_id, msg in batch.raft:
+            replica = self.replicas.get(shard_id)
+            if replica is None or msg.shard != shard_id or msg.src != sender or msg.dst != self.node_id:
+                self._drop(
+                    "peer_misaddressed", "message for shard %d from node %d misaddressed", shard_id, sender
+                )
+                continue
+            replica.step(msg)
+
+    def _flush_peers(self) -> None:
+        if not self._outbox:
+            return
+        stamp = self.clock.now()
+        for peer_id, box in self._outbox.items():
+            payload = encode_peer_batch(
+                PeerBatch(self.node_id, stamp, box.raft, box.forwards, box.forward_replies)
+            )
+            if not self.peers.send(peer_id, payload):
+                self.counters["peer_send_dropped"] += 1
+        self._outbox.clear()
+
+    # ------------------------------------------------------------------ clients
+
+    def _receive_clients(self) -> None:
+        for envelope, payload in self.clients.receive(MAX_RECEIVE_PER_TURN):
+            self._handle_request(payload, ClientSink(tuple(envelope)), forwarded=False)
+
+    def _handle_request(self, payload: bytes, sink: ReplySink, forwarded: bool) -> None:
+        shard = DATA_SHARD
+        try:
+            request = parse_request(payload, self.config.limits)
+        except BadRequest as bad:
+            self.counters[f"rejected_{bad.error.code.lower()}"] += 1
+            self._replies.append(Reply(sink, bad.request_id, shard, {}, bad.error))
+            return
+        rid = request.common.request_id
+        try:
+            self._dispatch(request, payload, sink, forwarded)
+        except RequestError as exc:
+            self._replies.append(Reply(sink, rid, shard, {}, exc))
+
+    def _dispatch(self, request: Request, payload: bytes, sink: ReplySink, forwarded: bool) -> None:
+        common = request.common
+        if common.hlc is not None:
+            try:
+                self.clock.update(common.hlc)
+            except ClockSkewError as exc:
+                raise RequestError(ErrorCode.CLOCK_SKEW, str(exc)) from None
+            except HlcError as exc:
+                raise RequestError(ErrorCode.INVALID_REQUEST, str(exc)) from None
+        replica = self.replicas[DATA_SHARD]
+        timeout_ms = self.config.requests.request_timeout_ms
+        if common.timeout_ms is not None:
+            timeout_ms = min(timeout_ms, common.timeout_ms)
+        incoming = _Incoming(payload, sink, forwarded, common.request_id, self.now + timeout_ms / 1000)
+        if isinstance(request, AdminRequest):
+            fields = replica_status(self, replica) if common.op == "status" else {}
+            self._replies.append(Reply(sink, common.request_id, replica.shard_id, fields))
+        elif isinstance(request, WriteRequest):
+            if not replica.is_leader:
+                self._forward(replica, incoming)
+                return
+            self._refuse_if_stalled()
+            command = Command(request.operation, self.clock.now(), common.principal, request.session)
+            replica.accept_write(command, sink, common.request_id, incoming.deadline)
+        else:
+            self._read(replica, request, incoming)
+
+    def _read(self, replica: Replica, request: ReadRequest, incoming: _Incoming) -> None:
+        deadline = incoming.deadline
+        if request.consistency is Consistency.LINEARIZABLE:
+            if not replica.is_leader:
+                self._forward(replica, incoming)
+                return
+            self._refuse_if_stalled()
+        elif request.consistency is Consistency.VERSION:
+            deadline = min(deadline, self.now + self.config.requests.version_read_wait_ms / 1000)
+        replica.accept_read(PendingRead(incoming.sink, request, deadline))
+        self._replies.extend(replica.replies)
+        replica.replies.clear()
+
+    def _refuse_if_stalled(self) -> None:
+        if self._stall is not None:
+            raise RequestError(ErrorCode.STORAGE, f"this node cannot write to disk: {self._stall.error}")
+
+    def _forward(self, replica: Replica, incoming: _Incoming) -> None:
+        """Send a leader-only request on to the leader, once; its reply comes back as a ForwardReply."""
+        leader = replica.raft.leader_id
+        if leader is None:
+            raise RequestError(ErrorCode.NO_QUORUM, "no leader is known for this shard right now")
+        sink = incoming.sink
+        if incoming.forwarded or not isinstance(sink, ClientSink) or leader == self.node_id:
+            raise RequestError(ErrorCode.NOT_LEADER, f"node {leader} leads this shard")
+        forward_id = self._next_forward_id
+        self._next_forward_id += 1
+        self._forwards[forward_id] = _Forwarded(
+            sink, incoming.request_id, incoming.deadline + FORWARD_GRACE_S
+        )
+        self._outbox[leader].forwards.append(ForwardRequest(forward_id, replica.shard_id, incoming.payload))
+
+    def _expire_forwards(self, now: float) -> None:
+        late = [fid for fid, f in self._forwards.items() if f.deadline <= now]
+        for fid in late:
+            f = self._forwards.pop(fid)
+            error = RequestError(ErrorCode.TIMEOUT, "the leader did not answer the forwarded request in time")
+            self._replies.append(Reply(f.sink, f.request_id, DATA_SHARD, {}, error))
+
+    def _flush_replies(self) -> None:
+        for replica in self.replicas.values():
+            self._replies.extend(replica.replies)
+            replica.replies.clear()
+        if not self._replies:
+            return
+        stamp = self.clock.now()
+        for reply in self._replies:
+            payload = self._encode_reply(reply, stamp)
+            if isinstance(reply.sink, ClientSink):
+                if not self.clients.reply(list(reply.sink.envelope), payload):
+                    self.counters["client_reply_dropped"] += 1
+            else:
+                self._outbox[reply.sink.node_id].forward_replies.append(
+                    ForwardReply(reply.sink.forward_id, payload)
+                )
+        self._replies.clear()
+        if self._outbox:
+            self._flush_peers()
+
+    def _encode_reply(self, reply: Reply, stamp: int) -> bytes:
+        replica = self.replicas.get(reply.shard_id)
+        leader_id = replica.raft.leader_id if replica is not None else None
+        leader = None
+        if leader_id is not None and leader_id in self._client_addresses:
+            leader = {"id": leader_id, "address": self._client_addresses[leader_id]}
+        body: dict[str, object] = {
+            "v": 1,
+            "id": reply.request_id,
+            "ok": reply.error is None,
+            "node": self.node_id,
+            "hlc": stamp,
+            "leader": leader,
+        }
+        body.update(reply.fields)
+        if reply.error is not None:
+            body.update(reply.error.extra)
+            code = reply.error.code
+            body["error"] = {"code": str(code), "message": reply.error.message, "retryable": code.retryable}
+        return msgpack.packb(body, use_bin_type=True)
+
+    @property
+    def storage_error(self) -> str | None:
+        return None if self._stall is None else self._stall.error
+
+    def _drop(self, counter: str, fmt: str, *args: object) -> None:
+        self.counters[counter] += 1
+        count = self.counters[counter]
+        if count <= 10 or count % 1000 == 0:  # a flood must not fill the log
+            log.warning(fmt + " (%d so far)", *args, count)
+
+    # ------------------------------------------------------------------ lifecycle
+
+    def close(self) -> None:
+        self.peers.close()
+        self.clients.close()
+        self.storage.close()
+        if self._own_context:
+            self.context.term()

@@ -1,0 +1,57 @@
+"""Requests the node has accepted but not yet answered, and where their replies go.
+
+A reply goes either to a client over the client ROUTER (`ClientSink`) or,
+for a request a follower forwarded to this leader, back to that follower over
+the peer link (`ForwardSink`), which relays it to its client untouched.
+
+Every pending request has a deadline (monotonic seconds): nothing waits
+forever, and a write that times out is answered TIMEOUT, meaning *outcome
+unknown* (it may still commit; a retry with the same session seq is safe).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from confmand.server.errors import RequestError
+from confmand.server.requests import ReadRequest
+
+
+@dataclass(frozen=True, slots=True)
+class ClientSink:
+    envelope: tuple[bytes, ...]  # ROUTER routing frames (and a REQ delimiter), echoed back
+
+
+@dataclass(frozen=True, slots=True)
+class ForwardSink:
+    node_id: int
+    forward_id: int
+
+
+ReplySink = ClientSink | ForwardSink
+
+
+@dataclass(slots=True)
+class Reply:
+    """One answer to send: op fields on success, or an error. The node adds the common fields."""
+
+    sink: ReplySink
+    request_id: int
+    shard_id: int
+    fields: dict[str, object]
+    error: RequestError | None = None
+
+
+@dataclass(slots=True)
+class PendingWrite:
+    sink: ReplySink
+    request_id: int
+    term: int  # the term it was proposed in: the entry at its index must carry it
+    deadline: float
+
+
+@dataclass(slots=True)
+class PendingRead:
+    sink: ReplySink
+    request: ReadRequest
+    deadline: float

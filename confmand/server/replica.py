@@ -1,0 +1,412 @@
+"""One shard's replica on this node: its Raft node, its storage, its state machine, its waiting requests.
+
+The node (confmand/server/node.py) owns the sockets, the clock and the loop;
+a replica owns everything that belongs to one shard, so hosting more shards
+means more replicas, not a new driver.
+
+One loop turn of a replica, driven by the node:
+1. `step`/`tick`, and `accept_write`/`accept_read` for requests of the turn;
+2. `flush_requests`: the turn's writes become ONE proposal batch, its
+   linearizable reads ONE ReadIndex round;
+3. `stage`: the Ready's snapshot, entries and hard state, and the state
+   changes of the committed entries with the applied index, all into the
+   node's one WriteBatch for the turn (the node then writes it with one fsync);
+4. `after_write`: the Ready's messages go out (only now: they may promise a
+   vote or acknowledge entries), waiting writes and reads are answered,
+   `advance`.
+Replies collect in `self.replies`; the node sends them.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import logging
+import random
+from dataclasses import dataclass, field
+
+from confmand.kv.codec import encode_command
+from confmand.kv.commands import Command
+from confmand.kv.queries import audit_records, get_key, key_history, list_keys
+from confmand.kv.results import WriteResult
+from confmand.kv.snapshot import STATE_KINDS, decode_state, export_state
+from confmand.kv.state_machine import ConfigStateMachine
+from confmand.kv.version import Version
+from confmand.raft import (
+    EntryKind,
+    HardState,
+    Message,
+    NotLeader,
+    ProposalRejected,
+    ProposalStatus,
+    RaftConfig,
+    RaftNode,
+    Ready,
+    Role,
+    Snapshot,
+)
+from confmand.server.errors import ErrorCode, RequestError
+from confmand.server.pending import PendingRead, PendingWrite, Reply, ReplySink
+from confmand.server.requests import (
+    AuditQuery,
+    Consistency,
+    GetQuery,
+    HistoryQuery,
+    ListQuery,
+    ReadRequest,
+)
+from confmand.storage import ShardStorage, WriteBatch
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True, slots=True)
+class ReplicaSettings:
+    history_limit: int = 10
+    session_ttl_ms: int = 3_600_000
+    snapshot_interval_entries: int = 10_000
+    log_retain_entries: int = 1_000
+
+
+@dataclass(slots=True)
+class _Staged:
+    """What `stage` did for one Ready, kept until the batch is durable."""
+
+    ready: Ready
+    results: dict[int, WriteResult | None] = field(default_factory=dict)  # index -> result (None: no-op)
+    terms: dict[int, int] = field(default_factory=dict)  # index -> term of each applied entry
+    installed_snapshot: Version | None = None
+    sync: bool = False
+
+
+class Replica:
+    def __init__(
+        self,
+        shard_id: int,
+        raft_config: RaftConfig,
+        storage: ShardStorage,
+        settings: ReplicaSettings,
+        rng: random.Random,
+    ) -> None:
+        self.shard_id = shard_id
+        self.storage = storage
+        self.settings = settings
+        applied_term, applied_index = storage.applied()
+        self.applied = Version(applied_term, applied_index)
+        self.raft = RaftNode(_with_applied(raft_config, applied_index), storage, rng)
+        self.machine = ConfigStateMachine(storage, settings.history_limit, settings.session_ttl_ms)
+        self.role = Role.FOLLOWER
+        self.leader_id: int | None = None
+        self.last_leader_contact = 0.0  # monotonic seconds; 0: never
+        self.peer_contact: dict[int, float] = {}
+        self.replies: list[Reply] = []
+        self._queued: list[tuple[bytes, ReplySink, int, float]] = []
+        self._pending_writes: dict[int, PendingWrite] = {}
+        self._read_round: list[PendingRead] = []
+        self._read_batches: dict[bytes, list[PendingRead]] = {}
+        self._read_seq = 0
+        self._reads_at: list[tuple[int, PendingRead]] = []  # (read index, read): wait for applied
+        self._version_waits: list[PendingRead] = []
+        stored = storage.snapshot()
+        self._snapshot_index = stored.meta.index if stored is not None else 0
+        self._staged: _Staged | None = None
+        self._compact_to = 0
+        self._durable_term_vote: tuple[int, int | None] | None = None
+        self.now = 0.0  # monotonic seconds, set by the node at the start of every turn
+
+    # ------------------------------------------------------------------ inputs
+
+    def step(self, msg: Message) -> None:
+        self.raft.step(msg)
+        self.peer_contact[msg.src] = self.now
+        if msg.src == self.raft.leader_id:
+            self.last_leader_contact = self.now
+
+    def tick(self) -> None:
+        self.raft.tick()
+
+    @property
+    def is_leader(self) -> bool:
+        return self.raft.role is Role.LEADER
+
+    def accept_write(self, command: Command, sink: ReplySink, request_id: int, deadline: float) -> None:
+        """Queue a write for this turn's proposal batch (the caller checked we are the leader)."""
+        self._queued.append((encode_command(command), sink, request_id, deadline))
+
+    def accept_read(self, read: PendingRead) -> None:
+        mode = read.request.consistency
+        if mode is Consistency.STALE:
+            self._serve(read)
+        elif mode is Consistency.VERSION:
+            assert read.request.min_version is not None
+            if self.applied.index >= read.request.min_version.index:
+                self._serve(read)
+            else:
+                self._version_waits.append(read)
+        else:
+            self._read_round.append(read)
+
+    def flush_requests(self) -> None:
+        """The turn's writes as one proposal batch, its linearizable reads as one ReadIndex round."""
+        if self._queued:
+            queued, self._queued = self._queued, []
+            try:
+                term, first, _ = self.raft.propose_batch([q[0] for q in queued])
+            except (NotLeader, ProposalRejected) as exc:
+                error = _not_leader(exc)
+                for _, sink, rid, _ in queued:
+                    self.replies.append(Reply(sink, rid, self.shard_id, {}, error))
+            else:
+                for offset, (_, sink, rid, deadline) in enumerate(queued):
+                    self._pending_writes[first + offset] = PendingWrite(sink, rid, term, deadline)
+        if self._read_round:
+            reads, self._read_round = self._read_round, []
+            self._read_seq += 1
+            context = self._read_seq.to_bytes(8, "big")
+            try:
+                self.raft.read_index(context)
+            except NotLeader as exc:
+                self._fail_reads(reads, _not_leader(exc))
+            else:
+                self._read_batches[context] = reads
+
+    # ------------------------------------------------------------------ the Ready cycle
+
+    def stage(self, batch: WriteBatch) -> bool:
+        """Stage the next Ready into `batch`; returns whether it needs fsync. Call only if has_ready."""
+        rd = self.raft.ready()
+        staged = _Staged(rd)
+        self._note_soft_state(rd)
+        self.storage.stage_ready(rd, batch)
+        hard = rd.hard_state
+        staged.sync = bool(rd.entries or rd.snapshot or (hard is not None and self._vote_changed(hard)))
+        if rd.snapshot is not None and rd.snapshot.meta.index > self.applied.index:
+            meta = rd.snapshot.meta
+            records = decode_state(rd.snapshot.data)
+            self.storage.stage_install_state(records, STATE_KINDS, meta.term, meta.index, batch)
+            staged.installed_snapshot = Version(meta.term, meta.index)
+        self._staged = staged
+        return staged.sync
+
+    def stage_apply(self, batch: WriteBatch) -> None:
+        """Apply the staged Ready's committed entries into `batch` (after any snapshot is written)."""
+        staged = self._staged
+        assert staged is not None
+        if staged.installed_snapshot is not None:
+            self.applied = staged.installed_snapshot
+            self._snapshot_index = staged.installed_snapshot.index
+        entries = [e for e in staged.ready.committed_entries if e.index > self.applied.index]
+        if not entries:
+            return
+        normal = [(Version(e.term, e.index), e.data) for e in entries if e.kind is EntryKind.NORMAL]
+        writes, results = self.machine.apply_batch(normal)
+        by_index = dict(zip((v.index for v, _ in normal), results, strict=True))
+        for e in entries:
+            staged.results[e.index] = by_index.get(e.index)
+            staged.terms[e.index] = e.term
+        last = entries[-1]
+        self.applied = Version(last.term, last.index)
+        self.storage.stage_applied(writes, last.term, last.index, batch)
+
+    def has_staged_snapshot(self) -> bool:
+        return self._staged is not None and self._staged.installed_snapshot is not None
+
+    def after_write(self) -> list[Message]:
+        """The batch is durable: answer what the Ready settled, advance, return messages to send."""
+        staged, self._staged = self._staged, None
+        assert staged is not None
+        rd = staged.ready
+        if staged.installed_snapshot is not None:
+            self._resolve_unknown_up_to(staged.installed_snapshot.index)
+        for index, result in staged.results.items():
+            self._resolve_write(index, staged.terms[index], result)
+        for outcome in rd.outcomes:
+            if outcome.status is not ProposalStatus.COMMITTED:
+                self._resolve_range(outcome.first_index, outcome.last_index, outcome.status)
+        for rs in rd.read_states:
+            for read in self._read_batches.pop(rs.context, []):
+                self._reads_at.append((rs.index, read))
+        self._serve_caught_up()
+        self.raft.advance(rd)
+        return rd.messages
+
+    def maybe_snapshot(self, batch: WriteBatch) -> bool:
+        """Snapshot the state machine and compact the log when enough entries were applied."""
+        applied = self.applied.index
+        if applied - self._snapshot_index < self.settings.snapshot_interval_entries:
+            return False
+        try:
+            meta = self.raft.snapshot_meta(applied)
+        except ValueError as exc:
+            log.warning("shard %d: cannot snapshot at %d: %s", self.shard_id, applied, exc)
+            return False
+        self.storage.stage_snapshot(Snapshot(meta, export_state(self.storage)), batch)
+        compact_to = max(self._snapshot_index, applied - self.settings.log_retain_entries)
+        if compact_to > self.storage.log_bounds()[0]:
+            self.storage.stage_compact(compact_to, batch)
+        self._snapshot_index = applied
+        self._compact_to = compact_to
+        return True
+
+    def after_snapshot_written(self) -> None:
+        if self._compact_to > 0:
+            self.raft.compact(self._compact_to)
+
+    # ------------------------------------------------------------------ answering
+
+    def expire(self) -> None:
+        now = self.now
+        timeout = RequestError(ErrorCode.TIMEOUT, "the write did not commit in time: its outcome is unknown")
+        for index in [i for i, w in self._pending_writes.items() if w.deadline <= now]:
+            w = self._pending_writes.pop(index)
+            self.replies.append(Reply(w.sink, w.request_id, self.shard_id, {}, timeout))
+        read_timeout = RequestError(ErrorCode.TIMEOUT, "the read did not complete in time")
+        for context, reads in list(self._read_batches.items()):
+            if all(r.deadline <= now for r in reads):
+                del self._read_batches[context]
+                self._fail_reads(reads, read_timeout)
+        late = [r for r in self._version_waits if r.deadline <= now]
+        if late:
+            self._version_waits = [r for r in self._version_waits if r.deadline > now]
+            for r in late:
+                assert r.request.min_version is not None
+                self.replies.append(
+                    Reply(
+                        r.sink,
+                        r.request.common.request_id,
+                        self.shard_id,
+                        {},
+                        RequestError(
+                            ErrorCode.NOT_CAUGHT_UP,
+                            f"this replica has applied {self.applied}, not yet {r.request.min_version}",
+                        ),
+                    )
+                )
+        waiting = [(i, r) for i, r in self._reads_at if r.deadline <= now]
+        if waiting:
+            self._reads_at = [(i, r) for i, r in self._reads_at if r.deadline > now]
+            self._fail_reads([r for _, r in waiting], read_timeout)
+
+    def _resolve_write(self, index: int, term: int, result: WriteResult | None) -> None:
+        waiter = self._pending_writes.pop(index, None)
+        if waiter is None:
+            return
+        if waiter.term != term or result is None:
+            self._answer_dropped(waiter)
+            return
+        if result.ok:
+            self.replies.append(Reply(waiter.sink, waiter.request_id, self.shard_id, result.to_reply()))
+        else:
+            reply = result.to_reply()
+            error = RequestError(ErrorCode(result.error_code or "INTERNAL"), result.error_message, **reply)
+            self.replies.append(Reply(waiter.sink, waiter.request_id, self.shard_id, {}, error))
+
+    def _answer_dropped(self, waiter: PendingWrite) -> None:
+        error = RequestError(
+            ErrorCode.NOT_LEADER,
+            "the write was not committed: leadership changed before it was (it will never apply; retry)",
+        )
+        self.replies.append(Reply(waiter.sink, waiter.request_id, self.shard_id, {}, error))
+
+    def _resolve_range(self, first: int, last: int, status: ProposalStatus) -> None:
+        for index in range(first, last + 1):
+            waiter = self._pending_writes.pop(index, None)
+            if waiter is None:
+                continue
+            if status is ProposalStatus.DROPPED:
+                self._answer_dropped(waiter)
+            else:
+                self._answer_unknown(waiter)
+
+    def _resolve_unknown_up_to(self, index: int) -> None:
+        for i in [i for i in self._pending_writes if i <= index]:
+            self._answer_unknown(self._pending_writes.pop(i))
+
+    def _answer_unknown(self, waiter: PendingWrite) -> None:
+        error = RequestError(ErrorCode.TIMEOUT, "a snapshot replaced the log: the write's outcome is unknown")
+        self.replies.append(Reply(waiter.sink, waiter.request_id, self.shard_id, {}, error))
+
+    def _serve_caught_up(self) -> None:
+        applied = self.applied.index
+        if self._reads_at:
+            ready = [r for i, r in self._reads_at if i <= applied]
+            self._reads_at = [(i, r) for i, r in self._reads_at if i > applied]
+            for read in ready:
+                self._serve(read)
+        if self._version_waits:
+            waits, self._version_waits = self._version_waits, []
+            for read in waits:
+                self.accept_read(read)
+
+    def _serve(self, read: PendingRead) -> None:
+        request = read.request
+        rid = request.common.request_id
+        try:
+            fields = self._query(request)
+        except RequestError as exc:
+            self.replies.append(Reply(read.sink, rid, self.shard_id, {"applied": str(self.applied)}, exc))
+            return
+        fields["applied"] = str(self.applied)
+        if request.consistency is Consistency.STALE:
+            fields["staleness_ms"] = self.staleness_ms()
+        self.replies.append(Reply(read.sink, rid, self.shard_id, fields))
+
+    def _query(self, request: ReadRequest) -> dict[str, object]:
+        query = request.query
+        if isinstance(query, GetQuery):
+            record = get_key(self.storage, query.key)
+            if record is None:
+                raise RequestError(ErrorCode.NOT_FOUND, f"no key {query.key!r}")
+            return record.to_reply()
+        if isinstance(query, ListQuery):
+            return list_keys(self.storage, query.prefix, query.after, query.limit, query.keys_only).to_reply()
+        if isinstance(query, HistoryQuery):
+            history = key_history(self.storage, query.key, query.limit)
+            if not history:
+                raise RequestError(ErrorCode.NOT_FOUND, f"no history for key {query.key!r}")
+            return {"versions": [h.to_reply() for h in history]}
+        assert isinstance(query, AuditQuery)
+        return audit_records(self.storage, query.after_hlc, query.limit).to_reply()
+
+    def _fail_reads(self, reads: list[PendingRead], error: RequestError) -> None:
+        for read in reads:
+            self.replies.append(Reply(read.sink, read.request.common.request_id, self.shard_id, {}, error))
+
+    def _note_soft_state(self, rd: Ready) -> None:
+        soft = rd.soft_state
+        was_leader = self.role is Role.LEADER
+        self.role, self.leader_id = soft.role, soft.leader_id
+        if was_leader and soft.role is not Role.LEADER:
+            # ReadIndex rounds of a deposed leader never complete: answer them now.
+            error = _not_leader(NotLeader(soft.leader_id))
+            reads = [r for batch in self._read_batches.values() for r in batch]
+            reads += [r for _, r in self._reads_at] + self._read_round
+            self._read_batches.clear()
+            self._reads_at.clear()
+            self._read_round.clear()
+            self._fail_reads(reads, error)
+
+    def _vote_changed(self, hard: HardState) -> bool:
+        """Term and vote must be synced before any message; a commit index alone need not be."""
+        before, self._durable_term_vote = self._durable_term_vote, (hard.term, hard.vote)
+        return before != self._durable_term_vote
+
+    def staleness_ms(self) -> int:
+        """How long since this replica last heard from its leader (0 on the leader, -1: never)."""
+        if self.is_leader:
+            return 0
+        if self.last_leader_contact == 0.0:
+            return -1
+        return max(0, int((self.now - self.last_leader_contact) * 1000))
+
+
+def _with_applied(config: RaftConfig, applied: int) -> RaftConfig:
+    """The core must not hand out again what the state machine already applied before a restart."""
+    return dataclasses.replace(config, applied=applied)
+
+
+def _not_leader(exc: ProposalRejected) -> RequestError:
+    if isinstance(exc, NotLeader):
+        if exc.leader_hint is None:
+            return RequestError(ErrorCode.NO_QUORUM, "no leader is known for this shard right now")
+        return RequestError(ErrorCode.NOT_LEADER, f"node {exc.leader_hint} leads this shard")
+    return RequestError(ErrorCode.NOT_LEADER, exc.reason)

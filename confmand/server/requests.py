@@ -1,0 +1,361 @@
+"""Client requests: from one msgpack frame to a typed, validated request (docs/protocol.md).
+
+Everything a client sends is checked here, before it reaches Raft or the
+state machine: types, sizes, version tokens, ops. A request that fails a
+check raises `BadRequest`, carrying the request id when one could be read, so
+the reply still echoes it. Nothing here trusts the client: a frame of
+garbage is one INVALID_REQUEST reply, never an exception elsewhere.
+"""
+
+from __future__ import annotations
+
+import enum
+from dataclasses import dataclass
+from typing import Any
+
+import msgpack
+
+from confmand.config import Limits
+from confmand.kv.commands import Cas, Compare, Delete, Operation, Put, Session, Txn, TxnOp
+from confmand.kv.version import Version
+from confmand.server.errors import ErrorCode, RequestError
+
+PROTOCOL_VERSION = 1
+MAX_PRINCIPAL_BYTES = 128
+MAX_CLIENT_ID_BYTES = 64
+
+
+class Consistency(enum.StrEnum):
+    LINEARIZABLE = "linearizable"
+    VERSION = "version"
+    STALE = "stale"
+
+
+@dataclass(frozen=True, slots=True)
+class GetQuery:
+    key: str
+
+
+@dataclass(frozen=True, slots=True)
+class ListQuery:
+    prefix: str
+    after: str | None
+    limit: int
+    keys_only: bool
+
+
+@dataclass(frozen=True, slots=True)
+class HistoryQuery:
+    key: str
+    limit: int
+
+
+@dataclass(frozen=True, slots=True)
+class AuditQuery:
+    after_hlc: int | None
+    limit: int
+
+
+Query = GetQuery | ListQuery | HistoryQuery | AuditQuery
+
+
+@dataclass(frozen=True, slots=True)
+class Common:
+    request_id: int
+    op: str
+    hlc: int | None
+    principal: str
+    timeout_ms: int | None
+
+
+@dataclass(frozen=True, slots=True)
+class WriteRequest:
+    common: Common
+    operation: Operation
+    session: Session | None
+
+
+@dataclass(frozen=True, slots=True)
+class ReadRequest:
+    common: Common
+    query: Query
+    consistency: Consistency
+    min_version: Version | None
+
+
+@dataclass(frozen=True, slots=True)
+class AdminRequest:
+    common: Common  # op is "ping" or "status"
+
+
+Request = WriteRequest | ReadRequest | AdminRequest
+
+WRITE_OPS = frozenset({"put", "delete", "cas", "txn"})
+READ_OPS = frozenset({"get", "list", "history", "audit"})
+ADMIN_OPS = frozenset({"ping", "status"})
+
+
+class BadRequest(Exception):
+    """A request that cannot be served as sent; `request_id` is -1 when none could be read."""
+
+    def __init__(self, request_id: int, error: RequestError) -> None:
+        super().__init__(error.message)
+        self.request_id = request_id
+        self.error = error
+
+
+def _invalid(message: str) -> RequestError:
+    return RequestError(ErrorCode.INVALID_REQUEST, message)
+
+
+def decode_frame(payload: bytes, limits: Limits) -> dict[str, Any]:
+    """The request map of a frame; raises BadRequest(-1, ...) when it is not one."""
+    if len(payload) > limits.max_request_bytes:
+        raise BadRequest(
+            -1,
+            RequestError(
+                ErrorCode.TOO_LARGE,
+                f"request of {len(payload)} bytes is over max_request_bytes={limits.max_request_bytes}",
+            ),
+        )
+    try:
+        obj = msgpack.unpackb(payload, raw=False, strict_map_key=True)
+    except Exception as exc:  # msgpack raises several unrelated types on garbage
+        raise BadRequest(-1, _invalid(f"not a msgpack frame ({type(exc).__name__}: {exc})")) from exc
+    if not isinstance(obj, dict):
+        raise BadRequest(-1, _invalid(f"a request must be a msgpack map, got {type(obj).__name__}"))
+    return obj
+
+
+def request_id_of(obj: dict[str, Any]) -> int:
+    rid = obj.get("id")
+    return rid if isinstance(rid, int) and not isinstance(rid, bool) and 0 <= rid < 1 << 63 else -1
+
+
+def parse_request(payload: bytes, limits: Limits) -> Request:
+    obj = decode_frame(payload, limits)
+    rid = request_id_of(obj)
+    try:
+        return parse_map(obj, limits)
+    except RequestError as exc:
+        raise BadRequest(rid, exc) from exc
+
+
+def parse_map(obj: dict[str, Any], limits: Limits) -> Request:
+    fields = _Fields(obj, limits)
+    version = fields.integer("v")
+    if version != PROTOCOL_VERSION:
+        raise RequestError(ErrorCode.UNSUPPORTED, f"protocol version {version} (this server speaks 1)")
+    rid = fields.integer("id")
+    op = fields.text("op")
+    principal = fields.optional_text("principal") or "anonymous"
+    if len(principal.encode()) > MAX_PRINCIPAL_BYTES:
+        raise RequestError(ErrorCode.TOO_LARGE, f"principal is over {MAX_PRINCIPAL_BYTES} bytes")
+    common = Common(rid, op, fields.optional_int("hlc"), principal, fields.optional_int("timeout_ms"))
+    if op in WRITE_OPS:
+        return WriteRequest(common, _operation(op, fields), _session(fields))
+    if op in READ_OPS:
+        return _read(common, fields)
+    if op in ADMIN_OPS:
+        return AdminRequest(common)
+    raise RequestError(ErrorCode.UNSUPPORTED, f"unknown op {op!r}")
+
+
+def _operation(op: str, f: _Fields) -> Operation:
+    if op == "put":
+        return Put(f.key("key"), f.value("value"))
+    if op == "delete":
+        return Delete(f.key("key"))
+    if op == "cas":
+        key, value = f.key("key"), f.value("value")
+        expected_version = f.optional_version("expected_version")
+        expected_value = f.optional_value("expected_value")
+        if (expected_version is None) == (expected_value is None):
+            raise _invalid("cas needs exactly one of expected_version and expected_value")
+        return Cas(key, value, expected_version, expected_value)
+    return _txn(f)
+
+
+def _txn(f: _Fields) -> Txn:
+    compare = tuple(_compare(_Fields(c, f.limits, "compare[]")) for c in f.maps("compare"))
+    success = tuple(_txn_op(_Fields(o, f.limits, "success[]")) for o in f.maps("success"))
+    failure = tuple(_txn_op(_Fields(o, f.limits, "failure[]")) for o in f.maps("failure", required=False))
+    return Txn(compare, success, failure)
+
+
+def _compare(f: _Fields) -> Compare:
+    key = f.key("key")
+    target = f.text("target")
+    if target == "version":
+        return Compare(key, "version", version=f.version("version"))
+    if target == "value":
+        return Compare(key, "value", value=f.value("value"))
+    if target == "exists":
+        return Compare(key, "exists", exists=f.boolean("exists"))
+    raise _invalid(f"compare target must be version, value or exists, not {target!r}")
+
+
+def _txn_op(f: _Fields) -> TxnOp:
+    op = f.text("op")
+    if op == "put":
+        return TxnOp("put", f.key("key"), f.value("value"))
+    if op == "delete":
+        return TxnOp("delete", f.key("key"))
+    raise _invalid(f"a txn op must be put or delete, not {op!r}")
+
+
+def _session(f: _Fields) -> Session | None:
+    client_id = f.optional_bytes("client_id")
+    if client_id is None:
+        return None
+    if not 1 <= len(client_id) <= MAX_CLIENT_ID_BYTES:
+        raise _invalid(f"client_id must be 1 to {MAX_CLIENT_ID_BYTES} bytes")
+    seq = f.integer("seq")
+    ack = f.optional_int("ack") or 0
+    if seq < 1:
+        raise _invalid("seq must be >= 1")
+    if ack > seq:
+        raise _invalid("ack must not be above seq")
+    return Session(client_id, seq, ack)
+
+
+def _read(common: Common, f: _Fields) -> ReadRequest:
+    mode_text = f.optional_text("consistency") or Consistency.LINEARIZABLE.value
+    try:
+        consistency = Consistency(mode_text)
+    except ValueError:
+        raise _invalid(f"consistency must be linearizable, version or stale, not {mode_text!r}") from None
+    min_version = f.optional_version("min_version")
+    if consistency is Consistency.VERSION and min_version is None:
+        raise _invalid("consistency 'version' needs min_version")
+    query: Query
+    if common.op == "get":
+        query = GetQuery(f.key("key"))
+    elif common.op == "list":
+        query = ListQuery(
+            f.optional_text("prefix") or "",
+            f.optional_text("after"),
+            f.limit("limit", 100),
+            bool(f.optional_bool("keys_only")),
+        )
+    elif common.op == "history":
+        query = HistoryQuery(f.key("key"), f.limit("limit", 100))
+    else:
+        query = AuditQuery(f.optional_int("after_hlc"), f.limit("limit", 100))
+    return ReadRequest(common, query, consistency, min_version)
+
+
+class _Fields:
+    """Typed access to a request map; each accessor raises a RequestError naming the field."""
+
+    def __init__(self, obj: object, limits: Limits, where: str = "") -> None:
+        if not isinstance(obj, dict):
+            raise _invalid(f"{where or 'request'} must be a map")
+        self.obj: dict[str, Any] = obj
+        self.limits = limits
+        self.where = where
+
+    def _name(self, name: str) -> str:
+        return f"{self.where}.{name}" if self.where else name
+
+    def _get(self, name: str, required: bool) -> Any:
+        value = self.obj.get(name)
+        if value is None and required:
+            raise _invalid(f"missing field {self._name(name)!r}")
+        return value
+
+    def integer(self, name: str) -> int:
+        value = self._get(name, True)
+        if not isinstance(value, int) or isinstance(value, bool) or not 0 <= value < 1 << 63:
+            raise _invalid(f"field {self._name(name)!r} must be an integer in [0, 2^63)")
+        return value
+
+    def optional_int(self, name: str) -> int | None:
+        return None if self.obj.get(name) is None else self.integer(name)
+
+    def limit(self, name: str, default: int) -> int:
+        value = self.optional_int(name)
+        if value is None:
+            return default
+        if not 1 <= value <= self.limits.max_list_limit:
+            raise _invalid(f"field {self._name(name)!r} must be in [1, {self.limits.max_list_limit}]")
+        return value
+
+    def text(self, name: str) -> str:
+        value = self._get(name, True)
+        if not isinstance(value, str):
+            raise _invalid(f"field {self._name(name)!r} must be a string")
+        return value
+
+    def optional_text(self, name: str) -> str | None:
+        return None if self.obj.get(name) is None else self.text(name)
+
+    def boolean(self, name: str) -> bool:
+        value = self._get(name, True)
+        if not isinstance(value, bool):
+            raise _invalid(f"field {self._name(name)!r} must be a boolean")
+        return value
+
+    def optional_bool(self, name: str) -> bool | None:
+        return None if self.obj.get(name) is None else self.boolean(name)
+
+    def optional_bytes(self, name: str) -> bytes | None:
+        value = self.obj.get(name)
+        if value is None:
+            return None
+        if isinstance(value, str):
+            value = value.encode()
+        if not isinstance(value, bytes):
+            raise _invalid(f"field {self._name(name)!r} must be bytes")
+        return value
+
+    def key(self, name: str) -> str:
+        key = self.text(name)
+        size = len(key.encode())
+        if size == 0:
+            raise _invalid(f"field {self._name(name)!r}: a key must not be empty")
+        if size > self.limits.max_key_bytes:
+            raise RequestError(
+                ErrorCode.TOO_LARGE, f"key of {size} bytes is over max_key_bytes={self.limits.max_key_bytes}"
+            )
+        if "\x00" in key:
+            raise _invalid(f"field {self._name(name)!r}: a key must not contain NUL")
+        return key
+
+    def value(self, name: str) -> bytes:
+        value = self.optional_value(name)
+        if value is None:
+            raise _invalid(f"missing field {self._name(name)!r}")
+        return value
+
+    def optional_value(self, name: str) -> bytes | None:
+        value = self.optional_bytes(name)
+        if value is not None and len(value) > self.limits.max_value_bytes:
+            raise RequestError(
+                ErrorCode.TOO_LARGE,
+                f"value of {len(value)} bytes is over max_value_bytes={self.limits.max_value_bytes}",
+            )
+        return value
+
+    def version(self, name: str) -> Version:
+        token = self.text(name)
+        try:
+            return Version.parse(token)
+        except ValueError as exc:
+            raise _invalid(f"field {self._name(name)!r}: {exc}") from None
+
+    def optional_version(self, name: str) -> Version | None:
+        return None if self.obj.get(name) is None else self.version(name)
+
+    def maps(self, name: str, required: bool = True) -> list[object]:
+        value = self._get(name, required)
+        if value is None:
+            return []
+        if not isinstance(value, list):
+            raise _invalid(f"field {self._name(name)!r} must be a list")
+        if len(value) > self.limits.max_txn_ops:
+            raise RequestError(
+                ErrorCode.TOO_LARGE,
+                f"txn {name} has {len(value)} items, over max_txn_ops={self.limits.max_txn_ops}",
+            )
+        return value

@@ -1,0 +1,49 @@
+"""The `status` reply: one node's view of a shard, as operators read it (docs/protocol.md, *Status*)."""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
+from confmand.raft import Role
+
+if TYPE_CHECKING:
+    from confmand.server.node import Node
+    from confmand.server.replica import Replica
+
+
+def replica_status(node: Node, replica: Replica) -> dict[str, object]:
+    status = replica.raft.status()
+    membership = status.membership
+    fields: dict[str, object] = {
+        "node_id": node.node_id,
+        "shard_id": replica.shard_id,
+        "role": status.role.value,
+        "term": status.term,
+        "leader_id": status.leader_id,
+        "commit_index": status.commit_index,
+        "applied_index": replica.applied.index,
+        "applied": str(replica.applied),
+        "last_index": status.last_index,
+        "voters": sorted(membership.voters) if membership else [],
+        "learners": sorted(membership.learners) if membership else [],
+        "last_contact_ms": replica.staleness_ms(),
+        "storage_error": node.storage_error,
+        "client_address": node.config.client_address,
+        "peer_address": node.config.peer_address,
+    }
+    if status.role is Role.LEADER:
+        fields["peers"] = {
+            str(peer_id): {
+                "match_index": peer.match,
+                "next_index": peer.next_index,
+                "lag": max(0, status.last_index - peer.match),
+                "last_contact_ms": _since_ms(node.now, replica.peer_contact.get(peer_id)),
+            }
+            for peer_id, peer in sorted(status.peers.items())
+            if peer_id != node.node_id
+        }
+    return fields
+
+
+def _since_ms(now: float, then: float | None) -> int:
+    return -1 if then is None else max(0, int((now - then) * 1000))
