@@ -1,27 +1,82 @@
-"""The `confctl` command line: operates a Confman cluster.
+"""The `confctl` command line: operates a Confman cluster through `confctl.client`.
 
-Only `version` exists so far; the key and cluster commands arrive with the client.
+`build_app(client_factory)` assembles the typer app (tests pass a fake
+factory); `app` is the real one. The root callback takes the global options;
+each command takes them too (see confctl/commands/common.py). `main()` is the
+console script: typer reports usage errors (exit 2) and commands map their own
+failures; anything that still escapes becomes one line on stderr, exit 1.
 """
 
 from __future__ import annotations
 
+import sys
+
 import typer
 
 from confctl import __version__
+from confctl.client.sync import Client
+from confctl.commands import cluster, keys, txn
+from confctl.commands.common import (
+    AppState,
+    ClientApi,
+    ClientFactory,
+    ConfigOpt,
+    EndpointsOpt,
+    Env,
+    GlobalOptions,
+    OutputOpt,
+    PrincipalOpt,
+    TimeoutOpt,
+    command,
+)
+from confctl.exit_codes import EPILOG, ExitCode
+from confctl.settings import ClientSettings
 
-app = typer.Typer(no_args_is_help=True, add_completion=False, help="Operate a Confman cluster.")
+
+def real_client(settings: ClientSettings) -> ClientApi:
+    return Client(list(settings.endpoints), timeout_s=settings.timeout_s, principal=settings.principal)
 
 
-@app.callback()
-def _root() -> None:
-    """Operate a Confman cluster: keys, watches, shards and nodes."""
-
-
-@app.command()
-def version() -> None:
+@command
+def version(env: Env) -> None:
     """Print the version of confctl."""
-    typer.echo(__version__)
+    env.renderer.scalar("version", __version__)
+
+
+def build_app(client_factory: ClientFactory = real_client) -> typer.Typer:
+    app = typer.Typer(
+        no_args_is_help=True,
+        add_completion=False,
+        help="Operate a Confman cluster.",
+        epilog=EPILOG,
+        pretty_exceptions_enable=False,
+    )
+
+    @app.callback()
+    def _root(
+        ctx: typer.Context,
+        *,
+        endpoints: EndpointsOpt = None,
+        config: ConfigOpt = None,
+        timeout: TimeoutOpt = None,
+        output: OutputOpt = None,
+        principal: PrincipalOpt = None,
+    ) -> None:
+        """Operate a Confman cluster: keys, transactions, history, audit and node status."""
+        ctx.obj = AppState(client_factory, GlobalOptions(endpoints, config, timeout, output, principal))
+
+    for group in (keys, txn, cluster):
+        group.register(app)
+    app.command("version")(version)
+    return app
+
+
+app = build_app()
 
 
 def main() -> None:
-    app()
+    try:
+        app()
+    except Exception as exc:  # commands map their own errors; this is the last line of defence
+        typer.echo(f"confctl: internal error: {type(exc).__name__}: {exc}", err=True)
+        sys.exit(ExitCode.ERROR)

@@ -120,7 +120,11 @@ class Node:
         self.peers = PeerTransport(
             self.context, config.node_id, config.peer_address, config.remote_peer_addresses
         )
-        self.clients = ClientTransport(self.context, config.client_address)
+        # Frames up to 4x the request limit are read and answered TOO_LARGE; ZeroMQ cuts off
+        # a client that sends anything bigger, before it costs us the memory.
+        self.clients = ClientTransport(
+            self.context, config.client_address, max_message_bytes=4 * config.limits.max_request_bytes
+        )
         self._outbox: dict[int, _PeerOutbox] = defaultdict(_PeerOutbox)
         self._replies: list[Reply] = []
         self._forwards: dict[int, _Forwarded] = {}
@@ -437,9 +441,10 @@ class Node:
         }
         body.update(reply.fields)
         if reply.error is not None:
-            body.update(reply.error.extra)
             code = reply.error.code
-            body["error"] = {"code": str(code), "message": reply.error.message, "retryable": code.retryable}
+            error = {"code": str(code), "message": reply.error.message, "retryable": code.retryable}
+            error.update(reply.error.extra)  # e.g. CAS_FAILED's current_version
+            body["error"] = error
         return msgpack.packb(body, use_bin_type=True)
 
     @property

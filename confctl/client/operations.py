@@ -1,0 +1,93 @@
+"""Each client method as a (request, reply parser) pair, shared by the sync and async shells.
+
+Pure: building a pair validates the arguments (raising `InvalidArgument`) and
+sends nothing. The shells only add I/O: `shell.put(k, v)` is
+`run(operations.put(k, v))`.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+
+from confctl.client import replies, requests
+from confctl.client.replies import Reply
+from confctl.client.requests import Request
+from confctl.client.types import (
+    AuditResult,
+    Compare,
+    Consistency,
+    GetResult,
+    HistoryResult,
+    ListResult,
+    NodeStatus,
+    TxnOp,
+    TxnResult,
+    Version,
+    WriteResult,
+)
+
+Operation = tuple[Request, Callable[[Reply], object]]
+
+
+def put(key: str, value: bytes | str) -> tuple[Request, Callable[[Reply], WriteResult]]:
+    return requests.put(key, value), replies.write_result
+
+
+def delete(key: str) -> tuple[Request, Callable[[Reply], WriteResult]]:
+    return requests.delete(key), replies.write_result
+
+
+def cas(
+    key: str,
+    value: bytes | str,
+    expected_version: Version | str | None = None,
+    expected_value: bytes | str | None = None,
+) -> tuple[Request, Callable[[Reply], WriteResult]]:
+    return requests.cas(key, value, expected_version, expected_value), replies.write_result
+
+
+def get(
+    key: str, consistency: Consistency = "linearizable", min_version: Version | str | None = None
+) -> tuple[Request, Callable[[Reply], GetResult]]:
+    request = requests.get(key, consistency, min_version)
+    return request, replies.get_result(key)
+
+
+def list_(
+    prefix: str,
+    *,
+    after: str | None = None,
+    limit: int = 100,
+    keys_only: bool = False,
+    consistency: Consistency = "linearizable",
+    min_version: Version | str | None = None,
+) -> tuple[Request, Callable[[Reply], ListResult]]:
+    request = requests.list_(
+        prefix,
+        after=after,
+        limit=limit,
+        keys_only=keys_only,
+        consistency=consistency,
+        min_version=min_version,
+    )
+    return request, replies.list_result
+
+
+def txn(
+    compare: Sequence[Compare], success: Sequence[TxnOp], failure: Sequence[TxnOp] = ()
+) -> tuple[Request, Callable[[Reply], TxnResult]]:
+    return requests.txn(compare, success, failure), replies.txn_result
+
+
+def history(
+    key: str, limit: int = 100, consistency: Consistency = "linearizable"
+) -> tuple[Request, Callable[[Reply], HistoryResult]]:
+    return requests.history(key, limit, consistency), replies.history_result(key)
+
+
+def audit(after_hlc: int | None = None, limit: int = 100) -> tuple[Request, Callable[[Reply], AuditResult]]:
+    return requests.audit(after_hlc, limit), replies.audit_result
+
+
+def status(endpoint: str) -> tuple[Request, Callable[[Reply], NodeStatus]]:
+    return requests.status(), replies.status_result(endpoint)

@@ -1,0 +1,282 @@
+"""Reply parsing: one msgpack frame -> a typed result, or the `ConfmanError` its `error` names.
+
+Pure functions, no I/O. `decode` never raises: a frame that is not a msgpack
+map with an integer `id` is not a reply to anything we sent, and the caller
+ignores it like a reply with an unknown id. Past that point a reply to one of
+our requests must be well formed: a missing or mistyped field raises
+`ProtocolError` (a node speaking something else is a bug, not a retry case).
+Unknown fields are ignored, as docs/protocol.md promises.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping
+from typing import Any, TypeVar
+
+import msgpack
+
+from confctl.client.errors import SERVER_ERRORS, CasFailed, ProtocolError, ServerError
+from confctl.client.routing import is_endpoint
+from confctl.client.types import (
+    AuditRecord,
+    AuditResult,
+    GetResult,
+    HistoryEntry,
+    HistoryResult,
+    LeaderHint,
+    ListItem,
+    ListResult,
+    NodeStatus,
+    PeerStatus,
+    ReplyMeta,
+    TxnOpResult,
+    TxnResult,
+    Version,
+    WriteResult,
+)
+
+Reply = Mapping[str, Any]
+T = TypeVar("T")
+REPLY_BYTES_MAX = 64 * 1024 * 1024  # a reply larger than any server limit allows is not one
+
+
+def decode(frame: bytes) -> Reply | None:
+    """The reply map, or None for anything that is not a protocol reply with an integer id."""
+    if len(frame) > REPLY_BYTES_MAX:
+        return None
+    try:
+        obj = msgpack.unpackb(frame, raw=False, strict_map_key=False)
+    except (ValueError, TypeError, msgpack.UnpackException):
+        return None
+    if not isinstance(obj, dict) or not _is_int(obj.get("id")):
+        return None
+    return obj
+
+
+def _is_int(x: object) -> bool:
+    return isinstance(x, int) and not isinstance(x, bool)
+
+
+def field(reply: Reply, name: str, kind: type[T], *, optional: bool = False) -> T | None:
+    value = reply.get(name)
+    if value is None:
+        if optional:
+            return None
+        raise ProtocolError(f"reply lacks {name!r}")
+    if not isinstance(value, kind) or (kind is int and isinstance(value, bool)):
+        raise ProtocolError(f"reply field {name!r} is {type(value).__name__}, want {kind.__name__}")
+    return value
+
+
+def need(reply: Reply, name: str, kind: type[T]) -> T:
+    value = field(reply, name, kind)
+    assert value is not None  # field() raises rather than return None when not optional
+    return value
+
+
+def version(reply: Reply, name: str, *, optional: bool = False) -> Version | None:
+    text = field(reply, name, str, optional=optional)
+    if text is None:
+        return None
+    try:
+        return Version.parse(text)
+    except ValueError as exc:
+        raise ProtocolError(f"reply field {name!r}: {exc}") from exc
+
+
+def need_version(reply: Reply, name: str) -> Version:
+    v = version(reply, name)
+    assert v is not None
+    return v
+
+
+def maps(reply: Reply, name: str) -> list[Reply]:
+    items = need(reply, name, list)
+    if not all(isinstance(item, dict) for item in items):
+        raise ProtocolError(f"reply field {name!r} must be a list of maps")
+    return items
+
+
+def leader_hint(reply: Reply) -> LeaderHint | None:
+    hint = reply.get("leader")
+    if not isinstance(hint, dict):
+        return None  # nil (no leader known) or junk: either way there is nothing to follow
+    node_id, address = hint.get("id"), hint.get("address")
+    if not isinstance(node_id, int) or isinstance(node_id, bool):
+        return None
+    if not isinstance(address, str) or not is_endpoint(address):
+        return None
+    return LeaderHint(node_id, address)
+
+
+def meta(reply: Reply) -> ReplyMeta:
+    node = reply.get("node")
+    return ReplyMeta(
+        node_id=node if _is_int(node) else None,
+        leader=leader_hint(reply),
+        applied=version(reply, "applied", optional=True),
+        staleness_ms=field(reply, "staleness_ms", int, optional=True),
+    )
+
+
+def error(reply: Reply) -> ServerError:
+    """The exception an `ok: false` reply stands for; unknown codes keep the server's retryable."""
+    err = reply.get("error")
+    if not isinstance(err, dict):
+        raise ProtocolError("a failed reply lacks its 'error' map")
+    code = field(err, "code", str)
+    message = field(err, "message", str, optional=True) or ""
+    retryable = err.get("retryable")
+    retry = retryable if isinstance(retryable, bool) else None
+    hint = leader_hint(reply)
+    cls = SERVER_ERRORS.get(code or "")
+    if cls is CasFailed:
+        current = version(err, "current_version", optional=True) or version(
+            reply, "current_version", optional=True
+        )
+        return CasFailed(message, retryable=retry, leader=hint, current_version=current)
+    if cls is None:
+        return ServerError(message, retryable=bool(retry), code=code, leader=hint)
+    return cls(message, retryable=retry, leader=hint)
+
+
+def is_ok(reply: Reply) -> bool:
+    ok = reply.get("ok")
+    if not isinstance(ok, bool):
+        raise ProtocolError("reply lacks a boolean 'ok'")
+    return ok
+
+
+def write_result(reply: Reply) -> WriteResult:
+    return WriteResult(
+        need_version(reply, "version"), version(reply, "prev_version", optional=True), meta(reply)
+    )
+
+
+def get_result(key: str) -> Callable[[Reply], GetResult]:
+    def parse(reply: Reply) -> GetResult:
+        return GetResult(
+            key,
+            need(reply, "value", bytes),
+            need_version(reply, "version"),
+            need_version(reply, "create_version"),
+            need(reply, "changes", int),
+            meta(reply),
+        )
+
+    return parse
+
+
+def _list_item(item: Reply) -> ListItem:
+    return ListItem(
+        need(item, "key", str),
+        field(item, "value", bytes, optional=True),
+        need_version(item, "version"),
+        need_version(item, "create_version"),
+        need(item, "changes", int),
+    )
+
+
+def list_result(reply: Reply) -> ListResult:
+    items = tuple(_list_item(item) for item in maps(reply, "items"))
+    more = bool(field(reply, "more", bool, optional=True))
+    return ListResult(items, more, field(reply, "next", str, optional=True), meta(reply))
+
+
+def txn_result(reply: Reply) -> TxnResult:
+    results = (
+        tuple(
+            TxnOpResult(
+                need(r, "op", str),
+                need(r, "key", str),
+                need_version(r, "version"),
+                version(r, "prev_version", optional=True),
+            )
+            for r in maps(reply, "results")
+        )
+        if reply.get("results") is not None
+        else ()
+    )
+    return TxnResult(need(reply, "succeeded", bool), need_version(reply, "version"), results, meta(reply))
+
+
+def history_result(key: str) -> Callable[[Reply], HistoryResult]:
+    def parse(reply: Reply) -> HistoryResult:
+        entries = tuple(
+            HistoryEntry(
+                need_version(e, "version"),
+                need(e, "op", str),
+                field(e, "value", bytes, optional=True),
+                need(e, "hlc", int),
+                need(e, "principal", str),
+            )
+            for e in maps(reply, "versions")
+        )
+        return HistoryResult(key, entries, meta(reply))
+
+    return parse
+
+
+def audit_result(reply: Reply) -> AuditResult:
+    records = tuple(
+        AuditRecord(
+            need(r, "hlc", int),
+            need_version(r, "version"),
+            need(r, "principal", str),
+            need(r, "op", str),
+            need(r, "key", str),
+            version(r, "prev_version", optional=True),
+            version(r, "new_version", optional=True),
+        )
+        for r in maps(reply, "records")
+    )
+    return AuditResult(records, bool(field(reply, "more", bool, optional=True)), meta(reply))
+
+
+def _ids(reply: Reply, name: str) -> tuple[int, ...]:
+    ids = field(reply, name, list, optional=True) or []
+    if not all(_is_int(i) for i in ids):
+        raise ProtocolError(f"reply field {name!r} must be a list of node ids")
+    return tuple(ids)
+
+
+def _peers(reply: Reply) -> dict[int, PeerStatus]:
+    raw = field(reply, "peers", dict, optional=True) or {}
+    peers: dict[int, PeerStatus] = {}
+    for node_id, p in raw.items():
+        # msgpack map keys may arrive as ints or as their decimal strings, depending on the server.
+        nid = int(node_id) if isinstance(node_id, str) and node_id.isdigit() else node_id
+        if not _is_int(nid) or not isinstance(p, dict):
+            raise ProtocolError("reply field 'peers' must map node ids to maps")
+        peers[nid] = PeerStatus(
+            need(p, "match_index", int),
+            need(p, "next_index", int),
+            need(p, "lag", int),
+            field(p, "last_contact_ms", int, optional=True),
+        )
+    return peers
+
+
+def status_result(endpoint: str) -> Callable[[Reply], NodeStatus]:
+    def parse(reply: Reply) -> NodeStatus:
+        return NodeStatus(
+            endpoint=endpoint,
+            reachable=True,
+            node_id=need(reply, "node_id", int),
+            role=need(reply, "role", str),
+            term=need(reply, "term", int),
+            leader_id=field(reply, "leader_id", int, optional=True),
+            commit_index=need(reply, "commit_index", int),
+            applied_index=need(reply, "applied_index", int),
+            last_index=field(reply, "last_index", int, optional=True),
+            voters=_ids(reply, "voters"),
+            learners=_ids(reply, "learners"),
+            last_contact_ms=field(reply, "last_contact_ms", int, optional=True),
+            peers=_peers(reply),
+        )
+
+    return parse
+
+
+def pong(reply: Reply) -> None:
+    return None

@@ -1,0 +1,208 @@
+"""Request building: validate a method's arguments and turn them into the protocol's request fields.
+
+Pure functions, no I/O. Each returns a `Request`: the op-specific fields (the
+envelope — `v`, `id`, `hlc`, `principal`, `timeout_ms`, session — is added per
+attempt by the call, see `confctl.client.call`). A bad argument raises
+`InvalidArgument` here, before anything is sent; limits that only the server
+knows (key, value and request sizes) are left to the server's TOO_LARGE.
+Read consistency is settled here except the session default for `version`
+reads, which the session fills in (`Session.read_floor`).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from typing import Literal
+
+from confctl.client.errors import InvalidArgument
+from confctl.client.types import CONSISTENCIES, Compare, Consistency, TxnOp, Version
+
+LIMIT_MAX = 1000
+WRITE_OPS = frozenset({"put", "delete", "cas", "txn"})
+READ_OPS = frozenset({"get", "list", "history"})
+Op = Literal["ping", "put", "get", "delete", "cas", "list", "txn", "history", "audit", "status"]
+Fields = dict[str, object]
+
+
+@dataclass(frozen=True, slots=True)
+class Request:
+    op: Op
+    fields: Fields = field(default_factory=dict)
+    consistency: Consistency | None = None  # reads only
+    min_version: Version | None = None  # explicit floor of a `version` read
+
+    @property
+    def is_write(self) -> bool:
+        return self.op in WRITE_OPS
+
+
+def key_arg(key: object, name: str = "key") -> str:
+    if not isinstance(key, str) or not key:
+        raise InvalidArgument(f"{name} must be a non-empty string, got {key!r}")
+    try:
+        key.encode("utf-8")
+    except UnicodeEncodeError as exc:
+        raise InvalidArgument(f"{name} is not valid UTF-8: {key!r}") from exc
+    return key
+
+
+def value_arg(value: object, name: str = "value") -> bytes:
+    """bytes as they are, str as UTF-8; anything else is refused (no silent str() of objects)."""
+    if isinstance(value, bytes | bytearray | memoryview):
+        return bytes(value)
+    if isinstance(value, str):
+        try:
+            return value.encode("utf-8")
+        except UnicodeEncodeError as exc:
+            raise InvalidArgument(f"{name} is not valid UTF-8") from exc
+    raise InvalidArgument(f"{name} must be bytes or str, got {type(value).__name__}")
+
+
+def version_arg(token: object, name: str) -> Version:
+    if isinstance(token, Version):
+        return token
+    if isinstance(token, str):
+        try:
+            return Version.parse(token)
+        except ValueError as exc:
+            raise InvalidArgument(f"{name}: {exc}") from exc
+    raise InvalidArgument(f"{name} must be a Version or a 'term:index' string, got {token!r}")
+
+
+def int_arg(value: object, name: str, low: int, high: int | None = None) -> int:
+    # bool is an int to Python but never what a caller meant by a count.
+    if not isinstance(value, int) or isinstance(value, bool):
+        raise InvalidArgument(f"{name} must be an integer, got {value!r}")
+    if value < low or (high is not None and value > high):
+        bound = f"between {low} and {high}" if high is not None else f">= {low}"
+        raise InvalidArgument(f"{name} must be {bound}, got {value}")
+    return value
+
+
+def consistency_arg(consistency: object, min_version: object) -> tuple[Consistency, Version | None]:
+    for mode in CONSISTENCIES:
+        if consistency == mode:
+            break
+    else:
+        raise InvalidArgument(f"consistency must be one of {', '.join(CONSISTENCIES)}, got {consistency!r}")
+    if min_version is None:
+        return mode, None
+    if mode != "version":
+        raise InvalidArgument("min_version applies only to consistency='version'")
+    return mode, version_arg(min_version, "min_version")
+
+
+def put(key: object, value: object) -> Request:
+    return Request("put", {"key": key_arg(key), "value": value_arg(value)})
+
+
+def delete(key: object) -> Request:
+    return Request("delete", {"key": key_arg(key)})
+
+
+def cas(
+    key: object, value: object, expected_version: object = None, expected_value: object = None
+) -> Request:
+    fields: Fields = {"key": key_arg(key), "value": value_arg(value)}
+    if (expected_version is None) == (expected_value is None):
+        raise InvalidArgument("cas needs exactly one of expected_version or expected_value")
+    if expected_version is not None:
+        fields["expected_version"] = str(version_arg(expected_version, "expected_version"))
+    else:
+        fields["expected_value"] = value_arg(expected_value, "expected_value")
+    return Request("cas", fields)
+
+
+def get(key: object, consistency: object = "linearizable", min_version: object = None) -> Request:
+    mode, floor = consistency_arg(consistency, min_version)
+    return Request("get", {"key": key_arg(key)}, mode, floor)
+
+
+def list_(
+    prefix: object,
+    *,
+    after: object = None,
+    limit: object = 100,
+    keys_only: object = False,
+    consistency: object = "linearizable",
+    min_version: object = None,
+) -> Request:
+    if not isinstance(prefix, str):
+        raise InvalidArgument(f"prefix must be a string, got {prefix!r}")
+    fields: Fields = {"prefix": prefix, "limit": int_arg(limit, "limit", 1, LIMIT_MAX)}
+    if after is not None:
+        fields["after"] = key_arg(after, "after")
+    if not isinstance(keys_only, bool):
+        raise InvalidArgument(f"keys_only must be a bool, got {keys_only!r}")
+    if keys_only:
+        fields["keys_only"] = True
+    mode, floor = consistency_arg(consistency, min_version)
+    return Request("list", fields, mode, floor)
+
+
+def history(key: object, limit: object = 100, consistency: object = "linearizable") -> Request:
+    mode, _ = consistency_arg(consistency, None)
+    return Request("history", {"key": key_arg(key), "limit": int_arg(limit, "limit", 1, LIMIT_MAX)}, mode)
+
+
+def audit(after_hlc: object = None, limit: object = 100) -> Request:
+    fields: Fields = {"limit": int_arg(limit, "limit", 1, LIMIT_MAX)}
+    if after_hlc is not None:
+        fields["after_hlc"] = int_arg(after_hlc, "after_hlc", 0, 2**64 - 1)
+    return Request("audit", fields)
+
+
+def status() -> Request:
+    return Request("status")
+
+
+def ping() -> Request:
+    return Request("ping")
+
+
+def _compare_fields(c: object) -> Fields:
+    if not isinstance(c, Compare):
+        raise InvalidArgument(f"a txn compare must be a Compare, got {c!r}")
+    out: Fields = {"key": key_arg(c.key, "compare key"), "target": c.target}
+    operands = {"version": c.version, "value": c.value, "exists": c.exists}
+    given = [name for name, operand in operands.items() if operand is not None]
+    if given != [c.target]:
+        raise InvalidArgument(f"compare on {c.key!r} with target {c.target!r} needs exactly that operand")
+    if c.target == "version":
+        out["version"] = str(version_arg(c.version, "compare version"))
+    elif c.target == "value":
+        out["value"] = value_arg(c.value, "compare value")
+    elif isinstance(c.exists, bool):
+        out["exists"] = c.exists
+    else:
+        raise InvalidArgument(f"compare exists must be a bool, got {c.exists!r}")
+    return out
+
+
+def _op_fields(op: object) -> Fields:
+    if not isinstance(op, TxnOp):
+        raise InvalidArgument(f"a txn op must be a TxnOp, got {op!r}")
+    if op.op == "put":
+        if op.value is None:
+            raise InvalidArgument(f"txn put of {op.key!r} needs a value")
+        return {"op": "put", "key": key_arg(op.key), "value": value_arg(op.value)}
+    if op.op == "delete":
+        if op.value is not None:
+            raise InvalidArgument(f"txn delete of {op.key!r} takes no value")
+        return {"op": "delete", "key": key_arg(op.key)}
+    raise InvalidArgument(f"txn op must be 'put' or 'delete', got {op.op!r}")
+
+
+def txn(compare: Sequence[object], success: Sequence[object], failure: Sequence[object] = ()) -> Request:
+    for name, seq in (("compare", compare), ("success", success), ("failure", failure)):
+        if isinstance(seq, str | bytes) or not isinstance(seq, Sequence):
+            raise InvalidArgument(f"txn {name} must be a sequence")
+    return Request(
+        "txn",
+        {
+            "compare": [_compare_fields(c) for c in compare],
+            "success": [_op_fields(op) for op in success],
+            "failure": [_op_fields(op) for op in failure],
+        },
+    )

@@ -1,0 +1,74 @@
+"""Which endpoint to ask next: the known leader, leader hints, rotation and backoff.
+
+Pure decisions, no I/O. The router is shared by every call of one client; it
+remembers the leader's address (learned from hints) across calls. A call asks
+`first()`, and after a failure `next_after(endpoint)`: the endpoint list in
+order, wrapping, starting after the one that failed. A hint address need not be
+in the endpoint list (it is the leader's own client address); a failure there
+falls back to the head of the list.
+"""
+
+from __future__ import annotations
+
+import random
+import re
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+
+from confctl.client.errors import InvalidArgument
+
+# What a DEALER can connect to: tcp needs a host and a port; ipc and inproc a name.
+_ENDPOINT = re.compile(r"tcp://[^\s/]+:[0-9]{1,5}|ipc://\S+|inproc://\S+")
+
+
+def is_endpoint(address: str) -> bool:
+    return _ENDPOINT.fullmatch(address) is not None
+
+
+@dataclass(slots=True)
+class Router:
+    endpoints: tuple[str, ...]
+    leader: str | None = None
+
+    def __post_init__(self) -> None:
+        if not self.endpoints:
+            raise InvalidArgument("a client needs at least one endpoint")
+        for endpoint in self.endpoints:
+            if not isinstance(endpoint, str) or not is_endpoint(endpoint):
+                raise InvalidArgument(f"not an endpoint (want e.g. tcp://10.0.0.1:7101): {endpoint!r}")
+
+    def first(self) -> str:
+        return self.leader or self.endpoints[0]
+
+    def next_after(self, endpoint: str) -> str:
+        if endpoint not in self.endpoints:
+            return self.endpoints[0]
+        i = self.endpoints.index(endpoint)
+        return self.endpoints[(i + 1) % len(self.endpoints)]
+
+    def learn_leader(self, address: str | None) -> None:
+        if address:
+            self.leader = address
+
+    def forget(self, endpoint: str) -> None:
+        """The endpoint failed: if we took it for the leader, stop sending there first."""
+        if self.leader == endpoint:
+            self.leader = None
+
+
+@dataclass(slots=True)
+class Backoff:
+    """Exponential backoff with jitter: base * 2**n, capped, times a factor in [0.5, 1)."""
+
+    base_s: float = 0.02
+    max_s: float = 0.5
+    rng: random.Random = field(default_factory=lambda: random.Random(0))
+
+    def delay_s(self, retries: int) -> float:
+        raw: float = min(self.max_s, self.base_s * 2.0 ** min(retries, 30))
+        jitter: float = 0.5 + self.rng.random() / 2
+        return raw * jitter
+
+
+def unique(items: Sequence[str]) -> tuple[str, ...]:
+    return tuple(dict.fromkeys(items))

@@ -1,0 +1,293 @@
+"""`Client`: the synchronous shell around the sans-I/O core, on zmq DEALER sockets.
+
+One DEALER per endpoint, created on first use, `linger=0`. When an endpoint
+stays silent for an attempt's wait, its socket is closed and a fresh one is
+made on the next use, so requests queued for a dead node do not pile up and
+are not delivered late. Replies whose id is not awaited are dropped. One
+`Client` is for one thread (zmq sockets are not thread-safe); use one per
+thread, or `AsyncClient` for concurrency.
+"""
+
+from __future__ import annotations
+
+import builtins
+import dataclasses
+import math
+import os
+import random
+import time
+from collections.abc import Callable, Sequence
+from types import TracebackType
+from typing import Any, TypeVar
+
+import zmq
+
+from confctl.client import operations as ops
+from confctl.client import replies
+from confctl.client.call import Call, ClientCore, Done, Fail, Send
+from confctl.client.errors import ConfmanError, InvalidArgument, Unavailable
+from confctl.client.replies import Reply
+from confctl.client.requests import Request
+from confctl.client.routing import Backoff, Router, unique
+from confctl.client.session import CLIENT_ID_BYTES, Session
+from confctl.client.types import (
+    AuditResult,
+    Compare,
+    Consistency,
+    GetResult,
+    HistoryResult,
+    ListResult,
+    NodeStatus,
+    TxnOp,
+    TxnResult,
+    Version,
+    WriteResult,
+)
+
+T = TypeVar("T")
+
+
+def new_core(
+    endpoints: Sequence[str],
+    timeout_s: float,
+    attempt_timeout_s: float | None,
+    principal: str | None,
+    read_your_writes: bool,
+) -> ClientCore:
+    """The core both shells share; the shell supplies what the pure core may not make (random bytes)."""
+    if isinstance(endpoints, str):
+        raise InvalidArgument("endpoints must be a list of addresses, not one string")
+    if not timeout_s > 0 or (attempt_timeout_s is not None and not attempt_timeout_s > 0):
+        raise InvalidArgument("timeouts must be positive")
+    session = Session(os.urandom(CLIENT_ID_BYTES), read_your_writes=read_your_writes)
+    # By default a silent endpoint gets its share of the budget, so every endpoint is tried at least once.
+    share_s = max(timeout_s / max(2, len(endpoints)), 0.05)
+    attempt_s = attempt_timeout_s if attempt_timeout_s is not None else share_s
+    return ClientCore(
+        session,
+        Router(unique(endpoints)),
+        timeout_s=timeout_s,
+        attempt_timeout_s=min(attempt_s, timeout_s),
+        principal=principal,
+        backoff=Backoff(rng=random.Random(os.urandom(8))),
+    )
+
+
+@dataclasses.dataclass(slots=True)
+class _InFlight:
+    call: Call[Any]
+    send: Send
+    send_at: float
+    expires_at: float = 0.0
+    sent: bool = False
+
+
+@dataclasses.dataclass(slots=True)
+class _Drive:
+    """The calls one `_drive` runs: those still in flight, and the outcomes of those done."""
+
+    flights: dict[int, _InFlight] = dataclasses.field(default_factory=dict)
+    outcomes: dict[int, Any] = dataclasses.field(default_factory=dict)
+
+    def advance(self, i: int, call: Call[Any], step: Send | Done[Any] | Fail, now: float) -> None:
+        if isinstance(step, Send):
+            self.flights[i] = _InFlight(call, step, send_at=now + step.delay_s)
+            return
+        self.flights.pop(i, None)
+        self.outcomes[i] = step.value if isinstance(step, Done) else step.error
+
+
+class Client:
+    """A synchronous Confman client. See docs/protocol.md for the rules it follows."""
+
+    def __init__(
+        self,
+        endpoints: Sequence[str],
+        timeout_s: float = 5.0,
+        *,
+        attempt_timeout_s: float | None = None,
+        principal: str | None = None,
+        read_your_writes: bool = True,
+        context: zmq.Context[Any] | None = None,
+    ) -> None:
+        self.core = new_core(endpoints, timeout_s, attempt_timeout_s, principal, read_your_writes)
+        self._ctx: zmq.Context[Any] = context or zmq.Context.instance()
+        self._sockets: dict[str, zmq.Socket[bytes]] = {}
+        self._closed = False
+
+    # ------------------------------------------------------------------ public API
+
+    def put(self, key: str, value: bytes | str) -> WriteResult:
+        return self._run(*ops.put(key, value))
+
+    def get(
+        self, key: str, consistency: Consistency = "linearizable", min_version: Version | str | None = None
+    ) -> GetResult:
+        return self._run(*ops.get(key, consistency, min_version))
+
+    def delete(self, key: str) -> WriteResult:
+        return self._run(*ops.delete(key))
+
+    def cas(
+        self,
+        key: str,
+        value: bytes | str,
+        expected_version: Version | str | None = None,
+        expected_value: bytes | str | None = None,
+    ) -> WriteResult:
+        return self._run(*ops.cas(key, value, expected_version, expected_value))
+
+    def list(
+        self,
+        prefix: str,
+        *,
+        after: str | None = None,
+        limit: int = 100,
+        keys_only: bool = False,
+        consistency: Consistency = "linearizable",
+        min_version: Version | str | None = None,
+    ) -> ListResult:
+        return self._run(
+            *ops.list_(
+                prefix,
+                after=after,
+                limit=limit,
+                keys_only=keys_only,
+                consistency=consistency,
+                min_version=min_version,
+            )
+        )
+
+    def txn(
+        self, compare: Sequence[Compare], success: Sequence[TxnOp], failure: Sequence[TxnOp] = ()
+    ) -> TxnResult:
+        return self._run(*ops.txn(compare, success, failure))
+
+    def history(self, key: str, limit: int = 100, consistency: Consistency = "linearizable") -> HistoryResult:
+        return self._run(*ops.history(key, limit, consistency))
+
+    def audit(self, after_hlc: int | None = None, limit: int = 100) -> AuditResult:
+        return self._run(*ops.audit(after_hlc, limit))
+
+    def status(self, endpoint: str | None = None) -> NodeStatus:
+        """One node's own view: `endpoint`'s, or whichever node the client reaches first."""
+        request, parse = ops.status(endpoint or "")
+        call = self.core.call(request, parse, time.monotonic(), endpoint=endpoint)
+        result: NodeStatus = self._drive([call])[0]
+        return dataclasses.replace(result, endpoint=call.endpoint)
+
+    def status_all(self) -> builtins.list[NodeStatus]:
+        """Every endpoint's view, asked at once; a node that does not answer is `reachable=False`."""
+        now = time.monotonic()
+        calls = [
+            self.core.call(*ops.status(ep), now, endpoint=ep, timeout_s=self.core.attempt_timeout_s)
+            for ep in self.core.router.endpoints
+        ]
+        outcomes = self._drive(calls, raise_first=False)
+        return [
+            unreachable_status(c.pinned or "", o) if isinstance(o, ConfmanError) else o
+            for c, o in zip(calls, outcomes, strict=True)
+        ]
+
+    def close(self) -> None:
+        for sock in self._sockets.values():
+            sock.close(linger=0)
+        self._sockets.clear()
+        self._closed = True
+
+    def __enter__(self) -> Client:
+        return self
+
+    def __exit__(
+        self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
+    ) -> None:
+        self.close()
+
+    # ------------------------------------------------------------------ driving calls
+
+    def _run(self, request: Request, parse: Callable[[Reply], T]) -> T:
+        result: T = self._drive([self.core.call(request, parse, time.monotonic())])[0]
+        return result
+
+    def _drive(self, calls: builtins.list[Call[Any]], raise_first: bool = True) -> builtins.list[Any]:
+        """Run calls side by side to completion: each outcome is a result, or a raised / returned error."""
+        if self._closed:
+            raise Unavailable("the client is closed")
+        drive = _Drive()
+        now = time.monotonic()
+        for i, call in enumerate(calls):
+            drive.advance(i, call, call.start(now), now)
+        try:
+            while drive.flights:
+                self._turn(drive)
+        finally:
+            for flight in drive.flights.values():
+                flight.call.abandon()
+        ordered = [drive.outcomes[i] for i in range(len(calls))]
+        if raise_first:
+            for outcome in ordered:
+                if isinstance(outcome, ConfmanError):
+                    raise outcome
+        return ordered
+
+    def _turn(self, drive: _Drive) -> None:
+        """One loop turn: send what is due, wait for replies or the next due time, handle both."""
+        now = time.monotonic()
+        for flight in drive.flights.values():
+            if not flight.sent and flight.send_at <= now:
+                self._socket(flight.send.endpoint).send(flight.send.frame)
+                flight.sent, flight.expires_at = True, now + flight.send.wait_s
+        next_due = min(f.expires_at if f.sent else f.send_at for f in drive.flights.values())
+        waiting = {f.send.endpoint for f in drive.flights.values() if f.sent}
+        if waiting:
+            poller = zmq.Poller()
+            for endpoint in waiting:
+                poller.register(self._socket(endpoint), zmq.POLLIN)
+            ready = dict(poller.poll(math.ceil(max(0.0, next_due - now) * 1000)))
+        else:
+            time.sleep(max(0.0, next_due - now))  # only backoff delays are pending
+            ready = {}
+        now = time.monotonic()
+        for endpoint in waiting:
+            if self._sockets[endpoint] in ready:
+                self._drain(endpoint, drive, now)
+        for i, flight in list(drive.flights.items()):
+            if flight.sent and flight.expires_at <= now:
+                self._reset(flight.send.endpoint)
+                drive.advance(i, flight.call, flight.call.on_silence(now), now)
+
+    def _drain(self, endpoint: str, drive: _Drive, now: float) -> None:
+        sock = self._sockets[endpoint]
+        while True:
+            try:
+                frames = sock.recv_multipart(zmq.NOBLOCK)
+            except zmq.Again:
+                return
+            reply = replies.decode(frames[-1])
+            if reply is None:
+                continue
+            for i, flight in list(drive.flights.items()):
+                if flight.sent and flight.send.endpoint == endpoint and flight.send.request_id == reply["id"]:
+                    drive.advance(i, flight.call, flight.call.on_reply(reply, now), now)
+
+    def _socket(self, endpoint: str) -> zmq.Socket[bytes]:
+        sock = self._sockets.get(endpoint)
+        if sock is None:
+            sock = self._ctx.socket(zmq.DEALER)
+            sock.setsockopt(zmq.LINGER, 0)
+            try:
+                sock.connect(endpoint)
+            except zmq.ZMQError as exc:
+                sock.close(linger=0)
+                raise InvalidArgument(f"cannot connect to endpoint {endpoint!r}: {exc}") from exc
+            self._sockets[endpoint] = sock
+        return sock
+
+    def _reset(self, endpoint: str) -> None:
+        sock = self._sockets.pop(endpoint, None)
+        if sock is not None:
+            sock.close(linger=0)
+
+
+def unreachable_status(endpoint: str, error: ConfmanError) -> NodeStatus:
+    return NodeStatus(endpoint=endpoint, reachable=not isinstance(error, Unavailable), error=str(error))

@@ -1,0 +1,1 @@
+"""confctl's command groups, one module each: keys, txn, cluster (status and audit)."""

@@ -1,0 +1,96 @@
+"""Cluster commands: `status` (every node's own view, side by side) and `audit` (the change log)."""
+
+from __future__ import annotations
+
+from typing import Annotated
+
+import typer
+
+from confctl.client.types import NodeStatus
+from confctl.commands.common import Env, command
+from confctl.exit_codes import ExitCode
+
+STATUS_COLUMNS = ["id", "address", "role", "term", "leader", "commit", "applied", "lag", "last_contact_ms"]
+
+
+def _leader(statuses: list[NodeStatus]) -> NodeStatus | None:
+    """The node that says it leads in the highest term (a deposed leader may not know yet)."""
+    leaders = [s for s in statuses if s.reachable and s.role == "leader"]
+    return max(leaders, key=lambda s: s.term or 0, default=None)
+
+
+def _lag(node: NodeStatus, leader: NodeStatus | None) -> int | None:
+    """Entries behind the leader: the leader's own figure for it when it has one, else by commit."""
+    if leader is None or node.node_id is None or node.applied_index is None:
+        return None
+    if node is leader:
+        return 0
+    peer = leader.peers.get(node.node_id)
+    if peer is not None:
+        return peer.lag
+    return max(0, (leader.commit_index or 0) - node.applied_index)
+
+
+def status_rows(statuses: list[NodeStatus]) -> list[dict[str, object]]:
+    leader = _leader(statuses)
+    return [
+        {
+            "id": s.node_id,
+            "address": s.endpoint,
+            "role": s.role if s.reachable else "unreachable",
+            "term": s.term,
+            "leader": s.leader_id,
+            "commit": s.commit_index,
+            "applied": s.applied_index,
+            "lag": _lag(s, leader),
+            "last_contact_ms": s.last_contact_ms,
+            "error": s.error,
+        }
+        for s in statuses
+    ]
+
+
+@command
+def status(env: Env) -> ExitCode:
+    """Every node's view: role, term, leader, commit and applied index, lag; unreachable nodes too.
+
+    Exit code 5 when no node answered.
+    """
+    statuses = env.client.status_all()
+    env.renderer.rows(status_rows(statuses), STATUS_COLUMNS)
+    if any(s.reachable for s in statuses):
+        return ExitCode.OK
+    env.renderer.error(f"no node answered (tried {', '.join(s.endpoint for s in statuses)})")
+    return ExitCode.UNAVAILABLE
+
+
+@command
+def audit(
+    env: Env,
+    after_hlc: Annotated[
+        int | None, typer.Option("--after-hlc", min=0, help="Records after this HLC stamp.")
+    ] = None,
+    limit: Annotated[int, typer.Option("--limit", "-n", min=1, max=1000, help="At most this many.")] = 100,
+) -> None:
+    """The audit log, oldest first: who changed what, stamped with the HLC."""
+    result = env.client.audit(after_hlc=after_hlc, limit=limit)
+    rows = [
+        {
+            "hlc": r.hlc,
+            "version": str(r.version),
+            "principal": r.principal,
+            "op": r.op,
+            "key": r.key,
+            "prev_version": None if r.prev_version is None else str(r.prev_version),
+            "new_version": None if r.new_version is None else str(r.new_version),
+        }
+        for r in result.records
+    ]
+    env.renderer.rows(rows, ["hlc", "version", "principal", "op", "key"])
+    if result.more and result.records:
+        env.renderer.note(f"more records follow: --after-hlc {result.records[-1].hlc}")
+
+
+def register(app: typer.Typer) -> None:
+    app.command("status")(status)
+    app.command("audit")(audit)

@@ -1,0 +1,205 @@
+"""Key commands: put, get, del, cas, ls, history. Each builds rows for the renderer; nothing prints here."""
+
+from __future__ import annotations
+
+import enum
+import sys
+from pathlib import Path
+from typing import Annotated
+
+import typer
+
+from confctl.client.types import Consistency, GetResult, ListItem, ListResult, Version, WriteResult
+from confctl.commands.common import Env, UsageProblem, command
+from confctl.render import value_fields
+
+KeyArg = Annotated[str, typer.Argument(help="The key, e.g. payments/db/url.", show_default=False)]
+LimitOpt = Annotated[int, typer.Option("--limit", "-n", min=1, max=1000, help="At most this many.")]
+
+
+class ConsistencyChoice(enum.StrEnum):
+    LINEARIZABLE = "linearizable"
+    VERSION = "version"
+    STALE = "stale"
+
+
+MODES: dict[ConsistencyChoice, Consistency] = {
+    ConsistencyChoice.LINEARIZABLE: "linearizable",
+    ConsistencyChoice.VERSION: "version",
+    ConsistencyChoice.STALE: "stale",
+}
+
+ConsistencyOpt = Annotated[
+    ConsistencyChoice | None,
+    typer.Option(
+        "--consistency",
+        case_sensitive=False,
+        help="linearizable (default; the leader), version (any node at or past --min-version), "
+        "stale (any node, at once).",
+    ),
+]
+
+
+def _token(v: Version | None) -> str | None:
+    return None if v is None else str(v)
+
+
+def write_row(key: str, result: WriteResult) -> dict[str, object]:
+    return {"key": key, "version": str(result.version), "prev_version": _token(result.prev_version)}
+
+
+def get_row(result: GetResult) -> dict[str, object]:
+    return {
+        "key": result.key,
+        **value_fields(result.value),
+        "version": str(result.version),
+        "create_version": str(result.create_version),
+        "changes": result.changes,
+        "applied": _token(result.meta.applied),
+        "staleness_ms": result.meta.staleness_ms,
+    }
+
+
+def item_row(item: ListItem) -> dict[str, object]:
+    return {
+        "key": item.key,
+        **value_fields(item.value),
+        "version": str(item.version),
+        "create_version": str(item.create_version),
+        "changes": item.changes,
+    }
+
+
+def version_option(text: str | None, name: str) -> Version | None:
+    if text is None:
+        return None
+    try:
+        return Version.parse(text)
+    except ValueError as exc:
+        raise UsageProblem(f"{name}: {exc}") from exc
+
+
+def _read_value(value: str | None, file: Path | None) -> bytes:
+    """VALUE, else the bytes of --file, else stdin (when it is not a terminal)."""
+    if value is not None and file is not None:
+        raise UsageProblem("give VALUE or --file, not both")
+    if value is not None:
+        return value.encode("utf-8")
+    if file is not None:
+        try:
+            return file.read_bytes()
+        except OSError as exc:
+            raise UsageProblem(f"cannot read {file}: {exc.strerror or exc}") from exc
+    if sys.stdin is None or sys.stdin.isatty():
+        raise UsageProblem("no value: give VALUE, --file FILE, or pipe it on stdin")
+    return sys.stdin.buffer.read() if hasattr(sys.stdin, "buffer") else sys.stdin.read().encode("utf-8")
+
+
+@command
+def put(
+    env: Env,
+    key: KeyArg,
+    value: Annotated[str | None, typer.Argument(help="The value (else --file, else stdin).")] = None,
+    file: Annotated[Path | None, typer.Option("--file", "-f", help="Read the value from this file.")] = None,
+) -> None:
+    """Write KEY = VALUE; prints the new version."""
+    env.renderer.record(write_row(key, env.client.put(key, _read_value(value, file))))
+
+
+@command
+def get(
+    env: Env,
+    key: KeyArg,
+    consistency: ConsistencyOpt = None,
+    min_version: Annotated[
+        str | None,
+        typer.Option("--min-version", metavar="T:I", help="Read at or past this version (implies version)."),
+    ] = None,
+) -> None:
+    """Read KEY: its value and versions. Exit code 3 when it does not exist."""
+    mode = consistency or (
+        ConsistencyChoice.VERSION if min_version is not None else ConsistencyChoice.LINEARIZABLE
+    )
+    floor = version_option(min_version, "--min-version")
+    result = env.client.get(key, consistency=MODES[mode], min_version=floor)
+    env.renderer.record(get_row(result))
+
+
+@command
+def delete(env: Env, key: KeyArg) -> None:
+    """Delete KEY. Exit code 3 when it does not exist."""
+    env.renderer.record(write_row(key, env.client.delete(key)))
+
+
+@command
+def cas(
+    env: Env,
+    key: KeyArg,
+    value: Annotated[str, typer.Argument(help="The new value.", show_default=False)],
+    expected_version: Annotated[
+        str | None,
+        typer.Option(
+            "--expected-version", metavar="T:I", help="Write only if KEY is at this version (0:0: absent)."
+        ),
+    ] = None,
+    expected_value: Annotated[
+        str | None, typer.Option("--expected-value", help="Write only if KEY holds this value.")
+    ] = None,
+) -> None:
+    """Compare-and-swap: write KEY only if it is as expected. Exit code 4 when it is not."""
+    if (expected_version is None) == (expected_value is None):
+        raise UsageProblem("give exactly one of --expected-version or --expected-value")
+    expected = version_option(expected_version, "--expected-version")
+    result = env.client.cas(key, value, expected_version=expected, expected_value=expected_value)
+    env.renderer.record(write_row(key, result))
+
+
+@command
+def ls(
+    env: Env,
+    prefix: Annotated[str, typer.Argument(help='List keys starting with this ("" for all).')] = "",
+    *,
+    limit: LimitOpt = 100,
+    after: Annotated[str | None, typer.Option("--after", help="Start after this key (paging).")] = None,
+    all_pages: Annotated[bool, typer.Option("--all", help="Follow every page to the end.")] = False,
+    keys_only: Annotated[bool, typer.Option("--keys-only", help="Keys and versions, no values.")] = False,
+    consistency: ConsistencyOpt = None,
+) -> None:
+    """List keys under PREFIX, in key order, a page at a time (or --all)."""
+    mode = MODES[consistency or ConsistencyChoice.LINEARIZABLE]
+    items: list[ListItem] = []
+    page: ListResult | None = None
+    while page is None or (all_pages and page.more and page.next is not None):
+        start = after if page is None else page.next
+        page = env.client.list(prefix, after=start, limit=limit, keys_only=keys_only, consistency=mode)
+        items.extend(page.items)
+    columns = ["key", "version"] if keys_only else ["key", "version", "value"]
+    env.renderer.rows([item_row(i) for i in items], columns)
+    if page.more and not all_pages and page.next is not None:
+        env.renderer.note(f"more keys follow: --after {page.next!r} (or --all)")
+
+
+@command
+def history(env: Env, key: KeyArg, limit: LimitOpt = 100) -> None:
+    """The versions of KEY, newest first."""
+    result = env.client.history(key, limit=limit)
+    rows = [
+        {
+            "version": str(e.version),
+            "op": e.op,
+            **value_fields(e.value),
+            "hlc": e.hlc,
+            "principal": e.principal,
+        }
+        for e in result.versions
+    ]
+    env.renderer.rows(rows, ["version", "op", "principal", "hlc", "value"])
+
+
+def register(app: typer.Typer) -> None:
+    app.command("put")(put)
+    app.command("get")(get)
+    app.command("del")(delete)
+    app.command("cas")(cas)
+    app.command("ls")(ls)
+    app.command("history")(history)

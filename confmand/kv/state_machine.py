@@ -1,0 +1,172 @@
+"""`ConfigStateMachine`: applies committed NORMAL entries to the config store, deterministically.
+
+`apply_batch(entries)` decodes each entry, applies it through an `OverlayStore` (so entries of
+the batch, and ops of a txn, see each other's writes) and returns the `WriteSet` to persist with
+the applied index, and one `WriteResult` per entry. It never writes the store itself.
+
+Determinism (every replica must produce the same state from the same log):
+- the only inputs are the store, the entries and the constructor's limits; time is the HLC the
+  leader stamped into the command; no dict order, hash seed or clock is consulted: scans run
+  in key order and writes are made in the order of the entries and their ops;
+- state carried between entries lives in records (the session sweep position too), never in
+  this object, so a replica that applies the log in other batches, or restarts between
+  batches, ends with byte-identical records.
+
+Semantics (docs/protocol.md): put creates or overwrites (create_version kept, changes + 1);
+delete of an absent key is NOT_FOUND and writes nothing; cas compares the key's mod version
+(ABSENT 0:0: must not exist) or its value, else CAS_FAILED with `current_version`; a txn applies
+`success` if every compare holds, else `failure`, all at the entry's version, a delete of an
+absent key inside it being a no-op. A key deleted and created again starts afresh (new
+create_version, changes 1). An entry that does not decode answers INVALID_REQUEST and writes
+nothing. Corrupt stored records raise `RecordDecodeError`: diverging silently would be worse.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+from confmand.kv.changes import KeyChanges
+from confmand.kv.codec import decode_command
+from confmand.kv.commands import Cas, Command, CommandDecodeError, Compare, Delete, Put, Txn, TxnOp
+from confmand.kv.overlay import OverlayStore
+from confmand.kv.results import CAS_FAILED, INVALID_REQUEST, NOT_FOUND, TxnOpResult, WriteResult
+from confmand.kv.sessions import SessionTable, hlc_ms
+from confmand.kv.store import KVStore, WriteSet
+from confmand.kv.version import ABSENT, Version
+
+
+def op_name(cmd: Command) -> str:
+    """The protocol's name of a command's operation: put, delete, cas or txn."""
+    op = cmd.op
+    if isinstance(op, Put):
+        return "put"
+    if isinstance(op, Delete):
+        return "delete"
+    return "cas" if isinstance(op, Cas) else "txn"
+
+
+class ConfigStateMachine:
+    """The config store of one shard, over a KVStore the driver owns and persists."""
+
+    __slots__ = ("_history_limit", "_max_session_results", "_session_ttl_ms", "_store")
+
+    def __init__(
+        self,
+        store: KVStore,
+        history_limit: int = 10,
+        session_ttl_ms: int = 3_600_000,
+        max_session_results: int = 1024,
+    ) -> None:
+        for name, value in (
+            ("history_limit", history_limit),
+            ("session_ttl_ms", session_ttl_ms),
+            ("max_session_results", max_session_results),
+        ):
+            if type(value) is not int or value < 1:
+                raise ValueError(f"{name} must be an int >= 1, got {value!r}")
+        self._store = store
+        self._history_limit = history_limit
+        self._session_ttl_ms = session_ttl_ms
+        self._max_session_results = max_session_results
+
+    def apply_batch(self, entries: Sequence[tuple[Version, bytes]]) -> tuple[WriteSet, list[WriteResult]]:
+        """Apply committed NORMAL entries in log order; returns the writes and one result each.
+
+        Raises ValueError if an entry's version is not a Version of increasing index (a driver
+        bug: the log would be applied out of order).
+        """
+        overlay = OverlayStore(self._store)
+        sessions = SessionTable(overlay, self._session_ttl_ms, self._max_session_results)
+        results: list[WriteResult] = []
+        last_index = -1
+        for version, data in entries:
+            if not isinstance(version, Version) or type(version.index) is not int:
+                raise ValueError(f"entry version must be a Version, got {version!r}")
+            if version.index <= last_index:
+                raise ValueError(f"entries out of order: index {version.index} after {last_index}")
+            last_index = version.index
+            results.append(self._apply_entry(overlay, sessions, version, data))
+        sessions.flush()
+        return overlay.writes, results
+
+    def _apply_entry(
+        self, overlay: OverlayStore, sessions: SessionTable, version: Version, data: bytes
+    ) -> WriteResult:
+        try:
+            cmd = decode_command(data)
+        except CommandDecodeError as exc:
+            return WriteResult.failure("invalid", version, INVALID_REQUEST, f"undecodable command: {exc}")
+        sessions.sweep(hlc_ms(cmd.hlc))
+        name = op_name(cmd)
+
+        def apply() -> WriteResult:
+            changes = KeyChanges(
+                overlay,
+                history_limit=self._history_limit,
+                version=version,
+                hlc=cmd.hlc,
+                principal=cmd.principal,
+                op=name,
+            )
+            return _apply_op(changes, cmd, version)
+
+        if cmd.session is None:
+            return apply()
+        return sessions.run(cmd.session, cmd.hlc, name, version, apply)
+
+
+def _apply_op(changes: KeyChanges, cmd: Command, version: Version) -> WriteResult:
+    op = cmd.op
+    if isinstance(op, Put):
+        return WriteResult(ok=True, version=version, op="put", prev_version=changes.put(op.key, op.value))
+    if isinstance(op, Delete):
+        prev = changes.delete(op.key)
+        if prev is None:
+            return WriteResult.failure("delete", version, NOT_FOUND, f"key not found: {op.key!r}")
+        return WriteResult(ok=True, version=version, op="delete", prev_version=prev)
+    if isinstance(op, Cas):
+        return _apply_cas(changes, op, version)
+    return _apply_txn(changes, op, version)
+
+
+def _apply_cas(changes: KeyChanges, op: Cas, version: Version) -> WriteResult:
+    current = changes.read(op.key)
+    current_version = ABSENT if current is None else current.mod_version
+    if op.expected_version is not None:
+        holds = current_version == op.expected_version
+        wanted = f"version {op.expected_version}"
+    else:
+        holds = current is not None and current.value == op.expected_value
+        wanted = "the expected value"
+    if not holds:
+        return WriteResult.failure(
+            "cas",
+            version,
+            CAS_FAILED,
+            f"{op.key!r} is at version {current_version}, not {wanted}",
+            current_version=current_version,
+        )
+    return WriteResult(ok=True, version=version, op="cas", prev_version=changes.put(op.key, op.value))
+
+
+def _apply_txn(changes: KeyChanges, op: Txn, version: Version) -> WriteResult:
+    succeeded = all(_holds(changes, c) for c in op.compare)
+    results = tuple(_apply_txn_op(changes, o, version) for o in (op.success if succeeded else op.failure))
+    return WriteResult(ok=True, version=version, op="txn", succeeded=succeeded, results=results)
+
+
+def _holds(changes: KeyChanges, c: Compare) -> bool:
+    record = changes.read(c.key)
+    if c.target == "version":
+        return (ABSENT if record is None else record.mod_version) == c.version
+    if c.target == "value":
+        return record is not None and record.value == c.value
+    return (record is not None) == c.exists
+
+
+def _apply_txn_op(changes: KeyChanges, o: TxnOp, version: Version) -> TxnOpResult:
+    if o.op == "put":
+        assert o.value is not None  # the codec guarantees a put carries a value
+        return TxnOpResult("put", o.key, version, changes.put(o.key, o.value))
+    prev = changes.delete(o.key)
+    return TxnOpResult("delete", o.key, None if prev is None else version, prev)

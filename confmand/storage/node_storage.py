@@ -1,0 +1,255 @@
+"""The node's one LevelDB: opening and checking the data dir, the one write path, and reads.
+
+Every shard the node hosts lives in this one DB under its own key prefixes
+(keys.py), so one synced `write` per loop turn makes the Raft state of all
+shards durable at once (group commit).
+
+Invariants:
+- `write` is the only place that writes (besides the node metadata written
+  once when the dir is created). Batches are staged in creation order and
+  written in creation order, each exactly once; a failed batch must be
+  retried (the same object) before any later batch (batch.py).
+- After a failed write the DB is reopened (at once, or on the next access if
+  that fails too): LevelDB may otherwise refuse every later write
+  (dbio.py). The batch either landed whole or not at all, and writing it
+  again is idempotent, so the retry is safe either way.
+- A shard's durable cache changes only when a batch that touched it is
+  written; its staged tip changes only when something is staged.
+- `write` may run on a writer thread while the loop stages the next batch
+  and reads; one lock serialises writes and DB handle swaps, another guards
+  the batch queue so that staging never waits for an fsync.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import threading
+from collections import deque
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import plyvel
+
+from confmand.storage.batch import WriteBatch
+from confmand.storage.dbio import DbOpener, map_io_error, map_open_error, open_db, open_plyvel
+from confmand.storage.errors import DataDirError, StorageError, StorageUsageError
+from confmand.storage.keys import META, check_shard_id, prefix_end, shard_of
+from confmand.storage.loading import check_dir_before_open, check_or_write_meta, load_shard_states
+from confmand.storage.shard_storage import ShardStorage
+from confmand.storage.state import ShardState
+
+_DB_ERRORS = (plyvel.Error, OSError, RuntimeError)  # RuntimeError: plyvel's "database is closed"
+
+
+class NodeStorage:
+    def __init__(self, path: Path, db: Any, opener: DbOpener, states: dict[int, ShardState]) -> None:
+        """Use `NodeStorage.open`."""
+        self.path = path
+        self._db: Any = db
+        self._opener = opener
+        self._closed = False
+        self._lock = threading.Lock()  # one write at a time; DB handle swaps
+        self._queue_lock = threading.Lock()  # the unwritten-batch queue (staging must not wait on fsync)
+        self._token = object()
+        self._batch_number = 0
+        self._newest: WriteBatch | None = None
+        self._unwritten: deque[WriteBatch] = deque()
+        self._shards = {sid: ShardStorage(self, sid, state) for sid, state in states.items()}
+
+    @classmethod
+    def open(
+        cls, path: Path, cluster_id: str, node_id: int, *, opener: DbOpener = open_plyvel
+    ) -> NodeStorage:
+        """Open (creating if missing) the data dir of node `node_id` in cluster `cluster_id`."""
+        if not isinstance(cluster_id, str) or not cluster_id:
+            raise StorageUsageError(f"a cluster id is a non-empty string, got {cluster_id!r}")
+        if isinstance(node_id, bool) or not isinstance(node_id, int) or node_id < 0:
+            raise StorageUsageError(f"a node id is a non-negative integer, got {node_id!r}")
+        path = Path(path)
+        create = check_dir_before_open(path)
+        try:
+            path.mkdir(parents=True, exist_ok=True)
+        except OSError as exc:
+            raise DataDirError(f"data dir {path} cannot be created: {exc}") from exc
+        db = open_db(opener, path, create)
+        try:
+            check_or_write_meta(db, path, cluster_id, node_id)
+            states = load_shard_states(db, path)
+        except _DB_ERRORS as exc:
+            db.close()
+            raise map_open_error(exc, path) from exc
+        except BaseException:
+            db.close()
+            raise
+        return cls(path, db, opener, states)
+
+    def close(self) -> None:
+        """Close the DB; batches not yet written are dropped (they were never durable)."""
+        with self._lock:
+            self._closed = True
+            if self._db is not None:
+                self._db.close()
+                self._db = None
+
+    # ------------------------------------------------------------------ shards
+
+    def shard(self, shard_id: int) -> ShardStorage:
+        """The storage of one shard (the same object on every call)."""
+        check_shard_id(shard_id)
+        self._check_open()
+        if shard_id not in self._shards:
+            self._shards[shard_id] = ShardStorage(self, shard_id, ShardState())
+        return self._shards[shard_id]
+
+    def shard_ids(self) -> list[int]:
+        """The shards that have any record on disk, in order."""
+        found: set[int] = set()
+        target: bytes | None = b""
+        with self._reading("listing shards") as db, db.iterator(include_value=False) as it:
+            while target is not None:
+                it.seek(target)
+                key = next(it, None)
+                if key is None:
+                    break
+                if key[:1] == META or len(key) < 5:
+                    target = prefix_end(key[:1])
+                    continue
+                found.add(shard_of(key))
+                target = prefix_end(key[:5])  # skip the rest of this kind and shard
+        return sorted(found)
+
+    # ------------------------------------------------------------------ writing
+
+    def new_batch(self) -> WriteBatch:
+        """A new, empty batch; seals the previous one (staging goes into the newest batch only)."""
+        self._check_open()
+        if self._newest is not None:
+            self._newest.sealed = True
+        self._batch_number += 1
+        self._newest = WriteBatch(self._batch_number, self._token, self._register)
+        return self._newest
+
+    def write(self, batch: WriteBatch, sync: bool) -> None:
+        """Write `batch` atomically (fsynced when `sync`); StorageFullError/StorageError on failure.
+
+        After a failure, retry the same batch (once space is freed, for a full disk);
+        no later batch is accepted before it.
+        """
+        with self._lock:
+            with self._queue_lock:
+                self._check_writable(batch)
+            batch.sealed = True
+            if batch.ops:
+                self._write_ops(batch, sync)
+                with self._queue_lock:
+                    self._unwritten.popleft()
+            batch.written = True
+            for sid, state in batch.after.items():
+                self._shards[sid].durable_state = state
+
+    def _write_ops(self, batch: WriteBatch, sync: bool) -> None:
+        db = self._db if self._db is not None else self._reopen()
+        try:
+            wb = db.write_batch(sync=sync)
+            for key, value in batch.ops:
+                if value is None:
+                    wb.delete(key)
+                else:
+                    wb.put(key, value)
+            wb.write()
+        except _DB_ERRORS as exc:
+            error = map_io_error(exc, self.path, f"writing batch {batch.number}")
+            self._close_quietly()
+            # Still failing (e.g. the disk is still full): the next access tries again.
+            with contextlib.suppress(StorageError):
+                self._reopen()
+            raise error from exc
+
+    def _check_writable(self, batch: WriteBatch) -> None:
+        self._check_open()
+        if batch.owner_token is not self._token:
+            raise StorageUsageError(f"batch {batch.number} was made by another NodeStorage")
+        if batch.written:
+            raise StorageUsageError(f"batch {batch.number} is already written")
+        if batch.ops and self._unwritten and self._unwritten[0] is not batch:
+            first = self._unwritten[0].number
+            raise StorageUsageError(f"batch {batch.number} written before batch {first}: write in order")
+
+    def _register(self, batch: WriteBatch) -> None:
+        with self._queue_lock:
+            self._unwritten.append(batch)
+
+    def _reopen(self) -> Any:
+        try:
+            self._db = self._opener(self.path, False)
+        except _DB_ERRORS as exc:
+            raise map_io_error(exc, self.path, "reopening after a failed write") from exc
+        return self._db
+
+    def _close_quietly(self) -> None:
+        db, self._db = self._db, None
+        if db is not None:
+            # A DB in a background-error state may fail to close cleanly; it is dropped anyway.
+            with contextlib.suppress(*_DB_ERRORS):
+                db.close()
+
+    # ------------------------------------------------------------------ reading (for ShardStorage)
+
+    def get(self, key: bytes) -> bytes | None:
+        with self._reading("reading") as db:
+            value: bytes | None = db.get(key)
+            return value
+
+    def iterate(
+        self, start: bytes, stop: bytes | None, reverse: bool = False
+    ) -> Iterator[tuple[bytes, bytes]]:
+        """Items with start <= key < stop, lazily; DB errors surface as StorageError."""
+        if not reverse:
+            with self._reading("scanning") as db, db.iterator(start=start, stop=stop) as it:
+                yield from it
+            return
+        # plyvel 1.5 yields nothing for a reverse range whose only key equals `start`;
+        # so bound the reverse scan by `stop` alone and end it at the first key below `start`.
+        with self._reading("scanning") as db, db.iterator(stop=stop, reverse=True) as it:
+            for key, value in it:
+                if key < start:
+                    return
+                yield key, value
+
+    def keys(self, start: bytes, stop: bytes | None) -> list[bytes]:
+        with self._reading("scanning") as db, db.iterator(start=start, stop=stop, include_value=False) as it:
+            return list(it)
+
+    def pending_keys(self, prefix: bytes) -> set[bytes]:
+        """Keys put under `prefix` by batches staged but not yet written."""
+        with self._queue_lock:
+            return {key for batch in self._unwritten for key in batch.keys_with_prefix(prefix)}
+
+    def _reading(self, action: str) -> _Reading:
+        self._check_open()
+        db = self._db
+        if db is None:
+            with self._lock:
+                db = self._db if self._db is not None else self._reopen()
+        return _Reading(db, self.path, action)
+
+    def _check_open(self) -> None:
+        if self._closed:
+            raise StorageError(f"data dir {self.path}: the storage is closed")
+
+
+class _Reading:
+    """A context that hands out the DB and maps its errors (a reopen may close it under a reader)."""
+
+    def __init__(self, db: Any, path: Path, action: str) -> None:
+        self._db = db
+        self._path = path
+        self._action = action
+
+    def __enter__(self) -> Any:
+        return self._db
+
+    def __exit__(self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: object) -> None:
+        if exc is not None and isinstance(exc, _DB_ERRORS):
+            raise map_io_error(exc, self._path, self._action) from exc

@@ -1,0 +1,49 @@
+"""What storage caches of one shard's Raft records, as one immutable value.
+
+A `ShardState` describes the shard as of some point in the write order: the
+durable state (everything written) or the staged tip (everything written or
+staged in a batch not yet written). Staging computes a new tip from the old
+one; a successful write makes a batch's tip durable.
+
+Invariants:
+- The stored log is `log_first..log_last`, contiguous; an empty log is
+  normalised to `(s + 1, s)` where `s` is the snapshot index (0: none).
+- `last_index` is the last log index Raft sees: the last entry's, or the
+  snapshot's when the log is empty (as `MemoryStorage.last_index`).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, replace
+
+from confmand.raft.types import HardState
+from confmand.storage.records import StoredSnapshotMeta
+
+
+@dataclass(frozen=True, slots=True)
+class ShardState:
+    hard_state: HardState | None = None
+    snapshot: StoredSnapshotMeta | None = None
+    log_first: int = 1
+    log_last: int = 0
+    applied: tuple[int, int] = (0, 0)
+
+    @property
+    def snapshot_index(self) -> int:
+        return self.snapshot.meta.index if self.snapshot else 0
+
+    @property
+    def log_empty(self) -> bool:
+        return self.log_first > self.log_last
+
+    @property
+    def last_index(self) -> int:
+        return self.snapshot_index if self.log_empty else self.log_last
+
+    @property
+    def has_raft_state(self) -> bool:
+        return self.snapshot is not None or self.hard_state is not None or not self.log_empty
+
+    def with_empty_log(self) -> ShardState:
+        s = self.snapshot_index
+        return replace(self, log_first=s + 1, log_last=s)

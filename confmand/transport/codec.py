@@ -1,0 +1,397 @@
+"""The peer wire format: one msgpack message per peer per loop turn, strictly validated.
+
+A `PeerBatch` carries everything one node sends another in one loop turn: the
+Raft messages of all shards, client requests forwarded to a leader, and the
+leader's replies to forwarded requests. On the wire it is one msgpack array:
+
+    [VERSION, from_node, hlc, raft, forwards, forward_replies]
+    raft:            [[shard, tag, term, src, dst, *fields], ...]   (fields in _LAYOUTS order)
+    entries:         [[term, index, kind, data], ...]
+    snapshot meta:   [index, term, membership]   (membership: `Membership.encode()` bytes)
+    forwards:        [[forward_id, shard_id, request], ...]
+    forward_replies: [[forward_id, reply], ...]
+
+Arrays with a type tag, never maps: smaller and faster to build and to check.
+
+Invariants:
+- `decode_peer_batch` raises `PeerDecodeError` (and nothing else) on any input
+  that is not exactly what `encode_peer_batch` produces: wrong version, type,
+  length, enum value, a negative integer, a node id below 1, an integer above
+  64 bits, a membership that does not parse, a message whose `src` is not the
+  batch's sender. The message names where the fault is.
+- The shard id is written once per message: the decoded message's `shard` is
+  the tuple's shard id, so the two can never disagree.
+- The codec checks form, not Raft semantics (contiguous entries, terms in
+  range...): that is `confmand.raft.validate`'s job, on the decoded objects.
+- Tags are part of the wire format: never renumber one; add new ones at the end
+  and bump `VERSION` for any change an older node could misread.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any, Final, NoReturn
+
+import msgpack
+
+from confmand.raft.messages import (
+    AppendEntries,
+    AppendEntriesResponse,
+    Heartbeat,
+    HeartbeatResponse,
+    InstallSnapshot,
+    InstallSnapshotResponse,
+    Message,
+    RequestVote,
+    RequestVoteResponse,
+    TimeoutNow,
+)
+from confmand.raft.types import Entry, EntryKind, Membership, SnapshotMeta
+
+VERSION: Final = 1
+_MAX_UINT64: Final = (1 << 64) - 1
+
+
+class PeerDecodeError(ValueError):
+    """Bytes from a peer that are not a valid peer batch; the message says where and why."""
+
+
+class PeerEncodeError(ValueError):
+    """A batch that cannot be put on the wire (a bug in the caller, not a network fault)."""
+
+
+@dataclass(frozen=True, slots=True)
+class ForwardRequest:
+    """A client request, raw msgpack, forwarded by a follower to the leader of `shard_id`."""
+
+    forward_id: int
+    shard_id: int
+    request: bytes
+
+
+@dataclass(frozen=True, slots=True)
+class ForwardReply:
+    """The leader's reply to the forwarded request `forward_id`, raw msgpack."""
+
+    forward_id: int
+    reply: bytes
+
+
+@dataclass(frozen=True, slots=True)
+class PeerBatch:
+    from_node: int
+    hlc: int
+    raft: list[tuple[int, Message]]  # (shard_id, message)
+    forwards: list[ForwardRequest]
+    forward_replies: list[ForwardReply]
+
+
+class _Bad(Exception):
+    """Raised deep in the decoder; the caller prefixes where it happened."""
+
+
+# ------------------------------------------------------------------ field checkers
+
+
+def _uint(value: object) -> int:
+    if type(value) is not int or value < 0:
+        raise _Bad(f"must be a non-negative integer (got {_show(value)})")
+    return value
+
+
+def _node_id(value: object) -> int:
+    if type(value) is not int or value < 1:
+        raise _Bad(f"must be a node id >= 1 (got {_show(value)})")
+    return value
+
+
+def _bool(value: object) -> bool:
+    if type(value) is not bool:
+        raise _Bad(f"must be a boolean (got {_show(value)})")
+    return value
+
+
+def _bytes(value: object) -> bytes:
+    if type(value) is not bytes:
+        raise _Bad(f"must be bytes (got {_show(value)})")
+    return value
+
+
+def _array(value: object, length: int | None = None) -> tuple[Any, ...]:
+    if type(value) is not tuple:
+        raise _Bad(f"must be an array (got {_show(value)})")
+    if length is not None and len(value) != length:
+        raise _Bad(f"must be an array of {length} items (got {len(value)})")
+    return value
+
+
+_MEMBERSHIP_RE: Final = re.compile(
+    rb"v((?:[1-9][0-9]*)(?:,[1-9][0-9]*)*);l((?:[1-9][0-9]*(?:,[1-9][0-9]*)*)?)"
+)
+
+
+def parse_membership(data: bytes) -> Membership:
+    """`Membership.decode`, strictly: ASCII decimal node ids >= 1, no blanks, signs or duplicates.
+
+    Raises ValueError with a message naming the fault.
+    """
+    match = _MEMBERSHIP_RE.fullmatch(data)
+    if match is None:
+        raise ValueError(f"not an encoded membership (want b'v1,2,3;l4'): {data[:64]!r}")
+    voters = [int(n) for n in match.group(1).split(b",")]
+    learners = [int(n) for n in match.group(2).split(b",") if n]
+    if len(set(voters)) != len(voters) or len(set(learners)) != len(learners):
+        raise ValueError(f"membership lists a node twice: {data[:64]!r}")
+    return Membership(frozenset(voters), frozenset(learners))  # rejects voter-and-learner
+
+
+def _membership(value: object) -> Membership:
+    try:
+        return parse_membership(_bytes(value))
+    except ValueError as exc:
+        raise _Bad(str(exc)) from None
+
+
+def _meta(value: object) -> SnapshotMeta:
+    index, term, membership = _array(value, 3)
+    try:
+        return SnapshotMeta(_uint(index), _uint(term), _membership(membership))
+    except _Bad as exc:
+        raise _Bad(f"snapshot meta: {exc}") from None
+
+
+_KINDS: Final = {kind.value: kind for kind in EntryKind}
+
+
+def _entries(value: object) -> tuple[Entry, ...]:
+    # The decoder's hot path (every replicated entry passes here): whole-column checks run as C loops
+    # (map/set/min) instead of a Python loop per entry; the slow loop only runs to name a culprit.
+    items = _array(value)
+    if not items:
+        return ()
+    if set(map(type, items)) != {tuple} or set(map(len, items)) != {4}:
+        _entries_fault(items)
+    terms, indexes, kinds, datas = zip(*items, strict=True)
+    if (
+        set(map(type, terms)) != {int}
+        or set(map(type, indexes)) != {int}
+        or set(map(type, kinds)) != {int}
+        or set(map(type, datas)) != {bytes}
+        or min(terms) < 0
+        or min(indexes) < 0
+        or not set(kinds) <= _KINDS.keys()
+    ):
+        _entries_fault(items)
+    if EntryKind.MEMBERSHIP in kinds:
+        for position, (_, _, kind, data) in enumerate(items):
+            if kind == EntryKind.MEMBERSHIP:
+                try:
+                    parse_membership(data)
+                except ValueError as exc:
+                    raise _Bad(f"entries[{position}]: {exc}") from None
+    # Entry._make is tuple.__new__ in C; calling Entry(...) would run the NamedTuple's Python __new__.
+    return tuple(map(Entry._make, zip(terms, indexes, map(_KINDS.__getitem__, kinds), datas, strict=True)))
+
+
+def _entries_fault(items: tuple[Any, ...]) -> NoReturn:
+    """Raise naming the first malformed entry (the cold path, once the fast checks failed)."""
+    for position, item in enumerate(items):
+        if type(item) is not tuple or len(item) != 4:
+            raise _Bad(f"entries[{position}]: must be an array [term, index, kind, data] (got {_show(item)})")
+        term, index, kind, data = item
+        if type(term) is not int or term < 0 or type(index) is not int or index < 0:
+            raise _Bad(f"entries[{position}]: term and index must be non-negative integers")
+        if type(kind) is not int or kind not in _KINDS:
+            raise _Bad(f"entries[{position}]: kind must be one of {sorted(_KINDS)} (got {_show(kind)})")
+        if type(data) is not bytes:
+            raise _Bad(f"entries[{position}]: data must be bytes (got {_show(data)})")
+    raise AssertionError("_entries_fault called on well-formed entries")
+
+
+# ------------------------------------------------------------------ layouts
+
+_Checker = Callable[[object], Any]
+_Encoder = Callable[[Any], object]
+
+
+def _plain(value: Any) -> object:
+    return value
+
+
+def _encode_meta(meta: SnapshotMeta) -> object:
+    return (meta.index, meta.term, meta.membership.encode())
+
+
+# Per message type: its wire tag and the fields after (shard, term, src, dst), in wire order.
+# Entries go out as the Entry tuples themselves (msgpack packs NamedTuples and IntEnums natively).
+_U = (_plain, _uint)
+_B = (_plain, _bool)
+_LAYOUTS: Final[dict[type, tuple[int, tuple[tuple[str, tuple[_Encoder, _Checker]], ...]]]] = {
+    RequestVote: (
+        0,
+        (("last_log_index", _U), ("last_log_term", _U), ("pre_vote", _B), ("transfer", _B)),
+    ),
+    RequestVoteResponse: (1, (("vote_granted", _B), ("pre_vote", _B))),
+    AppendEntries: (
+        2,
+        (
+            ("prev_log_index", _U),
+            ("prev_log_term", _U),
+            ("entries", (_plain, _entries)),
+            ("leader_commit", _U),
+        ),
+    ),
+    AppendEntriesResponse: (
+        3,
+        (
+            ("success", _B),
+            ("match_index", _U),
+            ("reject_index", _U),
+            ("conflict_index", _U),
+            ("conflict_term", _U),
+        ),
+    ),
+    Heartbeat: (4, (("leader_commit", _U), ("read_seq", _U))),
+    HeartbeatResponse: (5, (("read_seq", _U), ("last_index", _U))),
+    InstallSnapshot: (
+        6,
+        (
+            ("meta", (_encode_meta, _meta)),
+            ("offset", _U),
+            ("data", (_plain, _bytes)),
+            ("done", _B),
+        ),
+    ),
+    InstallSnapshotResponse: (
+        7,
+        (("snapshot_index", _U), ("next_offset", _U), ("installed", _B)),
+    ),
+    TimeoutNow: (8, ()),
+}
+HEADER_FIELDS: Final = ("shard", "term", "src", "dst")
+
+_BY_TAG: Final = {
+    tag: (cls, tuple(name for name, _ in fields), tuple(check for _, (_, check) in fields))
+    for cls, (tag, fields) in _LAYOUTS.items()
+}
+_ENCODERS: Final = {
+    cls: (tag, tuple((name, encode) for name, (encode, _) in fields))
+    for cls, (tag, fields) in _LAYOUTS.items()
+}
+
+
+def layout_fields(cls: type) -> tuple[str, ...]:
+    """The fields of `cls` in wire order (header first): tests check it covers the dataclass exactly."""
+    return HEADER_FIELDS + tuple(name for name, _ in _LAYOUTS[cls][1])
+
+
+# ------------------------------------------------------------------ encoding
+
+
+def _encode_message(shard_id: int, msg: Message) -> tuple[object, ...]:
+    layout = _ENCODERS.get(type(msg))
+    if layout is None:
+        raise PeerEncodeError(f"not a Raft message: {type(msg).__name__}")
+    if msg.shard != shard_id:
+        raise PeerEncodeError(f"message for shard {msg.shard} filed under shard {shard_id}")
+    tag, fields = layout
+    head = (shard_id, tag, msg.term, msg.src, msg.dst)
+    return head + tuple(encode(getattr(msg, name)) for name, encode in fields)
+
+
+def encode_peer_batch(batch: PeerBatch) -> bytes:
+    """The wire bytes of `batch`; raises PeerEncodeError if a value cannot go on the wire."""
+    for _, msg in batch.raft:
+        if msg.src != batch.from_node:
+            raise PeerEncodeError(f"message from node {msg.src} in a batch from node {batch.from_node}")
+    body = (
+        VERSION,
+        batch.from_node,
+        batch.hlc,
+        [_encode_message(shard_id, msg) for shard_id, msg in batch.raft],
+        [(f.forward_id, f.shard_id, f.request) for f in batch.forwards],
+        [(r.forward_id, r.reply) for r in batch.forward_replies],
+    )
+    try:
+        return msgpack.packb(body, use_bin_type=True)
+    except (TypeError, ValueError, OverflowError) as exc:
+        raise PeerEncodeError(f"cannot encode peer batch: {exc}") from exc
+
+
+# ------------------------------------------------------------------ decoding
+
+
+def decode_peer_batch(data: bytes) -> PeerBatch:
+    """The batch in `data`; raises PeerDecodeError, never anything else, if it is not a valid one."""
+    try:
+        body = msgpack.unpackb(data, use_list=False, raw=False, strict_map_key=True)
+    except Exception as exc:  # msgpack raises several unrelated types on garbage; all mean the same here
+        raise PeerDecodeError(f"not a msgpack peer batch: {type(exc).__name__}: {exc}") from None
+    where = "batch"
+    try:
+        version, from_node, hlc, raft, forwards, replies = _array(body, 6)
+        if version != VERSION or type(version) is not int:
+            raise _Bad(f"unsupported peer codec version {_show(version)} (this node speaks {VERSION})")
+        where = "from_node"
+        sender = _node_id(from_node)
+        where = "hlc"
+        stamp = _uint(hlc)
+        if stamp > _MAX_UINT64:
+            raise _Bad("must fit in 64 bits")
+        messages = []
+        for position, item in enumerate(_array(raft)):
+            where = f"raft[{position}]"
+            messages.append(_decode_message(item, sender))
+        forward_list = []
+        for position, item in enumerate(_array(forwards)):
+            where = f"forwards[{position}]"
+            forward_id, shard_id, request = _array(item, 3)
+            forward_list.append(ForwardRequest(_uint(forward_id), _uint(shard_id), _bytes(request)))
+        reply_list = []
+        for position, item in enumerate(_array(replies)):
+            where = f"forward_replies[{position}]"
+            forward_id, reply = _array(item, 2)
+            reply_list.append(ForwardReply(_uint(forward_id), _bytes(reply)))
+    except _Bad as exc:
+        raise PeerDecodeError(f"{where}: {exc}") from None
+    return PeerBatch(sender, stamp, messages, forward_list, reply_list)
+
+
+def _decode_message(item: object, sender: int) -> tuple[int, Message]:
+    fields = _array(item)
+    if len(fields) < 5:
+        raise _Bad(f"must be an array [shard, tag, term, src, dst, ...] (got {len(fields)} items)")
+    shard, tag, term, src, dst = fields[:5]
+    if type(tag) is not int or tag not in _BY_TAG:
+        raise _Bad(f"unknown message tag {_show(tag)}")
+    cls, names, checkers = _BY_TAG[tag]
+    if len(fields) != 5 + len(names):
+        raise _Bad(f"{cls.__name__} must have {5 + len(names)} items (got {len(fields)})")
+    shard_id = _field(cls, "shard", _uint, shard)
+    if _field(cls, "src", _node_id, src) != sender:
+        raise _Bad(f"{cls.__name__}.src: node {src} in a batch from node {sender}")
+    values = [
+        _field(cls, name, check, value)
+        for name, check, value in zip(names, checkers, fields[5:], strict=True)
+    ]
+    msg = cls(shard_id, _field(cls, "term", _uint, term), src, _field(cls, "dst", _node_id, dst), *values)
+    return shard_id, msg
+
+
+def _field(cls: type, name: str, check: _Checker, value: object) -> Any:
+    try:
+        return check(value)
+    except _Bad as exc:
+        raise _Bad(f"{cls.__name__}.{name}: {exc}") from None
+
+
+def _show(value: object) -> str:
+    """A short rendering of a bad value for an error message (bounded: it may be hostile)."""
+    if isinstance(value, tuple):
+        return f"an array of {len(value)} items"
+    if isinstance(value, dict):
+        return f"a map of {len(value)} items"
+    text = repr(value)
+    return text if len(text) <= 40 else text[:37] + "..."

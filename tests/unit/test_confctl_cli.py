@@ -1,0 +1,412 @@
+"""The confctl CLI in-process (typer's CliRunner) against a fake client: output, exit codes, settings."""
+
+from __future__ import annotations
+
+import builtins
+import json
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import pytest
+import typer
+from typer.testing import CliRunner
+
+from confctl import __version__
+from confctl.cli import build_app
+from confctl.client import (
+    CasFailed,
+    Compare,
+    ConfmanError,
+    InternalServerError,
+    InvalidRequest,
+    NodeStatus,
+    NotFound,
+    PeerStatus,
+    TooLarge,
+    TxnOp,
+    TxnOpResult,
+    TxnResult,
+    Unavailable,
+    Version,
+)
+from confctl.client.types import (
+    AuditRecord,
+    AuditResult,
+    Consistency,
+    GetResult,
+    HistoryEntry,
+    HistoryResult,
+    ListItem,
+    ListResult,
+    WriteResult,
+)
+from confctl.commands.common import ClientApi
+from confctl.exit_codes import ExitCode
+from confctl.settings import ClientSettings
+
+EP = "tcp://10.0.0.1:7101"
+
+
+@dataclass
+class FakeClient:
+    """Keys in a dict; `fail` makes every call raise; `calls` records (method, args)."""
+
+    data: dict[str, bytes] = field(default_factory=dict)
+    fail: ConfmanError | None = None
+    calls: builtins.list[tuple[str, tuple[object, ...]]] = field(default_factory=list)
+    closed: bool = False
+    index: int = 0
+
+    def _enter(self, name: str, *args: object) -> None:
+        self.calls.append((name, args))
+        if self.fail is not None:
+            raise self.fail
+
+    def put(self, key: str, value: bytes | str) -> WriteResult:
+        self._enter("put", key, value)
+        self.index += 1
+        self.data[key] = value.encode() if isinstance(value, str) else value
+        return WriteResult(Version(1, self.index), None)
+
+    def get(
+        self, key: str, consistency: Consistency = "linearizable", min_version: Version | str | None = None
+    ) -> GetResult:
+        self._enter("get", key, consistency, min_version)
+        if key not in self.data:
+            raise NotFound(f"no key {key!r}")
+        return GetResult(key, self.data[key], Version(1, 2), Version(1, 1), 2)
+
+    def delete(self, key: str) -> WriteResult:
+        self._enter("delete", key)
+        if self.data.pop(key, None) is None:
+            raise NotFound(f"no key {key!r}")
+        return WriteResult(Version(1, 9), Version(1, 2))
+
+    def cas(
+        self,
+        key: str,
+        value: bytes | str,
+        expected_version: Version | str | None = None,
+        expected_value: bytes | str | None = None,
+    ) -> WriteResult:
+        self._enter("cas", key, value, expected_version, expected_value)
+        raise CasFailed("expectation did not hold", current_version=Version(1, 2))
+
+    def list(  # the client's method name; `builtins.list` below where the type is meant
+        self,
+        prefix: str,
+        *,
+        after: str | None = None,
+        limit: int = 100,
+        keys_only: bool = False,
+        consistency: Consistency = "linearizable",
+    ) -> ListResult:
+        self._enter("list", prefix, after, limit)
+        keys = sorted(k for k in self.data if k.startswith(prefix) and (after is None or k > after))
+        page = [
+            ListItem(k, None if keys_only else self.data[k], Version(1, 1), Version(1, 1), 1) for k in keys
+        ]
+        more = len(page) > limit
+        return ListResult(tuple(page[:limit]), more, page[limit - 1].key if more else None)
+
+    def txn(
+        self, compare: Sequence[Compare], success: Sequence[TxnOp], failure: Sequence[TxnOp] = ()
+    ) -> TxnResult:
+        self._enter("txn", tuple(compare), tuple(success), tuple(failure))
+        ok = all(c.key in self.data for c in compare)
+        ops = success if ok else failure
+        return TxnResult(ok, Version(1, 5), tuple(TxnOpResult(o.op, o.key, Version(1, 5), None) for o in ops))
+
+    def history(self, key: str, limit: int = 100) -> HistoryResult:
+        self._enter("history", key, limit)
+        return HistoryResult(key, (HistoryEntry(Version(1, 3), "put", b"\xff", 7, "ops"),))
+
+    def audit(self, after_hlc: int | None = None, limit: int = 100) -> AuditResult:
+        self._enter("audit", after_hlc, limit)
+        return AuditResult((AuditRecord(7, Version(1, 3), "ops", "put", "k", None, Version(1, 3)),), False)
+
+    def status_all(self) -> builtins.list[NodeStatus]:
+        self._enter("status_all")
+        leader = NodeStatus(
+            EP, True, 1, "leader", 4, 1, 10, 10, 10, (1, 2), (), 0, {2: PeerStatus(8, 9, 2, 5)}
+        )
+        follower = NodeStatus("tcp://10.0.0.2:7101", True, 2, "follower", 4, 1, 10, 8, 10, (1, 2), (), 40)
+        return [leader, follower, NodeStatus("tcp://10.0.0.3:7101", False, error="no reply")]
+
+    def close(self) -> None:
+        self.closed = True
+
+
+@dataclass
+class Harness:
+    client: FakeClient
+    settings: list[ClientSettings]
+    app: typer.Typer
+
+    def run(self, *args: str, stdin: bytes | str | None = None, env: dict[str, str] | None = None) -> Result:
+        result = CliRunner().invoke(self.app, ["--endpoints", EP, *args], input=stdin, env=env)
+        return Result(result.exit_code, result.stdout, result.stderr, result.exception)
+
+
+@dataclass
+class Result:
+    code: int
+    out: str
+    err: str
+    exception: BaseException | None
+
+    def json(self) -> list[dict[str, Any]]:
+        return [json.loads(line) for line in self.out.splitlines()]
+
+
+@pytest.fixture
+def cli() -> Harness:
+    client = FakeClient()
+    seen: list[ClientSettings] = []
+
+    def factory(settings: ClientSettings) -> ClientApi:
+        seen.append(settings)
+        return client
+
+    return Harness(client, seen, build_app(factory))
+
+
+# ---------------------------------------------------------------- output
+
+
+def test_put_then_get_prints_a_table_and_closes_the_client(cli: Harness) -> None:
+    assert cli.run("put", "app/url", "https://x").code == ExitCode.OK
+    got = cli.run("get", "app/url")
+    assert got.code == ExitCode.OK
+    assert "value           https://x" in got.out
+    assert cli.client.closed
+
+
+def test_json_output_is_one_object_per_line_with_stable_keys(cli: Harness) -> None:
+    cli.client.data.update({"a/1": b"x", "a/2": b"\xff\xfe"})
+    rows = cli.run("ls", "a/", "--output", "json").json()
+    assert [r["key"] for r in rows] == ["a/1", "a/2"]
+    assert rows[0]["value"] == "x"
+    assert rows[0]["value_encoding"] == "utf-8"
+    assert rows[1]["value"] == "//4="
+    assert rows[1]["value_encoding"] == "base64"
+    assert set(rows[0]) == set(rows[1])
+
+
+def test_global_options_work_before_or_after_the_command(cli: Harness) -> None:
+    cli.client.data["k"] = b"v"
+    before = cli.run("-o", "json", "get", "k").json()
+    after = cli.run("get", "k", "-o", "json").json()
+    assert before == after
+    assert before[0]["value"] == "v"
+
+
+def test_binary_values_show_as_marked_base64_in_a_table(cli: Harness) -> None:
+    cli.run("put", "bin", stdin=b"\x00\xff")
+    assert cli.client.data["bin"] == b"\x00\xff"
+    assert "base64:AP8=" in cli.run("get", "bin").out
+
+
+def test_put_reads_the_value_from_a_file(cli: Harness, tmp_path: Path) -> None:
+    path = tmp_path / "v.bin"
+    path.write_bytes(b"from file")
+    assert cli.run("put", "k", "--file", str(path)).code == ExitCode.OK
+    assert cli.client.data["k"] == b"from file"
+
+
+def test_ls_all_follows_every_page(cli: Harness) -> None:
+    cli.client.data.update({f"p/{i}": b"v" for i in range(5)})
+    rows = cli.run("ls", "p/", "--limit", "2", "--all", "-o", "json").json()
+    assert [r["key"] for r in rows] == [f"p/{i}" for i in range(5)]
+    assert [c[1][1] for c in cli.client.calls] == [None, "p/1", "p/3"]
+
+
+def test_ls_without_all_says_on_stderr_how_to_get_the_next_page(cli: Harness) -> None:
+    cli.client.data.update({"p/1": b"v", "p/2": b"v"})
+    result = cli.run("ls", "p/", "--limit", "1")
+    assert "--after 'p/1'" in result.err
+    assert "p/2" not in result.out
+
+
+def test_status_shows_every_node_with_lag_and_unreachable_ones(cli: Harness) -> None:
+    result = cli.run("status")
+    lines = result.out.splitlines()
+    assert lines[0].split()[:4] == ["ID", "ADDRESS", "ROLE", "TERM"]
+    assert "unreachable" in lines[3]
+    rows = cli.run("status", "-o", "json").json()
+    assert [(r["role"], r["lag"]) for r in rows] == [("leader", 0), ("follower", 2), ("unreachable", None)]
+
+
+def test_status_exits_5_when_no_node_answers(cli: Harness) -> None:
+    cli.client.status_all = lambda: [NodeStatus(EP, False, error="no reply")]  # type: ignore[method-assign]
+    result = cli.run("status")
+    assert result.code == ExitCode.UNAVAILABLE
+    assert EP in result.err
+
+
+def test_get_with_min_version_implies_a_version_read(cli: Harness) -> None:
+    cli.client.data["k"] = b"v"
+    cli.run("get", "k", "--min-version", "3:9")
+    assert cli.client.calls[-1] == ("get", ("k", "version", Version(3, 9)))
+
+
+def test_history_and_audit_render_their_records(cli: Harness) -> None:
+    assert cli.run("history", "k", "-o", "json").json()[0]["value_encoding"] == "base64"
+    audit = cli.run("audit", "--after-hlc", "5")
+    assert audit.out.splitlines()[1].split() == ["7", "1:3", "ops", "put", "k"]
+    assert cli.client.calls[-1] == ("audit", (5, 100))
+
+
+def test_version_prints_the_bare_version_or_json(cli: Harness) -> None:
+    assert cli.run("version").out.strip() == __version__
+    assert cli.run("version", "-o", "json").json() == [{"version": __version__}]
+
+
+# ---------------------------------------------------------------- exit codes
+
+
+def test_a_missing_key_exits_3(cli: Harness) -> None:
+    result = cli.run("get", "nope")
+    assert (result.code, result.out) == (ExitCode.NOT_FOUND, "")
+    assert result.err.startswith("confctl: NOT_FOUND")
+
+
+def test_a_failed_cas_exits_4_with_the_current_version(cli: Harness) -> None:
+    result = cli.run("cas", "k", "v", "--expected-version", "1:1")
+    assert result.code == ExitCode.COMPARE_FAILED
+    assert "1:2" in result.err
+
+
+def test_a_txn_whose_compares_fail_exits_4(cli: Harness, tmp_path: Path) -> None:
+    doc = {
+        "compare": [{"key": "absent", "target": "exists", "exists": True}],
+        "failure": [{"op": "delete", "key": "x"}],
+    }
+    path = tmp_path / "t.json"
+    path.write_text(json.dumps(doc))
+    result = cli.run("txn", str(path), "-o", "json")
+    assert result.code == ExitCode.COMPARE_FAILED
+    assert result.json()[0]["succeeded"] is False
+    assert result.json()[0]["results"][0]["op"] == "delete"
+
+
+def test_a_txn_that_succeeds_exits_0(cli: Harness) -> None:
+    cli.client.data["a"] = b"1"
+    doc = {
+        "compare": [{"key": "a", "target": "value", "value": "MQ==", "value_encoding": "base64"}],
+        "success": [{"op": "put", "key": "b", "value": "2"}],
+    }
+    assert cli.run("txn", "-", stdin=json.dumps(doc)).code == ExitCode.OK
+    _, (compare, success, _failure) = cli.client.calls[-1]
+    assert compare == (Compare("a", "value", value=b"1"),)
+    assert success == (TxnOp("put", "b", b"2"),)
+
+
+@pytest.mark.parametrize(
+    "doc",
+    [
+        "not json",
+        "[]",
+        '{"compare": [{"key": "a", "target": "size"}]}',
+        '{"success": [{"op": "put", "key": "a"}]}',
+        '{"succes": []}',
+        '{"compare": [{"key": "a", "target": "version", "version": "7"}]}',
+    ],
+)
+def test_a_bad_txn_document_is_a_usage_error_naming_the_problem(cli: Harness, doc: str) -> None:
+    result = cli.run("txn", "-", stdin=doc)
+    assert result.code == ExitCode.USAGE
+    assert result.err.startswith("confctl: -: ")
+
+
+@pytest.mark.parametrize(
+    ("error", "code"),
+    [
+        (Unavailable("no node answered within 5s (tried tcp://10.0.0.1:7101)"), ExitCode.UNAVAILABLE),
+        (InvalidRequest("bad field"), ExitCode.REJECTED),
+        (TooLarge("value over max_value_bytes (1048576)"), ExitCode.REJECTED),
+        (InternalServerError("bug"), ExitCode.ERROR),
+    ],
+)
+def test_client_errors_map_to_their_exit_code_with_one_line_and_no_traceback(
+    cli: Harness, error: ConfmanError, code: ExitCode
+) -> None:
+    cli.client.fail = error
+    result = cli.run("get", "k")
+    assert result.code == code
+    assert result.err.count("\n") == 1
+    assert "Traceback" not in result.err
+    assert result.exception is None or isinstance(result.exception, SystemExit)
+
+
+def test_the_no_node_answers_message_lists_the_endpoints(cli: Harness) -> None:
+    cli.client.fail = Unavailable(
+        "no node answered within 5s (tried tcp://10.0.0.1:7101, tcp://10.0.0.2:7101)"
+    )
+    result = cli.run("put", "k", "v")
+    assert result.code == ExitCode.UNAVAILABLE
+    assert result.err == f"confctl: UNAVAILABLE: {cli.client.fail.message}\n"
+
+
+def test_an_unexpected_exception_exits_1_without_a_traceback(cli: Harness) -> None:
+    cli.client.fail = None
+    cli.client.put = None  # type: ignore[assignment,method-assign]  # calling it raises TypeError
+    result = cli.run("put", "k", "v")
+    assert result.code == ExitCode.ERROR
+    assert "internal error: TypeError" in result.err
+
+
+def test_usage_errors_exit_2(cli: Harness) -> None:
+    assert cli.run("get").code == ExitCode.USAGE
+    assert cli.run("cas", "k", "v").code == ExitCode.USAGE  # neither expectation
+    assert cli.run("get", "k", "--min-version", "nope").code == ExitCode.USAGE
+
+
+# ---------------------------------------------------------------- where the cluster is
+
+
+def _app_without_endpoints(seen: list[ClientSettings]) -> typer.Typer:
+    def factory(settings: ClientSettings) -> ClientApi:
+        seen.append(settings)
+        return FakeClient(data={"k": b"v"})
+
+    return build_app(factory)
+
+
+def test_endpoints_come_from_the_environment_when_not_given() -> None:
+    seen: list[ClientSettings] = []
+    env = {"CONFMAN_ENDPOINTS": "tcp://a:1, tcp://b:2"}
+    assert CliRunner().invoke(_app_without_endpoints(seen), ["get", "k"], env=env).exit_code == 0
+    assert seen[0].endpoints == ("tcp://a:1", "tcp://b:2")
+
+
+def test_endpoints_come_from_a_node_config_peers_client_addresses(tmp_path: Path) -> None:
+    config = tmp_path / "node.toml"
+    config.write_text(
+        'node_id = 1\nclient_address = "tcp://h1:7101"\n'
+        '[[peers]]\nid = 2\nclient_address = "tcp://h2:7101"\n'
+        '[[peers]]\nid = 3\nclient_address = "tcp://h3:7101"\n'
+    )
+    seen: list[ClientSettings] = []
+    args = ["--config", str(config), "--timeout", "2", "--principal", "me", "get", "k"]
+    result = CliRunner().invoke(_app_without_endpoints(seen), args, env={"CONFMAN_ENDPOINTS": ""})
+    assert result.exit_code == 0
+    assert seen[0] == ClientSettings(("tcp://h1:7101", "tcp://h2:7101", "tcp://h3:7101"), 2.0, "me")
+
+
+def test_no_endpoints_anywhere_is_a_usage_error() -> None:
+    result = CliRunner().invoke(_app_without_endpoints([]), ["get", "k"], env={"CONFMAN_ENDPOINTS": ""})
+    assert result.exit_code == ExitCode.USAGE
+    assert "CONFMAN_ENDPOINTS" in result.stderr
+
+
+def test_a_malformed_endpoint_is_a_usage_error() -> None:
+    result = CliRunner().invoke(_app_without_endpoints([]), ["-e", "localhost", "get", "k"])
+    assert result.exit_code == ExitCode.USAGE
+    assert "localhost" in result.stderr
+
+
+def test_the_help_epilog_lists_the_exit_codes(cli: Harness) -> None:
+    assert "5 unavailable" in CliRunner().invoke(cli.app, ["--help"]).stdout

@@ -1,0 +1,141 @@
+"""Exactly-once writes: cached replies for retried seqs, ack, the cap, SESSION_EXPIRED and ttl expiry."""
+
+from __future__ import annotations
+
+import pytest
+
+from confmand.kv.commands import Cas, Command, Delete, Operation, Put, Session
+from confmand.kv.harness import MemoryShard
+from confmand.kv.queries import get_key
+from confmand.kv.records import SESSION, SessionRecord
+from confmand.kv.results import CAS_FAILED, NOT_FOUND, SESSION_EXPIRED, WriteResult
+from confmand.kv.sessions import SWEEP_BATCH
+from confmand.kv.version import ABSENT, Version
+
+CLIENT = b"client-1"
+TTL_MS = 1_000
+
+
+def at_ms(ms: int) -> int:
+    """An HLC stamp at physical time `ms`."""
+    return ms << 16
+
+
+def write(op: Operation, seq: int, ack: int = 0, ms: int = 0, client: bytes = CLIENT) -> Command:
+    return Command(op, at_ms(ms), "alice", Session(client, seq, ack))
+
+
+@pytest.fixture
+def shard() -> MemoryShard:
+    return MemoryShard(session_ttl_ms=TTL_MS, max_session_results=4)
+
+
+def test_a_retried_seq_gets_the_first_reply_and_writes_nothing(shard: MemoryShard) -> None:
+    first = shard.apply_one(write(Put("k", b"1"), seq=1))
+    retry = shard.apply_one(write(Put("k", b"1"), seq=1))
+    assert retry == first
+    assert len(shard.last_writes) == 0
+    assert changes_of(shard, "k") == 1
+
+
+def changes_of(shard: MemoryShard, key: str) -> int:
+    record = get_key(shard.store, key)
+    assert record is not None
+    return record.changes
+
+
+def test_a_retry_inside_the_same_batch_is_also_applied_once(shard: MemoryShard) -> None:
+    first, retry = shard.apply(write(Put("k", b"1"), seq=1), write(Put("k", b"1"), seq=1))
+    assert retry == first
+    assert changes_of(shard, "k") == 1
+
+
+def test_error_replies_are_cached_too(shard: MemoryShard) -> None:
+    first = shard.apply_one(write(Delete("k"), seq=1))
+    shard.apply(Command(Put("k", b"now here"), at_ms(0)))
+    retry = shard.apply_one(write(Delete("k"), seq=1))
+    assert retry == first
+    assert retry.error_code == NOT_FOUND
+
+
+def test_a_cached_cas_failure_keeps_its_current_version(shard: MemoryShard) -> None:
+    shard.apply(Command(Put("k", b"1"), at_ms(0)))
+    first = shard.apply_one(write(Cas("k", b"2", expected_version=ABSENT), seq=1))
+    assert shard.apply_one(write(Cas("k", b"2", expected_version=ABSENT), seq=1)) == first
+    assert first.error_code == CAS_FAILED
+
+
+def test_seqs_of_one_session_may_arrive_out_of_order(shard: MemoryShard) -> None:
+    results = shard.apply(write(Put("a", b""), seq=2), write(Put("b", b""), seq=1))
+    assert all(r.ok for r in results)
+    assert shard.apply_one(write(Put("b", b""), seq=1)) == results[1]
+
+
+def test_an_acknowledged_seq_is_forgotten_and_then_expired(shard: MemoryShard) -> None:
+    shard.apply(write(Put("k", b"1"), seq=1), write(Put("k", b"2"), seq=2, ack=2))
+    result = shard.apply_one(write(Put("k", b"1"), seq=1))
+    assert (result.ok, result.error_code) == (False, SESSION_EXPIRED)
+    assert len(shard.last_writes) == 0
+    record = get_key(shard.store, "k")
+    assert record is not None
+    assert record.value == b"2"
+
+
+def test_the_cache_keeps_at_most_the_cap_and_expires_the_oldest(shard: MemoryShard) -> None:
+    shard.apply(*(write(Put("k", bytes([i])), seq=i) for i in range(1, 7)))
+    record = SessionRecord.decode(shard.store.get(SESSION, CLIENT) or b"")
+    assert [seq for seq, _ in record.results] == [3, 4, 5, 6]
+    assert shard.apply_one(write(Put("k", b"x"), seq=2)).error_code == SESSION_EXPIRED
+    assert shard.apply_one(write(Put("k", bytes([3])), seq=3)).ok
+
+
+def test_sessions_are_independent(shard: MemoryShard) -> None:
+    a = shard.apply_one(write(Put("k", b"a"), seq=1, client=b"a"))
+    b = shard.apply_one(write(Put("k", b"b"), seq=1, client=b"b"))
+    assert a.version != b.version
+
+
+def test_a_session_unused_for_longer_than_the_ttl_starts_afresh(shard: MemoryShard) -> None:
+    shard.apply(write(Put("k", b"1"), seq=1, ms=0))
+    later = shard.apply_one(write(Put("k", b"1"), seq=1, ms=TTL_MS + 1))
+    assert later.ok
+    assert later.version == Version(1, 2)  # applied again: the cached reply expired with the session
+
+
+def test_a_session_used_within_the_ttl_stays_alive(shard: MemoryShard) -> None:
+    first = shard.apply_one(write(Put("k", b"1"), seq=1, ms=0))
+    shard.apply(write(Put("j", b"1"), seq=2, ms=TTL_MS))
+    assert shard.apply_one(write(Put("k", b"1"), seq=1, ms=2 * TTL_MS - 1)) == first
+
+
+def test_the_sweep_deletes_expired_sessions_once_time_has_passed(shard: MemoryShard) -> None:
+    shard.apply(write(Put("k", b"1"), seq=1, ms=0, client=b"old"))
+    shard.apply(write(Put("k", b"2"), seq=1, ms=TTL_MS, client=b"young"))
+    shard.apply(Command(Put("tick", b""), at_ms(TTL_MS + TTL_MS // 2)))
+    assert [cid for cid, _ in shard.store.scan(SESSION)] == [b"young"]
+
+
+def test_a_sweep_examines_a_bounded_number_of_sessions_per_entry(shard: MemoryShard) -> None:
+    clients = [i.to_bytes(2, "big") for i in range(SWEEP_BATCH + 10)]
+    shard.apply(*(write(Put("k", b""), seq=1, client=c) for c in clients))
+    shard.apply(Command(Put("tick", b""), at_ms(2 * TTL_MS)))
+    assert len(list(shard.store.scan(SESSION))) == 10  # one entry swept one batch of sessions
+    shard.apply(Command(Put("tick", b""), at_ms(2 * TTL_MS)))
+    assert list(shard.store.scan(SESSION)) == []
+
+
+def test_sweeping_is_the_same_whatever_the_batching() -> None:
+    entries = [write(Put("k", bytes([i])), seq=1, ms=i * 300, client=bytes([i])) for i in range(12)]
+    one, many = MemoryShard(session_ttl_ms=TTL_MS), MemoryShard(session_ttl_ms=TTL_MS)
+    one.apply(*entries)
+    for e in entries:
+        many.apply(e)
+    assert one.records() == many.records()
+
+
+def test_session_results_survive_the_cache_round_trip(shard: MemoryShard) -> None:
+    first = shard.apply_one(write(Put("k", b"1"), seq=1))
+    cached = SessionRecord.decode(shard.store.get(SESSION, CLIENT) or b"").cached(1)
+    assert cached == first
+    assert cached is not None
+    assert WriteResult.from_wire(cached.to_wire()) == cached
