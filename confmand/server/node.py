@@ -22,6 +22,7 @@ forwarding to another leader.
 
 from __future__ import annotations
 
+import enum
 import logging
 import random
 import time
@@ -94,15 +95,20 @@ class _Incoming:
     deadline: float
 
 
+class _Phase(enum.Enum):
+    PERSIST = "persist"  # Raft entries and hard state (synced); messages wait for it
+    APPLY = "apply"  # state-machine changes with the applied index
+
+
 @dataclass(slots=True)
 class _Stall:
-    """A turn whose batch could not be written: retried until the disk takes it."""
+    """A batch of one phase of the Ready cycle; kept and retried if the disk refuses it."""
 
     replicas: list[Replica]
     batch: WriteBatch
     sync: bool
-    apply_pending: bool  # the batch held a snapshot install; committed entries are still to apply
-    error: str
+    phase: _Phase
+    error: str = ""
     next_retry: float = 0.0
 
 
@@ -172,6 +178,7 @@ class Node:
         return max(0.0, self._next_tick - time.monotonic())
 
     def turn(self) -> None:
+        self.counters["turns"] += 1
         self.now = now = time.monotonic()
         for replica in self.replicas.values():
             replica.now = now
@@ -200,6 +207,7 @@ class Node:
             self._next_tick = now + self._tick_s
 
     def _ready_cycle(self) -> None:
+        """Persist every replica's Ready in one batch and fsync, send, then apply in a second batch."""
         active = [r for r in self.replicas.values() if r.raft.has_ready()]
         if not active:
             return
@@ -207,27 +215,36 @@ class Node:
         sync = False
         for replica in active:
             sync |= replica.stage(batch)
-        sync = sync and self.config.storage.fsync
-        if any(r.has_staged_snapshot() for r in active):
-            # The state machine must read the installed snapshot before applying entries on top.
-            if not self._write(active, batch, sync, apply_pending=True):
-                return
-            batch = self.storage.new_batch()
-        self._apply_and_finish(active, batch, sync)
+            # A leader's appends may leave before its own fsync (thesis §10.2.1): the followers'
+            # fsyncs then overlap ours. The leader counts itself only after `advance`.
+            self._queue_raft(replica, replica.take_early_messages())
+        self._flush_peers()
+        if self._write(_Stall(active, batch, sync and self.config.storage.fsync, _Phase.PERSIST)):
+            self._after_persist(active)
 
-    def _apply_and_finish(self, active: list[Replica], batch: WriteBatch, sync: bool) -> None:
+    def _after_persist(self, active: list[Replica]) -> None:
+        """Entries and hard state are durable: votes and acknowledgements may go; then apply."""
+        for replica in active:
+            self._queue_raft(replica, replica.take_messages())
+        self._flush_peers()
+        batch = self.storage.new_batch()
         for replica in active:
             replica.stage_apply(batch)
-        if self._write(active, batch, sync, apply_pending=False):
-            self._finish(active)
+        # No fsync for applying: if a crash loses it, recovery replays the log from the durable
+        # applied index; LevelDB's log is ordered, so it never keeps a later batch without this one.
+        if self._write(_Stall(active, batch, False, _Phase.APPLY)):
+            self._after_apply(active)
 
-    def _finish(self, active: list[Replica]) -> None:
+    def _after_apply(self, active: list[Replica]) -> None:
         for replica in active:
-            for msg in replica.after_write():
-                self._outbox[msg.dst].raft.append((replica.shard_id, msg))
+            replica.after_apply()
             self._replies.extend(replica.replies)
             replica.replies.clear()
         self._maybe_snapshot(active)
+
+    def _queue_raft(self, replica: Replica, messages: list[Message]) -> None:
+        for msg in messages:
+            self._outbox[msg.dst].raft.append((replica.shard_id, msg))
 
     def _maybe_snapshot(self, active: list[Replica]) -> None:
         batch = self.storage.new_batch()
@@ -243,14 +260,14 @@ class Node:
             replica.after_snapshot_written()
             log.info("shard %d: snapshot at %s, log compacted", replica.shard_id, replica.applied)
 
-    def _write(self, active: list[Replica], batch: WriteBatch, sync: bool, apply_pending: bool) -> bool:
+    def _write(self, pending: _Stall) -> bool:
         try:
-            self.storage.write(batch, sync=sync)
+            self.storage.write(pending.batch, sync=pending.sync)
         except StorageError as exc:
-            log.error(
-                "cannot write to %s: %s; Raft stalls until the write succeeds", self.config.data_dir, exc
-            )
-            self._stall = _Stall(active, batch, sync, apply_pending, str(exc), self.now + STALL_RETRY_S)
+            log.error("cannot write to %s: %s; Raft stalls until it can", self.config.data_dir, exc)
+            pending.error = str(exc)
+            pending.next_retry = self.now + STALL_RETRY_S
+            self._stall = pending
             self.counters["storage_errors"] += 1
             return False
         return True
@@ -261,13 +278,13 @@ class Node:
         if self.now < stall.next_retry:
             return
         self._stall = None
-        if not self._write(stall.replicas, stall.batch, stall.sync, stall.apply_pending):
+        if not self._write(stall):
             return
         log.warning("storage writes succeed again; Raft resumes")
-        if stall.apply_pending:
-            self._apply_and_finish(stall.replicas, self.storage.new_batch(), stall.sync)
+        if stall.phase is _Phase.PERSIST:
+            self._after_persist(stall.replicas)
         else:
-            self._finish(stall.replicas)
+            self._after_apply(stall.replicas)
 
     # ------------------------------------------------------------------ peers
 

@@ -8,12 +8,14 @@ One loop turn of a replica, driven by the node:
 1. `step`/`tick`, and `accept_write`/`accept_read` for requests of the turn;
 2. `flush_requests`: the turn's writes become ONE proposal batch, its
    linearizable reads ONE ReadIndex round;
-3. `stage`: the Ready's snapshot, entries and hard state, and the state
-   changes of the committed entries with the applied index, all into the
-   node's one WriteBatch for the turn (the node then writes it with one fsync);
-4. `after_write`: the Ready's messages go out (only now: they may promise a
-   vote or acknowledge entries), waiting writes and reads are answered,
-   `advance`.
+3. `stage`: the Ready's snapshot (and the state it carries), entries and hard
+   state go into the node's one WriteBatch for the turn, written with one
+   fsync; a leader's appends may leave before it (`take_early_messages`);
+4. `take_messages`: once that batch is durable, the rest (votes,
+   acknowledgements) may go;
+5. `stage_apply`: the committed entries' state changes and the applied
+   index go into a second batch (no fsync needed: the log replays);
+6. `after_apply`: waiting writes and reads are answered, then `advance`.
 Replies collect in `self.replies`; the node sends them.
 """
 
@@ -76,6 +78,7 @@ class _Staged:
     terms: dict[int, int] = field(default_factory=dict)  # index -> term of each applied entry
     installed_snapshot: Version | None = None
     sync: bool = False
+    sync_for_vote: bool = False  # term or vote changed: nothing may be sent before the fsync
 
 
 class Replica:
@@ -178,7 +181,8 @@ class Replica:
         self._note_soft_state(rd)
         self.storage.stage_ready(rd, batch)
         hard = rd.hard_state
-        staged.sync = bool(rd.entries or rd.snapshot or (hard is not None and self._vote_changed(hard)))
+        staged.sync_for_vote = hard is not None and self._vote_changed(hard)
+        staged.sync = bool(rd.entries or rd.snapshot or staged.sync_for_vote)
         if rd.snapshot is not None and rd.snapshot.meta.index > self.applied.index:
             meta = rd.snapshot.meta
             records = decode_state(rd.snapshot.data)
@@ -188,7 +192,7 @@ class Replica:
         return staged.sync
 
     def stage_apply(self, batch: WriteBatch) -> None:
-        """Apply the staged Ready's committed entries into `batch` (after any snapshot is written)."""
+        """Apply the staged Ready's committed entries into `batch` (the persist batch is written)."""
         staged = self._staged
         assert staged is not None
         if staged.installed_snapshot is not None:
@@ -207,11 +211,25 @@ class Replica:
         self.applied = Version(last.term, last.index)
         self.storage.stage_applied(writes, last.term, last.index, batch)
 
-    def has_staged_snapshot(self) -> bool:
-        return self._staged is not None and self._staged.installed_snapshot is not None
+    def take_early_messages(self) -> list[Message]:
+        """A leader's messages that may leave before this Ready is durable (its term is already)."""
+        staged = self._staged
+        assert staged is not None
+        rd = staged.ready
+        if rd.soft_state.role is not Role.LEADER or staged.sync_for_vote:
+            return []
+        messages, rd.messages = rd.messages, []
+        return messages
 
-    def after_write(self) -> list[Message]:
-        """The batch is durable: answer what the Ready settled, advance, return messages to send."""
+    def take_messages(self) -> list[Message]:
+        """The staged Ready is durable: its messages (votes, acknowledgements) may go."""
+        staged = self._staged
+        assert staged is not None
+        messages, staged.ready.messages = staged.ready.messages, []
+        return messages
+
+    def after_apply(self) -> None:
+        """Persisted and applied: answer what the Ready settled, then advance the core."""
         staged, self._staged = self._staged, None
         assert staged is not None
         rd = staged.ready
@@ -227,7 +245,6 @@ class Replica:
                 self._reads_at.append((rs.index, read))
         self._serve_caught_up()
         self.raft.advance(rd)
-        return rd.messages
 
     def maybe_snapshot(self, batch: WriteBatch) -> bool:
         """Snapshot the state machine and compact the log when enough entries were applied."""

@@ -30,6 +30,7 @@ def replica_status(node: Node, replica: Replica) -> dict[str, object]:
         "storage_error": node.storage_error,
         "client_address": node.config.client_address,
         "peer_address": node.config.peer_address,
+        "counters": dict(sorted(node.counters.items())),
     }
     if status.role is Role.LEADER:
         fields["peers"] = {
