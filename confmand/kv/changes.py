@@ -7,12 +7,11 @@ Every change of a key made by an entry writes, through the overlay:
 - an audit record at `hlc + index + ordinal`, the ordinal counting the entry's changes, so a txn
   touching three keys leaves three records in the order it made them.
 
-History is trimmed by a reverse scan of the key's own range through the overlay, newest first,
-deleting whatever lies beyond the limit. Because every write trims, a key holds at most
-`history_limit + 1` history records when the scan runs, so the scan is bounded (after lowering
-the limit, the first write of a key trims its excess once). This needs no second record
-listing the retained indexes that would have to be kept consistent with the history itself,
-and a scan of one key's contiguous range is one seek in LevelDB.
+History is trimmed without a scan: the indexes of a key's retained history records live in its
+data record (or, while the key is deleted, in its history header, kind `w`), so trimming is
+point deletes of the indexes beyond the newest `history_limit` (after lowering the limit, the
+first write of a key trims its excess at once). The list and the history records change in the
+same WriteSet, so they cannot disagree; a key has a data record or a history header, never both.
 
 Two changes of one key by one entry (a txn) share a version: the history record of that
 version is the key's state after the entry; the audit log keeps both changes.
@@ -27,13 +26,15 @@ from confmand.kv.records import (
     AUDIT,
     DATA,
     HISTORY,
+    HISTORY_HEADER,
     AuditRecord,
     DataRecord,
     HistoryRecord,
     audit_key,
     data_key,
+    decode_history_header,
+    encode_history_header,
     history_key,
-    history_range,
 )
 from confmand.kv.version import Version
 
@@ -69,15 +70,17 @@ class KeyChanges:
 
     def put(self, key: str, value: bytes) -> Version | None:
         """Create or overwrite `key`; returns its previous mod version (None if it was absent)."""
+        dkey = data_key(key)
         old = self.read(key)
-        new = DataRecord(
-            value=value,
-            create_version=self._version if old is None else old.create_version,
-            mod_version=self._version,
-            changes=1 if old is None else old.changes + 1,
-        )
-        self._overlay.put(DATA, data_key(key), new.encode())
-        prev = None if old is None else old.mod_version
+        if old is None:
+            kept = self._deleted_history(dkey)
+            prev = None
+            new = DataRecord(value, self._version, self._version, 1, self._history(key, kept))
+        else:
+            prev = old.mod_version
+            history = self._history(key, old.history)
+            new = DataRecord(value, old.create_version, self._version, old.changes + 1, history)
+        self._overlay.put(DATA, dkey, new.encode())
         self._record(key, "put", value, prev, self._version)
         return prev
 
@@ -86,25 +89,40 @@ class KeyChanges:
         old = self.read(key)
         if old is None:
             return None
-        self._overlay.delete(DATA, data_key(key))
+        dkey = data_key(key)
+        self._overlay.delete(DATA, dkey)
+        self._overlay.put(HISTORY_HEADER, dkey, encode_history_header(self._history(key, old.history)))
         self._record(key, "delete", None, old.mod_version, None)
         return old.mod_version
+
+    def _deleted_history(self, dkey: bytes) -> tuple[int, ...]:
+        """The retained history of a key about to be created; its history header goes."""
+        raw = self._overlay.get(HISTORY_HEADER, dkey)
+        if raw is None:
+            return ()
+        self._overlay.delete(HISTORY_HEADER, dkey)
+        return decode_history_header(raw)
+
+    def _history(self, key: str, kept: tuple[int, ...]) -> tuple[int, ...]:
+        """`kept` plus this entry's index, trimmed to the limit; deletes the trimmed records."""
+        index = self._version.index
+        if not kept or kept[-1] != index:  # a txn's second change of a key shares the version
+            kept = (*kept, index)
+        excess = len(kept) - self._history_limit
+        if excess > 0:
+            for stale in kept[:excess]:
+                self._overlay.delete(HISTORY, history_key(key, stale))
+            kept = kept[excess:]
+        return kept
 
     def _record(
         self, key: str, op: str, value: bytes | None, prev: Version | None, new: Version | None
     ) -> None:
         history = HistoryRecord(self._version, op, value, self._hlc, self._principal)
         self._overlay.put(HISTORY, history_key(key, self._version.index), history.encode())
-        self._trim_history(key)
         if self._ordinal >= MAX_CHANGES_PER_ENTRY:
             # The codec caps a txn branch at 65,535 ops, so this is a bug, not a bad input.
             raise AssertionError(f"more than {MAX_CHANGES_PER_ENTRY} changes in one entry")
         audit = AuditRecord(self._hlc, self._version, self._principal, self._op, key, prev, new)
         self._overlay.put(AUDIT, audit_key(self._hlc, self._version.index, self._ordinal), audit.encode())
         self._ordinal += 1
-
-    def _trim_history(self, key: str) -> None:
-        start, stop = history_range(key)
-        newest_first = [k for k, _ in self._overlay.scan(HISTORY, start, stop, reverse=True)]
-        for stale in newest_first[self._history_limit :]:
-            self._overlay.delete(HISTORY, stale)

@@ -236,20 +236,24 @@ def decode_command(data: bytes) -> Command:
     if not isinstance(data, bytes | bytearray | memoryview):
         raise CommandDecodeError(f"want bytes, got {type(data).__name__}")
     try:
-        raw = msgpack.unpackb(bytes(data), raw=False, use_list=True, strict_map_key=True)
+        raw = msgpack.unpackb(
+            data if type(data) is bytes else bytes(data), raw=False, use_list=True, strict_map_key=True
+        )
     except Exception as exc:  # msgpack raises many types (ExtraData, ValueError, ...): one answer
         raise CommandDecodeError(f"not msgpack: {type(exc).__name__}: {exc}") from None
     fields = _list(raw, "command", 6)
     if type(fields[0]) is not int or fields[0] != WIRE_FORMAT:
         raise CommandDecodeError(f"unsupported command format {fields[0]!r} (want {WIRE_FORMAT})")
+    # Each field is checked once, here, by every rule validate_command applies to it (the
+    # codec tests check that both ways agree), so decoding does not validate a second time.
     op = _decode_op(fields[1], fields[5])
     principal = fields[3]
     if not isinstance(principal, str):
         raise CommandDecodeError(f"principal: want a str, got {type(principal).__name__}")
+    if len(principal) > MAX_PRINCIPAL_BYTES // 4 and len(_utf8(principal, "principal")) > MAX_PRINCIPAL_BYTES:
+        raise CommandDecodeError(f"principal: longer than {MAX_PRINCIPAL_BYTES} bytes")
     session = None if fields[4] is None else _decode_session(fields[4])
-    cmd = Command(op=op, hlc=_uint(fields[2], "hlc"), principal=principal, session=session)
-    validate_command(cmd)
-    return cmd
+    return Command(op=op, hlc=_uint(fields[2], "hlc"), principal=principal, session=session)
 
 
 def _list(value: object, where: str, length: int) -> list[Any]:
@@ -262,8 +266,10 @@ def _list(value: object, where: str, length: int) -> list[Any]:
 
 def _decode_session(raw: object) -> Session:
     client_id, seq, ack = _list(raw, "session", 3)
+    if not 1 <= len(_bytes(client_id, "session.client_id")) <= MAX_CLIENT_ID_BYTES:
+        raise CommandDecodeError(f"session.client_id: want 1-{MAX_CLIENT_ID_BYTES} bytes")
     return Session(
-        client_id=_bytes(client_id, "session.client_id"),
+        client_id=client_id,
         seq=_uint(seq, "session.seq", low=1),
         ack=_uint(ack, "session.ack"),
     )
@@ -283,6 +289,8 @@ def _decode_op(op_code: object, body: object) -> Operation:
         return Delete(key=validate_key(key, "delete.key"))
     if op_code == OP_CAS and type(op_code) is int:
         key, value, expected_version, expected_value = _list(body, "cas", 4)
+        if (expected_version is None) == (expected_value is None):
+            raise CommandDecodeError("cas: want exactly one of expected_version, expected_value")
         return Cas(
             key=validate_key(key, "cas.key"),
             value=_bytes(value, "cas.value"),

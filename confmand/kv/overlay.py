@@ -6,8 +6,9 @@ entries before it in the batch (and of the ops before it in its own txn).
 
 Invariants: `get` and `scan` answer exactly what the base store would hold after
 `MemoryKVStore.apply(writes)`; a pending delete hides the base record. The overlay keeps the
-pending keys of each kind sorted (bisect), so a scan merges two ordered streams in
-O(records scanned + log pending) instead of sorting the whole WriteSet on every scan.
+pending keys of each kind in a list, appended to in O(1) (puts and deletes are the hot path)
+and sorted only when a scan of that kind needs it (then kept sorted until the next new key),
+so a scan merges two ordered streams instead of sorting the whole WriteSet on every scan.
 A scan sees the pending writes made before it began; callers that change records they are
 scanning collect the keys first.
 """
@@ -23,12 +24,13 @@ from confmand.kv.store import Kind, KVStore, WriteSet
 class OverlayStore:
     """`base` as it will be once `writes` is applied; `put`/`delete` add to `writes`."""
 
-    __slots__ = ("_base", "_pending", "writes")
+    __slots__ = ("_base", "_pending", "_unsorted", "writes")
 
     def __init__(self, base: KVStore, writes: WriteSet | None = None) -> None:
         self._base = base
         self.writes = WriteSet() if writes is None else writes
         self._pending: dict[Kind, list[bytes]] = {}
+        self._unsorted: set[Kind] = set()
         for kind, key in sorted(self.writes.changes):
             self._pending.setdefault(kind, []).append(key)
 
@@ -51,6 +53,9 @@ class OverlayStore:
     ) -> Iterator[tuple[bytes, bytes]]:
         """Records of `kind` with `start <= key < stop` (stop None: to the end), in key order."""
         pending = self._pending.get(kind, [])
+        if kind in self._unsorted:
+            pending.sort()
+            self._unsorted.discard(kind)
         lo = bisect.bisect_left(pending, start)
         hi = len(pending) if stop is None else bisect.bisect_left(pending, stop)
         mine = pending[lo:hi]  # a copy: later puts do not disturb this scan
@@ -81,5 +86,5 @@ class OverlayStore:
     def _track(self, kind: Kind, key: bytes) -> None:
         if (kind, key) in self.writes.changes:
             return
-        keys = self._pending.setdefault(kind, [])
-        bisect.insort(keys, key)
+        self._pending.setdefault(kind, []).append(key)
+        self._unsorted.add(kind)

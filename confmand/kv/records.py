@@ -4,19 +4,29 @@ KV owns these one-byte kinds (the node's storage owns h, l, s, n, x, m):
 
 | kind | key | value (msgpack array) |
 |---|---|---|
-| `d` data | key UTF-8 | `[value, create_version, mod_version, changes]` |
+| `d` data | key UTF-8 | `[value, create_version, mod_version, changes, [history index, ...]]` |
+| `w` history header | key UTF-8 (only while the key is deleted) | `[history index, ...]` |
 | `v` history | key UTF-8 + NUL + index (8 bytes BE) | `[op, value or nil, version, hlc, principal]` |
 | `a` audit | hlc (8 BE) + index (8 BE) + ordinal (2 BE) | `[hlc, version, principal, op, key, prev, new]` |
-| `c` session | client_id | `[last_hlc, floor, [[seq, result], ...]]` (results by seq) |
+| `c` session header | client_id | `[last_hlc, floor, count, low, top]` |
+| `r` session result | len(client_id) (1 byte) + client_id + seq (8 BE) | a `WriteResult.to_wire()` |
 | `e` sweep | `b"sessions"` | `[next_sweep_ms, cursor or nil]` (where the session sweep is) |
 
 Versions are `[term, index]`. Integers in keys are fixed-width big-endian so key order is
-numeric order: a key's history is one contiguous range ordered by index, and the audit log is
-ordered by HLC, then index, then the change's ordinal inside its entry.
+numeric order: a key's history is one contiguous range ordered by index, a session's results
+one contiguous range ordered by seq (the length byte keeps one client id from being a prefix
+of another's range), and the audit log is ordered by HLC, then index, then the change's ordinal.
+
+Per-write cost is O(1) in what is retained: a key's retained history indexes (at most
+`history_limit`, ascending) live in its data record, or in its history header `w` while the
+key is deleted (a key has one of the two, never both; a key that never existed has neither),
+so trimming history is point deletes, not a scan. A session's cached results are one record
+each, so using a session reads and writes its small header, not its whole cache.
 
 Invariants: keys never contain NUL (codec.validate_key rejects them), so the history range of
-`k` (`k + NUL` up to `k + \\x01`) holds exactly `k`'s records. Encoders write arrays in a fixed
-field order, so equal records are equal bytes on every replica. Decoders are strict and raise
+`k` (`k + NUL` up to `k + \\x01`) holds exactly `k`'s records, and they are exactly the indexes
+listed in `k`'s data record or history header. Encoders write arrays in a fixed field order, so
+equal records are equal bytes on every replica. Decoders are strict and raise
 `RecordDecodeError`: a record that does not decode means the store is corrupt.
 """
 
@@ -44,8 +54,10 @@ from confmand.kv.version import Version
 
 DATA: Final = b"d"
 HISTORY: Final = b"v"
+HISTORY_HEADER: Final = b"w"
 AUDIT: Final = b"a"
 SESSION: Final = b"c"
+RESULT: Final = b"r"
 SWEEP: Final = b"e"
 SWEEP_KEY: Final = b"sessions"
 
@@ -74,27 +86,71 @@ def u64(n: int) -> bytes:
 
 @dataclass(frozen=True, slots=True)
 class DataRecord:
-    """A live key: its value, the version that created it, the last that changed it, and how often."""
+    """A live key: its value, the version that created it, the last that changed it, how often,
+    and the indexes of its retained history records (ascending)."""
 
     value: bytes
     create_version: Version
     mod_version: Version
     changes: int
+    history: tuple[int, ...] = ()
 
     def encode(self) -> bytes:
-        return pack(
-            [self.value, encode_version(self.create_version), encode_version(self.mod_version), self.changes]
-        )
+        c, m = self.create_version, self.mod_version
+        return pack([self.value, [c.term, c.index], [m.term, m.index], self.changes, list(self.history)])
 
     @staticmethod
     def decode(data: bytes) -> DataRecord:
-        value, create, mod, changes = expect_list(unpack(data, "data"), "data", 4)
+        fields = unpack(data, "data")
+        # The fast path checks every field's type inline; anything odd gets the named complaint.
+        if type(fields) is list and len(fields) == 5:
+            value, create, mod, changes, history = fields
+            if (
+                type(value) is bytes
+                and _is_version(create)
+                and _is_version(mod)
+                and type(changes) is int
+                and changes >= 0
+                and type(history) is list
+            ):
+                return DataRecord(
+                    value, Version(*create), Version(*mod), changes, decode_indexes(history, "data.history")
+                )
+        value, create, mod, changes, history = expect_list(fields, "data", 5)
         return DataRecord(
             value=expect_bytes(value, "data.value"),
             create_version=decode_version(create, "data.create_version"),
             mod_version=decode_version(mod, "data.mod_version"),
             changes=expect_int(changes, "data.changes"),
+            history=decode_indexes(history, "data.history"),
         )
+
+
+def _is_version(raw: object) -> bool:
+    if type(raw) is not list or len(raw) != 2:
+        return False
+    term, index = raw
+    return type(term) is int and type(index) is int and term >= 0 and index >= 0
+
+
+def decode_indexes(raw: object, where: str) -> tuple[int, ...]:
+    """A strictly ascending list of non-negative ints (history indexes), as a tuple."""
+    items = expect_array(raw, where)
+    previous = -1
+    for n in items:
+        if type(n) is not int or n <= previous:
+            raise RecordDecodeError(f"{where}: want strictly ascending non-negative ints, got {items!r}")
+        previous = n
+    return tuple(items)
+
+
+def encode_history_header(indexes: tuple[int, ...]) -> bytes:
+    """The `w` record of a deleted key: the indexes of its retained history records."""
+    return pack(list(indexes))
+
+
+def decode_history_header(data: bytes) -> tuple[int, ...]:
+    return decode_indexes(unpack(data, "history header"), "history header")
 
 
 def data_key(key: str) -> bytes:
@@ -211,50 +267,58 @@ def audit_key(hlc: int, index: int, ordinal: int) -> bytes:
 
 
 @dataclass(frozen=True, slots=True)
-class SessionRecord:
-    """A client's exactly-once state.
+class SessionHeader:
+    """A client's exactly-once state, without its cached results (those are `r` records).
 
-    `results` are the cached replies by seq, ascending, in their wire form (`WriteResult.to_wire`):
-    only a retry needs one decoded, so a session's use does not pay to decode its whole cache.
     `floor` is the lowest seq the session may still apply or answer: every seq below it was
     acknowledged by the client (`ack`) or its cached reply was dropped to respect the cap, so it
-    must not be applied (again).
+    must not be applied (again). `count` is how many result records the session has; every one
+    has a seq >= `low` (`low <= floor`; below `floor` only when a write carried an ack above
+    its own seq, whose result then stays cached until the session's next write). `top` is the
+    highest seq the session has applied: a seq above it has no cached result (clients number
+    writes upwards, so the common write skips the lookup).
     """
 
     last_hlc: int
     floor: int
-    results: tuple[tuple[int, list[Any]], ...]
-
-    def cached(self, seq: int) -> WriteResult | None:
-        """The reply cached for `seq`, or None."""
-        for cached_seq, wire in self.results:
-            if cached_seq == seq:
-                return WriteResult.from_wire(wire)
-        return None
-
-    def check(self) -> SessionRecord:
-        """Self, once every cached reply is known to decode (for records from outside: snapshots)."""
-        for _, wire in self.results:
-            WriteResult.from_wire(wire)
-        return self
+    count: int
+    low: int
+    top: int
 
     def encode(self) -> bytes:
-        return pack([self.last_hlc, self.floor, [[seq, wire] for seq, wire in self.results]])
+        return pack([self.last_hlc, self.floor, self.count, self.low, self.top])
 
     @staticmethod
-    def decode(data: bytes) -> SessionRecord:
-        last_hlc, floor, results = expect_list(unpack(data, "session"), "session", 3)
-        cached: list[tuple[int, list[Any]]] = []
-        for item in expect_array(results, "session.results"):
-            seq, wire = expect_list(item, "session.results[]", 2)
-            cached.append((expect_int(seq, "session.results[].seq"), expect_array(wire, "session.result")))
-        if [s for s, _ in cached] != sorted({s for s, _ in cached}):
-            raise RecordDecodeError("session.results: seqs not strictly ascending")
-        return SessionRecord(
-            last_hlc=expect_int(last_hlc, "session.last_hlc"),
-            floor=expect_int(floor, "session.floor"),
-            results=tuple(cached),
-        )
+    def decode(data: bytes) -> SessionHeader:
+        fields = expect_list(unpack(data, "session"), "session", 5)
+        last_hlc, floor, count, low, top = (expect_int(f, "session field") for f in fields)
+        if low > floor:
+            raise RecordDecodeError(f"session: low {low} above floor {floor}")
+        return SessionHeader(last_hlc, floor, count, low, top)
+
+
+def result_prefix(client_id: bytes) -> bytes:
+    """Where a session's `r` records start: the client id, led by its length."""
+    return bytes((len(client_id),)) + client_id
+
+
+def result_key(client_id: bytes, seq: int) -> bytes:
+    return result_prefix(client_id) + u64(seq)
+
+
+def result_bound(client_id: bytes, seq: int) -> bytes:
+    """The key of `seq` in the session's range, or the range's end if `seq` is past 2**64 - 1."""
+    if seq >= 1 << 64:
+        return result_prefix(client_id) + b"\xff" * _U64 + b"\x00"
+    return result_key(client_id, seq)
+
+
+def encode_result(result: WriteResult) -> bytes:
+    return pack(result.to_wire())
+
+
+def decode_result(data: bytes) -> WriteResult:
+    return WriteResult.from_wire(unpack(data, "session result"))
 
 
 @dataclass(frozen=True, slots=True)

@@ -22,24 +22,30 @@ from confmand.kv.records import (
     AUDIT,
     DATA,
     HISTORY,
+    HISTORY_HEADER,
+    RESULT,
     SESSION,
     SWEEP,
     AuditRecord,
     DataRecord,
     HistoryRecord,
-    SessionRecord,
+    SessionHeader,
     SweepState,
+    decode_history_header,
+    decode_result,
 )
 from confmand.kv.store import KVStore, WriteSet
 
 SNAPSHOT_FORMAT: Final = 1
-STATE_KINDS: Final[tuple[bytes, ...]] = (DATA, HISTORY, AUDIT, SESSION, SWEEP)
+STATE_KINDS: Final[tuple[bytes, ...]] = (DATA, HISTORY_HEADER, HISTORY, AUDIT, SESSION, RESULT, SWEEP)
 
 _DECODERS: Final[dict[bytes, Callable[[bytes], object]]] = {
     DATA: DataRecord.decode,
     HISTORY: HistoryRecord.decode,
     AUDIT: AuditRecord.decode,
-    SESSION: lambda data: SessionRecord.decode(data).check(),
+    HISTORY_HEADER: decode_history_header,
+    SESSION: SessionHeader.decode,
+    RESULT: decode_result,
     SWEEP: SweepState.decode,
 }
 

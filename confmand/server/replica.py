@@ -60,6 +60,8 @@ from confmand.storage import ShardStorage, WriteBatch
 
 log = logging.getLogger(__name__)
 
+EXPIRY_CHECK_S = 0.05  # how often deadlines are looked at (a tick of the default config)
+
 
 @dataclass(frozen=True, slots=True)
 class ReplicaSettings:
@@ -115,6 +117,7 @@ class Replica:
         self._compact_to = 0
         self._durable_term_vote: tuple[int, int | None] | None = None
         self.now = 0.0  # monotonic seconds, set by the node at the start of every turn
+        self._next_expiry_check = 0.0
 
     # ------------------------------------------------------------------ inputs
 
@@ -271,7 +274,11 @@ class Replica:
     # ------------------------------------------------------------------ answering
 
     def expire(self) -> None:
+        """Answer what missed its deadline (looked at every EXPIRY_CHECK_S: deadlines need not be exact)."""
         now = self.now
+        if now < self._next_expiry_check:
+            return
+        self._next_expiry_check = now + EXPIRY_CHECK_S
         timeout = RequestError(ErrorCode.TIMEOUT, "the write did not commit in time: its outcome is unknown")
         for index in [i for i, w in self._pending_writes.items() if w.deadline <= now]:
             w = self._pending_writes.pop(index)

@@ -2,12 +2,17 @@
 
 from __future__ import annotations
 
-import pytest
+from dataclasses import dataclass, field
 
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from confmand.kv import sessions
 from confmand.kv.commands import Cas, Command, Delete, Operation, Put, Session
 from confmand.kv.harness import MemoryShard
 from confmand.kv.queries import get_key
-from confmand.kv.records import SESSION, SessionRecord
+from confmand.kv.records import RESULT, SESSION, SessionHeader, decode_result, result_prefix
 from confmand.kv.results import CAS_FAILED, NOT_FOUND, SESSION_EXPIRED, WriteResult
 from confmand.kv.sessions import SWEEP_BATCH
 from confmand.kv.version import ABSENT, Version
@@ -83,10 +88,14 @@ def test_an_acknowledged_seq_is_forgotten_and_then_expired(shard: MemoryShard) -
 
 def test_the_cache_keeps_at_most_the_cap_and_expires_the_oldest(shard: MemoryShard) -> None:
     shard.apply(*(write(Put("k", bytes([i])), seq=i) for i in range(1, 7)))
-    record = SessionRecord.decode(shard.store.get(SESSION, CLIENT) or b"")
-    assert [seq for seq, _ in record.results] == [3, 4, 5, 6]
+    assert cached_seqs(shard) == [3, 4, 5, 6]
     assert shard.apply_one(write(Put("k", b"x"), seq=2)).error_code == SESSION_EXPIRED
     assert shard.apply_one(write(Put("k", bytes([3])), seq=3)).ok
+
+
+def cached_seqs(shard: MemoryShard, client: bytes = CLIENT) -> list[int]:
+    prefix = result_prefix(client)
+    return [int.from_bytes(k[len(prefix) :], "big") for k, _ in shard.store.scan(RESULT) if k[:-8] == prefix]
 
 
 def test_sessions_are_independent(shard: MemoryShard) -> None:
@@ -135,7 +144,97 @@ def test_sweeping_is_the_same_whatever_the_batching() -> None:
 
 def test_session_results_survive_the_cache_round_trip(shard: MemoryShard) -> None:
     first = shard.apply_one(write(Put("k", b"1"), seq=1))
-    cached = SessionRecord.decode(shard.store.get(SESSION, CLIENT) or b"").cached(1)
+    cached = decode_result(shard.store.get(RESULT, result_prefix(CLIENT) + (1).to_bytes(8, "big")) or b"")
     assert cached == first
-    assert cached is not None
     assert WriteResult.from_wire(cached.to_wire()) == cached
+
+
+# ---------------------------------------------------------------- layout: one record per cached result
+
+
+@dataclass
+class SessionModel:
+    """The exactly-once rules written the obvious way: a dict of results and a floor."""
+
+    results: dict[int, int] = field(default_factory=dict)  # seq -> index of the entry that applied it
+    floor: int = 1
+
+    def write(self, seq: int, ack: int, index: int, cap: int) -> int | None:
+        """The index whose result answers (None: SESSION_EXPIRED)."""
+        if seq in self.results:
+            return self.results[seq]
+        if seq < self.floor:
+            return None
+        self.floor = max(self.floor, ack)
+        self.results = {s: i for s, i in self.results.items() if s >= self.floor}
+        self.results[seq] = index
+        for s in sorted(self.results)[: max(0, len(self.results) - cap)]:
+            del self.results[s]
+            self.floor = max(self.floor, s + 1)
+        return index
+
+
+@settings(max_examples=60, deadline=None)
+@given(
+    st.lists(st.tuples(st.integers(1, 12), st.integers(0, 14)), max_size=30),
+    st.integers(1, 4),
+    st.integers(1, 5),
+)
+def test_sessions_match_a_naive_model_and_keep_exactly_its_results(
+    writes: list[tuple[int, int]], cap: int, batch: int
+) -> None:
+    shard, model = MemoryShard(max_session_results=cap), SessionModel()
+    commands = [write(Put("k", b""), seq=seq, ack=ack) for seq, ack in writes]
+    for start in range(0, len(commands), batch):
+        results = shard.apply(*commands[start : start + batch])
+        for offset, result in enumerate(results):
+            seq, ack = writes[start + offset]
+            index = model.write(seq, ack, start + offset + 1, cap)
+            if index is None:
+                assert result.error_code == SESSION_EXPIRED
+            else:
+                assert result.version.index == index
+    assert cached_seqs(shard) == sorted(model.results)  # nothing leaks, nothing is lost
+    if writes:
+        header = SessionHeader.decode(shard.store.get(SESSION, CLIENT) or b"")
+        assert (header.floor, header.count) == (model.floor, len(cached_seqs(shard)))
+
+
+def test_a_write_at_the_cap_changes_a_bounded_number_of_records() -> None:
+    shard = MemoryShard(max_session_results=500)
+    shard.apply(*(write(Put("k", b""), seq=i) for i in range(1, 600)))
+    shard.apply(write(Put("k", b""), seq=600))
+    session_changes = [k for k in shard.last_writes.changes if k[0] in (SESSION, RESULT)]
+    assert len(session_changes) == 3  # the header, the new result, the oldest result dropped
+    assert cached_seqs(shard)[0] == 101
+
+
+def test_a_session_that_acks_keeps_only_its_unacknowledged_results() -> None:
+    shard = MemoryShard()
+    for seq in range(1, 50):
+        shard.apply(write(Put("k", b""), seq=seq, ack=seq - 1))
+    assert cached_seqs(shard) == [48, 49]
+
+
+def test_a_large_ack_jump_forgets_every_result_below_it(shard: MemoryShard) -> None:
+    shard.apply(write(Put("k", b""), seq=1), write(Put("k", b""), seq=2))
+    shard.apply(write(Put("k", b""), seq=10**12, ack=10**12))
+    assert cached_seqs(shard) == [10**12]
+
+
+def test_an_expired_session_reused_leaves_no_stale_results(shard: MemoryShard) -> None:
+    shard.apply(*(write(Put("k", b""), seq=i, ms=0) for i in range(1, 4)))
+    shard.apply(write(Put("k", b""), seq=9, ms=TTL_MS + 1))
+    assert cached_seqs(shard) == [9]
+
+
+def test_the_sweep_deletes_the_results_of_expired_sessions_within_a_budget(
+    shard: MemoryShard, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(sessions, "SWEEP_RESULTS", 3)
+    shard.apply(*(write(Put("k", b""), seq=i, ms=0, client=c) for c in (b"a", b"b") for i in (1, 2)))
+    shard.apply(Command(Put("tick", b""), at_ms(2 * TTL_MS)))
+    assert [cid for cid, _ in shard.store.scan(SESSION)] == [b"b"]  # "b" waits for the next entry
+    assert len(list(shard.store.scan(RESULT))) == 1
+    shard.apply(Command(Put("tick", b""), at_ms(2 * TTL_MS)))
+    assert (list(shard.store.scan(SESSION)), list(shard.store.scan(RESULT))) == ([], [])

@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterator
+
 import pytest
 
-from confmand.kv.commands import Cas, Command, Compare, Delete, Operation, Put, Txn, TxnOp
+from confmand.kv.commands import Cas, Command, Compare, Delete, Operation, Put, Session, Txn, TxnOp
 from confmand.kv.harness import MemoryShard
 from confmand.kv.queries import KeyRecord, audit_records, get_key, key_history
-from confmand.kv.records import AUDIT, DATA, HISTORY
+from confmand.kv.records import AUDIT, DATA, HISTORY, HISTORY_HEADER
 from confmand.kv.results import CAS_FAILED, INVALID_REQUEST, NOT_FOUND, TxnOpResult
 from confmand.kv.state_machine import ConfigStateMachine
 from confmand.kv.store import MemoryKVStore
@@ -269,3 +271,35 @@ def test_entries_out_of_order_are_refused_as_a_driver_bug() -> None:
 def test_limits_below_one_are_refused(bad: dict[str, int]) -> None:
     with pytest.raises(ValueError, match="must be an int >= 1"):
         ConfigStateMachine(MemoryKVStore(), **bad)
+
+
+# ---------------------------------------------------------------- layout: no scans on the write path
+
+
+class ScanCountingStore(MemoryKVStore):
+    scans: int = 0
+
+    def scan(
+        self, kind: bytes, start: bytes = b"", stop: bytes | None = None, reverse: bool = False
+    ) -> Iterator[tuple[bytes, bytes]]:
+        self.scans += 1
+        return super().scan(kind, start, stop, reverse)
+
+
+def test_puts_from_acking_sessions_never_scan_the_store() -> None:
+    store = ScanCountingStore()
+    shard = MemoryShard(store, history_limit=2)
+    for seq in range(1, 30):
+        shard.apply(Command(Put(f"k{seq % 3}", b"v"), 1 << 16, "p", Session(b"c", seq, seq - 1)))
+    store.scans = 0
+    shard.apply(Command(Put("k1", b"v"), 1 << 16, "p", Session(b"c", 30, 29)))
+    assert store.scans == 0
+
+
+def test_a_deleted_key_keeps_its_history_and_a_recreated_key_continues_it(shard: MemoryShard) -> None:
+    shard.apply(cmd(Put("k", b"1")), cmd(Put("k", b"2")), cmd(Delete("k")))
+    assert [h.op for h in key_history(shard.store, "k")] == ["delete", "put", "put"]
+    shard.apply(cmd(Put("k", b"3")))
+    assert [h.version.index for h in key_history(shard.store, "k")] == [4, 3, 2]
+    assert len(list(shard.store.scan(HISTORY))) == 3
+    assert list(shard.store.scan(HISTORY_HEADER)) == []
