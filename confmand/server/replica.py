@@ -214,6 +214,11 @@ class Replica:
         self.applied = Version(last.term, last.index)
         self.storage.stage_applied(writes, last.term, last.index, batch)
 
+    @property
+    def snapshot_index(self) -> int:
+        """The index of the latest snapshot of the state machine stored for this shard."""
+        return self._snapshot_index
+
     def take_early_messages(self) -> list[Message]:
         """A leader's messages that may leave before this Ready is durable (its term is already)."""
         staged = self._staged

@@ -24,6 +24,8 @@ def replica_status(node: Node, replica: Replica) -> dict[str, object]:
         "applied_index": replica.applied.index,
         "applied": str(replica.applied),
         "last_index": status.last_index,
+        "first_index": replica.storage.log_bounds()[0],  # the log before it is compacted into a snapshot
+        "snapshot_index": replica.snapshot_index,
         "voters": sorted(membership.voters) if membership else [],
         "learners": sorted(membership.learners) if membership else [],
         "last_contact_ms": replica.staleness_ms(),
