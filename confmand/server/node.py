@@ -59,7 +59,7 @@ from confmand.transport.codec import (
     decode_peer_batch,
     encode_peer_batch,
 )
-from confmand.transport.peer import PeerTransport
+from confmand.transport.peer import PeerTransport, UnknownPeerError
 
 log = logging.getLogger(__name__)
 
@@ -173,9 +173,12 @@ class Node:
         return [self.peers.socket, self.clients.socket]
 
     def seconds_to_next_turn(self) -> float:
-        if self._stall is None and any(r.raft.has_ready() for r in self.replicas.values()):
+        now = time.monotonic()
+        if self._stall is not None:  # neither ticks nor Readies matter until the disk takes the batch
+            return max(0.0, min(self._stall.next_retry, now + self._tick_s) - now)
+        if any(r.raft.has_ready() for r in self.replicas.values()):
             return 0.0
-        return max(0.0, self._next_tick - time.monotonic())
+        return max(0.0, self._next_tick - now)
 
     def turn(self) -> None:
         self.counters["turns"] += 1
@@ -186,10 +189,11 @@ class Node:
         self._receive_clients()
         if self._stall is not None:
             self._retry_stall()
+        for replica in self.replicas.values():
+            replica.expire()
         if self._stall is None:
             self._tick(now)
             for replica in self.replicas.values():
-                replica.expire()
                 replica.flush_requests()
             self._ready_cycle()
         self._expire_forwards(now)
@@ -332,7 +336,12 @@ class Node:
             payload = encode_peer_batch(
                 PeerBatch(self.node_id, stamp, box.raft, box.forwards, box.forward_replies)
             )
-            if not self.peers.send(peer_id, payload):
+            try:
+                sent = self.peers.send(peer_id, payload)
+            except UnknownPeerError:
+                self._drop("peer_unknown_destination", "no address for node %d: message dropped", peer_id)
+                continue
+            if not sent:
                 self.counters["peer_send_dropped"] += 1
         self._outbox.clear()
 

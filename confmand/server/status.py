@@ -33,6 +33,8 @@ def replica_status(node: Node, replica: Replica) -> dict[str, object]:
         "client_address": node.config.client_address,
         "peer_address": node.config.peer_address,
         "counters": dict(sorted(node.counters.items())),
+        "hlc": node.clock.last,
+        "hlc_rejected": node.clock.rejected,  # stamps refused as too far ahead of this node's clock
     }
     if status.role is Role.LEADER:
         fields["peers"] = {

@@ -74,3 +74,15 @@ def test_the_write_that_met_a_full_disk_commits_once_space_is_freed(
     assert read["value"] == b"2"
     assert read["version"] == answer["version"]
     assert harness.call("status")["storage_error"] is None
+
+
+def test_a_stalled_node_waits_for_its_retry_instead_of_spinning(
+    harness: NodeHarness, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    disk = FullDisk(harness, monkeypatch)
+    harness.send("put", key="app/b", value=b"2")
+    harness.turn_until(lambda: disk.failures >= 1)
+
+    wait_s = harness.node.seconds_to_next_turn()
+
+    assert wait_s > 0
