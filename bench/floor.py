@@ -7,6 +7,9 @@ the daemon's numbers beside them. Three measurements:
   value) written with `sync=True` into a fresh LevelDB in a temp dir
   (`--base-dir`, default $TMPDIR: put it on the disk the daemon uses),
   `--fsync-ops` times, one after another: p50/p99 and writes per second.
+- **fsync, 3 at once**: three LevelDBs in the same dir, each doing synced
+  writes at the same time (`--fsync-ops` / 3 each), as 3 nodes on one host
+  do: what one synced write costs when its neighbours sync too.
 - **zmq**: a DEALER in this process and a ROUTER echo (`bench._echo`) in
   another process, on tcp loopback. Round trips with one message
   outstanding (`--rtt-ops`: p50/p99), then throughput with up to
@@ -26,6 +29,7 @@ import shutil
 import subprocess
 import sys
 import tempfile
+import threading
 import time
 from collections.abc import Callable, Sequence
 from pathlib import Path
@@ -84,6 +88,45 @@ def measure_fsync(ops: int, base_dir: Path | None) -> dict[str, Value]:
         "fsync_write_p50_ms": _ms(latencies, 0.5),
         "fsync_write_p99_ms": _ms(latencies, 0.99),
         "fsync_writes_per_s": round(ops / wall, 1),
+    }
+
+
+def measure_fsync_concurrent(ops: int, writers: int, base_dir: Path | None) -> dict[str, Value]:
+    """`writers` LevelDBs on the same disk, each doing synced writes at once: 3 nodes on one host.
+
+    plyvel releases the GIL while LevelDB writes, so threads overlap their
+    fsyncs as three processes would.
+    """
+    root = Path(tempfile.mkdtemp(prefix="confman-floor-", dir=base_dir))
+    latencies: list[float] = []
+    try:
+        dbs = [plyvel.DB(str(root / f"db{i}"), create_if_missing=True) for i in range(writers)]
+        value = bytes(FSYNC_VALUE_BYTES)
+
+        def write_loop(db: Any) -> None:
+            for i in range(ops):
+                t0 = time.perf_counter()
+                with db.write_batch(sync=True) as batch:
+                    batch.put(b"l|%013d" % i, value)
+                latencies.append(time.perf_counter() - t0)  # list.append is atomic under the GIL
+
+        threads = [threading.Thread(target=write_loop, args=(db,)) for db in dbs]
+        wall0 = time.perf_counter()
+        for thread in threads:
+            thread.start()
+        for thread in threads:
+            thread.join()
+        wall = time.perf_counter() - wall0
+        for db in dbs:
+            db.close()
+    finally:
+        shutil.rmtree(root, ignore_errors=True)
+    latencies.sort()
+    return {
+        "fsync_concurrent_writers": writers,
+        "fsync_concurrent_write_p50_ms": _ms(latencies, 0.5),
+        "fsync_concurrent_write_p99_ms": _ms(latencies, 0.99),
+        "fsync_concurrent_writes_per_s": round(len(latencies) / wall, 1),
     }
 
 
@@ -214,6 +257,10 @@ def main(argv: Sequence[str] | None = None) -> int:
             (
                 "fsync: one synced ~200-byte WriteBatch at a time (plyvel)",
                 lambda: measure_fsync(args.fsync_ops, args.base_dir),
+            ),
+            (
+                "fsync: 3 LevelDBs on one disk, each writing synced batches at once (3 nodes, 1 host)",
+                lambda: measure_fsync_concurrent(max(1, args.fsync_ops // 3), 3, args.base_dir),
             ),
             (
                 "zmq: DEALER -> ROUTER echo on tcp loopback",
