@@ -85,4 +85,6 @@ class MemoryKVStore:
         self._values.clear()
 
     def _kind_end(self, kind: Kind) -> int:
+        if kind[0] == 0xFF:  # the last kind there can be: everything after its start is its own
+            return len(self._keys)
         return bisect.bisect_left(self._keys, (bytes([kind[0] + 1]), b""))

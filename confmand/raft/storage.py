@@ -75,12 +75,14 @@ class MemoryStorage:
 
     def append(self, entries: list[Entry]) -> None:
         first = entries[0].index
-        offset = self._snapshot_index() + 1
-        if first < offset:
-            raise ValueError(f"entry {first} lies inside the snapshot (first log index {offset})")
+        # The stored log starts at its first entry, which a snapshot saved without compaction
+        # does not move: entries before the snapshot index may still be here.
+        offset = self.entries[0].index if self.entries else self._snapshot_index() + 1
+        if first <= self._snapshot_index():
+            raise ValueError(f"entry {first} lies inside the snapshot at {self._snapshot_index()}")
         if first > self.last_index + 1:
             raise ValueError(f"gap in the log: last {self.last_index}, appending from {first}")
-        del self.entries[first - offset :]
+        del self.entries[max(0, first - offset) :]
         self.entries.extend(entries)
 
     def install_snapshot(self, snapshot: Snapshot) -> None:
