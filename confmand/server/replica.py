@@ -56,7 +56,7 @@ from confmand.server.requests import (
     ListQuery,
     ReadRequest,
 )
-from confmand.storage import ShardStorage, WriteBatch
+from confmand.storage import ShardStorage, StorageError, WriteBatch
 
 log = logging.getLogger(__name__)
 
@@ -373,6 +373,10 @@ class Replica:
             fields = self._query(request)
         except RequestError as exc:
             self.replies.append(Reply(read.sink, rid, self.shard_id, {"applied": str(self.applied)}, exc))
+            return
+        except StorageError as exc:  # e.g. LevelDB could not be reopened on a full disk
+            error = RequestError(ErrorCode.STORAGE, f"cannot read the data dir: {exc}")
+            self.replies.append(Reply(read.sink, rid, self.shard_id, {}, error))
             return
         fields["applied"] = str(self.applied)
         if request.consistency is Consistency.STALE:

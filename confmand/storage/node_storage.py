@@ -23,6 +23,7 @@ Invariants:
 from __future__ import annotations
 
 import contextlib
+import os
 import threading
 from collections import deque
 from collections.abc import Iterator
@@ -33,13 +34,14 @@ import plyvel
 
 from confmand.storage.batch import WriteBatch
 from confmand.storage.dbio import DbOpener, map_io_error, map_open_error, open_db, open_plyvel
-from confmand.storage.errors import DataDirError, StorageError, StorageUsageError
+from confmand.storage.errors import DataDirError, StorageError, StorageFullError, StorageUsageError
 from confmand.storage.keys import META, check_shard_id, prefix_end, shard_of
 from confmand.storage.loading import check_dir_before_open, check_or_write_meta, load_shard_states
 from confmand.storage.shard_storage import ShardStorage
 from confmand.storage.state import ShardState
 
 _DB_ERRORS = (plyvel.Error, OSError, RuntimeError)  # RuntimeError: plyvel's "database is closed"
+REOPEN_SPARE_BYTES = 1 << 20  # a new manifest and log, beyond what replaying the old log takes
 
 
 class NodeStorage:
@@ -49,6 +51,7 @@ class NodeStorage:
         self._db: Any = db
         self._opener = opener
         self._closed = False
+        self._write_failed = False  # the last write failed: the next one may need a reopen
         self._lock = threading.Lock()  # one write at a time; DB handle swaps
         self._queue_lock = threading.Lock()  # the unwritten-batch queue (staging must not wait on fsync)
         self._token = object()
@@ -149,22 +152,36 @@ class NodeStorage:
                 self._shards[sid].durable_state = state
 
     def _write_ops(self, batch: WriteBatch, sync: bool) -> None:
+        if self._write_failed:
+            # Never write again through a handle whose write failed: a torn log record may end
+            # its log, and appending after it would corrupt the log. Reopen first, with room.
+            if not self._has_room_to_reopen(batch):
+                raise StorageFullError(
+                    f"data dir {self.path}: the disk is still too full to resume writing "
+                    "(reopening LevelDB needs room to replay its log and start a new one)"
+                )
+            self._close_quietly()
+            self._reopen()  # if this fails, reads fail too until a later write reopens it
+            self._write_failed = False
         db = self._db if self._db is not None else self._reopen()
         try:
-            wb = db.write_batch(sync=sync)
-            for key, value in batch.ops:
-                if value is None:
-                    wb.delete(key)
-                else:
-                    wb.put(key, value)
-            wb.write()
+            _write_batch(db, batch, sync)
         except _DB_ERRORS as exc:
-            error = map_io_error(exc, self.path, f"writing batch {batch.number}")
-            self._close_quietly()
-            # Still failing (e.g. the disk is still full): the next access tries again.
-            with contextlib.suppress(StorageError):
-                self._reopen()
-            raise error from exc
+            # Keep the handle: reads go on serving from it while the disk is full.
+            self._write_failed = True
+            raise map_io_error(exc, self.path, f"writing batch {batch.number}") from exc
+
+    def _has_room_to_reopen(self, batch: WriteBatch) -> bool:
+        """Reopening replays LevelDB's log into a new table and writes a new log and manifest:
+        only try with room for that, and for the batch, to spare."""
+        try:
+            stat = os.statvfs(self.path)
+            log_bytes = sum(f.stat().st_size for f in self.path.glob("*.log"))
+        except OSError:
+            return True  # cannot tell: let the reopen find out
+        batch_bytes = sum(len(k) + len(v or b"") for k, v in batch.ops)
+        needed = REOPEN_SPARE_BYTES + log_bytes + 2 * batch_bytes
+        return stat.f_bavail * stat.f_frsize >= needed
 
     def _check_writable(self, batch: WriteBatch) -> None:
         self._check_open()
@@ -237,6 +254,16 @@ class NodeStorage:
     def _check_open(self) -> None:
         if self._closed:
             raise StorageError(f"data dir {self.path}: the storage is closed")
+
+
+def _write_batch(db: Any, batch: WriteBatch, sync: bool) -> None:
+    wb = db.write_batch(sync=sync)
+    for key, value in batch.ops:
+        if value is None:
+            wb.delete(key)
+        else:
+            wb.put(key, value)
+    wb.write()
 
 
 class _Reading:
