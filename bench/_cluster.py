@@ -17,7 +17,6 @@ from __future__ import annotations
 import os
 import shutil
 import signal
-import socket
 import tempfile
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -25,7 +24,7 @@ from pathlib import Path
 from types import FrameType
 from typing import Any
 
-from confmand.local_cluster import LocalCluster
+from confmand.local_cluster import LocalCluster, free_ports
 
 MIB = 1 << 20
 NODE_IDS = (1, 2, 3)
@@ -35,20 +34,6 @@ CLOCK_TICKS_PER_S = os.sysconf("SC_CLK_TCK")
 
 class BenchError(RuntimeError):
     """The benchmark cannot go on (a node died, no leader, a generator failed); the message says why."""
-
-
-def free_ports(count: int) -> list[int]:
-    """`count` distinct loopback ports the kernel reports free (held open together, so distinct)."""
-    sockets = []
-    try:
-        for _ in range(count):
-            sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
-            sock.bind(("127.0.0.1", 0))
-            sockets.append(sock)
-        return [sock.getsockname()[1] for sock in sockets]
-    finally:
-        for sock in sockets:
-            sock.close()
 
 
 def node_config_toml(

@@ -12,6 +12,7 @@ from __future__ import annotations
 import itertools
 import os
 import signal
+import socket
 import subprocess
 import sys
 import time
@@ -29,6 +30,23 @@ STOP_GRACE_S = 10.0
 
 class ClusterError(RuntimeError):
     pass
+
+
+def free_ports(count: int) -> list[int]:
+    """`count` distinct loopback ports the kernel reports free (held open together, so distinct).
+
+    Free a moment ago, not reserved: a caller that fails to bind one picks again.
+    """
+    sockets = []
+    try:
+        for _ in range(count):
+            sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+            sock.bind(("127.0.0.1", 0))
+            sockets.append(sock)
+        return [sock.getsockname()[1] for sock in sockets]
+    finally:
+        for sock in sockets:
+            sock.close()
 
 
 @dataclass

@@ -22,6 +22,8 @@ from confmand.transport.readiness import SocketWaiter
 
 log = logging.getLogger(__name__)
 
+EXIT_FATAL = 1  # a bug: logged with its traceback; systemd restarts the node
+
 
 def configure_logging(level: str) -> None:
     logging.basicConfig(
@@ -58,6 +60,11 @@ async def _main(config: NodeConfig) -> None:
     notify_systemd("READY=1")
     try:
         await serve(node, stop)
+    except Exception:
+        # Crash-only: a turn that failed half-way leaves no state worth keeping in memory;
+        # everything acknowledged is on disk, and a restart (systemd's) recovers from there.
+        log.exception("node %d: unexpected error in the loop; stopping", config.node_id)
+        raise SystemExit(EXIT_FATAL) from None
     finally:
         notify_systemd("STOPPING=1")
         node.close()

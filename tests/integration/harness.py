@@ -22,7 +22,6 @@ import itertools
 import os
 import shutil
 import signal
-import socket
 import subprocess
 import time
 from collections.abc import Callable, Iterator
@@ -34,7 +33,7 @@ from typing import Any, TypeVar
 import msgpack
 import zmq
 
-from confmand.local_cluster import ClusterError, LocalCluster
+from confmand.local_cluster import ClusterError, LocalCluster, free_ports
 
 T = TypeVar("T")
 Reply = dict[str, Any]
@@ -60,20 +59,6 @@ def wait_until(predicate: Callable[[], T | None], timeout_s: float, what: str) -
 
 
 # ------------------------------------------------------------------ configs
-
-
-def free_ports(count: int) -> list[int]:
-    """`count` distinct loopback ports that were free a moment ago (the OS picks them for port 0)."""
-    sockets = []
-    try:
-        for _ in range(count):
-            sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
-            sock.bind(("127.0.0.1", 0))
-            sockets.append(sock)
-        return [s.getsockname()[1] for s in sockets]
-    finally:
-        for sock in sockets:
-            sock.close()
 
 
 @dataclass(frozen=True, slots=True)

@@ -21,11 +21,12 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from bench._cluster import NODE_IDS, free_ports, node_config_toml
+from bench._cluster import NODE_IDS, node_config_toml
 from bench._stats import latency_summary_ms, percentile
 from bench._worker import WorkerResult, WorkerSpec, key_name
 from bench.daemon import SCENARIOS, parse_args, worker_specs
 from confmand.config import load_config
+from confmand.local_cluster import free_ports
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
 SCENARIO_KEYS = (
