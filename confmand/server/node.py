@@ -485,6 +485,22 @@ class Node:
 
     # ------------------------------------------------------------------ lifecycle
 
+    def hand_off_leadership(self) -> bool:
+        """Before stopping: ask every shard this node leads to move its leadership (DESIGN §8).
+
+        Returns whether any transfer started; `leads_any()` says when they are done.
+        """
+        started = False
+        for replica in self.replicas.values():
+            target = replica.hand_off_leadership()
+            if target is not None:
+                log.info("shard %d: handing leadership to node %d before stopping", replica.shard_id, target)
+                started = True
+        return started
+
+    def leads_any(self) -> bool:
+        return any(r.is_leader for r in self.replicas.values())
+
     def close(self) -> None:
         self.peers.close()
         self.clients.close()

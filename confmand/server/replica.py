@@ -214,6 +214,25 @@ class Replica:
         self.applied = Version(last.term, last.index)
         self.storage.stage_applied(writes, last.term, last.index, batch)
 
+    def hand_off_leadership(self) -> int | None:
+        """If leading, start a transfer to the most caught-up voter; returns it (None: nothing to do)."""
+        if not self.is_leader:
+            return None
+        status = self.raft.status()
+        voters = status.membership.voters if status.membership else frozenset()
+        candidates = [
+            (peer.match, node) for node, peer in status.peers.items() if node in voters - {status.node_id}
+        ]
+        if not candidates:
+            return None
+        _, target = max(candidates)
+        try:
+            self.raft.transfer_leadership(target)
+        except ProposalRejected as exc:
+            log.warning("shard %d: cannot hand leadership to node %d: %s", self.shard_id, target, exc)
+            return None
+        return target
+
     @property
     def snapshot_index(self) -> int:
         """The index of the latest snapshot of the state machine stored for this shard."""

@@ -22,6 +22,7 @@ from confmand.transport.readiness import SocketWaiter
 
 log = logging.getLogger(__name__)
 
+HAND_OFF_S = 2.0  # how long a stopping leader waits for its successor before it just goes
 EXIT_FATAL = 1  # a bug: logged with its traceback; systemd restarts the node
 
 
@@ -32,12 +33,19 @@ def configure_logging(level: str) -> None:
     )
 
 
-async def serve(node: Node, stop: asyncio.Event) -> None:
+async def serve(node: Node, stop: asyncio.Event, hand_off_s: float = HAND_OFF_S) -> None:
+    """Turn until `stop`; then, if leading, hand leadership away (bounded) so clients see no gap."""
     waiter = SocketWaiter(node.sockets)
     try:
         while not stop.is_set():
             await waiter.wait(node.seconds_to_next_turn())
             node.turn()
+        if hand_off_s > 0 and node.hand_off_leadership():
+            loop = asyncio.get_running_loop()
+            deadline = loop.time() + hand_off_s
+            while node.leads_any() and loop.time() < deadline:
+                await waiter.wait(min(node.seconds_to_next_turn(), deadline - loop.time()))
+                node.turn()
     finally:
         waiter.close()
 
