@@ -78,6 +78,9 @@ class RequestSettings:
 @dataclass(frozen=True, slots=True)
 class ClockSettings:
     max_clock_offset_ms: int = 500
+    # Test-only: a file holding an integer of ms added to this node's wall clock, re-read when it
+    # changes (fault tests step one node's clock with it). Relative to the config file's dir.
+    test_offset_file: str | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -249,7 +252,10 @@ _REQUEST_READERS: Final[dict[str, _Reader]] = {
     "version_read_wait_ms": _int(0, 3_600_000),
     "session_ttl_ms": _int(1_000),
 }
-_CLOCK_READERS: Final[dict[str, _Reader]] = {"max_clock_offset_ms": _int(0, 3_600_000)}
+_CLOCK_READERS: Final[dict[str, _Reader]] = {
+    "max_clock_offset_ms": _int(0, 3_600_000),
+    "test_offset_file": _str,
+}
 _STORAGE_READERS: Final[dict[str, _Reader]] = {"fsync": _bool}
 _LOG_READERS: Final[dict[str, _Reader]] = {"level": _log_level}
 _NODE_READERS: Final[dict[str, _Reader]] = {

@@ -36,6 +36,7 @@ from confmand.config import NodeConfig
 from confmand.hlc import ClockSkewError, HlcError, HybridClock
 from confmand.kv.commands import Command
 from confmand.raft import Membership, Message, RaftConfig
+from confmand.server.clock_offset import ClockOffsetFile
 from confmand.server.errors import ErrorCode, RequestError
 from confmand.server.pending import ClientSink, ForwardSink, PendingRead, Reply, ReplySink
 from confmand.server.replica import Replica, ReplicaSettings
@@ -140,6 +141,11 @@ class Node:
         self._stall: _Stall | None = None
         self.counters: dict[str, int] = defaultdict(int)
         self.now = time.monotonic()
+        self._clock_offset: ClockOffsetFile | None = None
+        if config.clock.test_offset_file is not None:
+            path = config.source.parent / config.clock.test_offset_file
+            self._clock_offset = ClockOffsetFile(path, self.clock)
+            log.warning("test-only: this node's wall clock is shifted by the ms in %s", path)
 
     def _open_replica(self, shard_id: int) -> None:
         shard = self.storage.shard(shard_id)
@@ -201,6 +207,8 @@ class Node:
         self._flush_replies()
 
     def _tick(self, now: float) -> None:
+        if self._clock_offset is not None:
+            self._clock_offset.poll(now)
         ticks = 0
         while now >= self._next_tick and ticks < MAX_TICKS_PER_TURN:
             for replica in self.replicas.values():

@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+import dataclasses
 import time
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 
+from confmand.config import ClockSettings
 from confmand.hlc import pack, unpack
 from tests.server.node_harness import NodeHarness, single_node_config
 
@@ -46,3 +48,18 @@ def test_a_request_stamped_slightly_ahead_moves_the_clock_and_orders_the_audit_a
     assert reply["hlc"] > stamp
     assert audit["records"][-1]["hlc"] > stamp
     assert unpack(audit["records"][-1]["hlc"])[0] >= unpack(stamp)[0]
+
+
+def test_the_test_only_offset_file_steps_the_nodes_wall_clock(tmp_path: Path) -> None:
+    offset_file = tmp_path / "offset"
+    offset_file.write_text("3600000")
+    config = single_node_config(tmp_path / "data")
+    config = dataclasses.replace(config, clock=ClockSettings(test_offset_file=str(offset_file)))
+    h = NodeHarness(config)
+    try:
+        h.until_leader()
+        stamp = h.call("ping")["hlc"]
+    finally:
+        h.close()
+
+    assert unpack(stamp)[0] >= now_ms() + 3_500_000
