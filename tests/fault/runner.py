@@ -1,0 +1,246 @@
+"""One fault run: a cluster, a seeded fault schedule, the workloads' clients, then the verdicts.
+
+`run(settings)` boots a `FaultCluster`, starts the clients of every workload in threads and the
+nemesis schedule in another, stops the clients when the schedule is over, heals, reads the
+final state, and judges the history:
+
+- the `reg/*` keys with the linearizability checker (register model);
+- the `set/*` keys: every acknowledged element present, nothing never attempted, no duplicate;
+- the `ryw/*` keys: no read with a client's own version token is older than its write;
+- the `eo/*` keys: each key's `changes` lies between its acknowledged and attempted writes.
+
+Per fault window it also measures what an operator would ask: ops attempted and succeeded
+during the fault, availability, and the time from the heal to the first successful write.
+Everything needed to replay the run is in `RunResult.replay` (one command line).
+"""
+
+from __future__ import annotations
+
+import json
+import random
+import threading
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from tests.fault.checks import check_change_counts, check_read_your_writes, check_sets
+from tests.fault.cluster import FaultCluster
+from tests.fault.history import History, Op
+from tests.fault.linearizability import CheckResult, check, explain
+from tests.fault.nemesis import FaultWindow, describe, run_schedule, schedule
+from tests.fault.workloads import (
+    ClientContext,
+    ExactlyOnce,
+    ReadYourWrites,
+    Recorder,
+    Registers,
+    Sets,
+)
+from tests.integration.harness import Reply
+
+SETTLE_S = 15.0  # after the schedule: the cluster must elect and serve within this
+FINAL_READ_ATTEMPTS = 40
+
+
+@dataclass(frozen=True)
+class RunSettings:
+    seed: int
+    duration_s: float
+    nemeses: tuple[str, ...]
+    size: int = 3
+    register_clients: int = 6
+    set_clients: int = 2
+    ryw_clients: int = 1
+    exactly_once_clients: int = 1
+    checker_deadline_s: float = 20.0
+
+    @property
+    def replay(self) -> str:
+        return (
+            f"python -m tests.fault.run --seed {self.seed} --time {self.duration_s:g} "
+            f"--nemesis {','.join(self.nemeses)} --nodes {self.size}"
+        )
+
+
+@dataclass
+class WindowStats:
+    name: str
+    start_ns: int
+    end_ns: int
+    attempted: int
+    succeeded: int
+    heal_to_first_write_s: float | None
+
+    @property
+    def availability(self) -> float:
+        return self.succeeded / self.attempted if self.attempted else 1.0
+
+
+@dataclass
+class RunResult:
+    settings: RunSettings
+    schedule_line: str
+    history: History
+    windows: list[FaultWindow]
+    started_ns: int
+    ended_ns: int
+    linearizability: CheckResult
+    problems: list[str] = field(default_factory=list)
+    stats: list[WindowStats] = field(default_factory=list)
+
+    @property
+    def ok(self) -> bool:
+        return not self.problems and self.linearizability.verdict != "violation"
+
+    def summary(self) -> str:
+        ops = list(self.history)
+        lines = [
+            f"fault run seed={self.settings.seed}: {'OK' if self.ok else 'VIOLATION'} - "
+            f"{len(ops)} ops ({sum(op.outcome == 'ok' for op in ops)} ok, "
+            f"{sum(op.outcome == 'fail' for op in ops)} fail, "
+            f"{sum(op.outcome == 'unknown' for op in ops)} unknown), "
+            f"{len(self.windows)} fault windows",
+            explain(self.linearizability),
+            *[f"problem: {p}" for p in self.problems],
+            f"schedule: {self.schedule_line}",
+            f"replay: {self.settings.replay}",
+        ]
+        return "\n".join(lines)
+
+
+def run(settings: RunSettings, root: Path) -> RunResult:
+    events = schedule(settings.seed, settings.duration_s, settings.nemeses, size=settings.size)
+    line = describe(settings.seed, settings.duration_s, settings.nemeses, events)
+    cluster = FaultCluster(root, size=settings.size, seed=settings.seed)
+    try:
+        cluster.boot()
+        recorder = Recorder()
+        workloads = _workloads(settings)
+        stop = threading.Event()
+        threads = _start_clients(cluster, workloads, settings, recorder, stop)
+        started = time.monotonic_ns()
+        nemesis = run_schedule(cluster, events)
+        time.sleep(settings.duration_s)  # the schedule runs in its own thread for this long
+        nemesis.stop()
+        windows = nemesis.join(timeout_s=60.0)
+        cluster.wait_for_leader(timeout_s=SETTLE_S)
+        time.sleep(1.0)  # let clients see the healed cluster, so heal-to-first-write is measured
+        stop.set()
+        for thread in threads:
+            thread.join(timeout=30.0)
+        ended = time.monotonic_ns()
+        for workload in workloads:
+            if isinstance(workload, ExactlyOnce):
+                workload.close()
+        linearizability, problems = _judge(cluster, settings, recorder.history)
+        result = RunResult(
+            settings, line, recorder.history, windows, started, ended, linearizability, problems
+        )
+        result.stats = window_stats(list(recorder.history), windows)
+        return result
+    finally:
+        cluster.close()
+
+
+def _workloads(settings: RunSettings) -> list[Any]:
+    return [Registers(), Sets(), ReadYourWrites(), ExactlyOnce()]
+
+
+def _start_clients(
+    cluster: FaultCluster,
+    workloads: list[Any],
+    settings: RunSettings,
+    recorder: Recorder,
+    stop: threading.Event,
+) -> list[threading.Thread]:
+    counts = (
+        settings.register_clients,
+        settings.set_clients,
+        settings.ryw_clients,
+        settings.exactly_once_clients,
+    )
+    threads = []
+    process = 0
+    addresses = cluster.client_addresses()
+    for workload, count in zip(workloads, counts, strict=True):
+        for _ in range(count):
+            process += 1
+            ctx = ClientContext(process, addresses, random.Random(settings.seed * 1000 + process), recorder)
+            thread = threading.Thread(target=_client_loop, args=(workload, ctx, stop), daemon=True)
+            thread.start()
+            threads.append(thread)
+    return threads
+
+
+def _client_loop(workload: Any, ctx: ClientContext, stop: threading.Event) -> None:
+    try:
+        while not stop.is_set():
+            workload.step(ctx)
+    finally:
+        ctx.close()
+
+
+def _judge(cluster: FaultCluster, settings: RunSettings, history: History) -> tuple[CheckResult, list[str]]:
+    """The linearizability verdict of the registers, and the problems the other checks found."""
+    ops = list(history)
+    registers = History(op for op in ops if op.key.startswith("reg/"))
+    linearizability = check(registers, deadline_s=settings.checker_deadline_s)
+    problems: list[str] = []
+    set_keys = sorted({op.key for op in ops if op.key.startswith("set/")})
+    finals = {key: _as_list(_final_reply(cluster, key)) for key in set_keys}
+    problems += check_sets(finals, [op for op in ops if op.kind == "add"])
+    problems += check_read_your_writes([op for op in ops if op.key.startswith("ryw/")], write_kinds=("put",))
+    eo_keys = sorted({op.key for op in ops if op.key.startswith("eo/")})
+    changes = {key: _changes(cluster, key) for key in eo_keys}
+    problems += check_change_counts(changes, [op for op in ops if op.key.startswith("eo/")])
+    return linearizability, problems
+
+
+def _final_reply(cluster: FaultCluster, key: str) -> Reply:
+    """A linearizable read once the cluster is healed, from whichever node answers."""
+    for attempt in range(FINAL_READ_ATTEMPTS):
+        node = cluster.node_ids[attempt % len(cluster.node_ids)]
+        reply = cluster.call(node, {"op": "get", "key": key}, timeout_s=2.0)
+        if reply is not None and (reply.get("ok") or reply["error"]["code"] == "NOT_FOUND"):
+            return reply
+        time.sleep(0.25)
+    raise RuntimeError(f"no node answered a final read of {key!r}")
+
+
+def _as_list(reply: Reply) -> list[str]:
+    if not reply.get("ok"):
+        return []
+    value: list[str] = json.loads(reply["value"])
+    return value
+
+
+def _changes(cluster: FaultCluster, key: str) -> int:
+    reply = _final_reply(cluster, key)
+    return int(reply["changes"]) if reply.get("ok") else 0
+
+
+def window_stats(ops: Sequence[Op], windows: Sequence[FaultWindow]) -> list[WindowStats]:
+    """Per fault window: writes attempted and acknowledged in it, and heal to the next good write."""
+    writes = sorted((op for op in ops if op.kind in ("put", "cas", "add")), key=lambda op: op.call_ns)
+    stats = []
+    for window in windows:
+        inside = [op for op in writes if window.start_ns <= op.call_ns < window.end_ns]
+        after = [
+            op.return_ns
+            for op in writes
+            if op.outcome == "ok" and op.return_ns is not None and op.call_ns >= window.end_ns
+        ]
+        first = min(after, default=None)
+        stats.append(
+            WindowStats(
+                window.name,
+                window.start_ns,
+                window.end_ns,
+                len(inside),
+                sum(op.outcome == "ok" for op in inside),
+                None if first is None else (first - window.end_ns) / 1e9,
+            )
+        )
+    return stats
