@@ -12,7 +12,7 @@ with a short timeout, and recording one `Op` per call. A reply maps to an outcom
 - TIMEOUT or no reply is ``unknown``: the write may apply at any time, or never.
 
 Four workloads (issue 4 §2):
-- `Registers`: put / get / cas on a few keys, judged by the linearizability checker;
+- `Registers`: put / get / cas on 20 keys, judged by the linearizability checker;
 - `Sets`: unique elements added to per-key lists by read-then-cas; the final lists must hold
   every acknowledged element, nothing never attempted, nothing twice;
 - `ReadYourWrites`: a write, then a read with its version token from another node;
@@ -104,7 +104,7 @@ def write_outcome(reply: Reply | None) -> Outcome:
 class Registers:
     """put / get / cas on `keys` keys, unique values; judged by the linearizability checker."""
 
-    keys: int = 5
+    keys: int = 20
     name: str = "registers"
     counter: int = 0
 
