@@ -19,10 +19,11 @@ How (per key, since registers are independent: P-compositionality):
    in the current state is *lifted* (its call and return unlinked) and pushed
    on a stack, unless the (linearized-set, state) pair was seen before (the
    cache: the same ops linearized in another order reaching the same state
-   leads to the same future). Reaching a return event means that op was never
-   linearized before its return: backtrack (pop, unlift, try the next call).
-   An empty list means every op is linearized: ok. Backtracking from an empty
-   stack means no order exists: a violation.
+   leads to the same future; see `_Cache` for how open-ended unknown ops are
+   folded in). Reaching a return event means that op was never linearized
+   before its return: backtrack (pop, unlift, try the next call). Every
+   bounded op linearized means ok (open-ended unknown ops go last, or never).
+   Backtracking from an empty stack means no order exists: a violation.
 4. The longest linearized prefix seen is kept; on a violation it is reported
    with the ops that could come next and why the model refused each one.
 
@@ -147,12 +148,15 @@ def _build_events(ops: Sequence[Op], applied_by: dict[int, int]) -> tuple[_Event
 class _Cache(Generic[S]):
     """Configurations already reached, with dominance over open-ended unknown ops.
 
-    A configuration is (linearized ops, state). Two that differ only in which
-    open-ended unknown ops they linearized: the one with fewer dominates, as
-    the others can still be linearized at the very end, where they affect
-    nothing. So a configuration is new only if no reached one with the same
-    bounded ops and state used a subset of its open-ended ones. (The search
-    tries open-ended ops last, so the dominating configuration comes first.)
+    A configuration is (linearized ops, state). Of two that differ only in
+    which open-ended unknown ops they linearized, the one with fewer
+    dominates: it can take every step the other can (the same bounded ops
+    are pending, and open-ended ops never block anything), and its extra
+    pending ops can go last or never. So a configuration is new only if no
+    reached one with the same bounded ops and state used a subset of its
+    open-ended ones. A reached one is either explored and failed, or an
+    ancestor on the stack, which explores the same continuations itself.
+    This is why the search stops once the bounded ops are all linearized.
     """
 
     __slots__ = ("_open_ended", "_seen")
@@ -205,42 +209,36 @@ class _Search(Generic[S]):
     best: list[tuple[int, S]] = field(default_factory=list)
 
     def run(self) -> Verdict:
-        """Step 3 of the module docstring. Each configuration scans its candidates twice: first
-        the bounded ops (phase 0), then the open-ended unknown ones (phase 1), so the cache's
-        dominance prunes the configurations that linearized an unknown op early for nothing."""
+        """Step 3 of the module docstring, with the dominance cache of `_Cache`."""
         head, _ = _build_events(self.ops, self.applied_by)
         open_ended = sum(1 << op_id for op_id, op in enumerate(self.ops) if self._open_ended(op_id, op))
         cache: _Cache[S] = _Cache(open_ended)
         state: S = self.model.init()
         linearized = 0  # bitset of op ids, as a Python int
-        stack: list[tuple[_Event, S, int]] = []  # (lifted call, state before it, its phase)
+        stack: list[tuple[_Event, S]] = []  # (lifted call, state before it)
         # Done when every bounded op is linearized: the open-ended rest can go last, or never.
         bounded_left = len(self.ops) - open_ended.bit_count()
-        entry, phase = head.next, 0
+        entry = head.next
         while bounded_left:
             self.steps += 1
             if self.steps % _CLOCK_EVERY_STEPS == 0 and self.clock() > self.deadline:
                 return "unknown"
             if entry.is_call:
-                if entry.open_ended == (phase == 1):
-                    accepted, new_state = self.model.step(state, self.ops[entry.id])
-                    if accepted and cache.add_if_new(linearized | (1 << entry.id), new_state):
-                        stack.append((entry, state, phase))
-                        if len(stack) > len(self.best):
-                            self.best = self._states_after(stack, new_state)
-                        state, linearized = new_state, linearized | (1 << entry.id)
-                        bounded_left -= 0 if entry.open_ended else 1
-                        _lift(entry)
-                        entry, phase = head.next, 0
-                        continue
-                entry = entry.next
-                continue
-            if phase == 0 and open_ended:
-                entry, phase = head.next, 1
+                accepted, new_state = self.model.step(state, self.ops[entry.id])
+                if accepted and cache.add_if_new(linearized | (1 << entry.id), new_state):
+                    stack.append((entry, state))
+                    if len(stack) > len(self.best):
+                        self.best = self._states_after(stack, new_state)
+                    state, linearized = new_state, linearized | (1 << entry.id)
+                    bounded_left -= 0 if entry.open_ended else 1
+                    _lift(entry)
+                    entry = head.next
+                else:
+                    entry = entry.next
                 continue
             if not stack:
                 return "violation"
-            entry, state, phase = stack.pop()
+            entry, state = stack.pop()
             linearized &= ~(1 << entry.id)
             bounded_left += 0 if entry.open_ended else 1
             _unlift(entry)
@@ -250,10 +248,10 @@ class _Search(Generic[S]):
     def _open_ended(self, op_id: int, op: Op) -> bool:
         return (op.outcome == "unknown" or op.return_ns is None) and op_id not in self.applied_by
 
-    def _states_after(self, stack: list[tuple[_Event, S, int]], last_state: S) -> list[tuple[int, S]]:
+    def _states_after(self, stack: list[tuple[_Event, S]], last_state: S) -> list[tuple[int, S]]:
         """The prefix as (op id, state after it): the stack holds the state *before* each op."""
-        after = [state for _, state, _ in stack[1:]] + [last_state]
-        return [(event.id, state) for (event, _, _), state in zip(stack, after, strict=True)]
+        after = [state for _, state in stack[1:]] + [last_state]
+        return [(event.id, state) for (event, _), state in zip(stack, after, strict=True)]
 
 
 def check_key(
@@ -331,8 +329,12 @@ def check(
     return CheckResult(model=chosen.name, keys=results)
 
 
-def explain(result: CheckResult) -> str:
-    """A readable report: a summary line, then each violating or unknown key in detail."""
+def explain(result: CheckResult, *, prefix_ops_max: int = 20) -> str:
+    """A readable report: a summary line, then each violating or unknown key in detail.
+
+    Only the last `prefix_ops_max` ops of a long linearizable prefix are shown: the
+    violation is where the prefix ends.
+    """
     counts = {v: len(result.with_verdict(v)) for v in ("ok", "violation", "unknown")}
     lines = [
         f"linearizability ({result.model}): {result.verdict.upper()} - {len(result.keys)} keys: "
@@ -344,11 +346,11 @@ def explain(result: CheckResult) -> str:
             f"({key_result.elapsed_s:.2f} s, {key_result.ops_checked} ops)"
         )
     for key_result in result.with_verdict("violation"):
-        lines.extend(_explain_violation(key_result))
+        lines.extend(_explain_violation(key_result, prefix_ops_max))
     return "\n".join(lines)
 
 
-def _explain_violation(result: KeyResult) -> list[str]:
+def _explain_violation(result: KeyResult, prefix_ops_max: int) -> list[str]:
     lines = [
         f"key {result.key!r}: NOT LINEARIZABLE ({result.ops_checked} ops checked, "
         f"{result.ops_dropped} failed or irrelevant ops dropped)",
@@ -356,7 +358,10 @@ def _explain_violation(result: KeyResult) -> list[str]:
     ]
     if not result.prefix:
         lines.append("    (none: not even the first op fits the initial state)")
-    for number, item in enumerate(result.prefix, start=1):
+    hidden = max(0, len(result.prefix) - prefix_ops_max)
+    if hidden:
+        lines.append(f"    ... {hidden} earlier ops")
+    for number, item in enumerate(result.prefix[hidden:], start=hidden + 1):
         lines.append(f"    {number:3}. #{item.position} {item.op.describe()}  => {item.state_after}")
     lines.append(f"  then, in state {result.state_after_prefix}, these ops cannot be linearized:")
     for stuck in result.stuck:

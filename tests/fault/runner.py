@@ -92,12 +92,19 @@ class RunResult:
 
     @property
     def ok(self) -> bool:
+        """No check found a violation (the checker may still have given up on a key: `verdict`)."""
         return not self.problems and self.linearizability.verdict != "violation"
+
+    @property
+    def verdict(self) -> str:
+        if not self.ok:
+            return "VIOLATION"
+        return "UNDECIDED (checker time limit)" if self.linearizability.verdict == "unknown" else "OK"
 
     def summary(self) -> str:
         ops = list(self.history)
         lines = [
-            f"fault run seed={self.settings.seed}: {'OK' if self.ok else 'VIOLATION'} - "
+            f"fault run seed={self.settings.seed}: {self.verdict} - "
             f"{len(ops)} ops ({sum(op.outcome == 'ok' for op in ops)} ok, "
             f"{sum(op.outcome == 'fail' for op in ops)} fail, "
             f"{sum(op.outcome == 'unknown' for op in ops)} unknown), "

@@ -19,7 +19,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from tests.fault.history import History, Op, Outcome, Value
-from tests.fault.linearizability import check
+from tests.fault.linearizability import check, explain
 
 VALUES = ("v0", "v1", "v2", "v3")
 KEYS = ("x", "y")
@@ -250,31 +250,50 @@ def test_a_reported_prefix_is_a_real_linearization_prefix(ops: list[Op]) -> None
         assert key_result.stuck, "a violation names the ops that could not be linearized"
 
 
-def test_a_long_recorded_history_of_many_clients_is_ok_and_quick() -> None:
-    rng = random.Random(7)
-    planned = []
-    for number in range(600):
-        process = number % 10
-        call = number * 3 + rng.randint(0, 2)
-        ret = call + rng.randint(1, 40)
+def fault_run(seed: int, *, clients: int = 10, keys: int = 20, calls: int = 2000) -> list[Op]:
+    """A run shaped like a fault test: sequential clients, ms latencies, 5 % timeouts, stale cas."""
+    rng = random.Random(seed)
+    free_at = [0] * clients
+    attempted: dict[str, list[Value]] = {}
+    planned: list[tuple[float, int, Op]] = []
+    for number in range(calls):
+        process, key = number % clients, f"k{rng.randrange(keys)}"
+        call = free_at[process] + rng.randint(0, 200_000)
+        ret = call + rng.randint(100_000, 5_000_000)
+        kind = rng.choice(("put", "put", "get", "get", "cas"))
         outcome: Outcome = "unknown" if rng.random() < 0.05 else "ok"
-        kind = rng.choice(("put", "get", "get"))
-        data: Value = f"w{number}" if kind == "put" else None
-        op = Op(
-            process,
-            kind,
-            rng.choice(("a", "b", "c")),
-            data,
-            call,
-            None if outcome == "unknown" else ret,
-            outcome,
-        )
-        hi = ret if outcome == "ok" else call + 60
+        value = f"w{number}"
+        recent = attempted.setdefault(key, [None])
+        data: Value = {"put": value, "get": None, "cas": (rng.choice(recent[-3:]), value)}[kind]
+        if kind != "get":
+            recent.append(value)
+        if outcome == "ok":
+            instant, free_at[process] = rng.uniform(call, ret), ret
+        else:  # the client gives up after 1 s; the write applies within 2 s, or never
+            instant = rng.uniform(call, call + 2 * 10**9) if rng.random() < 0.5 else float("inf")
+            free_at[process] = call + 10**9
         planned.append(
-            (rng.uniform(call, hi) if rng.random() < 0.8 or outcome == "ok" else float("inf"), number, op)
+            (instant, number, Op(process, kind, key, data, call, ret if outcome == "ok" else None, outcome))
         )
+    return _run(planned)
 
-    result = check(History(_run(planned)), deadline_s=10)
+
+def test_a_fault_shaped_run_of_10_clients_20_keys_2000_ops_checks_ok_quickly() -> None:
+    result = check(History(fault_run(1)), deadline_s=10)
 
     assert result.verdict == "ok"
     assert sum(r.elapsed_s for r in result.keys.values()) < 5
+
+
+def test_a_stale_read_hidden_in_a_long_run_is_found_quickly() -> None:
+    ops = fault_run(2)
+    i = next(i for i, op in enumerate(ops) if i > 1000 and op.kind == "get" and op.outcome == "ok")
+    earlier = next(op.input for op in ops if op.key == ops[i].key and op.kind == "put" and op.outcome == "ok")
+    ops[i] = Op(ops[i].process, "get", ops[i].key, None, ops[i].call_ns, ops[i].return_ns, "ok", earlier)
+
+    result = check(History(ops), deadline_s=10)
+
+    assert [r.key for r in result.with_verdict("violation")] == [ops[i].key]
+    assert any(stuck.position == i for stuck in result.keys[ops[i].key].stuck)
+    assert "... " in explain(result)
+    assert len(explain(result).splitlines()) < 30
