@@ -39,7 +39,7 @@ from confmand.raft import Membership, Message, RaftConfig
 from confmand.server.clock_offset import ClockOffsetFile
 from confmand.server.errors import ErrorCode, RequestError
 from confmand.server.pending import ClientSink, ForwardSink, PendingRead, Reply, ReplySink
-from confmand.server.replica import Replica, ReplicaSettings
+from confmand.server.replica import EXPIRY_CHECK_S, Replica, ReplicaSettings
 from confmand.server.requests import (
     AdminRequest,
     BadRequest,
@@ -136,6 +136,7 @@ class Node:
         self._replies: list[Reply] = []
         self._forwards: dict[int, _Forwarded] = {}
         self._next_forward_id = 1
+        self._next_forward_expiry = 0.0
         self._tick_s = config.raft.tick_ms / 1000
         self._next_tick = time.monotonic() + self._tick_s
         self._stall: _Stall | None = None
@@ -433,6 +434,10 @@ class Node:
         self._outbox[leader].forwards.append(ForwardRequest(forward_id, replica.shard_id, incoming.payload))
 
     def _expire_forwards(self, now: float) -> None:
+        # Like a replica's deadlines: looked at every EXPIRY_CHECK_S, not scanned every turn.
+        if now < self._next_forward_expiry:
+            return
+        self._next_forward_expiry = now + EXPIRY_CHECK_S
         late = [fid for fid, f in self._forwards.items() if f.deadline <= now]
         for fid in late:
             f = self._forwards.pop(fid)

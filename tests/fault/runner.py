@@ -38,10 +38,11 @@ from tests.fault.workloads import (
     Registers,
     Sets,
 )
-from tests.integration.harness import Reply
+from tests.integration.harness import Reply, wait_until
 
 SETTLE_S = 15.0  # after the schedule: the cluster must elect and serve within this
 FINAL_READ_ATTEMPTS = 40
+WRITES = frozenset({"put", "cas", "add"})
 
 
 @dataclass(frozen=True)
@@ -133,7 +134,12 @@ def run(settings: RunSettings, root: Path) -> RunResult:
         nemesis.stop()
         windows = nemesis.join(timeout_s=60.0)
         cluster.wait_for_leader(timeout_s=SETTLE_S)
-        time.sleep(1.0)  # let clients see the healed cluster, so heal-to-first-write is measured
+        # Keep the clients going until a write called after the heal is acknowledged, so the
+        # last window's heal-to-first-write is measured.
+        healed_ns, seen = time.monotonic_ns(), len(recorder.history)
+        wait_until(
+            lambda: _written_since(recorder.history, seen, healed_ns), SETTLE_S, "a write after the heal"
+        )
         stop.set()
         for thread in threads:
             thread.join(timeout=30.0)
@@ -149,6 +155,14 @@ def run(settings: RunSettings, root: Path) -> RunResult:
         return result
     finally:
         cluster.close()
+
+
+def _written_since(history: History, first: int, call_ns: int) -> bool:
+    """Whether an op recorded at `first` or later is an acknowledged write called at `call_ns` or later."""
+    return any(
+        op.call_ns >= call_ns and op.outcome == "ok" and op.kind in WRITES
+        for op in (history[i] for i in range(first, len(history)))
+    )
 
 
 def _workloads(settings: RunSettings) -> list[Any]:
@@ -230,7 +244,7 @@ def _changes(cluster: FaultCluster, key: str) -> int:
 
 def window_stats(ops: Sequence[Op], windows: Sequence[FaultWindow]) -> list[WindowStats]:
     """Per fault window: writes attempted and acknowledged in it, and heal to the next good write."""
-    writes = sorted((op for op in ops if op.kind in ("put", "cas", "add")), key=lambda op: op.call_ns)
+    writes = sorted((op for op in ops if op.kind in WRITES), key=lambda op: op.call_ns)
     stats = []
     for window in windows:
         inside = [op for op in writes if window.start_ns <= op.call_ns < window.end_ns]
