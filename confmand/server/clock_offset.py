@@ -1,8 +1,10 @@
 """Test-only: step a running node's wall clock from a file, so fault tests can skew one node's HLC.
 
-The file holds one integer, the milliseconds to add to the wall clock (negative steps it back).
-It is looked at no more than every `POLL_S`, and re-read only when its mtime or size changes.
-A missing or unreadable file means offset 0; a bad number is logged and ignored.
+`FileOffsetClock` wraps the node's clock: its `wall_ms` is the inner clock's
+plus the integer of milliseconds in the file (negative steps it back). The
+file is looked at no more than every `POLL_S`, and re-read only when its
+mtime or size changes. A missing or unreadable file means offset 0; a bad
+number is logged and ignored. The monotonic clock is never shifted.
 """
 
 from __future__ import annotations
@@ -10,21 +12,29 @@ from __future__ import annotations
 import logging
 from pathlib import Path
 
-from confmand.hlc import HybridClock
+from confmand.server.links import Clock
 
 log = logging.getLogger(__name__)
 
 POLL_S = 0.1
 
 
-class ClockOffsetFile:
-    def __init__(self, path: Path, clock: HybridClock) -> None:
+class FileOffsetClock:
+    def __init__(self, inner: Clock, path: Path) -> None:
+        self.inner = inner
         self.path = path
-        self.clock = clock
+        self.offset_ms = 0
         self._seen: tuple[int, int] | None = None
         self._next_poll = 0.0
 
-    def poll(self, now: float) -> None:
+    def monotonic(self) -> float:
+        return self.inner.monotonic()
+
+    def wall_ms(self) -> int:
+        self._poll(self.inner.monotonic())
+        return self.inner.wall_ms() + self.offset_ms
+
+    def _poll(self, now: float) -> None:
         if now < self._next_poll:
             return
         self._next_poll = now + POLL_S
@@ -44,6 +54,6 @@ class ClockOffsetFile:
             log.warning("ignoring clock offset file %s: %s", self.path, exc)
 
     def _set(self, offset_ms: int) -> None:
-        if offset_ms != self.clock.offset_ms:
+        if offset_ms != self.offset_ms:
             log.warning("test-only: wall clock offset %+d ms", offset_ms)
-            self.clock.offset_ms = offset_ms
+            self.offset_ms = offset_ms

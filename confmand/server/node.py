@@ -25,19 +25,18 @@ from __future__ import annotations
 import enum
 import logging
 import random
-import time
 from collections import defaultdict
 from dataclasses import dataclass, field
 
 import msgpack
-import zmq
 
 from confmand.config import NodeConfig
 from confmand.hlc import ClockSkewError, HlcError, HybridClock
 from confmand.kv.commands import Command
 from confmand.raft import Membership, Message, RaftConfig
-from confmand.server.clock_offset import ClockOffsetFile
 from confmand.server.errors import ErrorCode, RequestError
+from confmand.server.faults import NO_FAULTS, DriverFaults
+from confmand.server.links import ClientLink, Clock, PeerLink
 from confmand.server.pending import ClientSink, ForwardSink, PendingRead, Reply, ReplySink
 from confmand.server.replica import EXPIRY_CHECK_S, Replica, ReplicaSettings
 from confmand.server.requests import (
@@ -51,7 +50,6 @@ from confmand.server.requests import (
 )
 from confmand.server.status import replica_status
 from confmand.storage import NodeStorage, StorageError, WriteBatch
-from confmand.transport.client import ClientTransport
 from confmand.transport.codec import (
     ForwardReply,
     ForwardRequest,
@@ -60,7 +58,7 @@ from confmand.transport.codec import (
     decode_peer_batch,
     encode_peer_batch,
 )
-from confmand.transport.peer import PeerTransport, UnknownPeerError
+from confmand.transport.peer import UnknownPeerError
 
 log = logging.getLogger(__name__)
 
@@ -114,39 +112,41 @@ class _Stall:
 
 
 class Node:
-    def __init__(self, config: NodeConfig, context: zmq.Context[zmq.Socket[bytes]] | None = None) -> None:
+    """One node's driver, handed its storage, links, clock and randomness (links.py)."""
+
+    def __init__(
+        self,
+        config: NodeConfig,
+        storage: NodeStorage,
+        *,
+        peers: PeerLink,
+        clients: ClientLink,
+        clock: Clock,
+        rng: random.Random,
+        faults: DriverFaults = NO_FAULTS,
+    ) -> None:
         self.config = config
         self.node_id = config.node_id
-        self.clock = HybridClock(lambda: time.time_ns() // 1_000_000, config.clock.max_clock_offset_ms)
-        self.context = context or zmq.Context()
-        self._own_context = context is None
-        self.storage = NodeStorage.open(config.data_dir, config.cluster_id, config.node_id)
+        self.faults = faults
+        self._time = clock
+        self.clock = HybridClock(clock.wall_ms, config.clock.max_clock_offset_ms)
+        self.storage = storage
+        self.peers = peers
+        self.clients = clients
+        self._rng = rng
         self.replicas: dict[int, Replica] = {}
         self._client_addresses = config.client_addresses
-        self._open_replica(DATA_SHARD)
-        self.peers = PeerTransport(
-            self.context, config.node_id, config.peer_address, config.remote_peer_addresses
-        )
-        # Frames up to 4x the request limit are read and answered TOO_LARGE; ZeroMQ cuts off
-        # a client that sends anything bigger, before it costs us the memory.
-        self.clients = ClientTransport(
-            self.context, config.client_address, max_message_bytes=4 * config.limits.max_request_bytes
-        )
         self._outbox: dict[int, _PeerOutbox] = defaultdict(_PeerOutbox)
         self._replies: list[Reply] = []
         self._forwards: dict[int, _Forwarded] = {}
         self._next_forward_id = 1
         self._next_forward_expiry = 0.0
         self._tick_s = config.raft.tick_ms / 1000
-        self._next_tick = time.monotonic() + self._tick_s
         self._stall: _Stall | None = None
         self.counters: dict[str, int] = defaultdict(int)
-        self.now = time.monotonic()
-        self._clock_offset: ClockOffsetFile | None = None
-        if config.clock.test_offset_file is not None:
-            path = config.source.parent / config.clock.test_offset_file
-            self._clock_offset = ClockOffsetFile(path, self.clock)
-            log.warning("test-only: this node's wall clock is shifted by the ms in %s", path)
+        self.now = clock.monotonic()
+        self._next_tick = self.now + self._tick_s
+        self._open_replica(DATA_SHARD)
 
     def _open_replica(self, shard_id: int) -> None:
         shard = self.storage.shard(shard_id)
@@ -169,18 +169,14 @@ class Node:
             snapshot_interval_entries=raft.snapshot_interval_entries,
             log_retain_entries=raft.log_retain_entries,
         )
-        # The election timer's jitter needs real randomness in production; the simulator seeds its own.
-        rng = random.Random()
-        self.replicas[shard_id] = Replica(shard_id, raft_config, shard, settings, rng)
+        # Each replica's election jitter comes from the node's generator (seeded in the simulator).
+        rng = random.Random(self._rng.getrandbits(64))
+        self.replicas[shard_id] = Replica(shard_id, raft_config, shard, settings, rng=rng, faults=self.faults)
 
     # ------------------------------------------------------------------ the turn
 
-    @property
-    def sockets(self) -> list[zmq.Socket[bytes]]:
-        return [self.peers.socket, self.clients.socket]
-
     def seconds_to_next_turn(self) -> float:
-        now = time.monotonic()
+        now = self._time.monotonic()
         if self._stall is not None:  # neither ticks nor Readies matter until the disk takes the batch
             return max(0.0, min(self._stall.next_retry, now + self._tick_s) - now)
         if any(r.raft.has_ready() for r in self.replicas.values()):
@@ -189,7 +185,7 @@ class Node:
 
     def turn(self) -> None:
         self.counters["turns"] += 1
-        self.now = now = time.monotonic()
+        self.now = now = self._time.monotonic()
         for replica in self.replicas.values():
             replica.now = now
         self._receive_peers()
@@ -208,8 +204,6 @@ class Node:
         self._flush_replies()
 
     def _tick(self, now: float) -> None:
-        if self._clock_offset is not None:
-            self._clock_offset.poll(now)
         ticks = 0
         while now >= self._next_tick and ticks < MAX_TICKS_PER_TURN:
             for replica in self.replicas.values():
@@ -232,7 +226,8 @@ class Node:
             # fsyncs then overlap ours. The leader counts itself only after `advance`.
             self._queue_raft(replica, replica.take_early_messages())
         self._flush_peers()
-        if self._write(_Stall(active, batch, sync and self.config.storage.fsync, _Phase.PERSIST)):
+        sync = sync and self.config.storage.fsync and not self.faults.raft_batch_unsynced
+        if self._write(_Stall(active, batch, sync, _Phase.PERSIST)):
             self._after_persist(active)
 
     def _after_persist(self, active: list[Replica]) -> None:
@@ -518,5 +513,3 @@ class Node:
         self.peers.close()
         self.clients.close()
         self.storage.close()
-        if self._own_context:
-            self.context.term()

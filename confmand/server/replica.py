@@ -34,6 +34,7 @@ from confmand.kv.snapshot import STATE_KINDS, decode_state, export_state
 from confmand.kv.state_machine import ConfigStateMachine
 from confmand.kv.version import Version
 from confmand.raft import (
+    Entry,
     EntryKind,
     HardState,
     Message,
@@ -47,6 +48,7 @@ from confmand.raft import (
     Snapshot,
 )
 from confmand.server.errors import ErrorCode, RequestError
+from confmand.server.faults import NO_FAULTS, DriverFaults
 from confmand.server.pending import PendingRead, PendingWrite, Reply, ReplySink
 from confmand.server.requests import (
     AuditQuery,
@@ -90,9 +92,12 @@ class Replica:
         raft_config: RaftConfig,
         storage: ShardStorage,
         settings: ReplicaSettings,
+        *,
         rng: random.Random,
+        faults: DriverFaults = NO_FAULTS,
     ) -> None:
         self.shard_id = shard_id
+        self.faults = faults
         self.storage = storage
         self.settings = settings
         applied_term, applied_index = storage.applied()
@@ -148,6 +153,8 @@ class Replica:
                 self._serve(read)
             else:
                 self._version_waits.append(read)
+        elif self.faults.read_without_read_index:
+            self._serve(read)
         else:
             self._read_round.append(read)
 
@@ -202,6 +209,8 @@ class Replica:
             self.applied = staged.installed_snapshot
             self._snapshot_index = staged.installed_snapshot.index
         entries = [e for e in staged.ready.committed_entries if e.index > self.applied.index]
+        if self.faults.apply_before_commit:
+            entries += [e for e in staged.ready.entries if e.index > max(self.applied.index, _last(entries))]
         if not entries:
             return
         normal = [(Version(e.term, e.index), e.data) for e in entries if e.kind is EntryKind.NORMAL]
@@ -243,7 +252,9 @@ class Replica:
         staged = self._staged
         assert staged is not None
         rd = staged.ready
-        if rd.soft_state.role is not Role.LEADER or staged.sync_for_vote:
+        if self.faults.send_before_persist:
+            pass  # every message leaves before the fsync: votes and acknowledgements included
+        elif rd.soft_state.role is not Role.LEADER or staged.sync_for_vote:
             return []
         messages, rd.messages = rd.messages, []
         return messages
@@ -449,6 +460,10 @@ class Replica:
         if self.last_leader_contact == 0.0:
             return -1
         return max(0, int((self.now - self.last_leader_contact) * 1000))
+
+
+def _last(entries: list[Entry]) -> int:
+    return entries[-1].index if entries else 0
 
 
 def _with_applied(config: RaftConfig, applied: int) -> RaftConfig:

@@ -18,6 +18,7 @@ import uvloop
 
 from confmand.config import NodeConfig
 from confmand.server.node import Node
+from confmand.server.wiring import LocalNode
 from confmand.transport.readiness import SocketWaiter
 
 log = logging.getLogger(__name__)
@@ -33,9 +34,10 @@ def configure_logging(level: str) -> None:
     )
 
 
-async def serve(node: Node, stop: asyncio.Event, hand_off_s: float = HAND_OFF_S) -> None:
+async def serve(
+    node: Node, waiter: SocketWaiter, stop: asyncio.Event, hand_off_s: float = HAND_OFF_S
+) -> None:
     """Turn until `stop`; then, if leading, hand leadership away (bounded) so clients see no gap."""
-    waiter = SocketWaiter(node.sockets)
     try:
         while not stop.is_set():
             await waiter.wait(node.seconds_to_next_turn())
@@ -51,7 +53,8 @@ async def serve(node: Node, stop: asyncio.Event, hand_off_s: float = HAND_OFF_S)
 
 
 async def _main(config: NodeConfig) -> None:
-    node = Node(config)
+    local = LocalNode(config)
+    node = local.node
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     for signum in (signal.SIGINT, signal.SIGTERM):
@@ -67,7 +70,7 @@ async def _main(config: NodeConfig) -> None:
         log.warning("fsync is OFF: a crash of this host may lose acknowledged writes (tests/benchmarks only)")
     notify_systemd("READY=1")
     try:
-        await serve(node, stop)
+        await serve(node, SocketWaiter(local.sockets), stop)
     except Exception:
         # Crash-only: a turn that failed half-way leaves no state worth keeping in memory;
         # everything acknowledged is on disk, and a restart (systemd's) recovers from there.
@@ -75,7 +78,7 @@ async def _main(config: NodeConfig) -> None:
         raise SystemExit(EXIT_FATAL) from None
     finally:
         notify_systemd("STOPPING=1")
-        node.close()
+        local.close()
         log.info("node %d stopped", config.node_id)
 
 

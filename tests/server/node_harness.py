@@ -16,7 +16,7 @@ import msgpack
 import zmq
 
 from confmand.config import NodeConfig, PeerConfig, RaftSettings
-from confmand.server.node import Node
+from confmand.server.wiring import LocalNode
 
 EPHEMERAL = "tcp://127.0.0.1:*"
 
@@ -43,10 +43,11 @@ def single_node_config(
 class NodeHarness:
     def __init__(self, config: NodeConfig) -> None:
         self.context: zmq.Context[zmq.Socket[bytes]] = zmq.Context()
-        self.node = Node(config, self.context)
+        self.local = LocalNode(config, self.context)
+        self.node = self.local.node
         self.client: zmq.Socket[bytes] = self.context.socket(zmq.DEALER)
         self.client.setsockopt(zmq.LINGER, 0)
-        self.client.connect(self.node.clients.bound_address)
+        self.client.connect(self.local.clients.bound_address)
         self._ids = itertools.count(1)
 
     def send(self, op: str, **fields: Any) -> int:
@@ -75,7 +76,7 @@ class NodeHarness:
             self.node.turn()
             if condition():
                 return
-            self.node.peers.socket.poll(1)
+            self.local.peers.socket.poll(1)
         raise AssertionError(f"condition not reached within {max_turns} turns")
 
     def until_leader(self, max_turns: int = 5000) -> None:
@@ -89,5 +90,5 @@ class NodeHarness:
 
     def close(self) -> None:
         self.client.close()
-        self.node.close()
+        self.local.close()
         self.context.term()
