@@ -97,6 +97,7 @@ class _Incoming:
 class _Phase(enum.Enum):
     PERSIST = "persist"  # Raft entries and hard state (synced); messages wait for it
     APPLY = "apply"  # state-machine changes with the applied index
+    SNAPSHOT = "snapshot"  # a state-machine snapshot and the log compaction it allows
 
 
 @dataclass(slots=True)
@@ -259,11 +260,12 @@ class Node:
         snapshotted = [r for r in active if r.maybe_snapshot(batch)]
         if not snapshotted:
             return
-        try:
-            self.storage.write(batch, sync=self.config.storage.fsync)
-        except StorageError as exc:
-            log.error("could not write a snapshot (the log stays uncompacted): %s", exc)
-            return
+        # A refused snapshot batch stalls and is retried like the others: storage takes no later
+        # batch before it, and the shards' staged state already counts it as written.
+        if self._write(_Stall(snapshotted, batch, self.config.storage.fsync, _Phase.SNAPSHOT)):
+            self._after_snapshot(snapshotted)
+
+    def _after_snapshot(self, snapshotted: list[Replica]) -> None:
         for replica in snapshotted:
             replica.after_snapshot_written()
             log.info("shard %d: snapshot at %s, log compacted", replica.shard_id, replica.applied)
@@ -291,8 +293,10 @@ class Node:
         log.warning("storage writes succeed again; Raft resumes")
         if stall.phase is _Phase.PERSIST:
             self._after_persist(stall.replicas)
-        else:
+        elif stall.phase is _Phase.APPLY:
             self._after_apply(stall.replicas)
+        else:
+            self._after_snapshot(stall.replicas)
 
     # ------------------------------------------------------------------ peers
 

@@ -75,6 +75,16 @@ class NodeStorage:
             path.mkdir(parents=True, exist_ok=True)
         except OSError as exc:
             raise DataDirError(f"data dir {path} cannot be created: {exc}") from exc
+        return cls.open_with(opener, path, cluster_id, node_id, create=create)
+
+    @classmethod
+    def open_with(
+        cls, opener: DbOpener, path: Path, cluster_id: str, node_id: int, *, create: bool = True
+    ) -> NodeStorage:
+        """Open the DB `opener` gives for `path`, without looking at the directory itself.
+
+        For a DB that is not a directory of files: the in-memory twin (memory_db.py).
+        """
         db = open_db(opener, path, create)
         try:
             check_or_write_meta(db, path, cluster_id, node_id)

@@ -1,0 +1,151 @@
+"""What must hold in a whole-daemon run, checked after every turn of every node and at the end.
+
+After every turn (`ClusterChecker.after_turn`), on the data shard's real replica:
+- election safety: one leader per term, over the whole run;
+- committed prefix: an index committed anywhere holds one term everywhere it
+  is committed (a node's commit never passes an entry of another term);
+- durable commit: when a leader commits a new index, a majority of its voters
+  hold that entry on disk, *synced*, at that moment (`SimHost.durable_term`):
+  the promise behind every acknowledged write;
+- applied never passes committed, and an applied entry is the committed one.
+
+At the end, on the clients' histories (tests/fault's checkers):
+- every key linearizable (puts, linearizable gets, cas and txn-as-cas);
+- read-your-writes for version reads (no read below the client's own floor);
+- no retried write applied twice, none lost: each key's change count lies
+  between its acknowledged writes and its acknowledged + unknown ones;
+and on the replicas: once healed and caught up, every replica's state
+machine is byte-identical (the same export at the same applied index).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import NoReturn
+
+from confmand.kv.queries import get_key
+from confmand.kv.snapshot import export_state
+from confmand.raft import Role
+from confmand.server.node import DATA_SHARD
+from tests.fault.checks import check_change_counts, check_read_your_writes
+from tests.fault.history import History
+from tests.fault.linearizability import check, explain
+from tests.sim.daemon.host import SimHost
+
+LINEARIZABLE_KINDS = ("put", "get", "cas")
+
+
+class Violation(Exception):
+    """A broken promise; `replay` is the command that replays the run (set by the engine)."""
+
+    def __init__(self, invariant: str, at_s: float, details: str) -> None:
+        super().__init__(invariant, at_s, details)
+        self.invariant = invariant
+        self.at_s = at_s
+        self.details = details
+        self.replay = ""
+
+    def __str__(self) -> str:
+        text = f"'{self.invariant}' violated at t={self.at_s:.4f}s: {self.details}"
+        if self.replay:
+            text += f"\nreplay: {self.replay}"
+        return text
+
+
+class ClusterChecker:
+    def __init__(self, hosts: Mapping[int, SimHost]) -> None:
+        self.hosts = hosts
+        self.leaders: dict[int, int] = {}  # term -> node
+        self.committed: dict[int, int] = {}  # index -> term
+        self.commit_max = 0
+        self._seen_commit: dict[int, int] = {}  # node -> the commit index already checked
+        self.now = 0.0
+
+    def fail(self, invariant: str, details: str) -> NoReturn:
+        raise Violation(invariant, self.now, details)
+
+    def restarted(self, host: SimHost) -> None:
+        self._seen_commit.pop(host.id, None)
+
+    def after_turn(self, host: SimHost, now: float) -> None:
+        self.now = now
+        node = host.node
+        if node is None:
+            self.restarted(host)
+            return
+        replica = node.replicas[DATA_SHARD]
+        raft = replica.raft
+        term = raft.term
+        if raft.role is Role.LEADER:
+            holder = self.leaders.setdefault(term, host.id)
+            if holder != host.id:
+                self.fail("election safety", f"nodes {holder} and {host.id} both lead term {term}")
+        log = raft.log
+        commit = log.commit
+        seen = self._seen_commit.get(host.id, log.snapshot_index)
+        for index in range(max(seen, log.snapshot_index) + 1, commit + 1):
+            self._committed(host, index, log.term_at(index), raft.role is Role.LEADER)
+        self._seen_commit[host.id] = max(seen, commit)
+        applied = replica.applied
+        if applied.index > commit:
+            self.fail("applied <= committed", f"node {host.id} applied {applied} past its commit {commit}")
+        want = self.committed.get(applied.index)
+        if applied.index and want is not None and want != applied.term:
+            self.fail(
+                "state-machine safety",
+                f"node {host.id} applied {applied}, but index {applied.index} committed in term {want}",
+            )
+
+    def _committed(self, host: SimHost, index: int, term: int | None, leading: bool) -> None:
+        if term is None:
+            return
+        known = self.committed.get(index)
+        if known is not None and known != term:
+            self.fail(
+                "committed prefix",
+                f"node {host.id} commits {index} in term {term}, committed in term {known}",
+            )
+        self.committed[index] = term
+        if index <= self.commit_max:
+            return
+        self.commit_max = index
+        if not leading:
+            return
+        assert host.node is not None
+        membership = host.node.replicas[DATA_SHARD].raft.membership
+        voters = sorted(membership.voters) if membership else []
+        holding = [v for v in voters if self.hosts[v].durable_term(index, self.now) == term]
+        if 2 * len(holding) <= len(voters):
+            self.fail(
+                "durable commit",
+                f"leader {host.id} committed {index} (term {term}) while only {holding} of voters "
+                f"{voters} had it synced to disk",
+            )
+
+
+def check_history(history: History, changes: Mapping[str, int]) -> list[str]:
+    """Every problem the clients' history shows (empty: none)."""
+    problems = []
+    result = check(history.only(LINEARIZABLE_KINDS), deadline_s=10.0)
+    if not result.ok:
+        problems.append(explain(result))
+    problems += check_read_your_writes(history, write_kinds=("put", "cas"), read_kinds=("get", "vget"))
+    writes = [op for op in history if op.kind == "put" or (op.kind == "cas" and op.output is not False)]
+    problems += check_change_counts(changes, writes)
+    return problems
+
+
+def final_changes(host: SimHost, keys: list[str]) -> dict[str, int]:
+    assert host.node is not None
+    storage = host.node.replicas[DATA_SHARD].storage
+    counts = {}
+    for key in keys:
+        record = get_key(storage, key)
+        counts[key] = 0 if record is None else record.changes
+    return counts
+
+
+def state_digest(host: SimHost) -> tuple[str, bytes]:
+    assert host.node is not None
+    replica = host.node.replicas[DATA_SHARD]
+    return str(replica.applied), export_state(replica.storage)

@@ -1,0 +1,355 @@
+"""The whole-daemon simulator: N real `Node`s, simulated network, disks, clocks and clients.
+
+`run_seed(seed)` builds a `Scenario` (scenario.py), starts every host
+(host.py) and the clients (clients.py), and runs simulated time: the
+clients' calls, the nodes' turns, and a fault roll every `FAULT_EVERY_S`
+(crashes with power loss, pauses, partitions, full disks, clock steps).
+`ClusterChecker` looks at every node after every turn (checks.py). After
+the scenario's duration, the final phase heals everything: no partitions,
+loss or disk faults, every node up and resumed, clocks back; a fresh client
+must then write once and read every key within `LIVENESS_S`, every replica
+must catch up to the same state, and the whole history is judged.
+
+Determinism: every draw comes from a generator seeded by the scenario's
+seed and one concern; events at the same time run in the order scheduled.
+"""
+
+from __future__ import annotations
+
+import traceback
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from confctl.client import operations
+from confmand.raft import Role
+from confmand.server.faults import NO_FAULTS, DriverFaults
+from confmand.server.node import DATA_SHARD
+from confmand.storage import StorageError
+from tests.fault.history import History, Op
+from tests.sim.daemon.checks import ClusterChecker, Violation, check_history, final_changes, state_digest
+from tests.sim.daemon.clients import SimClient
+from tests.sim.daemon.host import SimHost, client_address
+from tests.sim.daemon.scenario import Scenario
+from tests.sim.daemon.world import World, pick
+
+FAULT_EVERY_S = 0.05
+LIVENESS_S = 20.0
+CONVERGE_S = 10.0
+
+
+def replay_command(scenario: Scenario) -> str:
+    parts = [".venv/bin/python -m tests.sim.daemon.run --seed", str(scenario.seed)]
+    if scenario.duration_override is not None:
+        parts += ["--duration", f"{scenario.duration_override:g}"]
+    names = [n for n in DriverFaults.names() if getattr(scenario.faults, n)]
+    if names:
+        parts += ["--faults", ",".join(names)]
+    return " ".join(parts)
+
+
+@dataclass(slots=True)
+class RunResult:
+    scenario: Scenario
+    violation: Violation | None
+    sim_s: float
+    stats: dict[str, int]
+    trace: list[str] = field(default_factory=list)
+    history: History | None = None
+
+    @property
+    def ok(self) -> bool:
+        return self.violation is None
+
+    def fingerprint(self) -> tuple[object, ...]:
+        return (round(self.sim_s, 9), str(self.violation), tuple(sorted(self.stats.items())))
+
+
+def run_seed(seed: int, faults: DriverFaults = NO_FAULTS, duration_s: float | None = None) -> RunResult:
+    return Simulation(Scenario.from_seed(seed, faults, duration_s)).run()
+
+
+class Simulation:
+    def __init__(self, scenario: Scenario) -> None:
+        self.scenario = scenario
+        self.world = World(scenario)
+        self.trace: list[str] = [scenario.summary()]
+        self.history = History()
+        self.fault_rng = scenario.rng("faults")
+        self.hosts: dict[int, SimHost] = {}
+        for node_id in range(1, scenario.node_count + 1):
+            self.hosts[node_id] = SimHost(
+                self.world,
+                scenario,
+                node_id,
+                deliver_peer_to=self._deliver_peer,
+                deliver_reply=self._deliver_reply,
+                after_turn=self._after_turn,
+            )
+        self.by_address = {client_address(i): h for i, h in self.hosts.items()}
+        self.checker = ClusterChecker(self.hosts)
+        self.endpoints = [client_address(i) for i in sorted(self.hosts)]
+        self.clients: dict[bytes, SimClient] = {}
+        self.keys = [f"k{i}" for i in range(scenario.keys)]
+        self.calm = False
+        self._partition_until = 0.0
+
+    # ------------------------------------------------------------------ wiring
+
+    def _deliver_peer(self, dst: int, src: int, payload: bytes) -> None:
+        self.hosts[dst].deliver_peer(src, payload)
+
+    def _deliver_reply(self, envelope: list[bytes], payload: bytes, when: float) -> None:
+        client = self.clients.get(envelope[0])
+        if client is not None:
+            self.world.at(when, lambda: client.on_reply(payload))
+
+    def _send_request(self, endpoint: str, envelope: list[bytes], frame: bytes) -> None:
+        host = self.by_address[endpoint]
+        self.world.at(self.world.now + self.world.delay(), lambda: host.deliver_client(envelope, frame))
+
+    def _after_turn(self, host: SimHost) -> None:
+        self.checker.after_turn(host, self.world.now)
+        if not host.up:
+            self._note(f"node {host.id} crashed in a synced write")
+            self._restart_later(host)
+
+    def _add_client(self, process: int) -> SimClient:
+        client = SimClient(
+            self.world,
+            process,
+            endpoints=self.endpoints,
+            keys=self.scenario.keys,
+            send=self._send_request,
+            record=self.history.append,
+        )
+        self.clients[client.envelope[0]] = client
+        return client
+
+    def _note(self, text: str) -> None:
+        self.trace.append(f"{self.world.now:.3f} {text}")
+
+    # ------------------------------------------------------------------ running
+
+    def run(self) -> RunResult:
+        violation: Violation | None = None
+        try:
+            self._run()
+        except Violation as exc:
+            violation = exc
+        except Exception as exc:  # an error escaping a node's turn is a bug of the driver
+            where = traceback.extract_tb(exc.__traceback__)[-1]
+            place = f"{Path(where.filename).name}:{where.lineno}"
+            violation = Violation("no error escapes a turn", self.world.now, f"{exc!r} at {place}")
+        if violation is not None:
+            violation.replay = replay_command(self.scenario)
+            self._note(f"VIOLATION {violation}")
+        stats = dict(self.world.stats)
+        stats["ops"] = len(self.history)
+        stats["ops_ok"] = sum(1 for op in self.history if op.outcome == "ok")
+        stats["turns"] = sum(h.turns for h in self.hosts.values())
+        stats["commit_max"] = self.checker.commit_max
+        stats["redrives"] = sum(c.redrives for c in self.clients.values())
+        return RunResult(self.scenario, violation, self.world.now, stats, self.trace, self.history)
+
+    def _run(self) -> None:
+        scenario, world = self.scenario, self.world
+        for host in self.hosts.values():
+            self._start(host)
+        for process in range(1, scenario.clients + 1):
+            self._add_client(process).start()
+        world.at(FAULT_EVERY_S, self._fault_roll)
+        world.run_until(scenario.duration_s)
+        self._final_phase()
+
+    def _final_phase(self) -> None:
+        world = self.world
+        self._heal_all()
+        self._note("final phase: everything healed")
+        done: list[bool] = []
+        probe = self._add_client(0)
+        for client in self.clients.values():
+            client.running = False
+
+        def read_back() -> None:
+            probe.read_all(self.keys, lambda: done.append(True))
+
+        def start_probe() -> None:
+            probe.begin("put", "k0", "final", operations.put("k0", "final"), then=read_back)
+
+        deadline = world.now + LIVENESS_S
+        # Every open write must settle once healed (their clients retry them with the same seq).
+        world.run_until(deadline, stop=lambda: all(c.idle for c in self.clients.values()))
+        world.at(world.now, start_probe)
+        world.run_until(deadline, stop=lambda: bool(done))
+        if not done:
+            busy = [c.process for c in self.clients.values() if not c.idle]
+            self.checker.fail(
+                "liveness", f"no fresh write and reads within {LIVENESS_S}s of healing (busy clients: {busy})"
+            )
+        failed = [op for op in self.history if op.process == 0 and op.outcome != "ok"]
+        if failed:
+            self.checker.fail(
+                "liveness",
+                f"the final client's calls failed after healing: {failed[0].describe()}: {probe.last_error}",
+            )
+        self._converge()
+        leader = self._leader()
+        assert leader is not None
+        problems = check_history(self.history, final_changes(leader, self.keys))
+        if problems:
+            self.checker.fail("history", "\n".join(problems[:5]))
+
+    def _converge(self) -> None:
+        world = self.world
+        end = world.now + CONVERGE_S
+
+        def same() -> bool:
+            digests = {state_digest(h) for h in self.hosts.values()}
+            return len(digests) == 1
+
+        while world.now < end:
+            world.run_until(world.now + 0.1)
+            leader = self._leader()
+            if leader is None or leader.node is None:
+                continue
+            target = leader.node.replicas[DATA_SHARD].raft.commit_index
+            if all(
+                h.node is not None and h.node.replicas[DATA_SHARD].applied.index >= target
+                for h in self.hosts.values()
+            ):
+                if same():
+                    return
+                applied = {h.id: state_digest(h)[0] for h in self.hosts.values()}
+                if len(set(applied.values())) == 1:
+                    self.checker.fail("convergence", f"replicas differ at the same applied index {applied}")
+        applied = {h.id: state_digest(h)[0] for h in self.hosts.values() if h.node is not None}
+        self.checker.fail("convergence", f"replicas did not catch up within {CONVERGE_S}s: {applied}")
+
+    def _leader(self) -> SimHost | None:
+        """The up node that leads the newest term, if any."""
+        leaders = []
+        for host in self.hosts.values():
+            if host.node is not None:
+                raft = host.node.replicas[DATA_SHARD].raft
+                if raft.role is Role.LEADER:
+                    leaders.append((raft.term, host.id))
+        return self.hosts[max(leaders)[1]] if leaders else None
+
+    # ------------------------------------------------------------------ faults
+
+    def _heal_all(self) -> None:
+        self.calm = True
+        self.world.blocked = frozenset()
+        self.world.calm()
+        for host in self.hosts.values():
+            host.calm()
+            host.wall_offset_ms = 0
+            host.disk_full_until = 0.0
+            if host.paused:
+                host.resume()
+            if not host.up:
+                self._start(host)
+
+    def _start(self, host: SimHost) -> None:
+        try:
+            host.start()
+        except StorageError as exc:
+            self.checker.fail("restart", f"node {host.id} refused to start on what survived: {exc}")
+        self.checker.restarted(host)
+        self._note(f"node {host.id} starts (incarnation {host.incarnation})")
+
+    def _restart_later(self, host: SimHost) -> None:
+        delay = self.fault_rng.uniform(0.2, 2.0)
+        incarnation = host.incarnation
+
+        def restart() -> None:
+            if not host.up and host.incarnation == incarnation:
+                self._start(host)
+
+        self.world.at(self.world.now + delay, restart)
+
+    def _fault_roll(self) -> None:
+        if self.calm:
+            return
+        s, rng, world = self.scenario, self.fault_rng, self.world
+        world.at(world.now + FAULT_EVERY_S, self._fault_roll)
+        if world.now >= self._partition_until and world.blocked:
+            world.blocked = frozenset()
+            self._note("partition healed")
+        up = [h.id for h in self.hosts.values() if h.up]
+        leader = self._leader()
+        if s.crash_rate and rng.random() < s.crash_rate * FAULT_EVERY_S:
+            down = len(self.hosts) - len(up)
+            if up and down < (len(self.hosts) - 1) // 2 + (1 if rng.random() < 0.2 else 0):
+                victim = leader.id if leader is not None and rng.random() < 0.5 else pick(rng, up)
+                host = self.hosts[victim]
+                lost = host.crash()
+                self.checker.restarted(host)
+                world.count("crash")
+                self._note(f"node {victim} loses power ({lost} unsynced batches lost)")
+                self._restart_later(host)
+        if s.pause_rate and rng.random() < s.pause_rate * FAULT_EVERY_S:
+            self._pause(leader, up)
+        if s.partition_rate and not world.blocked and rng.random() < s.partition_rate * FAULT_EVERY_S:
+            self._partition(leader)
+        if s.disk_full_rate and rng.random() < s.disk_full_rate * FAULT_EVERY_S and up:
+            host = self.hosts[pick(rng, up)]
+            host.disk_full_until = world.now + rng.uniform(0.2, 2.0)
+            world.count("disk_full")
+            self._note(f"node {host.id}'s disk is full until {host.disk_full_until:.3f}")
+        if s.clock_step_rate and rng.random() < s.clock_step_rate * FAULT_EVERY_S:
+            host = self.hosts[pick(rng, sorted(self.hosts))]
+            step = rng.choice((-1, 1)) * rng.randint(100, 3000)
+            host.wall_offset_ms += step
+            world.count("clock_step")
+            self._note(f"node {host.id}'s wall clock steps {step:+d} ms (offset {host.wall_offset_ms})")
+
+    def _pause(self, leader: SimHost | None, up: list[int]) -> None:
+        rng, world = self.fault_rng, self.world
+        if not up:
+            return
+        host = leader if leader is not None and rng.random() < 0.5 else self.hosts[pick(rng, up)]
+        if host.paused:
+            return
+        duration = rng.uniform(0.2, 3.0)
+        host.pause()
+        world.count("pause")
+        isolate = not world.blocked and rng.random() < 0.4
+        if isolate:  # a paused leader that comes back cut off from its peers
+            others = [i for i in self.hosts if i != host.id]
+            world.blocked = frozenset((host.id, o) for o in others) | frozenset((o, host.id) for o in others)
+            self._partition_until = world.now + duration + rng.uniform(0.2, 1.0)
+        self._note(f"node {host.id} paused for {duration:.2f}s{' and cut off' if isolate else ''}")
+
+        def resume() -> None:
+            if host.paused:
+                host.resume()
+                self._note(f"node {host.id} resumes")
+
+        world.at(world.now + duration, resume)
+
+    def _partition(self, leader: SimHost | None) -> None:
+        rng, world = self.fault_rng, self.world
+        ids = sorted(self.hosts)
+        rng.shuffle(ids)
+        kind = rng.choice(("split", "isolate_leader", "one_way", "bridge"))
+        if kind == "isolate_leader" and leader is not None:
+            side_a, side_b = [leader.id], [i for i in ids if i != leader.id]
+        elif kind == "bridge" and len(ids) >= 3:
+            rest = ids[1:]
+            cut = rng.randrange(1, len(rest))
+            side_a, side_b = rest[:cut], rest[cut:]
+        else:
+            cut = rng.randrange(1, len(ids))
+            side_a, side_b = ids[:cut], ids[cut:]
+        links = {(a, b) for a in side_a for b in side_b}
+        if kind != "one_way":
+            links |= {(b, a) for a, b in links}
+        world.blocked = frozenset(links)
+        duration = rng.uniform(0.3, 3.0)
+        self._partition_until = world.now + duration
+        world.count(f"partition_{kind}")
+        self._note(f"partition {kind}: {sorted(side_a)} / {sorted(side_b)} for {duration:.2f}s")
+
+
+__all__ = ["Op", "RunResult", "Simulation", "Violation", "replay_command", "run_seed"]

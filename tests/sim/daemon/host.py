@@ -1,0 +1,316 @@
+"""One simulated host: a real `Node` over the in-memory twins of its disk, links and clock.
+
+The host plays the daemon's loop (confmand/server/run.py): it runs
+`node.turn()` when input arrives or when the node's next tick is due, never
+while the node is still busy with its previous turn, and never while it is
+paused. A turn takes simulated time: a little CPU, and each write to disk
+(an fsync most of all) moves the host's clock on, so messages sent after an
+fsync leave later than those sent before it, as on a real machine.
+
+Crashes lose the process and every write that was not synced
+(`MemoryDisk.power_loss`); a restart opens the real `NodeStorage` on what
+survived and builds a new `Node` on it, so recovery runs the real code.
+
+The host also keeps, for the checker, which Raft log entries of the data
+shard are durable on its disk and since when (`durable_term`): an entry is
+durable once a synced write that covers it has *finished*.
+"""
+
+from __future__ import annotations
+
+import errno
+import logging
+import random
+from collections.abc import Callable
+from pathlib import Path
+
+from confmand.config import NodeConfig, PeerConfig, RaftSettings, RequestSettings
+from confmand.server.node import DATA_SHARD, Node
+from confmand.storage import NodeStorage
+from confmand.storage.keys import log_index_of, log_key
+from confmand.storage.memory_db import MemoryDisk, Op
+from confmand.storage.records import decode_entry
+from confmand.transport.peer import UnknownPeerError
+from tests.sim.daemon.scenario import Scenario
+from tests.sim.daemon.world import World
+
+log = logging.getLogger(__name__)
+
+CLUSTER_ID = "sim"
+EPOCH_MS = 1_800_000_000_000
+TURN_CPU_S = 0.0002  # what one loop turn of Python costs, beyond its writes
+WRITE_S = 0.00002  # an unsynced LevelDB write
+LOG_START, LOG_STOP = log_key(DATA_SHARD, 0), log_key(DATA_SHARD + 1, 0)
+
+
+class SimCrash(Exception):
+    """Raised inside a write: the process dies before the batch lands."""
+
+
+def client_address(node_id: int) -> str:
+    return f"tcp://sim-node-{node_id}:7100"
+
+
+def node_config(scenario: Scenario, node_id: int) -> NodeConfig:
+    peers = tuple(
+        PeerConfig(i, f"tcp://sim-node-{i}:7000", client_address(i))
+        for i in range(1, scenario.node_count + 1)
+    )
+    return NodeConfig(
+        source=Path(f"/nonexistent/confman-sim/node{node_id}.toml"),
+        cluster_id=CLUSTER_ID,
+        node_id=node_id,
+        data_dir=Path(f"/nonexistent/confman-sim/node{node_id}"),
+        peer_address=peers[node_id - 1].peer_address,
+        client_address=client_address(node_id),
+        peers=peers,
+        raft=RaftSettings(
+            snapshot_interval_entries=scenario.snapshot_interval_entries,
+            log_retain_entries=scenario.log_retain_entries,
+        ),
+        requests=RequestSettings(request_timeout_ms=scenario.request_timeout_ms, version_read_wait_ms=500),
+    )
+
+
+class SimClock:
+    """The node's clocks: monotonic runs at the host's rate; wall time may be stepped."""
+
+    def __init__(self, host: SimHost) -> None:
+        self._host = host
+
+    def monotonic(self) -> float:
+        host = self._host
+        return 100.0 + host.cursor * host.clock_rate
+
+    def wall_ms(self) -> int:
+        host = self._host
+        return EPOCH_MS + int(host.cursor * 1000) + host.wall_offset_ms
+
+
+class SimPeerLink:
+    def __init__(self, host: SimHost) -> None:
+        self._host = host
+
+    def send(self, node_id: int, payload: bytes) -> bool:
+        host = self._host
+        if node_id not in host.peer_ids:
+            raise UnknownPeerError(f"node {node_id} is not a peer of node {host.id}")
+        host.world.send_peer(host.id, node_id, payload, host.cursor, host.deliver_peer_to)
+        return True
+
+    def receive(self, max_messages: int) -> list[tuple[int, bytes]]:
+        inbox = self._host.peer_inbox
+        out, self._host.peer_inbox = inbox[:max_messages], inbox[max_messages:]
+        return out
+
+    def close(self) -> None:
+        return None
+
+
+class SimClientLink:
+    def __init__(self, host: SimHost) -> None:
+        self._host = host
+
+    def receive(self, max_messages: int) -> list[tuple[list[bytes], bytes]]:
+        inbox = self._host.client_inbox
+        out, self._host.client_inbox = inbox[:max_messages], inbox[max_messages:]
+        return out
+
+    def reply(self, envelope: list[bytes], payload: bytes) -> bool:
+        host = self._host
+        host.deliver_reply(envelope, payload, host.cursor + host.world.delay())
+        return True
+
+    def close(self) -> None:
+        return None
+
+
+class SimHost:
+    def __init__(
+        self,
+        world: World,
+        scenario: Scenario,
+        node_id: int,
+        *,
+        deliver_peer_to: Callable[[int, int, bytes], None],
+        deliver_reply: Callable[[list[bytes], bytes, float], None],
+        after_turn: Callable[[SimHost], None],
+    ) -> None:
+        self.world = world
+        self.scenario = scenario
+        self.id = node_id
+        self.config = node_config(scenario, node_id)
+        self.peer_ids = frozenset(range(1, scenario.node_count + 1)) - {node_id}
+        self.deliver_peer_to = deliver_peer_to
+        self.deliver_reply = deliver_reply
+        self._after_turn = after_turn
+        self.rng = scenario.rng(f"host/{node_id}")
+        self.disk = MemoryDisk()
+        self.disk.before_write = self._before_write
+        self.clock_rate = scenario.clock_rates[node_id - 1]
+        self.wall_offset_ms = 0
+        self.node: Node | None = None
+        self.incarnation = 0
+        self.paused = False
+        self.disk_full_until = 0.0
+        self.cursor = 0.0  # this host's time inside its current turn
+        self.busy_until = 0.0
+        self.wake_at: float | None = None
+        self.peer_inbox: list[tuple[int, bytes]] = []
+        self.client_inbox: list[tuple[list[bytes], bytes]] = []
+        # data-shard log entries on disk: index -> (term, when it became durable; None: not yet)
+        self.log_terms: dict[int, tuple[int, float | None]] = {}
+        self._undurable: list[int] = []
+        self.calmed = False  # the final phase: the disk stops failing
+        self.starting = False
+        self.turns = 0
+
+    @property
+    def up(self) -> bool:
+        return self.node is not None
+
+    # ------------------------------------------------------------------ lifecycle
+
+    def start(self) -> None:
+        self.incarnation += 1
+        self.cursor = self.busy_until = max(self.world.now, self.busy_until)
+        rng = random.Random(f"{self.scenario.seed}/node/{self.id}/{self.incarnation}")
+        # No disk faults while starting: a restart writes nothing but a first start's bootstrap,
+        # so any refusal to start is about what survived, which is what the checker judges.
+        self.starting = True
+        try:
+            storage = NodeStorage.open_with(self.disk.opener, self.config.data_dir, CLUSTER_ID, self.id)
+            self.node = Node(
+                self.config,
+                storage,
+                peers=SimPeerLink(self),
+                clients=SimClientLink(self),
+                clock=SimClock(self),
+                rng=rng,
+                faults=self.scenario.faults,
+            )
+        finally:
+            self.starting = False
+        self._schedule(self.world.now)
+
+    def crash(self) -> int:
+        """The process dies and the host loses power: returns how many unsynced batches were lost."""
+        self.node = None
+        self.paused = False
+        self.peer_inbox, self.client_inbox = [], []
+        self.wake_at = None
+        lost = self.disk.power_loss(self.rng)
+        self._undurable.clear()
+        self.log_terms = {
+            log_index_of(k): (decode_entry(k, v).term, float("-inf"))
+            for k, v in self.disk.durable_items(LOG_START, LOG_STOP)
+        }
+        return lost
+
+    def calm(self) -> None:
+        self.calmed = True
+
+    def pause(self) -> None:
+        self.paused = True
+
+    def resume(self) -> None:
+        self.paused = False
+        self.wake_at = None
+        self._schedule(self.world.now)
+
+    # ------------------------------------------------------------------ input
+
+    def deliver_peer(self, src: int, payload: bytes) -> None:
+        if self.node is None:
+            self.world.count("peer_to_down_node")
+            return
+        self.peer_inbox.append((src, payload))
+        self._schedule(self.world.now)
+
+    def deliver_client(self, envelope: list[bytes], payload: bytes) -> None:
+        if self.node is None:
+            self.world.count("request_to_down_node")
+            return
+        self.client_inbox.append((envelope, payload))
+        self._schedule(self.world.now)
+
+    # ------------------------------------------------------------------ the loop
+
+    def _schedule(self, when: float) -> None:
+        if self.node is None or self.paused:
+            return
+        when = max(when, self.busy_until)
+        if self.wake_at is not None and self.wake_at <= when:
+            return
+        self.wake_at = when
+        incarnation = self.incarnation
+        self.world.at(when, lambda: self._wake(when, incarnation))
+
+    def _wake(self, when: float, incarnation: int) -> None:
+        if self.wake_at != when or incarnation != self.incarnation:
+            return  # a wake-up that a sooner one, or a crash, replaced
+        self.wake_at = None
+        if self.node is None or self.paused:
+            return
+        node = self.node
+        self.cursor = max(self.world.now, self.busy_until)
+        self.turns += 1
+        try:
+            node.turn()
+        except SimCrash:
+            self.world.count("crash_in_write")
+            self.crash()
+            self._after_turn(self)
+            return
+        self.cursor += TURN_CPU_S
+        self.busy_until = self.cursor
+        self._after_turn(self)
+        if self.peer_inbox or self.client_inbox:
+            self._schedule(self.cursor)
+        else:
+            self._schedule(self.cursor + node.seconds_to_next_turn() / self.clock_rate)
+
+    def _before_write(self, sync: bool, ops: list[Op]) -> None:
+        s, rng, now = self.scenario, self.rng, self.world.now
+        if self.starting:
+            pass
+        elif self.disk_full_until > now:
+            raise OSError(errno.ENOSPC, "IO error: No space left on device")
+        elif self.calmed:
+            pass
+        elif s.write_error_rate and rng.random() < s.write_error_rate:
+            self.world.count("write_error")
+            raise OSError(errno.EIO, "IO error: Input/output error")
+        elif sync and s.crash_in_write_rate and rng.random() < s.crash_in_write_rate:
+            raise SimCrash(f"node {self.id} crashes in a synced write")
+        if sync:
+            latency = s.fsync_min_s + rng.random() * (s.fsync_max_s - s.fsync_min_s)
+            if not self.calmed and s.slow_fsync_rate and rng.random() < s.slow_fsync_rate:
+                latency += rng.uniform(0.1, 1.0)
+                self.world.count("slow_fsync")
+            self.cursor += latency
+        else:
+            self.cursor += WRITE_S
+        terms = self.log_terms
+        for key, value in ops:
+            if LOG_START <= key < LOG_STOP:
+                if value is None:
+                    terms.pop(log_index_of(key), None)
+                else:
+                    index = log_index_of(key)
+                    terms[index] = (decode_entry(key, value).term, None)
+                    self._undurable.append(index)
+        if sync:
+            done = self.cursor
+            for index in self._undurable:
+                found = terms.get(index)
+                if found is not None and found[1] is None:
+                    terms[index] = (found[0], done)
+            self._undurable.clear()
+
+    def durable_term(self, index: int, at: float) -> int | None:
+        """The term of the data shard's entry at `index` that is durable on this disk at time `at`."""
+        found = self.log_terms.get(index)
+        if found is None or found[1] is None or found[1] > at:
+            return None
+        return found[0]

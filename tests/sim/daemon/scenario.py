@@ -1,0 +1,112 @@
+"""One seed -> one whole-daemon scenario: the cluster, its faults, its clients, and their rates.
+
+Everything a run does is drawn from generators seeded by the scenario's seed
+(one per concern: `Scenario.rng(name)`), so the same seed replays the same
+history. `summary()` prints the scenario as one line, first in every trace.
+
+Profiles spread the seeds over different worlds: a calm network, a lossy
+one, crash-heavy, pause-heavy, partition-heavy, a bad disk, skewed clocks.
+"""
+
+from __future__ import annotations
+
+import random
+from dataclasses import dataclass, field
+
+from confmand.server.faults import NO_FAULTS, DriverFaults
+
+PROFILES = ("calm", "lossy", "crashes", "pauses", "partitions", "disk", "clocks", "mixed")
+
+
+@dataclass(frozen=True, slots=True)
+class Scenario:
+    seed: int
+    profile: str
+    node_count: int
+    duration_s: float  # the faulty part; then everything heals for the final phase
+    clients: int
+    keys: int
+    # network
+    delay_min_s: float
+    delay_max_s: float
+    drop_rate: float
+    duplicate_rate: float
+    reorder_rate: float
+    # faults, each a rate per second of simulated time
+    crash_rate: float
+    pause_rate: float
+    partition_rate: float
+    disk_full_rate: float
+    clock_step_rate: float
+    # per write: a synced write that crashes the node before it lands; a write that fails (EIO)
+    crash_in_write_rate: float
+    write_error_rate: float
+    fsync_min_s: float
+    fsync_max_s: float
+    slow_fsync_rate: float  # a synced write that takes 0.1-1 s
+    clock_rates: tuple[float, ...]  # each node's monotonic clock speed
+    snapshot_interval_entries: int
+    log_retain_entries: int
+    request_timeout_ms: int
+    faults: DriverFaults = field(default=NO_FAULTS)
+    duration_override: float | None = None
+
+    @classmethod
+    def from_seed(
+        cls, seed: int, faults: DriverFaults = NO_FAULTS, duration_s: float | None = None
+    ) -> Scenario:
+        rng = random.Random(f"{seed}/scenario")
+        profile = PROFILES[seed % len(PROFILES)]
+        node_count = 5 if rng.random() < 0.25 else 3
+
+        def on(name: str, base: float) -> float:
+            return base * (3.0 if profile in (name, "mixed") else 1.0) if profile != "calm" else 0.0
+
+        return cls(
+            seed=seed,
+            profile=profile,
+            node_count=node_count,
+            duration_s=duration_s if duration_s is not None else rng.uniform(6.0, 10.0),
+            clients=rng.randint(3, 6),
+            keys=rng.randint(8, 16),
+            delay_min_s=0.0002,
+            delay_max_s=rng.choice((0.001, 0.003, 0.02)),
+            drop_rate=0.05 if profile in ("lossy", "mixed") else 0.002 if profile != "calm" else 0.0,
+            duplicate_rate=0.03 if profile in ("lossy", "mixed") else 0.0,
+            reorder_rate=0.05 if profile in ("lossy", "mixed") else 0.0,
+            crash_rate=on("crashes", 0.12),
+            pause_rate=on("pauses", 0.1),
+            partition_rate=on("partitions", 0.1),
+            disk_full_rate=on("disk", 0.03),
+            clock_step_rate=on("clocks", 0.05),
+            crash_in_write_rate=on("crashes", 0.002),
+            write_error_rate=on("disk", 0.002),
+            fsync_min_s=0.0002,
+            fsync_max_s=rng.choice((0.001, 0.005, 0.02)),
+            slow_fsync_rate=0.01 if profile in ("disk", "mixed") else 0.0,
+            clock_rates=tuple(
+                rng.uniform(0.9, 1.1) if profile in ("clocks", "mixed") else rng.uniform(0.99, 1.01)
+                for _ in range(node_count)
+            ),
+            snapshot_interval_entries=rng.choice((40, 150, 10_000)),
+            log_retain_entries=rng.choice((5, 30)),
+            request_timeout_ms=rng.choice((1_000, 2_000)),
+            faults=faults,
+            duration_override=duration_s,
+        )
+
+    def rng(self, concern: str) -> random.Random:
+        return random.Random(f"{self.seed}/{concern}")
+
+    def summary(self) -> str:
+        faults = ",".join(n for n in DriverFaults.names() if getattr(self.faults, n)) or "none"
+        return (
+            f"seed {self.seed}: {self.profile}, {self.node_count} nodes, {self.duration_s:.1f}s, "
+            f"{self.clients} clients on {self.keys} keys; delay {self.delay_min_s * 1000:.1f}-"
+            f"{self.delay_max_s * 1000:.1f}ms drop {self.drop_rate} dup {self.duplicate_rate}; "
+            f"per s: crash {self.crash_rate:.2f} pause {self.pause_rate:.2f} partition "
+            f"{self.partition_rate:.2f} full-disk {self.disk_full_rate:.2f} clock-step "
+            f"{self.clock_step_rate:.2f}; "
+            f"fsync {self.fsync_min_s * 1000:.1f}-{self.fsync_max_s * 1000:.1f}ms; "
+            f"snapshot every {self.snapshot_interval_entries}; driver faults: {faults}"
+        )
