@@ -81,6 +81,7 @@ class _Staged:
     results: dict[int, WriteResult | None] = field(default_factory=dict)  # index -> result (None: no-op)
     terms: dict[int, int] = field(default_factory=dict)  # index -> term of each applied entry
     installed_snapshot: Version | None = None
+    applied_to: Version | None = None  # the applied version once the apply batch is written
     sync: bool = False
     sync_for_vote: bool = False  # term or vote changed: nothing may be sent before the fsync
 
@@ -220,7 +221,9 @@ class Replica:
             staged.results[e.index] = by_index.get(e.index)
             staged.terms[e.index] = e.term
         last = entries[-1]
-        self.applied = Version(last.term, last.index)
+        # `applied` moves only once this batch is written (after_apply): until then reads see the
+        # old state, and a stall on this batch must not let a version read pass on the new index.
+        staged.applied_to = Version(last.term, last.index)
         self.storage.stage_applied(writes, last.term, last.index, batch)
 
     def hand_off_leadership(self) -> int | None:
@@ -271,6 +274,8 @@ class Replica:
         staged, self._staged = self._staged, None
         assert staged is not None
         rd = staged.ready
+        if staged.applied_to is not None:
+            self.applied = staged.applied_to
         if staged.installed_snapshot is not None:
             self._resolve_unknown_up_to(staged.installed_snapshot.index)
         for index, result in staged.results.items():

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import multiprocessing
 import os
+from collections.abc import Callable
 from concurrent.futures import Future, ProcessPoolExecutor
 from dataclasses import dataclass
 from types import TracebackType
@@ -61,10 +62,18 @@ def default_workers() -> int:
     return os.cpu_count() or 1
 
 
-class Batch:
-    """Chunks of seeds submitted by key, results fetched by key."""
+ChunkRunner = Callable[[list[int], int | None, tuple[str, ...]], list[SeedReport]]
 
-    def __init__(self, workers: int | None = None) -> None:
+
+class Batch:
+    """Chunks of seeds submitted by key, results fetched by key.
+
+    `runner` runs one chunk (a module-level function, so workers can import it): the core
+    simulator's `run_chunk` by default, the whole-daemon simulator's in tests/sim/daemon.
+    """
+
+    def __init__(self, workers: int | None = None, runner: ChunkRunner | None = None) -> None:
+        self.runner: ChunkRunner = runner or run_chunk
         self.workers = workers or default_workers()
         self._pool: ProcessPoolExecutor | None = None
         if self.workers > 1:
@@ -78,11 +87,11 @@ class Batch:
         if self._pool is None:
             self._lazy[key] = (seeds, steps, faults)
         else:
-            self._futures[key] = self._pool.submit(run_chunk, seeds, steps, faults)
+            self._futures[key] = self._pool.submit(self.runner, seeds, steps, faults)
 
     def result(self, key: object) -> list[SeedReport]:
         if self._pool is None:
-            return run_chunk(*self._lazy.pop(key))
+            return self.runner(*self._lazy.pop(key))
         return self._futures.pop(key).result()
 
     def close(self) -> None:

@@ -12,6 +12,10 @@ Ops and what is recorded (tests/fault/history.py):
   linearizability checker), version with the session's token (`vget`,
   judged for read-your-writes) and stale (`sget`, only exercised).
 
+A third of the calls are pinned to one node chosen at random (no hint
+following): followers then forward them, and a deposed leader that does not
+know it yet is asked too.
+
 Outcomes: a reply is `ok`; a write refused with a code that means "never
 proposed" is `fail`, but only when no earlier attempt of the same call
 could have been applied; everything else a write ends with is `unknown`.
@@ -33,7 +37,7 @@ from tests.sim.daemon.world import World
 
 WRITE_FAILS = frozenset({"NOT_LEADER", "NO_QUORUM", "STORAGE", "INVALID_REQUEST", "TOO_LARGE", "CLOCK_SKEW"})
 CALL_TIMEOUT_S = 3.0
-ATTEMPT_TIMEOUT_S = 0.8
+ATTEMPT_TIMEOUT_S = 1.2
 
 SendFrame = Callable[[str, list[bytes], bytes], None]
 _Pending = tuple[str, str, Value, int]  # the call being made: kind, key, input, call_ns
@@ -62,6 +66,7 @@ class SimClient:
             backoff=Backoff(rng=world.scenario.rng(f"client/{process}/backoff")),
         )
         self.keys = keys
+        self.endpoints = endpoints
         self._send = send
         self._record = record
         self.running = True
@@ -155,7 +160,10 @@ class SimClient:
         """Start the pending op's call; with `seq`, as a retry of an earlier call's write."""
         request, parse = self._operation
         now = self.world.now
-        self.call = call = self.core.call(request, parse, now)
+        # A third of the calls go to one node chosen at random, as a client behind a load balancer
+        # would: followers then forward, and a deposed leader that does not know it yet is asked too.
+        pinned = self.endpoints[self.rng.randrange(len(self.endpoints))] if self.rng.random() < 0.33 else None
+        self.call = call = self.core.call(request, parse, now, endpoint=pinned)
         if seq is not None and call.seq is not None:
             # The same session seq again: the server applies the write at most once and answers a
             # retry of an applied one with the first outcome (docs/protocol.md, exactly-once).
@@ -193,6 +201,7 @@ class SimClient:
             # Outcome unknown: retry the same write (same seq) until the cluster says what became
             # of it, as a client that must know does. The op stays open from its first call.
             seq = self.call.seq
+            self.call = None  # the finished call's timers and late replies must not drive it again
             self.redrives += 1
             self.world.at(self.world.now + self.rng.uniform(0.05, 0.3), lambda: self._start_call(seq))
             return

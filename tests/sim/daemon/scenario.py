@@ -68,7 +68,7 @@ class Scenario:
             node_count=node_count,
             duration_s=duration_s if duration_s is not None else rng.uniform(6.0, 10.0),
             clients=rng.randint(3, 6),
-            keys=rng.randint(8, 16),
+            keys=rng.randint(2, 6),
             delay_min_s=0.0002,
             delay_max_s=rng.choice((0.001, 0.003, 0.02)),
             drop_rate=0.05 if profile in ("lossy", "mixed") else 0.002 if profile != "calm" else 0.0,

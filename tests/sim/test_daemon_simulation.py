@@ -1,0 +1,112 @@
+"""The whole-daemon simulator's tiers: 240 fixed seeds on every `./dev test`, a soak on `./dev soak`.
+
+Each seed runs 3 or 5 real `Node`s (driver, replicas, state machine, real
+LevelDB code over the in-memory disk) with clients that use the real client
+core, under one profile of faults (tests/sim/daemon/scenario.py). Each fast
+case runs a chunk of 10 seeds in worker processes; a failure names the seed
+and prints the command that replays it.
+
+The soak runs `CONFMAN_SIM_SEEDS` seeds (default 10000) from
+`CONFMAN_SIM_SEED_START` (default 1000000), the same variables as the core
+simulator's soak, which `./dev soak` runs beside it.
+"""
+
+from __future__ import annotations
+
+import os
+from collections import Counter
+from collections.abc import Iterator
+
+import pytest
+
+from tests.sim.batch import Batch, SeedReport
+from tests.sim.daemon.batch import run_daemon_chunk
+from tests.sim.daemon.engine import run_seed
+from tests.sim.daemon.scenario import PROFILES, Scenario
+
+pytestmark = pytest.mark.sim
+
+CHUNK_SEEDS = 10
+FAST_SEEDS = 240
+CHUNK_STARTS = list(range(0, FAST_SEEDS, CHUNK_SEEDS))
+SOAK_CHUNK_SEEDS = 20
+
+
+def _failures(reports: list[SeedReport]) -> list[str]:
+    return [f"seed {r.seed} ({r.profile}): {r.failure}" for r in reports if r.failure is not None]
+
+
+@pytest.fixture(scope="module")
+def fast_tier(request: pytest.FixtureRequest) -> Iterator[Batch]:
+    """Submit every selected chunk at once, so that all cores work while the cases wait in turn."""
+    selected = []
+    for item in request.session.items:
+        callspec = getattr(item, "callspec", None)
+        if callspec is not None and getattr(item, "module", None) is request.module:
+            first = callspec.params.get("first_seed")
+            if first is not None:
+                selected.append(first)
+    with Batch(runner=run_daemon_chunk) as batch:
+        for first in selected:
+            batch.submit(first, list(range(first, first + CHUNK_SEEDS)))
+        yield batch
+
+
+@pytest.mark.parametrize("first_seed", CHUNK_STARTS, ids=lambda s: f"seeds{s}-{s + CHUNK_SEEDS - 1}")
+def test_every_promise_holds(fast_tier: Batch, first_seed: int) -> None:
+    reports = fast_tier.result(first_seed)
+    assert [r.seed for r in reports] == list(range(first_seed, first_seed + CHUNK_SEEDS))
+    failures = _failures(reports)
+    assert not failures, "\n\n".join(failures)
+
+
+def test_the_fast_tier_covers_every_profile_and_both_cluster_sizes() -> None:
+    scenarios = [Scenario.from_seed(seed) for seed in range(FAST_SEEDS)]
+    assert {s.profile for s in scenarios} == set(PROFILES)
+    assert {s.node_count for s in scenarios} == {3, 5}
+
+
+def test_one_seed_replays_bit_for_bit() -> None:
+    """Same seed, same run: the trace of faults, the stats and the whole client history."""
+    seed = next(s for s in range(50) if Scenario.from_seed(s).profile == "mixed")
+    first, second = run_seed(seed), run_seed(seed)
+    assert first.ok, str(first.violation)
+    assert len(first.trace) > 5
+    assert first.trace == second.trace
+    assert first.fingerprint() == second.fingerprint()
+    assert first.history == second.history
+    assert first.stats["ops_ok"] > 200
+    assert first.stats["turns"] > 1000
+
+
+def test_a_run_exercises_the_driver_paths_it_is_there_for() -> None:
+    """Across a few seeds: crashes mid-write, power loss, stalls on a full disk, pauses, partitions,
+    forwarded requests, retries of unknown writes with the same seq, snapshots."""
+    stats: Counter[str] = Counter()
+    for seed in range(len(PROFILES)):
+        result = run_seed(seed)
+        assert result.ok, str(result.violation)
+        stats.update(result.stats)
+    for what in ("crash", "pause", "disk_full", "clock_step", "redrives", "peer_duplicated", "peer_dropped"):
+        assert stats[what] > 0, f"no {what} in seeds 0..{len(PROFILES) - 1}: {dict(stats)}"
+    assert any(k.startswith("partition_") for k in stats)
+
+
+@pytest.mark.slow
+def test_soak() -> None:
+    count = int(os.environ.get("CONFMAN_SIM_SEEDS", "10000"))
+    start = int(os.environ.get("CONFMAN_SIM_SEED_START", "1000000"))
+    print(f"whole-daemon soak: seeds {start}..{start + count - 1}")
+    failures: list[str] = []
+    promises: Counter[str] = Counter()
+    with Batch(runner=run_daemon_chunk) as batch:
+        starts = list(range(start, start + count, SOAK_CHUNK_SEEDS))
+        for first in starts:
+            batch.submit(first, list(range(first, min(first + SOAK_CHUNK_SEEDS, start + count))))
+        for first in starts:
+            for report in batch.result(first):
+                if report.failure is not None:
+                    failures.append(f"seed {report.seed} ({report.profile}): {report.failure}")
+                    promises[report.invariant or "?"] += 1
+    summary = f"{len(failures)} of {count} seeds broke a promise: {dict(promises)}"
+    assert not failures, summary + "\n\n" + "\n\n".join(failures[:20])
