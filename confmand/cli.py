@@ -4,11 +4,14 @@ from __future__ import annotations
 
 import sys
 from pathlib import Path
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated
 
 import typer
 
 from confmand import __version__
+
+if TYPE_CHECKING:
+    from confmand.config import NodeConfig
 
 app = typer.Typer(no_args_is_help=True, add_completion=False, help="The Confman daemon.")
 
@@ -27,21 +30,17 @@ def version() -> None:
     typer.echo(__version__)
 
 
+ConfigOption = Annotated[Path, typer.Option("--config", "-c", help="The node's TOML config file.")]
+
+
 @app.command()
-def run(
-    config: Annotated[Path, typer.Option("--config", "-c", help="The node's TOML config file.")],
-) -> None:
+def run(config: ConfigOption) -> None:
     """Run this node until SIGINT or SIGTERM."""
     # Imported here so that `confmand version` and `--help` stay instant.
-    from confmand.config import ConfigError, load_config  # noqa: PLC0415
     from confmand.server.run import run as run_node  # noqa: PLC0415
     from confmand.storage import DataDirError  # noqa: PLC0415
 
-    try:
-        node_config = load_config(config)
-    except ConfigError as exc:
-        typer.echo(f"confmand: {exc}", err=True)
-        sys.exit(EXIT_CONFIG)
+    node_config = _load_or_exit(config)
     try:
         run_node(node_config)
     except DataDirError as exc:
@@ -49,19 +48,37 @@ def run(
         sys.exit(EXIT_DATA_DIR)
 
 
-@app.command("check-config")
+# The first form took the path as an argument. It still works (extra arguments are allowed, so
+# old scripts keep running) but stays out of the usage line: `--config FILE` is the one
+# documented form, as for `run`.
+@app.command("check-config", context_settings={"allow_extra_args": True})
 def check_config(
-    config: Annotated[Path, typer.Argument(help="The node's TOML config file.")],
+    ctx: typer.Context,
+    config: Annotated[
+        Path | None, typer.Option("--config", "-c", help="The node's TOML config file.")
+    ] = None,
 ) -> None:
     """Validate a config file and exit (0: valid)."""
+    paths = {Path(arg) for arg in ctx.args} | ({config} if config is not None else set())
+    if len(ctx.args) > 1 or len(paths) > 1:
+        given = ", ".join(str(p) for p in sorted(paths))
+        raise typer.BadParameter(f"one config file at a time (got {given})", param_hint="--config")
+    if not paths:
+        raise typer.BadParameter("which config file to check?", param_hint="--config")
+    (path,) = paths
+    node_config = _load_or_exit(path)
+    typer.echo(f"{path}: valid (node {node_config.node_id} of cluster {node_config.cluster_id!r})")
+
+
+def _load_or_exit(path: Path) -> NodeConfig:
+    """The node config at `path`; on an invalid one, its message on stderr and exit code 2."""
     from confmand.config import ConfigError, load_config  # noqa: PLC0415
 
     try:
-        node_config = load_config(config)
+        return load_config(path)
     except ConfigError as exc:
         typer.echo(f"confmand: {exc}", err=True)
         sys.exit(EXIT_CONFIG)
-    typer.echo(f"{config}: valid (node {node_config.node_id} of cluster {node_config.cluster_id!r})")
 
 
 @app.command("local-cluster")

@@ -2,7 +2,7 @@
 
 A stamp is one integer, `physical_ms << 16 | logical`, so integer order is
 HLC order and a stamp fits a msgpack uint64. The audit records of all shards
-merge into one causal order by their stamps (DESIGN.md §1).
+merge into one causal order by their stamps (docs/architecture.md §1, the promises).
 
 Invariants:
 - Every stamp `now()` or `update()` returns is strictly greater than every

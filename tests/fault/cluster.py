@@ -9,7 +9,12 @@ ports, processes by PID, the raw client protocol) with three additions:
 - every node reads a clock offset file (`[clock] test_offset_file`), so
   `step_clock` shifts one node's wall clock while it runs;
 - client sockets are per thread, so a nemesis thread and client threads can
-  ask nodes for their status while the test thread does too.
+  ask nodes for their status while the test thread does too;
+- it knows which exits it planned (`kill`, `terminate`, `close`), so
+  `check_exits()` finds a node that died by itself (a crash, an assertion, an
+  OOM kill, a signal from outside) and keeps its exit code and last log lines.
+  A silent death would otherwise pass every check: the checkers see only the
+  clients' histories, and `recover()` would start the node again.
 
 Invariants:
 - Network calls *set* the whole network: `partition` and `bridge` first heal
@@ -19,6 +24,11 @@ Invariants:
   `close()` also stops every process by PID and the proxy thread, and is
   safe to call twice. Every process is recorded in the harness's `STARTED`,
   which `assert_nothing_left_running` checks.
+- An exit is planned iff its process was marked before the signal was sent,
+  so a poll from another thread never mistakes a planned kill for a crash.
+  Every call that stops or starts a process first polls for unplanned exits,
+  so a node that died by itself is recorded before a planned stop or a
+  restart could hide it; each process is reported at most once.
 """
 
 from __future__ import annotations
@@ -26,8 +36,12 @@ from __future__ import annotations
 import dataclasses
 import os
 import random
+import signal
+import subprocess
 import threading
+import time
 from collections.abc import Collection, Iterable, Sequence
+from dataclasses import dataclass
 from pathlib import Path
 
 from confmand.local_cluster import LocalCluster, free_ports
@@ -43,6 +57,35 @@ from tests.integration.harness import (
 )
 
 STATUS_TIMEOUT_S = 0.5
+EXIT_LOG_LINES = 30  # how much of a dead node's log an unplanned exit keeps
+
+
+@dataclass(frozen=True, slots=True)
+class UnplannedExit:
+    """A node process that exited without the cluster asking it to."""
+
+    node_id: int
+    exit_code: int  # negative: killed by that signal (Popen's convention)
+    noticed_ns: int  # time.monotonic_ns() when the cluster saw it gone (the runner's history clock)
+    log_tail: tuple[str, ...]  # its log's last EXIT_LOG_LINES lines when it was noticed
+    log_path: Path
+
+    @property
+    def how(self) -> str:
+        if self.exit_code < 0:
+            try:
+                return f"killed by {signal.Signals(-self.exit_code).name}"
+            except ValueError:
+                return f"killed by signal {-self.exit_code}"
+        return f"exit code {self.exit_code}"
+
+    def describe(self) -> str:
+        """A few lines for a verdict: who, how, and the last lines of its log."""
+        head = (
+            f"node {self.node_id} exited unplanned ({self.how}, code {self.exit_code}); "
+            f"last {len(self.log_tail)} lines of {self.log_path}:"
+        )
+        return "\n".join([head, *(f"    {line}" for line in self.log_tail)])
 
 
 class FaultCluster(Cluster):
@@ -62,6 +105,11 @@ class FaultCluster(Cluster):
         self._conns_lock = threading.Lock()
         self._clock_offsets: dict[int, int] = {}
         self._closed = False
+        # Re-entrant: a planned stop polls for unplanned exits before it marks its own.
+        self._exits_lock = threading.RLock()
+        self._planned_exits: set[subprocess.Popen[bytes]] = set()
+        self._reported: set[subprocess.Popen[bytes]] = set()
+        self.unplanned_exits: list[UnplannedExit] = []
         base = options or ClusterOptions(cluster_id="fault")
         super().__init__(root, dataclasses.replace(base, size=size))
 
@@ -121,10 +169,53 @@ class FaultCluster(Cluster):
 
     # ---------------------------------------------------------------- processes
 
+    def start(self, node_id: int | None = None) -> None:
+        self.check_exits()  # before a dead node is replaced by a new process and forgotten
+        super().start(node_id)
+
     def kill(self, node_id: int) -> None:
         """kill -9 (a paused node too), and reap it; its data dir stays for `start`."""
+        self._plan_exit(node_id)
         self.local.kill(node_id)
         self.paused.discard(node_id)
+
+    def terminate(self, node_id: int) -> int:
+        """SIGTERM (a leader hands over first), wait for the exit, return its code."""
+        self._plan_exit(node_id)
+        return super().terminate(node_id)
+
+    def check_exits(self) -> list[UnplannedExit]:
+        """Record every node process that has exited unplanned since the last call; all recorded so far."""
+        with self._exits_lock:
+            for node_id in self.node_ids:
+                process = self.local.nodes[node_id].process
+                if process is None or process in self._planned_exits or process in self._reported:
+                    continue
+                code = process.poll()
+                if code is None:
+                    continue
+                self._reported.add(process)
+                self.unplanned_exits.append(
+                    UnplannedExit(
+                        node_id, code, time.monotonic_ns(), self._log_tail(node_id), self._log_path(node_id)
+                    )
+                )
+            return list(self.unplanned_exits)
+
+    def _plan_exit(self, node_id: int | None = None) -> None:
+        """Mark these processes' coming exits as planned, after recording any that already died alone."""
+        with self._exits_lock:
+            self.check_exits()
+            for nid in self.node_ids if node_id is None else [node_id]:
+                process = self.local.nodes[nid].process
+                if process is not None:
+                    self._planned_exits.add(process)
+
+    def _log_path(self, node_id: int) -> Path:
+        return self.local.nodes[node_id].log_path
+
+    def _log_tail(self, node_id: int) -> tuple[str, ...]:
+        return tuple(self.log_text(node_id).splitlines()[-EXIT_LOG_LINES:])
 
     def alive(self, node_id: int) -> bool:
         return self.local.nodes[node_id].alive()
@@ -240,6 +331,7 @@ class FaultCluster(Cluster):
 
     def recover(self) -> None:
         """Undo every fault: heal the network, clocks back to 0, resume paused nodes, start dead ones."""
+        self.check_exits()
         self.heal()
         for node_id in self.node_ids:
             if self.clock_offset(node_id):
@@ -256,6 +348,7 @@ class FaultCluster(Cluster):
             self.heal()  # a graceful stop can hand leadership over
         for node_id in list(self.paused):
             self.resume(node_id)
+        self._plan_exit()
         self.local.stop()
         self._close_conns()
         if self.network is not None:

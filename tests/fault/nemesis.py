@@ -23,6 +23,9 @@ Invariants:
   parses back to equal events.
 - Whatever happens (a stop requested, an error in a fault), the runner ends
   with `cluster.recover()`: no fault outlives its run.
+- While it waits, the runner polls `cluster.check_exits()` every `WATCH_S`,
+  so a node that dies by itself is noticed within a quarter second, not only
+  when the next fault or the final recovery touches it.
 """
 
 from __future__ import annotations
@@ -44,6 +47,7 @@ WINDOW_S = (1.0, 3.0)
 KILL_GAP_S = 0.3  # between the kills of kill-majority-in-turn
 CLOCK_STEP_MS = (200, 2000)  # ± ; within what clients' HLC stamps survive across nodes (see docs/testing.md)
 RESOLUTION_DIGITS = 2  # 10 ms
+WATCH_S = 0.25  # between the run's polls for nodes that exited by themselves
 
 
 class NemesisError(ValueError):
@@ -227,7 +231,7 @@ def _restart(cluster: FaultCluster, params: Params) -> Params:
     node = _running_or_any(cluster, params["node"])
     if node is None:
         return {"nodes": []}
-    cluster.local.stop(node)  # SIGTERM: a leader hands leadership over first
+    cluster.terminate(node)  # SIGTERM: a leader hands leadership over first
     cluster.start(node)
     return {"nodes": [node]}
 
@@ -382,14 +386,14 @@ class NemesisRun:
         began = time.monotonic()
         try:
             for event in self.events:
-                if self._stop.wait(max(0.0, began + event.at_s - time.monotonic())):
+                if self._wait_until(began + event.at_s):
                     return
                 fault = nemesis(event.name)
                 start_ns = self.clock()
                 done: Params = {}
                 try:
                     done = fault.start(self.cluster, event.params)
-                    self._stop.wait(max(0.0, began + event.until_s - time.monotonic()))
+                    self._wait_until(began + event.until_s)
                 finally:  # a fault that failed half-way is still undone and still reported
                     try:
                         fault.stop(self.cluster, done)
@@ -402,6 +406,16 @@ class NemesisRun:
                 self.cluster.recover()
             except BaseException as exc:
                 self.error = self.error or exc
+
+    def _wait_until(self, deadline: float) -> bool:
+        """Wait until `deadline` (time.monotonic), watching for unplanned exits; True if stopped."""
+        while True:
+            self.cluster.check_exits()
+            left = deadline - time.monotonic()
+            if left <= 0:
+                return self._stop.is_set()
+            if self._stop.wait(min(left, WATCH_S)):
+                return True
 
 
 def run_schedule(

@@ -37,7 +37,7 @@ def write_report(result: RunResult, folder: Path) -> list[Path]:
 def render_markdown(result: RunResult, picture_note: str | None) -> str:
     ops = list(result.history)
     lines = [
-        f"# Fault run, seed {result.settings.seed}: {'no violation' if result.ok else 'VIOLATION'}",
+        f"# Fault run, seed {result.settings.seed}: {'no violation' if result.ok else result.verdict}",
         "",
         f"- replay: `{result.settings.replay}`",
         f"- schedule: `{result.schedule_line}`",
@@ -52,6 +52,7 @@ def render_markdown(result: RunResult, picture_note: str | None) -> str:
         "",
         *(["Other checks: no problem."] if not result.problems else [f"- {p}" for p in result.problems]),
         "",
+        *_exits_section(result),
         "## Per fault",
         "",
         "| fault | at s | lasts s | writes tried | acknowledged | availability | heal to first write s |",
@@ -67,6 +68,17 @@ def render_markdown(result: RunResult, picture_note: str | None) -> str:
     lines += ["", "## Timeline", ""]
     lines.append(picture_note or "![timeline](timeline.png)")
     return "\n".join(lines) + "\n"
+
+
+def _exits_section(result: RunResult) -> list[str]:
+    """Nodes that exited by themselves: each one's exit, when it was noticed, its last log lines."""
+    if not result.exits:
+        return ["Unplanned node exits: none.", ""]
+    lines = ["## Unplanned node exits", ""]
+    for unplanned in result.exits:
+        at_s = (unplanned.noticed_ns - result.started_ns) / 1e9
+        lines += [f"Noticed at {at_s:.2f} s:", "", "```", unplanned.describe(), "```", ""]
+    return lines
 
 
 def draw_timeline(result: RunResult, path: Path) -> str | None:

@@ -9,7 +9,8 @@ history, then writes a report folder (default `data/jepsen/<UTC time>-seed<N>/`)
 - `timeline.png`: ops over time per client, fault windows shaded (needs matplotlib:
   `pip install -e '.[report]'`; without it the picture is skipped with a note).
 
-Exit code 0 when every check passed, 1 on a violation, 2 on bad arguments, 3 when the
+Exit code 0 when every check passed, 1 on a violation or a node that exited by itself
+(report.md shows its exit code and last log lines), 2 on bad arguments, 3 when the
 linearizability checker hit its time limit on some key (no violation found, none ruled out).
 """
 

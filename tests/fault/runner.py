@@ -9,6 +9,11 @@ final state, and judges the history:
 - the `ryw/*` keys: no read with a client's own version token is older than its write;
 - the `eo/*` keys: each key's `changes` lies between its acknowledged and attempted writes.
 
+Any node that exits by itself (the cluster did not kill or stop it) fails the run too:
+`RunResult.exits` holds its id, exit code and last log lines, and the summary shows them.
+A silent death would otherwise pass every check above, since they see only the clients'
+histories.
+
 Per fault window it also measures what an operator would ask: ops attempted and succeeded
 during the fault, availability, and the time from the heal to the first successful write.
 Everything needed to replay the run is in `RunResult.replay` (one command line).
@@ -20,13 +25,13 @@ import json
 import random
 import threading
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 from tests.fault.checks import check_change_counts, check_read_your_writes, check_sets
-from tests.fault.cluster import FaultCluster
+from tests.fault.cluster import FaultCluster, UnplannedExit
 from tests.fault.history import History, Op
 from tests.fault.linearizability import CheckResult, check, explain
 from tests.fault.nemesis import FaultWindow, describe, run_schedule, schedule
@@ -90,16 +95,23 @@ class RunResult:
     linearizability: CheckResult
     problems: list[str] = field(default_factory=list)
     stats: list[WindowStats] = field(default_factory=list)
+    exits: list[UnplannedExit] = field(default_factory=list)
 
     @property
     def ok(self) -> bool:
-        """No check found a violation (the checker may still have given up on a key: `verdict`)."""
-        return not self.problems and self.linearizability.verdict != "violation"
+        """No check found a violation and no node exited unplanned (the checker may still have given up)."""
+        return not self.problems and not self.exits and self.linearizability.verdict != "violation"
 
     @property
     def verdict(self) -> str:
-        if not self.ok:
-            return "VIOLATION"
+        failures = []
+        if self.problems or self.linearizability.verdict == "violation":
+            failures.append("VIOLATION")
+        if self.exits:
+            nodes = ", ".join(str(e.node_id) for e in self.exits)
+            failures.append(f"UNPLANNED EXIT (node {nodes})")
+        if failures:
+            return ", ".join(failures)
         return "UNDECIDED (checker time limit)" if self.linearizability.verdict == "unknown" else "OK"
 
     def summary(self) -> str:
@@ -112,13 +124,22 @@ class RunResult:
             f"{len(self.windows)} fault windows",
             explain(self.linearizability),
             *[f"problem: {p}" for p in self.problems],
+            *[unplanned.describe() for unplanned in self.exits],
             f"schedule: {self.schedule_line}",
             f"replay: {self.settings.replay}",
         ]
         return "\n".join(lines)
 
 
-def run(settings: RunSettings, root: Path) -> RunResult:
+Meddle = Callable[[FaultCluster], None]
+
+
+def run(settings: RunSettings, root: Path, behind_the_back: Meddle | None = None) -> RunResult:
+    """One run; `behind_the_back(cluster)`, if given, is called once clients and schedule are going.
+
+    It is for tests that do what no nemesis does (kill a node with `os.kill`, say) to show
+    that the run notices.
+    """
     events = schedule(settings.seed, settings.duration_s, settings.nemeses, size=settings.size)
     line = describe(settings.seed, settings.duration_s, settings.nemeses, events)
     cluster = FaultCluster(root, size=settings.size, seed=settings.seed)
@@ -130,6 +151,8 @@ def run(settings: RunSettings, root: Path) -> RunResult:
         threads = _start_clients(cluster, workloads, settings, recorder, stop)
         started = time.monotonic_ns()
         nemesis = run_schedule(cluster, events)
+        if behind_the_back is not None:
+            behind_the_back(cluster)
         time.sleep(settings.duration_s)  # the schedule runs in its own thread for this long
         nemesis.stop()
         windows = nemesis.join(timeout_s=60.0)
@@ -152,7 +175,13 @@ def run(settings: RunSettings, root: Path) -> RunResult:
             settings, line, recorder.history, windows, started, ended, linearizability, problems
         )
         result.stats = window_stats(list(recorder.history), windows)
+        result.exits = cluster.check_exits()  # the last look, before close() stops them all
         return result
+    except Exception as exc:
+        # A run that broke off (no leader after a node died, say) still says who died and how.
+        for unplanned in cluster.check_exits():
+            exc.add_note(unplanned.describe())
+        raise
     finally:
         cluster.close()
 

@@ -9,8 +9,10 @@ left behind.
 from __future__ import annotations
 
 import itertools
+import os
 import random
 import select
+import signal
 import socket
 import threading
 import time
@@ -355,6 +357,43 @@ def test_a_killed_node_restarts_on_its_data_dir_and_catches_up(cluster: FaultClu
 
     assert down is None
     assert status["leader_id"] == leader
+
+
+def test_the_kills_and_stops_the_cluster_makes_itself_are_not_reported_as_exits(
+    cluster: FaultCluster,
+) -> None:
+    leader = cluster.wait_for_leader()
+    victim = cluster.followers(leader)[0]
+    before = len(cluster.check_exits())
+
+    cluster.kill(victim)
+    cluster.start(victim)
+    cluster.terminate(victim)
+    cluster.recover()  # starts it again
+    run_schedule(cluster, [FaultEvent(0.0, "restart", {"node": victim}, 0.1)]).join(timeout_s=30.0)
+    cluster.wait_for_leader()
+
+    assert len(cluster.check_exits()) == before
+
+
+def test_a_node_killed_behind_the_clusters_back_is_reported_once_with_its_code_and_log(
+    cluster: FaultCluster,
+) -> None:
+    victim = cluster.followers(cluster.wait_for_leader())[0]
+    process = cluster.process(victim)
+    before = len(cluster.check_exits())
+
+    os.kill(process.pid, signal.SIGKILL)
+    process.wait(timeout=10.0)
+    found = cluster.check_exits()[before:]
+    cluster.kill(victim)  # a planned kill of the dead node must not hide or repeat it
+    cluster.recover()
+
+    assert [(e.node_id, e.exit_code) for e in found] == [(victim, -signal.SIGKILL)]
+    assert cluster.check_exits()[before:] == found
+    assert found[0].log_tail, "no log lines kept"
+    assert found[0].log_tail[-1] in cluster.log_text(victim)
+    assert found[0].describe().startswith(f"node {victim} exited unplanned (killed by SIGKILL, code -9)")
 
 
 def test_a_paused_leader_is_replaced_and_follows_once_resumed(cluster: FaultCluster) -> None:
