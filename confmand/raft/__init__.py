@@ -9,7 +9,7 @@ from confmand.raft.config import FaultSwitches, RaftConfig
 from confmand.raft.errors import NotLeader, ProposalRejected
 from confmand.raft.messages import Message
 from confmand.raft.node import RaftNode
-from confmand.raft.ready import Ready, SoftState
+from confmand.raft.ready import Ready, ReadyOrderError, SoftState
 from confmand.raft.status import NodeStatus, PeerStatus
 from confmand.raft.storage import MemoryStorage, PersistedState, Storage
 from confmand.raft.types import (
@@ -51,6 +51,7 @@ __all__ = [
     "RaftNode",
     "ReadState",
     "Ready",
+    "ReadyOrderError",
     "Role",
     "ShardId",
     "Snapshot",

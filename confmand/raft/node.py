@@ -51,7 +51,7 @@ from confmand.raft.messages import (
 from confmand.raft.proposals import ProposalTracker
 from confmand.raft.quorum import VoteResult, quorum_index, vote_result
 from confmand.raft.reads import ReadTracker
-from confmand.raft.ready import Ready, SoftState
+from confmand.raft.ready import Ready, ReadyOrderError, SoftState
 from confmand.raft.replication import Replicator
 from confmand.raft.snapshot_receiver import SnapshotReceiver
 from confmand.raft.status import NodeStatus, PeerStatus
@@ -105,6 +105,7 @@ class RaftNode:
         self._snapshot_to_install: Snapshot | None = None
         self._snapshot_receiver = SnapshotReceiver()
         self._ready_number = 0
+        self._advanced_number = 0
         self._last_hard_state = hard
         self.replicator = Replicator(self)
 
@@ -639,7 +640,18 @@ class RaftNode:
         return rd
 
     def advance(self, rd: Ready) -> None:
-        """The driver persisted `rd`; entries it carried now count toward the leader's quorum."""
+        """The driver persisted `rd`; entries it carried now count toward the leader's quorum.
+
+        Every Ready comes back exactly once, in the order handed out: a driver that skips one,
+        repeats one or reorders two would count entries durable that are not; that is a bug,
+        refused with ReadyOrderError (ready.py).
+        """
+        if rd.number != self._advanced_number + 1:
+            raise ReadyOrderError(
+                f"advance of Ready {rd.number}, but Ready {self._advanced_number + 1} is the next to "
+                f"come back ({self._ready_number} handed out)"
+            )
+        self._advanced_number = rd.number
         if rd.entries:
             last = rd.entries[-1]
             before = self.log.stable

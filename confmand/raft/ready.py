@@ -11,9 +11,10 @@ The driver takes a `Ready`, then, in this order:
 4. reports `outcomes` to the proposers;
 5. calls `advance(ready)`.
 
-Readies are numbered; the numbers only go up. Between `ready()` and
-`advance()` the driver may keep calling `step`/`tick`/`propose`; the next
-Ready carries only what is new.
+Readies are numbered; the numbers only go up, and each Ready comes back to
+`advance()` exactly once, in the order handed out (checked: `ReadyOrderError`).
+Between `ready()` and `advance()` the driver may keep calling
+`step`/`tick`/`propose`; the next Ready carries only what is new.
 """
 
 from __future__ import annotations
@@ -22,6 +23,10 @@ from dataclasses import dataclass, field
 
 from confmand.raft.messages import Message
 from confmand.raft.types import Entry, HardState, NodeId, ProposalOutcome, ReadState, Role, Snapshot
+
+
+class ReadyOrderError(RuntimeError):
+    """A Ready advanced twice, skipped, or out of order: a driver bug."""
 
 
 @dataclass(frozen=True, slots=True)

@@ -1,6 +1,6 @@
 """The node: one confmand process's loop, owning its sockets, clock, storage and replicas.
 
-One loop turn (DESIGN §4, §9):
+One loop turn (docs/architecture.md §6, docs/daemon.md):
 1. drain the peer and client sockets (without blocking) and step/accept all of it;
 2. tick every replica whose tick is due;
 3. per replica: the turn's writes become one proposal batch, its
@@ -498,7 +498,7 @@ class Node:
     # ------------------------------------------------------------------ lifecycle
 
     def hand_off_leadership(self) -> bool:
-        """Before stopping: ask every shard this node leads to move its leadership (DESIGN §8).
+        """Before stopping: ask every shard this node leads to move its leadership (docs/architecture.md §8).
 
         Returns whether any transfer started; `leads_any()` says when they are done.
         """

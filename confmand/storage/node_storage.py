@@ -15,16 +15,14 @@ Invariants:
   again is idempotent, so the retry is safe either way.
 - A shard's durable cache changes only when a batch that touched it is
   written; its staged tip changes only when something is staged.
-- `write` may run on a writer thread while the loop stages the next batch
-  and reads; one lock serialises writes and DB handle swaps, another guards
-  the batch queue so that staging never waits for an fsync.
+- Everything runs on the node's loop thread: there is no writer thread
+  (yet: docs/architecture.md §10), so nothing here takes a lock.
 """
 
 from __future__ import annotations
 
 import contextlib
 import os
-import threading
 from collections import deque
 from collections.abc import Iterator
 from pathlib import Path
@@ -52,8 +50,6 @@ class NodeStorage:
         self._opener = opener
         self._closed = False
         self._write_failed = False  # the last write failed: the next one may need a reopen
-        self._lock = threading.Lock()  # one write at a time; DB handle swaps
-        self._queue_lock = threading.Lock()  # the unwritten-batch queue (staging must not wait on fsync)
         self._token = object()
         self._batch_number = 0
         self._newest: WriteBatch | None = None
@@ -99,11 +95,10 @@ class NodeStorage:
 
     def close(self) -> None:
         """Close the DB; batches not yet written are dropped (they were never durable)."""
-        with self._lock:
-            self._closed = True
-            if self._db is not None:
-                self._db.close()
-                self._db = None
+        self._closed = True
+        if self._db is not None:
+            self._db.close()
+            self._db = None
 
     # ------------------------------------------------------------------ shards
 
@@ -149,17 +144,14 @@ class NodeStorage:
         After a failure, retry the same batch (once space is freed, for a full disk);
         no later batch is accepted before it.
         """
-        with self._lock:
-            with self._queue_lock:
-                self._check_writable(batch)
-            batch.sealed = True
-            if batch.ops:
-                self._write_ops(batch, sync)
-                with self._queue_lock:
-                    self._unwritten.popleft()
-            batch.written = True
-            for sid, state in batch.after.items():
-                self._shards[sid].durable_state = state
+        self._check_writable(batch)
+        batch.sealed = True
+        if batch.ops:
+            self._write_ops(batch, sync)
+            self._unwritten.popleft()
+        batch.written = True
+        for sid, state in batch.after.items():
+            self._shards[sid].durable_state = state
 
     def _write_ops(self, batch: WriteBatch, sync: bool) -> None:
         if self._write_failed:
@@ -204,8 +196,7 @@ class NodeStorage:
             raise StorageUsageError(f"batch {batch.number} written before batch {first}: write in order")
 
     def _register(self, batch: WriteBatch) -> None:
-        with self._queue_lock:
-            self._unwritten.append(batch)
+        self._unwritten.append(batch)
 
     def _reopen(self) -> Any:
         try:
@@ -250,15 +241,13 @@ class NodeStorage:
 
     def pending_keys(self, prefix: bytes) -> set[bytes]:
         """Keys put under `prefix` by batches staged but not yet written."""
-        with self._queue_lock:
-            return {key for batch in self._unwritten for key in batch.keys_with_prefix(prefix)}
+        return {key for batch in self._unwritten for key in batch.keys_with_prefix(prefix)}
 
     def _reading(self, action: str) -> _Reading:
         self._check_open()
         db = self._db
         if db is None:
-            with self._lock:
-                db = self._db if self._db is not None else self._reopen()
+            db = self._reopen()
         return _Reading(db, self.path, action)
 
     def _check_open(self) -> None:

@@ -2,7 +2,11 @@
 
 from __future__ import annotations
 
-from confmand.raft import HardState
+import random
+
+import pytest
+
+from confmand.raft import HardState, Membership, MemoryStorage, RaftConfig, RaftNode, ReadyOrderError
 from confmand.raft.messages import AppendEntries, AppendEntriesResponse
 from tests.unit.raft_harness import Cluster, of_type
 
@@ -53,3 +57,19 @@ def test_entries_are_handed_out_for_persisting_once_and_for_applying_once() -> N
         assert [e.index for e in cluster.applied[node]] == [1, 2, 3, 4]
     assert not cluster[1].has_ready()
     assert cluster[1].ready().is_empty()
+
+
+def test_a_ready_advanced_twice_or_out_of_order_is_refused() -> None:
+    node = RaftNode(
+        RaftConfig(node_id=1), MemoryStorage.bootstrap(Membership(frozenset({1}))), random.Random(1)
+    )
+    node.campaign()
+    first = node.ready()
+    node.propose(b"x")
+    second = node.ready()
+    with pytest.raises(ReadyOrderError, match="Ready 1 is the next"):
+        node.advance(second)
+    node.advance(first)
+    node.advance(second)
+    with pytest.raises(ReadyOrderError):
+        node.advance(second)
