@@ -87,7 +87,16 @@ def test_a_run_exercises_the_driver_paths_it_is_there_for() -> None:
         result = run_seed(seed)
         assert result.ok, str(result.violation)
         stats.update(result.stats)
-    for what in ("crash", "pause", "disk_full", "clock_step", "redrives", "peer_duplicated", "peer_dropped"):
+    for what in (
+        "crash",
+        "graceful_stop",
+        "pause",
+        "disk_full",
+        "clock_step",
+        "redrives",
+        "peer_duplicated",
+        "peer_dropped",
+    ):
         assert stats[what] > 0, f"no {what} in seeds 0..{len(PROFILES) - 1}: {dict(stats)}"
     assert any(k.startswith("partition_") for k in stats)
 

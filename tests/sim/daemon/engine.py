@@ -33,6 +33,7 @@ from tests.sim.daemon.scenario import Scenario
 from tests.sim.daemon.world import World, pick
 
 FAULT_EVERY_S = 0.05
+HAND_OFF_S = 2.0  # as run.py's: how long a stopping leader waits for its successor
 LIVENESS_S = 20.0
 CONVERGE_S = 10.0
 
@@ -85,6 +86,8 @@ class Simulation:
                 deliver_reply=self._deliver_reply,
                 after_turn=self._after_turn,
             )
+        for host in self.hosts.values():
+            host.on_exit = self._exited
         self.by_address = {client_address(i): h for i, h in self.hosts.items()}
         self.checker = ClusterChecker(self.hosts)
         self.endpoints = [client_address(i) for i in sorted(self.hosts)]
@@ -112,6 +115,11 @@ class Simulation:
         if not host.up:
             self._note(f"node {host.id} crashed in a synced write")
             self._restart_later(host)
+
+    def _exited(self, host: SimHost) -> None:
+        self.checker.restarted(host)
+        self._note(f"node {host.id} exits")
+        self._restart_later(host)
 
     def _add_client(self, process: int) -> SimClient:
         client = SimClient(
@@ -283,6 +291,13 @@ class Simulation:
             if up and down < (len(self.hosts) - 1) // 2 + (1 if rng.random() < 0.2 else 0):
                 victim = leader.id if leader is not None and rng.random() < 0.5 else pick(rng, up)
                 host = self.hosts[victim]
+                if host.stop_by is not None:
+                    pass
+                elif rng.random() < 0.3:
+                    host.stop(HAND_OFF_S)
+                    world.count("graceful_stop")
+                    self._note(f"node {victim} is stopped (SIGTERM): it hands off leadership, then exits")
+                    return
                 lost = host.crash()
                 self.checker.restarted(host)
                 world.count("crash")

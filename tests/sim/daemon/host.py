@@ -162,6 +162,8 @@ class SimHost:
         self.log_terms: dict[int, tuple[int, float | None]] = {}
         self._undurable: list[int] = []
         self.calmed = False  # the final phase: the disk stops failing
+        self.stop_by: float | None = None  # stopping (SIGTERM): exit once leadership is handed off
+        self.on_exit: Callable[[SimHost], None] = lambda host: None
         self.starting = False
         self.turns = 0
 
@@ -196,6 +198,7 @@ class SimHost:
     def crash(self) -> int:
         """The process dies and the host loses power: returns how many unsynced batches were lost."""
         self.node = None
+        self.stop_by = None
         self.paused = False
         self.peer_inbox, self.client_inbox = [], []
         self.wake_at = None
@@ -209,6 +212,24 @@ class SimHost:
 
     def calm(self) -> None:
         self.calmed = True
+
+    def stop(self, hand_off_s: float) -> None:
+        """SIGTERM: hand leadership away, turning until that is done or `hand_off_s` passed; then exit.
+
+        As run.py's `serve` does. The exit is clean: what LevelDB wrote is kept (the kernel has it).
+        """
+        assert self.node is not None
+        self.stop_by = self.world.now + hand_off_s
+        if not self.node.hand_off_leadership():
+            self.stop_by = self.world.now
+
+    def _exit(self) -> None:
+        assert self.node is not None
+        self.node.close()
+        self.node = None
+        self.stop_by = None
+        self.peer_inbox, self.client_inbox = [], []
+        self.wake_at = None
 
     def pause(self) -> None:
         self.paused = True
@@ -265,6 +286,10 @@ class SimHost:
         self.cursor += TURN_CPU_S
         self.busy_until = self.cursor
         self._after_turn(self)
+        if self.stop_by is not None and (not node.leads_any() or self.world.now >= self.stop_by):
+            self._exit()
+            self.on_exit(self)
+            return
         if self.peer_inbox or self.client_inbox:
             self._schedule(self.cursor)
         else:
