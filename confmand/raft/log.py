@@ -3,8 +3,12 @@
 Invariants (asserted, and checked by the simulator after every step):
 - `entries[k].index == snapshot_index + 1 + k`: the log is contiguous.
 - Terms never decrease along the log.
-- `applied <= commit <= last_index`, and `snapshot_index <= applied` except
-  right after a snapshot arrives, when all three jump to its index.
+- `applied <= handed_out <= commit <= last_index`. `handed_out` is how far
+  committed entries went out in Readies; `applied` is how far the driver has
+  applied them: it moves only when a Ready comes back to `advance()`, so it
+  is the one applied index (the driver reads it, never keeps its own).
+  `snapshot_index <= applied` except right after a snapshot arrives, when the
+  log jumps to its index and `applied` follows once that Ready is advanced.
 - A committed entry is never truncated: `truncate_from(i)` with `i <= commit`
   is a safety violation and raises.
 - `stable` (the last index the driver has made durable) never exceeds
@@ -21,7 +25,17 @@ from confmand.raft.types import Entry
 
 
 class RaftLog:
-    __slots__ = ("applied", "commit", "entries", "snapshot_index", "snapshot_term", "stable", "unstable_from")
+    __slots__ = (
+        "applied",
+        "applied_term",
+        "commit",
+        "entries",
+        "handed_out",
+        "snapshot_index",
+        "snapshot_term",
+        "stable",
+        "unstable_from",
+    )
 
     def __init__(self, snapshot_index: int, snapshot_term: int, entries: list[Entry], commit: int) -> None:
         self.snapshot_index = snapshot_index
@@ -32,7 +46,8 @@ class RaftLog:
         self.commit = max(commit, snapshot_index)
         if self.commit > self.last_index:
             raise ValueError(f"commit {commit} is beyond the last log index {self.last_index}")
-        self.applied = snapshot_index
+        self.applied = self.handed_out = snapshot_index
+        self.applied_term = snapshot_term
         self.stable = self.last_index  # what was loaded from storage is durable
         self.unstable_from = self.last_index + 1
 
@@ -148,6 +163,6 @@ class RaftLog:
         self.snapshot_index = index
         self.snapshot_term = term
         self.commit = index
-        self.applied = index
+        self.handed_out = index  # `applied` follows when the Ready carrying the snapshot is advanced
         self.stable = index
         self.unstable_from = index + 1

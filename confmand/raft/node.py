@@ -84,7 +84,11 @@ class RaftNode:
         meta = state.snapshot_meta
         hard = state.hard_state
         self.log = RaftLog(meta.index if meta else 0, meta.term if meta else 0, state.entries, hard.commit)
-        self.log.applied = min(max(config.applied, self.log.snapshot_index), self.log.commit)
+        applied = min(max(config.applied, self.log.snapshot_index), self.log.commit)
+        applied_term = self.log.term_at(applied)
+        assert applied_term is not None
+        self.log.applied = self.log.handed_out = applied
+        self.log.applied_term = applied_term
         self.term = hard.term
         self.vote: NodeId | None = hard.vote
         self.members = MembershipTracker(meta.membership if meta else None, self.log.snapshot_index)
@@ -121,7 +125,12 @@ class RaftNode:
 
     @property
     def applied_index(self) -> int:
+        """How far the driver has applied the committed log (it moves in `advance`)."""
         return self.log.applied
+
+    @property
+    def applied_term(self) -> int:
+        return self.log.applied_term
 
     @property
     def last_index(self) -> int:
@@ -610,7 +619,7 @@ class RaftNode:
             or self.reads.ready
             or self._snapshot_to_install
             or log.unstable_from <= log.last_index
-            or log.applied < log.commit
+            or log.handed_out < log.commit
             or self.replicator.has_pending_sends()
             or self.proposals.resolvable(log.commit)
             or self._hard_state_changed()
@@ -652,6 +661,12 @@ class RaftNode:
                 f"come back ({self._ready_number} handed out)"
             )
         self._advanced_number = rd.number
+        log = self.log
+        if rd.snapshot is not None and rd.snapshot.meta.index > log.applied:
+            log.applied, log.applied_term = rd.snapshot.meta.index, rd.snapshot.meta.term
+        if rd.committed_entries:
+            last = rd.committed_entries[-1]
+            log.applied, log.applied_term = last.index, last.term
         if rd.entries:
             last = rd.entries[-1]
             before = self.log.stable
@@ -671,8 +686,8 @@ class RaftNode:
     def _take_committed(self) -> list[Entry]:
         log = self.log
         upto = log.last_index if self.faults.apply_uncommitted else log.commit
-        if log.applied >= upto:
+        if log.handed_out >= upto:
             return []
-        entries = log.slice(log.applied + 1, upto + 1)
-        log.applied = upto
+        entries = log.slice(log.handed_out + 1, upto + 1)
+        log.handed_out = upto
         return entries

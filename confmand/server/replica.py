@@ -15,7 +15,8 @@ One loop turn of a replica, driven by the node:
    acknowledgements) may go;
 5. `stage_apply`: the committed entries' state changes and the applied
    index go into a second batch (no fsync needed: the log replays);
-6. `after_apply`: waiting writes and reads are answered, then `advance`.
+6. `after_apply`: `advance` (the core's applied index moves), then waiting writes
+   and reads are answered.
 Replies collect in `self.replies`; the node sends them.
 """
 
@@ -58,7 +59,7 @@ from confmand.server.requests import (
     ListQuery,
     ReadRequest,
 )
-from confmand.storage import ShardStorage, StorageError, WriteBatch
+from confmand.storage import DataDirError, ShardStorage, StorageError, WriteBatch
 
 log = logging.getLogger(__name__)
 
@@ -81,7 +82,6 @@ class _Staged:
     results: dict[int, WriteResult | None] = field(default_factory=dict)  # index -> result (None: no-op)
     terms: dict[int, int] = field(default_factory=dict)  # index -> term of each applied entry
     installed_snapshot: Version | None = None
-    applied_to: Version | None = None  # the applied version once the apply batch is written
     sync: bool = False
     sync_for_vote: bool = False  # term or vote changed: nothing may be sent before the fsync
 
@@ -102,8 +102,12 @@ class Replica:
         self.storage = storage
         self.settings = settings
         applied_term, applied_index = storage.applied()
-        self.applied = Version(applied_term, applied_index)
         self.raft = RaftNode(_with_applied(raft_config, applied_index), storage, rng)
+        if self.applied != Version(applied_term, applied_index):
+            raise DataDirError(
+                f"shard {shard_id}: the state machine applied {applied_term}:{applied_index}, "
+                f"but the log says {self.applied}: the data dir is inconsistent"
+            )
         self.machine = ConfigStateMachine(storage, settings.history_limit, settings.session_ttl_ms)
         self.role = Role.FOLLOWER
         self.leader_id: int | None = None
@@ -124,6 +128,7 @@ class Replica:
         self._durable_term_vote: tuple[int, int | None] | None = None
         self.now = 0.0  # monotonic seconds, set by the node at the start of every turn
         self._next_expiry_check = 0.0
+        self._applied_early = 0  # the apply_before_commit fault's own cursor
 
     # ------------------------------------------------------------------ inputs
 
@@ -135,6 +140,12 @@ class Replica:
 
     def tick(self) -> None:
         self.raft.tick()
+
+    @property
+    def applied(self) -> Version:
+        """What the state machine has applied: the core's applied index (the one owner of it)."""
+        raft = self.raft
+        return Version(raft.applied_term, raft.applied_index)
 
     @property
     def is_leader(self) -> bool:
@@ -206,12 +217,16 @@ class Replica:
         """Apply the staged Ready's committed entries into `batch` (the persist batch is written)."""
         staged = self._staged
         assert staged is not None
+        floor = self.applied.index
         if staged.installed_snapshot is not None:
-            self.applied = staged.installed_snapshot
-            self._snapshot_index = staged.installed_snapshot.index
-        entries = [e for e in staged.ready.committed_entries if e.index > self.applied.index]
+            floor = staged.installed_snapshot.index
+            self._snapshot_index = floor
+        if self.faults.apply_before_commit:  # what it applied early is not applied again
+            floor = max(floor, self._applied_early)
+        entries = [e for e in staged.ready.committed_entries if e.index > floor]
         if self.faults.apply_before_commit:
-            entries += [e for e in staged.ready.entries if e.index > max(self.applied.index, _last(entries))]
+            entries += [e for e in staged.ready.entries if e.index > max(floor, _last(entries))]
+            self._applied_early = max(self._applied_early, _last(entries))
         if not entries:
             return
         normal = [(Version(e.term, e.index), e.data) for e in entries if e.kind is EntryKind.NORMAL]
@@ -221,9 +236,6 @@ class Replica:
             staged.results[e.index] = by_index.get(e.index)
             staged.terms[e.index] = e.term
         last = entries[-1]
-        # `applied` moves only once this batch is written (after_apply): until then reads see the
-        # old state, and a stall on this batch must not let a version read pass on the new index.
-        staged.applied_to = Version(last.term, last.index)
         self.storage.stage_applied(writes, last.term, last.index, batch)
 
     def hand_off_leadership(self) -> int | None:
@@ -270,12 +282,13 @@ class Replica:
         return messages
 
     def after_apply(self) -> None:
-        """Persisted and applied: answer what the Ready settled, then advance the core."""
+        """Persisted and applied: advance the core, then answer what the Ready settled."""
         staged, self._staged = self._staged, None
         assert staged is not None
         rd = staged.ready
-        if staged.applied_to is not None:
-            self.applied = staged.applied_to
+        # The core's applied index moves now, once the apply batch is written: until then reads
+        # saw the old state, and a stall on that batch never let a version read pass on the new index.
+        self.raft.advance(rd)
         if staged.installed_snapshot is not None:
             self._resolve_unknown_up_to(staged.installed_snapshot.index)
         for index, result in staged.results.items():
@@ -287,7 +300,6 @@ class Replica:
             for read in self._read_batches.pop(rs.context, []):
                 self._reads_at.append((rs.index, read))
         self._serve_caught_up()
-        self.raft.advance(rd)
 
     def maybe_snapshot(self, batch: WriteBatch) -> bool:
         """Snapshot the state machine and compact the log when enough entries were applied."""

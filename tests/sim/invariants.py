@@ -284,11 +284,14 @@ class Checker:
 
     def log_shape(self, node: NodeId, log: RaftLog) -> None:
         """The RaftLog invariants of log.py (a full scan: called every few hundred steps only)."""
-        if not log.applied <= log.commit <= log.last_index or log.applied < log.snapshot_index:
+        if (
+            not log.applied <= log.handed_out <= log.commit <= log.last_index
+            or log.handed_out < log.snapshot_index
+        ):
             self.fail(
                 "log shape",
-                f"node {node}: snapshot {log.snapshot_index} applied {log.applied}"
-                f" commit {log.commit} last {log.last_index}",
+                f"node {node}: snapshot {log.snapshot_index} applied {log.applied} handed out "
+                f"{log.handed_out} commit {log.commit} last {log.last_index}",
             )
         if log.stable > log.last_index:
             self.fail("log shape", f"node {node}: stable {log.stable} beyond last {log.last_index}")

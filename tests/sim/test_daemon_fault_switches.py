@@ -22,7 +22,8 @@ CAUGHT_BY = {
     "raft_batch_unsynced": {"durable commit"},
     "send_before_persist": {"durable commit"},
     "read_without_read_index": {"history"},
-    "apply_before_commit": {"applied <= committed", "state-machine safety"},
+    # a node that applied past its commit restarts on a state machine ahead of its log
+    "apply_before_commit": {"restart", "history", "convergence"},
 }
 
 

@@ -129,10 +129,12 @@ def test_installing_a_snapshot_yields_it_in_the_ready_and_resets_the_log() -> No
     assert rd.hard_state.commit == 5
     log = follower.log
     assert (log.snapshot_index, log.snapshot_term, log.entries) == (5, 3, [])
-    assert (log.commit, log.applied) == (5, 5)
+    assert (log.commit, log.handed_out, log.applied) == (5, 5, 0)  # applied moves on advance
     assert follower.membership == meta.membership
     [response] = of_type(rd.messages, InstallSnapshotResponse)
     assert (response.snapshot_index, response.installed) == (5, True)
+    follower.advance(rd)
+    assert (follower.applied_term, follower.applied_index) == (3, 5)
 
 
 def test_follower_reassembles_chunks_whatever_order_they_arrive_in() -> None:
