@@ -29,13 +29,14 @@ from typing import Generic, TypeVar, overload
 import msgpack
 
 from confctl.client import replies
-from confctl.client.errors import ConfmanError, ServerError, Unavailable
+from confctl.client.errors import ConfmanError, ServerError, TooLarge, Unavailable
 from confctl.client.replies import Reply
 from confctl.client.requests import READ_OPS, Request
 from confctl.client.routing import Backoff, Router
 from confctl.client.session import Session
 
 PROTOCOL_VERSION = 1
+MAX_REQUEST_BYTES = 2 * 1024 * 1024  # the server's default max_request_bytes
 T = TypeVar("T")
 WAIT_MIN_S = 0.001
 # Errors whose leader hint names a node that can serve the request right now.
@@ -74,6 +75,9 @@ class ClientCore:
     attempt_timeout_s: float = 2.0
     principal: str | None = None
     backoff: Backoff = field(default_factory=Backoff)
+    # A frame over this is refused before it is sent: a node answers it TOO_LARGE (or, far over,
+    # ZeroMQ drops the connection), so sending it would only cost a round trip or the timeout.
+    max_request_bytes: int = MAX_REQUEST_BYTES
     _next_id: int = 0
 
     def request_id(self) -> int:
@@ -178,7 +182,12 @@ class Call(Generic[T]):
         if endpoint not in self.tried:
             self.tried.append(endpoint)
         self.request_id = self.core.request_id()
-        return Send(endpoint, self._frame(wait_s), self.request_id, delay_s, wait_s)
+        frame = self._frame(wait_s)
+        if len(frame) > self.core.max_request_bytes:
+            limit = self.core.max_request_bytes
+            message = f"request of {len(frame)} bytes is over max_request_bytes={limit} (not sent)"
+            return self._finish(Fail(TooLarge(message)))
+        return Send(endpoint, frame, self.request_id, delay_s, wait_s)
 
     def _frame(self, wait_s: float) -> bytes:
         core, req = self.core, self.request

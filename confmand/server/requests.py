@@ -23,6 +23,7 @@ from confmand.server.errors import ErrorCode, RequestError
 PROTOCOL_VERSION = 1
 MAX_PRINCIPAL_BYTES = 128
 MAX_CLIENT_ID_BYTES = 64
+MAX_PEEK_FIELDS = 64  # fields looked at for the id of a request too large to decode
 
 
 class Consistency(enum.StrEnum):
@@ -112,7 +113,7 @@ def decode_frame(payload: bytes, limits: Limits) -> dict[str, Any]:
     """The request map of a frame; raises BadRequest(-1, ...) when it is not one."""
     if len(payload) > limits.max_request_bytes:
         raise BadRequest(
-            -1,
+            peek_request_id(payload),
             RequestError(
                 ErrorCode.TOO_LARGE,
                 f"request of {len(payload)} bytes is over max_request_bytes={limits.max_request_bytes}",
@@ -125,6 +126,26 @@ def decode_frame(payload: bytes, limits: Limits) -> dict[str, Any]:
     if not isinstance(obj, dict):
         raise BadRequest(-1, _invalid(f"a request must be a msgpack map, got {type(obj).__name__}"))
     return obj
+
+
+def peek_request_id(payload: bytes) -> int:
+    """The `id` of a request map read without decoding its other values (-1 when there is none).
+
+    An oversized request is not served, but its answer (TOO_LARGE) must carry the client's id,
+    or the client drops it and waits out its whole timeout. Values are skipped, not built,
+    and only the first MAX_PEEK_FIELDS fields are looked at.
+    """
+    unpacker = msgpack.Unpacker(raw=False, max_buffer_size=len(payload))
+    try:
+        unpacker.feed(payload)
+        fields = unpacker.read_map_header()
+        for _ in range(min(fields, MAX_PEEK_FIELDS)):
+            if unpacker.unpack() == "id":
+                return request_id_of({"id": unpacker.unpack()})
+            unpacker.skip()
+    except Exception:  # garbage in any of msgpack's many ways: no id to be had
+        return -1
+    return -1
 
 
 def request_id_of(obj: dict[str, Any]) -> int:

@@ -179,6 +179,28 @@ def test_a_non_retryable_error_fails_at_once_and_releases_the_seq() -> None:
     assert core.session.ack == 2
 
 
+def test_a_request_over_max_request_bytes_fails_TOO_LARGE_at_once_and_is_never_sent() -> None:
+    core = make_core()
+    core.max_request_bytes = 1024
+    call = core.call(requests.put("k", b"x" * 2000), replies.write_result, now=0)
+
+    step = call.start(0)
+
+    assert isinstance(step, Fail)
+    assert isinstance(step.error, TooLarge)
+    assert "max_request_bytes=1024" in step.error.message
+    assert core.session.ack == 2  # the seq is released: nothing was sent under it
+
+
+def test_by_default_the_client_refuses_what_a_default_server_would_refuse() -> None:
+    core = make_core()
+    just_under = core.call(requests.put("k", b"x" * (2 * 1024 * 1024 - 200)), replies.write_result, now=0)
+    over = core.call(requests.put("k", b"x" * (2 * 1024 * 1024)), replies.write_result, now=0)
+
+    assert isinstance(just_under.start(0), Send)
+    assert isinstance(over.start(0), Fail)
+
+
 def test_at_the_deadline_the_call_fails_unavailable_naming_the_endpoints_tried() -> None:
     core = make_core(A, B, timeout_s=2.0)
     call = core.call(*_put(), now=0)

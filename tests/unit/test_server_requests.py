@@ -126,6 +126,16 @@ def test_frames_that_are_not_request_maps_are_refused_without_an_id() -> None:
     assert error_of(b"\x00" * 2000) == (-1, ErrorCode.TOO_LARGE)
 
 
+def test_a_request_over_max_request_bytes_is_refused_under_its_own_id() -> None:
+    # The id is read from the map without building its values; without it the client would drop
+    # the TOO_LARGE answer and wait out its whole timeout.
+    assert error_of(frame(op="put", key="k", value=b"x" * 2000)) == (7, ErrorCode.TOO_LARGE)
+    late_id = msgpack.packb({"op": "put", "value": b"x" * 2000, "v": 1, "id": 9}, use_bin_type=True)
+    assert error_of(late_id) == (9, ErrorCode.TOO_LARGE)
+    assert error_of(msgpack.packb({"value": b"x" * 2000, "id": -4})) == (-1, ErrorCode.TOO_LARGE)
+    assert error_of(msgpack.packb({"value": b"x" * 2000})[:1500]) == (-1, ErrorCode.TOO_LARGE)
+
+
 @given(st.binary(max_size=200))
 def test_no_frame_escapes_as_anything_but_a_request_or_BadRequest(payload: bytes) -> None:
     with contextlib.suppress(BadRequest):
