@@ -143,13 +143,47 @@ class Replica:
         if mode is Consistency.STALE:
             self._serve(read)
         elif mode is Consistency.VERSION:
-            assert read.request.min_version is not None
-            if self.applied.index >= read.request.min_version.index:
+            token = read.request.min_version
+            assert token is not None
+            if self.applied.index < token.index:
+                self._version_waits.append(read)
+                return
+            mismatch = self._token_mismatch(token)
+            if mismatch is None:
                 self._serve(read)
             else:
-                self._version_waits.append(read)
+                error = RequestError(ErrorCode.UNKNOWN_VERSION, mismatch)
+                self.replies.append(
+                    Reply(read.sink, read.request.common.request_id, self.shard_id, {}, error)
+                )
         else:
             self._read_round.append(read)
+
+    def _token_mismatch(self, token: Version) -> str | None:
+        """Why `token` (at or below the applied index) names no entry of this shard's log, or None.
+
+        Committed entries are the same on every replica, so an entry this replica applied at
+        `token.index` with another term means no write of this cluster ever had that version:
+        the token comes from another cluster (or a wiped one), or was made up. Below the first
+        entry still in the log the term is known only at the snapshot; terms never fall along
+        the log, so a token whose term is above that snapshot's is refused too, and any other
+        compacted token is served (it cannot be told apart from a true one, and it asks for
+        nothing this replica has not long applied).
+        """
+        if token.index == 0:
+            return None if token.term == 0 else f"no entry has version {token}: index 0 is 0:0 (absent)"
+        log = self.raft.log
+        term = self.applied.term if token.index == self.applied.index else log.term_at(token.index)
+        if term is None:  # compacted into the snapshot
+            floor = log.snapshot_term
+            if token.term <= floor:
+                return None
+            found = f"its entry {token.index} has a term of at most {floor}"
+        elif term == token.term:
+            return None
+        else:
+            found = f"its entry {token.index} has term {term}"
+        return f"version {token} names no write of this shard: {found} (a token from another cluster?)"
 
     def flush_requests(self) -> None:
         """The turn's writes as one proposal batch, its linearizable reads as one ReadIndex round."""
