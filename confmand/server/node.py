@@ -33,9 +33,10 @@ import msgpack
 import zmq
 
 from confmand.config import NodeConfig
-from confmand.hlc import ClockSkewError, HlcError, HybridClock
+from confmand.hlc import HlcError, HybridClock
 from confmand.kv.commands import Command
 from confmand.raft import Membership, Message, RaftConfig
+from confmand.server.clock_health import clock_fault
 from confmand.server.clock_offset import ClockOffsetFile
 from confmand.server.errors import ErrorCode, RequestError
 from confmand.server.pending import ClientSink, ForwardSink, PendingRead, Reply, ReplySink
@@ -378,9 +379,10 @@ class Node:
         common = request.common
         if common.hlc is not None:
             try:
-                self.clock.update(common.hlc)
-            except ClockSkewError as exc:
-                raise RequestError(ErrorCode.CLOCK_SKEW, str(exc)) from None
+                # A stamp too far ahead is served without being merged, never refused: a client
+                # carrying a faulty node's stamp must not be locked out of every node.
+                if not self.clock.observe(common.hlc):
+                    self.counters["client_hlc_ignored"] += 1
             except HlcError as exc:
                 raise RequestError(ErrorCode.INVALID_REQUEST, str(exc)) from None
         replica = self.replicas[DATA_SHARD]
@@ -396,6 +398,12 @@ class Node:
                 self._forward(replica, incoming)
                 return
             self._refuse_if_stalled()
+            fault = clock_fault(self.clock, replica.peer_contact, self.now)
+            if fault is not None:  # a clock off from its peers' stamps nothing: lead elsewhere
+                self.counters["clock_fault_refused_writes"] += 1
+                target = replica.hand_off_for_clock_fault()
+                to = f"; handing leadership to node {target}" if target is not None else ""
+                raise RequestError(ErrorCode.NOT_LEADER, f"{fault}: this node stamps no write{to}")
             command = Command(request.operation, self.clock.now(), common.principal, request.session)
             replica.accept_write(command, sink, common.request_id, incoming.deadline)
         else:
@@ -470,12 +478,13 @@ class Node:
         leader = None
         if leader_id is not None and leader_id in self._client_addresses:
             leader = {"id": leader_id, "address": self._client_addresses[leader_id]}
+        faulty = replica is not None and clock_fault(self.clock, replica.peer_contact, self.now) is not None
         body: dict[str, object] = {
             "v": 1,
             "id": reply.request_id,
             "ok": reply.error is None,
             "node": self.node_id,
-            "hlc": stamp,
+            "hlc": None if faulty else stamp,  # a clock off from its peers' hands out no stamp
             "leader": leader,
         }
         body.update(reply.fields)

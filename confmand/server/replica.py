@@ -61,6 +61,7 @@ from confmand.storage import ShardStorage, StorageError, WriteBatch
 log = logging.getLogger(__name__)
 
 EXPIRY_CHECK_S = 0.05  # how often deadlines are looked at (a tick of the default config)
+CLOCK_HANDOFF_S = 1.0  # a leader whose clock is off tries a hand-off at most this often
 
 
 @dataclass(frozen=True, slots=True)
@@ -118,6 +119,7 @@ class Replica:
         self._durable_term_vote: tuple[int, int | None] | None = None
         self.now = 0.0  # monotonic seconds, set by the node at the start of every turn
         self._next_expiry_check = 0.0
+        self._next_clock_handoff = 0.0
 
     # ------------------------------------------------------------------ inputs
 
@@ -265,6 +267,18 @@ class Replica:
         except ProposalRejected as exc:
             log.warning("shard %d: cannot hand leadership to node %d: %s", self.shard_id, target, exc)
             return None
+        return target
+
+    def hand_off_for_clock_fault(self) -> int | None:
+        """Hand leadership away because this node's clock is off; at most once per CLOCK_HANDOFF_S."""
+        if not self.is_leader or self.now < self._next_clock_handoff:
+            return None
+        self._next_clock_handoff = self.now + CLOCK_HANDOFF_S
+        target = self.hand_off_leadership()
+        if target is not None:
+            log.warning(
+                "shard %d: clock off from the peers': handing leadership to node %d", self.shard_id, target
+            )
         return target
 
     @property
