@@ -27,16 +27,16 @@ from confmand.kv.records import (
     DATA,
     HISTORY,
     HISTORY_HEADER,
-    AuditRecord,
     DataRecord,
     HistoryRecord,
     audit_key,
     data_key,
     decode_history_header,
+    encode_audit,
     encode_history_header,
     history_key,
 )
-from confmand.kv.version import Version
+from confmand.protocol.types import AuditRecord, Version
 
 MAX_CHANGES_PER_ENTRY: Final = 2**16  # the audit ordinal is 2 bytes
 
@@ -124,5 +124,6 @@ class KeyChanges:
             # The codec caps a txn branch at 65,535 ops, so this is a bug, not a bad input.
             raise AssertionError(f"more than {MAX_CHANGES_PER_ENTRY} changes in one entry")
         audit = AuditRecord(self._hlc, self._version, self._principal, self._op, key, prev, new)
-        self._overlay.put(AUDIT, audit_key(self._hlc, self._version.index, self._ordinal), audit.encode())
+        audit_at = audit_key(self._hlc, self._version.index, self._ordinal)
+        self._overlay.put(AUDIT, audit_at, encode_audit(audit))
         self._ordinal += 1

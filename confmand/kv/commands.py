@@ -13,12 +13,24 @@ where session is `None` or `[client_id, seq, ack]`.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Literal
 
-from confmand.kv.version import Version
+# Txn parts and sessions are the wire's own types: the one definition both sides import.
+from confmand.protocol.types import Compare, CompareTarget, Session, TxnOp, TxnOpKind, Version
 
-CompareTarget = Literal["version", "value", "exists"]
-TxnOpKind = Literal["put", "delete"]
+__all__ = [
+    "Cas",
+    "Command",
+    "CommandDecodeError",
+    "Compare",
+    "CompareTarget",
+    "Delete",
+    "Operation",
+    "Put",
+    "Session",
+    "Txn",
+    "TxnOp",
+    "TxnOpKind",
+]
 
 
 @dataclass(frozen=True, slots=True)
@@ -46,24 +58,6 @@ class Cas:
 
 
 @dataclass(frozen=True, slots=True)
-class Compare:
-    """One guard of a transaction: the key's mod version, value, or existence equals the operand."""
-
-    key: str
-    target: CompareTarget
-    version: Version | None = None  # target == "version" (ABSENT: the key must not exist)
-    value: bytes | None = None  # target == "value"
-    exists: bool | None = None  # target == "exists"
-
-
-@dataclass(frozen=True, slots=True)
-class TxnOp:
-    op: TxnOpKind
-    key: str
-    value: bytes | None = None  # required for put, None for delete
-
-
-@dataclass(frozen=True, slots=True)
 class Txn:
     """If every compare holds, apply `success` in order, else `failure`: one entry, one version."""
 
@@ -73,15 +67,6 @@ class Txn:
 
 
 Operation = Put | Delete | Cas | Txn
-
-
-@dataclass(frozen=True, slots=True)
-class Session:
-    """Exactly-once: `seq` numbers a client's writes; every seq below `ack` has had its reply."""
-
-    client_id: bytes
-    seq: int
-    ack: int = 0
 
 
 @dataclass(frozen=True, slots=True)

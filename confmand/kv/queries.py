@@ -21,15 +21,15 @@ from confmand.kv.records import (
     AUDIT,
     DATA,
     HISTORY,
-    AuditRecord,
     DataRecord,
     HistoryRecord,
     data_key,
+    decode_audit,
     history_range,
     u64,
 )
 from confmand.kv.store import KVStore
-from confmand.kv.version import Version
+from confmand.protocol.types import AuditRecord, Version
 
 MAX_LIMIT: Final = 1000
 DEFAULT_LIMIT: Final = 100
@@ -72,7 +72,7 @@ class AuditPage:
     more: bool
 
     def to_reply(self) -> dict[str, object]:
-        return {"records": [r.to_reply() for r in self.records], "more": self.more}
+        return {"records": [r.to_wire() for r in self.records], "more": self.more}
 
 
 def history_reply(records: list[HistoryRecord]) -> dict[str, object]:
@@ -161,7 +161,7 @@ def audit_records(store: KVStore, after_hlc: int | None = None, limit: int = DEF
     start = b"" if after_hlc is None else u64(after_hlc + 1)
     records: list[AuditRecord] = []
     for _, raw in store.scan(AUDIT, start):
-        record = AuditRecord.decode(raw)
+        record = decode_audit(raw)
         if len(records) >= count and record.hlc != records[-1].hlc:
             return AuditPage(tuple(records), more=True)
         records.append(record)

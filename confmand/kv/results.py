@@ -15,12 +15,14 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any, Final
 
-from confmand.kv.version import Version
+from confmand.protocol.errors import ErrorCode
+from confmand.protocol.types import Version, version_text
 
-INVALID_REQUEST: Final = "INVALID_REQUEST"
-NOT_FOUND: Final = "NOT_FOUND"
-CAS_FAILED: Final = "CAS_FAILED"
-SESSION_EXPIRED: Final = "SESSION_EXPIRED"
+# The protocol's codes the state machine answers itself (stored in session caches as text).
+INVALID_REQUEST: Final = ErrorCode.INVALID_REQUEST.value
+NOT_FOUND: Final = ErrorCode.NOT_FOUND.value
+CAS_FAILED: Final = ErrorCode.CAS_FAILED.value
+SESSION_EXPIRED: Final = ErrorCode.SESSION_EXPIRED.value
 ERROR_CODES: Final = frozenset({INVALID_REQUEST, NOT_FOUND, CAS_FAILED, SESSION_EXPIRED})
 
 OPS: Final = frozenset({"put", "delete", "cas", "txn", "invalid"})
@@ -28,11 +30,6 @@ OPS: Final = frozenset({"put", "delete", "cas", "txn", "invalid"})
 
 class RecordDecodeError(ValueError):
     """Stored bytes (a record of the state machine, or a cached result) are not what was written."""
-
-
-def version_text(v: Version | None) -> str | None:
-    """A version as protocol.md writes it: "term:index", or None."""
-    return None if v is None else str(v)
 
 
 @dataclass(frozen=True, slots=True)

@@ -26,11 +26,11 @@ from confmand.kv.records import (
     RESULT,
     SESSION,
     SWEEP,
-    AuditRecord,
     DataRecord,
     HistoryRecord,
     SessionHeader,
     SweepState,
+    decode_audit,
     decode_history_header,
     decode_result,
 )
@@ -42,7 +42,7 @@ STATE_KINDS: Final[tuple[bytes, ...]] = (DATA, HISTORY_HEADER, HISTORY, AUDIT, S
 _DECODERS: Final[dict[bytes, Callable[[bytes], object]]] = {
     DATA: DataRecord.decode,
     HISTORY: HistoryRecord.decode,
-    AUDIT: AuditRecord.decode,
+    AUDIT: decode_audit,
     HISTORY_HEADER: decode_history_header,
     SESSION: SessionHeader.decode,
     RESULT: decode_result,

@@ -32,7 +32,7 @@ from confmand.kv.overlay import OverlayStore
 from confmand.kv.results import CAS_FAILED, INVALID_REQUEST, NOT_FOUND, TxnOpResult, WriteResult
 from confmand.kv.sessions import SessionTable, hlc_ms
 from confmand.kv.store import KVStore, WriteSet
-from confmand.kv.version import ABSENT, Version
+from confmand.protocol.types import ABSENT, Version
 
 
 def op_name(cmd: Command) -> str:

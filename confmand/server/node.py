@@ -29,22 +29,23 @@ import time
 from collections import defaultdict
 from dataclasses import dataclass, field
 
-import msgpack
 import zmq
 
 from confmand.config import NodeConfig
 from confmand.hlc import HlcError, HybridClock
 from confmand.kv.commands import Command
+from confmand.protocol.errors import ErrorCode
+from confmand.protocol.replies import ReplyEnvelope
+from confmand.protocol.types import Consistency, LeaderHint
 from confmand.raft import Membership, Message, RaftConfig
 from confmand.server.clock_health import clock_fault
 from confmand.server.clock_offset import ClockOffsetFile
-from confmand.server.errors import ErrorCode, RequestError
+from confmand.server.errors import RequestError
 from confmand.server.pending import ClientSink, ForwardSink, PendingRead, Reply, ReplySink
 from confmand.server.replica import EXPIRY_CHECK_S, Replica, ReplicaSettings
 from confmand.server.requests import (
     AdminRequest,
     BadRequest,
-    Consistency,
     ReadRequest,
     Request,
     WriteRequest,
@@ -477,23 +478,12 @@ class Node:
         leader_id = replica.raft.leader_id if replica is not None else None
         leader = None
         if leader_id is not None and leader_id in self._client_addresses:
-            leader = {"id": leader_id, "address": self._client_addresses[leader_id]}
+            leader = LeaderHint(leader_id, self._client_addresses[leader_id])
         faulty = replica is not None and clock_fault(self.clock, replica.peer_contact, self.now) is not None
-        body: dict[str, object] = {
-            "v": 1,
-            "id": reply.request_id,
-            "ok": reply.error is None,
-            "node": self.node_id,
-            "hlc": None if faulty else stamp,  # a clock off from its peers' hands out no stamp
-            "leader": leader,
-        }
-        body.update(reply.fields)
-        if reply.error is not None:
-            code = reply.error.code
-            error = {"code": str(code), "message": reply.error.message, "retryable": code.retryable}
-            error.update(reply.error.extra)  # e.g. CAS_FAILED's current_version
-            body["error"] = error
-        return msgpack.packb(body, use_bin_type=True)
+        error = None if reply.error is None else reply.error.body()
+        # A clock off from its peers' hands out no stamp.
+        envelope = ReplyEnvelope(reply.request_id, self.node_id, None if faulty else stamp, leader, error)
+        return envelope.encode(reply.fields)
 
     @property
     def storage_error(self) -> str | None:

@@ -32,7 +32,8 @@ from confmand.kv.queries import audit_records, get_key, key_history, list_keys
 from confmand.kv.results import WriteResult
 from confmand.kv.snapshot import STATE_KINDS, decode_state, export_state
 from confmand.kv.state_machine import ConfigStateMachine
-from confmand.kv.version import Version
+from confmand.protocol.errors import ErrorCode
+from confmand.protocol.types import Consistency, Version
 from confmand.raft import (
     EntryKind,
     HardState,
@@ -46,11 +47,10 @@ from confmand.raft import (
     Role,
     Snapshot,
 )
-from confmand.server.errors import ErrorCode, RequestError
+from confmand.server.errors import RequestError
 from confmand.server.pending import PendingRead, PendingWrite, Reply, ReplySink
 from confmand.server.requests import (
     AuditQuery,
-    Consistency,
     GetQuery,
     HistoryQuery,
     ListQuery,

@@ -13,7 +13,7 @@ from confmand.kv.records import AUDIT, DATA, HISTORY, HISTORY_HEADER
 from confmand.kv.results import CAS_FAILED, INVALID_REQUEST, NOT_FOUND, TxnOpResult
 from confmand.kv.state_machine import ConfigStateMachine
 from confmand.kv.store import MemoryKVStore
-from confmand.kv.version import ABSENT, Version
+from confmand.protocol.types import ABSENT, Version
 
 
 def cmd(op: Operation, hlc: int = 1 << 16, principal: str = "alice") -> Command:
@@ -217,7 +217,7 @@ def test_every_change_leaves_one_audit_record_in_hlc_order(shard: MemoryShard) -
         cmd(Delete("absent"), hlc=30),
         cmd(Cas("b", b"3", expected_version=v(2)), hlc=40),
     )
-    records = [r.to_reply() for r in audit_records(shard.store).records]
+    records = [r.to_wire() for r in audit_records(shard.store).records]
     assert [(r["hlc"], r["op"], r["key"], r["prev_version"], r["new_version"]) for r in records] == [
         (10, "put", "a", None, "1:1"),
         (20, "txn", "b", None, "1:2"),

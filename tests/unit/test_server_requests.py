@@ -12,11 +12,10 @@ from hypothesis import strategies as st
 
 from confmand.config import Limits
 from confmand.kv.commands import Cas, Put, Session, Txn
-from confmand.kv.version import Version
-from confmand.server.errors import ErrorCode
+from confmand.protocol.errors import ErrorCode
+from confmand.protocol.types import Consistency, Version
 from confmand.server.requests import (
     BadRequest,
-    Consistency,
     GetQuery,
     ListQuery,
     ReadRequest,
