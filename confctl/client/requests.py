@@ -17,10 +17,10 @@ from typing import Literal
 
 from confctl.client.errors import InvalidArgument
 from confctl.client.types import CONSISTENCIES, Compare, Consistency, TxnOp, Version
+from confmand.protocol.requests import CONSISTENT_READ_OPS, WRITE_OPS
 
 LIMIT_MAX = 1000
-WRITE_OPS = frozenset({"put", "delete", "cas", "txn"})
-READ_OPS = frozenset({"get", "list", "history"})
+READ_OPS = CONSISTENT_READ_OPS  # the reads that carry a consistency mode
 Op = Literal["ping", "put", "get", "delete", "cas", "list", "txn", "history", "audit", "status"]
 Fields = dict[str, object]
 
