@@ -98,7 +98,9 @@ SERVER_CODES: dict[ErrorCode, CodeInfo] = {
     ErrorCode.UNKNOWN_VERSION: CodeInfo(
         False, False, "nothing: drop the token (it is not of this cluster), read without it"
     ),
-    ErrorCode.CLOCK_SKEW: CodeInfo(False, False, "not sent by this version: drop the `hlc` and retry"),
+    ErrorCode.CLOCK_SKEW: CodeInfo(
+        False, False, "nothing (older servers only): drop the kept `hlc`, then make a new call"
+    ),
     ErrorCode.INTERNAL: CodeInfo(False, True, "nothing: a bug; report it with the message"),
 }
 CLIENT_CODES: dict[ClientErrorCode, CodeInfo] = {

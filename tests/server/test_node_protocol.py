@@ -9,6 +9,7 @@ import msgpack
 import pytest
 
 from tests.server.node_harness import NodeHarness, single_node_config
+from tests.unit.test_protocol_doc import documented_status_fields
 
 MIB = 1024 * 1024
 
@@ -73,3 +74,45 @@ def test_a_compacted_token_is_refused_only_when_its_term_is_above_the_snapshots(
 
     assert served["ok"], served
     assert refused["error"]["code"] == "UNKNOWN_VERSION"
+
+
+def test_a_status_reply_carries_exactly_the_fields_the_status_table_documents(harness: NodeHarness) -> None:
+    common = {"v", "id", "ok", "node", "leader"}  # every reply's; `hlc` is in both
+
+    status = harness.call("status")
+
+    assert set(status) - common == documented_status_fields()
+
+
+def test_an_ack_above_the_seq_is_an_invalid_request(harness: NodeHarness) -> None:
+    reply = harness.call("put", key="app/k", value=b"v", client_id=b"c" * 16, seq=3, ack=4)
+
+    assert reply["error"]["code"] == "INVALID_REQUEST"
+    assert "ack must not be above seq" in reply["error"]["message"]
+    assert harness.call("put", key="app/k", value=b"v", client_id=b"c" * 16, seq=3, ack=3)["ok"]
+
+
+def test_a_cas_retried_with_the_same_seq_gets_its_first_CAS_FAILED_back_even_once_it_would_hold(
+    harness: NodeHarness,
+) -> None:
+    session = {"client_id": b"s" * 16}
+    first = harness.call("cas", key="app/k", value=b"new", expected_version="0:0", **session, seq=1, ack=1)
+    assert first["ok"]
+    refused = harness.call("cas", key="app/k", value=b"newer", expected_value=b"x", **session, seq=2, ack=2)
+    harness.call("put", key="app/k", value=b"x", **session, seq=3, ack=2)  # now the cas would hold
+
+    retried = harness.call("cas", key="app/k", value=b"newer", expected_value=b"x", **session, seq=2, ack=2)
+
+    assert refused["error"]["code"] == retried["error"]["code"] == "CAS_FAILED"
+    assert retried["error"]["current_version"] == refused["error"]["current_version"]
+    assert harness.call("get", key="app/k")["value"] == b"x"  # the retry applied nothing
+
+
+def test_a_str_is_taken_where_bin_is_documented_but_not_the_other_way_round(harness: NodeHarness) -> None:
+    put = harness.call("put", key="app/k", value="text", client_id="session-1", seq=1, ack=1)
+    got = harness.call("get", key="app/k")
+    bin_key = harness.call("get", key=b"app/k")
+
+    assert put["ok"], put
+    assert got["value"] == b"text"  # replies carry bin
+    assert bin_key["error"]["code"] == "INVALID_REQUEST"
