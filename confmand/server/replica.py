@@ -174,10 +174,10 @@ class Replica:
         """
         if token.index == 0:
             return None if token.term == 0 else f"no entry has version {token}: index 0 is 0:0 (absent)"
-        log = self.raft.log
-        term = self.applied.term if token.index == self.applied.index else log.term_at(token.index)
+        raft_log = self.raft.log
+        term = self.applied.term if token.index == self.applied.index else raft_log.term_at(token.index)
         if term is None:  # compacted into the snapshot
-            floor = log.snapshot_term
+            floor = raft_log.snapshot_term
             if token.term <= floor:
                 return None
             found = f"its entry {token.index} has a term of at most {floor}"
