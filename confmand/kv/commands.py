@@ -14,8 +14,9 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-# Txn parts and sessions are the wire's own types: the one definition both sides import.
-from confmand.protocol.types import Compare, CompareTarget, Session, TxnOp, TxnOpKind, Version
+# The ops, txn parts and sessions are the wire's own types: the one definition both sides import.
+from confmand.protocol.ops import Cas, Delete, Operation, Put, Txn
+from confmand.protocol.types import Compare, CompareTarget, Session, TxnOp, TxnOpKind
 
 __all__ = [
     "Cas",
@@ -31,42 +32,6 @@ __all__ = [
     "TxnOp",
     "TxnOpKind",
 ]
-
-
-@dataclass(frozen=True, slots=True)
-class Put:
-    key: str
-    value: bytes
-
-
-@dataclass(frozen=True, slots=True)
-class Delete:
-    key: str
-
-
-@dataclass(frozen=True, slots=True)
-class Cas:
-    """Write `value` if the key's current state matches exactly one expectation.
-
-    `expected_version == ABSENT` (0:0) means "the key must not exist".
-    """
-
-    key: str
-    value: bytes
-    expected_version: Version | None = None
-    expected_value: bytes | None = None
-
-
-@dataclass(frozen=True, slots=True)
-class Txn:
-    """If every compare holds, apply `success` in order, else `failure`: one entry, one version."""
-
-    compare: tuple[Compare, ...]
-    success: tuple[TxnOp, ...]
-    failure: tuple[TxnOp, ...] = ()
-
-
-Operation = Put | Delete | Cas | Txn
 
 
 @dataclass(frozen=True, slots=True)

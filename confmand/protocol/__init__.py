@@ -1,12 +1,14 @@
 """The one definition of the client wire protocol (docs/protocol.md), imported by server and client.
 
 `errors` has the error codes and what each tells a client; `types` the values both sides
-share (versions, compares, txn ops, audit records, sessions, leader hints); `requests`
-and `replies` the envelope of each direction and its msgpack encoding. The package is
+share (versions, compares, txn ops, audit records, sessions, leader hints); `ops` the
+shape of each operation's request; `requests` and `replies` the envelope of each
+direction and its msgpack encoding. The package is
 pure — no I/O, no clock, nothing from the rest of confmand — so the client (confctl) can
 import it cheaply; tests/unit/test_pure_boundary.py checks that.
 """
 
+from confmand.protocol import ops
 from confmand.protocol.errors import CLIENT_CODES, SERVER_CODES, ClientErrorCode, CodeInfo, ErrorCode
 from confmand.protocol.replies import ErrorBody, ReplyEnvelope, decode_reply
 from confmand.protocol.requests import (
@@ -55,6 +57,7 @@ __all__ = [
     "Version",
     "WireError",
     "decode_reply",
+    "ops",
     "parse_version",
     "version_text",
 ]

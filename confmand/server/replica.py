@@ -33,6 +33,7 @@ from confmand.kv.results import WriteResult
 from confmand.kv.snapshot import STATE_KINDS, decode_state, export_state
 from confmand.kv.state_machine import ConfigStateMachine
 from confmand.protocol.errors import ErrorCode
+from confmand.protocol.ops import AuditQuery, GetQuery, HistoryQuery, ListQuery
 from confmand.protocol.types import Consistency, Version
 from confmand.raft import (
     EntryKind,
@@ -49,13 +50,7 @@ from confmand.raft import (
 )
 from confmand.server.errors import RequestError
 from confmand.server.pending import PendingRead, PendingWrite, Reply, ReplySink
-from confmand.server.requests import (
-    AuditQuery,
-    GetQuery,
-    HistoryQuery,
-    ListQuery,
-    ReadRequest,
-)
+from confmand.server.requests import ReadRequest
 from confmand.storage import ShardStorage, StorageError, WriteBatch
 
 log = logging.getLogger(__name__)

@@ -15,8 +15,19 @@ from typing import Any
 import msgpack
 
 from confmand.config import Limits
-from confmand.kv.commands import Cas, Compare, Delete, Operation, Put, Session, Txn, TxnOp
 from confmand.protocol.errors import ErrorCode
+from confmand.protocol.ops import (
+    AuditQuery,
+    Cas,
+    Delete,
+    GetQuery,
+    HistoryQuery,
+    ListQuery,
+    Operation,
+    Put,
+    Query,
+    Txn,
+)
 from confmand.protocol.requests import (
     ADMIN_OPS,
     MAX_CLIENT_ID_BYTES,
@@ -26,38 +37,10 @@ from confmand.protocol.requests import (
     READ_OPS,
     WRITE_OPS,
 )
-from confmand.protocol.types import Consistency, Version
+from confmand.protocol.types import Compare, Consistency, Session, TxnOp, Version
 from confmand.server.errors import RequestError
 
 MAX_PEEK_FIELDS = 64  # fields looked at for the id of a request too large to decode
-
-
-@dataclass(frozen=True, slots=True)
-class GetQuery:
-    key: str
-
-
-@dataclass(frozen=True, slots=True)
-class ListQuery:
-    prefix: str
-    after: str | None
-    limit: int
-    keys_only: bool
-
-
-@dataclass(frozen=True, slots=True)
-class HistoryQuery:
-    key: str
-    limit: int
-
-
-@dataclass(frozen=True, slots=True)
-class AuditQuery:
-    after_hlc: int | None
-    limit: int
-
-
-Query = GetQuery | ListQuery | HistoryQuery | AuditQuery
 
 
 @dataclass(frozen=True, slots=True)

@@ -12,6 +12,7 @@ from confctl.client import replies, requests
 from confctl.client.call import ClientCore, Send
 from confctl.client.routing import Router
 from confctl.client.session import Session as ClientSession
+from confmand.config import Limits
 from confmand.protocol import (
     ABSENT,
     CLIENT_CODES,
@@ -27,8 +28,10 @@ from confmand.protocol import (
     Version,
     WireError,
     decode_reply,
+    ops,
 )
-from confmand.protocol.types import Consistency
+from confmand.protocol.types import Compare, Consistency, TxnOp
+from confmand.server.requests import ReadRequest, WriteRequest, parse_request
 
 VERSIONS = st.builds(Version, st.integers(0, 2**63), st.integers(0, 2**63))
 
@@ -154,3 +157,57 @@ def test_a_client_refused_with_CLOCK_SKEW_by_an_older_server_drops_its_stamp() -
     call.on_reply(refused, 0.1)
 
     assert core.session.hlc == 0
+
+
+WRITE_SHAPES = [
+    ops.Put("a/k", b"v"),
+    ops.Delete("a/k"),
+    ops.Cas("a/k", b"v", expected_version=Version(3, 9)),
+    ops.Cas("a/k", b"v", expected_value=b"old"),
+    ops.Txn(
+        (
+            Compare("a/k", "version", version=ABSENT),
+            Compare("a/k", "value", value=b"x"),
+            Compare("a/j", "exists", exists=False),
+        ),
+        (TxnOp("put", "a/k", b"v"), TxnOp("delete", "a/j")),
+        (TxnOp("put", "a/j", b"w"),),
+    ),
+]
+READ_SHAPES = [
+    ops.GetQuery("a/k"),
+    ops.ListQuery("a/", after="a/b", limit=7, keys_only=True),
+    ops.ListQuery("a/"),
+    ops.HistoryQuery("a/k", limit=3),
+    ops.AuditQuery(after_hlc=99, limit=5),
+    ops.AuditQuery(),
+]
+
+
+@pytest.mark.parametrize("shape", WRITE_SHAPES, ids=repr)
+def test_a_write_op_the_client_encodes_is_the_one_the_server_parses(shape: ops.Operation) -> None:
+    name = {ops.Put: "put", ops.Delete: "delete", ops.Cas: "cas", ops.Txn: "txn"}[type(shape)]
+    frame = RequestEnvelope(3, name, session=Session(b"c", 2, 2)).encode(shape.to_wire())
+
+    request = parse_request(frame, Limits())
+
+    assert isinstance(request, WriteRequest)
+    assert request.operation == shape
+    assert request.session == Session(b"c", 2, 2)
+
+
+@pytest.mark.parametrize("shape", READ_SHAPES, ids=repr)
+def test_a_read_the_client_encodes_is_the_one_the_server_parses(shape: ops.Query) -> None:
+    name = {ops.GetQuery: "get", ops.ListQuery: "list", ops.HistoryQuery: "history", ops.AuditQuery: "audit"}
+    envelope = RequestEnvelope(
+        4, name[type(shape)], consistency=Consistency.VERSION, min_version=Version(2, 5)
+    )
+
+    request = parse_request(envelope.encode(shape.to_wire()), Limits())
+
+    assert isinstance(request, ReadRequest)
+    assert (request.query, request.consistency, request.min_version) == (
+        shape,
+        Consistency.VERSION,
+        Version(2, 5),
+    )

@@ -13,11 +13,10 @@ from hypothesis import strategies as st
 from confmand.config import Limits
 from confmand.kv.commands import Cas, Put, Session, Txn
 from confmand.protocol.errors import ErrorCode
+from confmand.protocol.ops import GetQuery, ListQuery
 from confmand.protocol.types import Consistency, Version
 from confmand.server.requests import (
     BadRequest,
-    GetQuery,
-    ListQuery,
     ReadRequest,
     WriteRequest,
     parse_request,
