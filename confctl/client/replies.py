@@ -19,19 +19,17 @@ from confctl.client.routing import is_endpoint
 from confctl.client.types import (
     AuditResult,
     GetResult,
-    HistoryEntry,
     HistoryResult,
     ListItem,
     ListResult,
     NodeStatus,
     PeerStatus,
     ReplyMeta,
-    TxnOpResult,
     TxnResult,
     WriteResult,
 )
 from confmand.protocol.replies import ErrorBody, decode_reply
-from confmand.protocol.types import AuditRecord, LeaderHint, Version, WireError
+from confmand.protocol.types import AuditRecord, HistoryEntry, LeaderHint, TxnOpResult, Version, WireError
 
 Reply = Mapping[str, Any]
 T = TypeVar("T")
@@ -170,34 +168,20 @@ def list_result(reply: Reply) -> ListResult:
 
 
 def txn_result(reply: Reply) -> TxnResult:
-    results = (
-        tuple(
-            TxnOpResult(
-                need(r, "op", str),
-                need(r, "key", str),
-                need_version(r, "version"),
-                version(r, "prev_version", optional=True),
-            )
-            for r in maps(reply, "results")
-        )
-        if reply.get("results") is not None
-        else ()
-    )
+    try:
+        raw = maps(reply, "results") if reply.get("results") is not None else []
+        results = tuple(TxnOpResult.from_wire(r) for r in raw)
+    except WireError as exc:
+        raise ProtocolError(f"reply field 'results': {exc}") from None
     return TxnResult(need(reply, "succeeded", bool), need_version(reply, "version"), results, meta(reply))
 
 
 def history_result(key: str) -> Callable[[Reply], HistoryResult]:
     def parse(reply: Reply) -> HistoryResult:
-        entries = tuple(
-            HistoryEntry(
-                need_version(e, "version"),
-                need(e, "op", str),
-                field(e, "value", bytes, optional=True),
-                need(e, "hlc", int),
-                need(e, "principal", str),
-            )
-            for e in maps(reply, "versions")
-        )
+        try:
+            entries = tuple(HistoryEntry.from_wire(e) for e in maps(reply, "versions"))
+        except WireError as exc:
+            raise ProtocolError(f"reply field 'versions': {exc}") from None
         return HistoryResult(key, entries, meta(reply))
 
     return parse

@@ -1,7 +1,8 @@
 """The typed values the client hands back: results and statuses, over the protocol's own types.
 
 Everything here is a frozen, slotted dataclass, so results are safe to keep, compare and
-hash. Version tokens, txn parts, audit records and leader hints are the wire's own types
+hash. Version tokens, txn parts and results, history entries, audit records and leader
+hints are the wire's own types
 (`confmand.protocol.types`, the one definition the server uses too), re-exported here.
 """
 
@@ -15,9 +16,11 @@ from confmand.protocol.types import (
     AuditRecord,
     Compare,
     CompareTarget,
+    HistoryEntry,
     LeaderHint,
     TxnOp,
     TxnOpKind,
+    TxnOpResult,
     Version,
 )
 from confmand.protocol.types import Consistency as ConsistencyMode
@@ -100,28 +103,11 @@ class ListResult:
 
 
 @dataclass(frozen=True, slots=True)
-class TxnOpResult:
-    op: str
-    key: str
-    version: Version
-    prev_version: Version | None
-
-
-@dataclass(frozen=True, slots=True)
 class TxnResult:
     succeeded: bool
     version: Version
     results: tuple[TxnOpResult, ...]
     meta: ReplyMeta = field(default_factory=ReplyMeta)
-
-
-@dataclass(frozen=True, slots=True)
-class HistoryEntry:
-    version: Version
-    op: str
-    value: bytes | None  # None for a delete
-    hlc: int
-    principal: str
 
 
 @dataclass(frozen=True, slots=True)

@@ -40,14 +40,12 @@ from confmand.kv.queries import (
     key_history,
     list_keys,
 )
-from confmand.kv.records import HistoryRecord
 from confmand.kv.results import (
     CAS_FAILED,
     INVALID_REQUEST,
     NOT_FOUND,
     SESSION_EXPIRED,
     RecordDecodeError,
-    TxnOpResult,
     WriteResult,
 )
 from confmand.kv.snapshot import (
@@ -59,7 +57,7 @@ from confmand.kv.snapshot import (
 )
 from confmand.kv.state_machine import ConfigStateMachine
 from confmand.kv.store import KVStore, MemoryKVStore, WriteSet
-from confmand.protocol.types import ABSENT, AuditRecord, Version
+from confmand.protocol.types import ABSENT, AuditRecord, HistoryEntry, TxnOpResult, Version
 
 __all__ = [
     "ABSENT",
@@ -76,7 +74,7 @@ __all__ = [
     "Compare",
     "ConfigStateMachine",
     "Delete",
-    "HistoryRecord",
+    "HistoryEntry",
     "InvalidCommandError",
     "KVStore",
     "KeyRecord",

@@ -28,15 +28,15 @@ from confmand.kv.records import (
     HISTORY,
     HISTORY_HEADER,
     DataRecord,
-    HistoryRecord,
     audit_key,
     data_key,
     decode_history_header,
     encode_audit,
+    encode_history,
     encode_history_header,
     history_key,
 )
-from confmand.protocol.types import AuditRecord, Version
+from confmand.protocol.types import AuditRecord, HistoryEntry, Version
 
 MAX_CHANGES_PER_ENTRY: Final = 2**16  # the audit ordinal is 2 bytes
 
@@ -118,8 +118,8 @@ class KeyChanges:
     def _record(
         self, key: str, op: str, value: bytes | None, prev: Version | None, new: Version | None
     ) -> None:
-        history = HistoryRecord(self._version, op, value, self._hlc, self._principal)
-        self._overlay.put(HISTORY, history_key(key, self._version.index), history.encode())
+        history = HistoryEntry(self._version, op, value, self._hlc, self._principal)
+        self._overlay.put(HISTORY, history_key(key, self._version.index), encode_history(history))
         if self._ordinal >= MAX_CHANGES_PER_ENTRY:
             # The codec caps a txn branch at 65,535 ops, so this is a bug, not a bad input.
             raise AssertionError(f"more than {MAX_CHANGES_PER_ENTRY} changes in one entry")

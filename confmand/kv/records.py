@@ -49,7 +49,7 @@ from confmand.kv.results import (
     expect_list,
     expect_str,
 )
-from confmand.protocol.types import AuditRecord, Version
+from confmand.protocol.types import AuditRecord, HistoryEntry, Version
 
 DATA: Final = b"d"
 HISTORY: Final = b"v"
@@ -159,40 +159,22 @@ def data_key(key: str) -> bytes:
 # ---------------------------------------------------------------- history
 
 
-@dataclass(frozen=True, slots=True)
-class HistoryRecord:
-    """One version of a key: what it became (`op` put or delete) at `version`, when and by whom."""
+def encode_history(entry: HistoryEntry) -> bytes:
+    """A history entry as stored (the wire's HistoryEntry; its storage layout is this module's)."""
+    return pack([entry.op, entry.value, encode_version(entry.version), entry.hlc, entry.principal])
 
-    version: Version
-    op: str
-    value: bytes | None
-    hlc: int
-    principal: str
 
-    def encode(self) -> bytes:
-        return pack([self.op, self.value, encode_version(self.version), self.hlc, self.principal])
-
-    @staticmethod
-    def decode(data: bytes) -> HistoryRecord:
-        op, value, version, hlc, principal = expect_list(unpack(data, "history"), "history", 5)
-        if op not in ("put", "delete"):
-            raise RecordDecodeError(f"history.op: want put or delete, got {op!r}")
-        return HistoryRecord(
-            version=decode_version(version, "history.version"),
-            op=op,
-            value=None if value is None else expect_bytes(value, "history.value"),
-            hlc=expect_int(hlc, "history.hlc"),
-            principal=expect_str(principal, "history.principal"),
-        )
-
-    def to_reply(self) -> dict[str, object]:
-        return {
-            "version": str(self.version),
-            "op": self.op,
-            "value": self.value,
-            "hlc": self.hlc,
-            "principal": self.principal,
-        }
+def decode_history(data: bytes) -> HistoryEntry:
+    op, value, version, hlc, principal = expect_list(unpack(data, "history"), "history", 5)
+    if op not in ("put", "delete"):
+        raise RecordDecodeError(f"history.op: want put or delete, got {op!r}")
+    return HistoryEntry(
+        version=decode_version(version, "history.version"),
+        op=op,
+        value=None if value is None else expect_bytes(value, "history.value"),
+        hlc=expect_int(hlc, "history.hlc"),
+        principal=expect_str(principal, "history.principal"),
+    )
 
 
 def history_key(key: str, index: int) -> bytes:

@@ -16,7 +16,7 @@ from dataclasses import dataclass
 from typing import Any, Final
 
 from confmand.protocol.errors import ErrorCode
-from confmand.protocol.types import Version, version_text
+from confmand.protocol.types import TxnOpResult, Version, version_text
 
 # The protocol's codes the state machine answers itself (stored in session caches as text).
 INVALID_REQUEST: Final = ErrorCode.INVALID_REQUEST.value
@@ -30,24 +30,6 @@ OPS: Final = frozenset({"put", "delete", "cas", "txn", "invalid"})
 
 class RecordDecodeError(ValueError):
     """Stored bytes (a record of the state machine, or a cached result) are not what was written."""
-
-
-@dataclass(frozen=True, slots=True)
-class TxnOpResult:
-    """One applied op of a txn. `version` is None for a delete that found nothing (a no-op)."""
-
-    op: str
-    key: str
-    version: Version | None
-    prev_version: Version | None
-
-    def to_reply(self) -> dict[str, object]:
-        return {
-            "op": self.op,
-            "key": self.key,
-            "version": version_text(self.version),
-            "prev_version": version_text(self.prev_version),
-        }
 
 
 @dataclass(frozen=True, slots=True)
@@ -87,7 +69,7 @@ class WriteResult:
             return {
                 "succeeded": bool(self.succeeded),
                 "version": str(self.version),
-                "results": [r.to_reply() for r in self.results],
+                "results": [r.to_wire() for r in self.results],
             }
         return {"version": str(self.version), "prev_version": version_text(self.prev_version)}
 

@@ -188,6 +188,62 @@ class AuditRecord:
         )
 
 
+@dataclass(frozen=True, slots=True)
+class HistoryEntry:
+    """One version of a key: what it became (`op` put or delete) at `version`, when and by whom."""
+
+    version: Version
+    op: str
+    value: bytes | None  # None for a delete
+    hlc: int
+    principal: str
+
+    def to_wire(self) -> dict[str, object]:
+        return {
+            "version": str(self.version),
+            "op": self.op,
+            "value": self.value,
+            "hlc": self.hlc,
+            "principal": self.principal,
+        }
+
+    @staticmethod
+    def from_wire(raw: Mapping[str, Any]) -> HistoryEntry:
+        version = parse_version(raw.get("version"), "version")
+        assert version is not None
+        value = raw.get("value")
+        if value is not None and not isinstance(value, bytes):
+            raise WireError("field 'value' must be bin or nil")
+        return HistoryEntry(version, _str(raw, "op"), value, _int(raw, "hlc"), _str(raw, "principal"))
+
+
+@dataclass(frozen=True, slots=True)
+class TxnOpResult:
+    """One applied op of a txn. `version` is None for a delete that found nothing (a no-op)."""
+
+    op: str
+    key: str
+    version: Version | None
+    prev_version: Version | None
+
+    def to_wire(self) -> dict[str, object]:
+        return {
+            "op": self.op,
+            "key": self.key,
+            "version": version_text(self.version),
+            "prev_version": version_text(self.prev_version),
+        }
+
+    @staticmethod
+    def from_wire(raw: Mapping[str, Any]) -> TxnOpResult:
+        return TxnOpResult(
+            _str(raw, "op"),
+            _str(raw, "key"),
+            parse_version(raw.get("version"), "version", optional=True),
+            parse_version(raw.get("prev_version"), "prev_version", optional=True),
+        )
+
+
 def _int(raw: Mapping[str, Any], name: str) -> int:
     value = raw.get(name)
     if not isinstance(value, int) or isinstance(value, bool):

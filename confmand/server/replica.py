@@ -458,7 +458,7 @@ class Replica:
             history = key_history(self.storage, query.key, query.limit)
             if not history:
                 raise RequestError(ErrorCode.NOT_FOUND, f"no history for key {query.key!r}")
-            return {"versions": [h.to_reply() for h in history]}
+            return {"versions": [h.to_wire() for h in history]}
         assert isinstance(query, AuditQuery)
         return audit_records(self.storage, query.after_hlc, query.limit).to_reply()
 

@@ -388,3 +388,23 @@ def test_confctl_imports_nothing_of_confmand_but_the_protocol() -> None:
         if (names := {n for n in confmand_imports(p) if not n.startswith("confmand.protocol")})
     }
     assert offenders == {}
+
+
+def test_a_txn_reply_with_a_delete_that_found_nothing_parses_with_no_version() -> None:
+    # The server answers a txn delete of an absent key with version nil (a no-op).
+    reply = ok(
+        1,
+        succeeded=True,
+        version="2:11",
+        results=[
+            {"op": "delete", "key": "ghost", "version": None, "prev_version": None},
+            {"op": "put", "key": "k", "version": "2:11", "prev_version": "2:10"},
+        ],
+    )
+
+    result = replies.txn_result(reply)
+
+    assert [(r.key, r.version, r.prev_version) for r in result.results] == [
+        ("ghost", None, None),
+        ("k", Version(2, 11), Version(2, 10)),
+    ]
