@@ -46,7 +46,7 @@ from confmand.kv.codec import encode_command
 from confmand.kv.commands import Command, Put, Session
 from confmand.kv.state_machine import ConfigStateMachine
 from confmand.kv.store import KVStore, MemoryKVStore, WriteSet
-from confmand.kv.version import Version
+from confmand.protocol.types import Version
 from confmand.storage.node_storage import NodeStorage
 
 MIB = 1 << 20

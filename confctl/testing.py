@@ -20,6 +20,8 @@ from typing import Any
 import msgpack
 import zmq
 
+from confmand.protocol import ErrorBody, ErrorCode, LeaderHint, ReplyEnvelope
+
 Msg = dict[str, Any]
 
 
@@ -41,9 +43,11 @@ def _parse(token: object) -> tuple[int, int]:
 
 
 class ReplyError(Exception):
-    def __init__(self, code: str, message: str, retryable: bool = False, **extra: Any) -> None:
+    """A protocol error the fake answers; `retryable` is the protocol's for the code."""
+
+    def __init__(self, code: ErrorCode, message: str, **extra: Any) -> None:
         super().__init__(message)
-        self.code, self.message, self.retryable, self.extra = code, message, retryable, extra
+        self.body = ErrorBody.of(code, message, extra)
 
 
 @dataclass
@@ -78,7 +82,7 @@ class FakeCluster:
             return self._txn(req)
         old = self.data.get(key)
         if op == "delete" and old is None:
-            raise ReplyError("NOT_FOUND", f"no key {key!r}")
+            raise ReplyError(ErrorCode.NOT_FOUND, f"no key {key!r}")
         if op == "cas":
             self._check_cas(req, old)
         self.index += 1
@@ -94,7 +98,9 @@ class FakeCluster:
         else:
             holds = old is not None and old.value == req["expected_value"]
         if not holds:
-            raise ReplyError("CAS_FAILED", "expectation did not hold", current_version=_token(current))
+            raise ReplyError(
+                ErrorCode.CAS_FAILED, "expectation did not hold", current_version=_token(current)
+            )
 
     def _set(self, key: str, value: bytes | None, principal: str) -> None:
         old = self.data.get(key)
@@ -151,7 +157,7 @@ class FakeCluster:
         if op == "get":
             entry = self.data.get(req["key"])
             if entry is None:
-                raise ReplyError("NOT_FOUND", f"no key {req['key']!r}")
+                raise ReplyError(ErrorCode.NOT_FOUND, f"no key {req['key']!r}")
             return {
                 "value": entry.value,
                 "version": _token(entry.version),
@@ -162,7 +168,7 @@ class FakeCluster:
             return self._list(req)
         if op == "history":
             if req["key"] not in self.history:
-                raise ReplyError("NOT_FOUND", f"no key {req['key']!r}")
+                raise ReplyError(ErrorCode.NOT_FOUND, f"no key {req['key']!r}")
             return {"versions": self.history[req["key"]][: req.get("limit", 100)]}
         after = req.get("after_hlc", -1)
         records = [r for r in self.audit if r["hlc"] > after]
@@ -253,7 +259,7 @@ class FakeNode:
         try:
             req = msgpack.unpackb(frame, raw=False)
         except ValueError:
-            return self._envelope(-1, error=("INVALID_REQUEST", "bad msgpack", False, {}))
+            return self._envelope(-1, error=ErrorBody.of(ErrorCode.INVALID_REQUEST, "bad msgpack"))
         with self._seen:
             self.requests.append(req)
             self._seen.notify_all()
@@ -262,12 +268,12 @@ class FakeNode:
             return None
         if self.scripted_errors:
             code = self.scripted_errors.pop(0)
-            return self._envelope(req["id"], error=(code, "scripted", True, {}))
+            return self._envelope(req["id"], error=ErrorBody(code, "scripted", True))
         try:
             with self.cluster.lock:
                 body = self._dispatch(req)
         except ReplyError as e:
-            return self._envelope(req["id"], error=(e.code, e.message, e.retryable, e.extra))
+            return self._envelope(req["id"], error=e.body)
         return self._envelope(req["id"], **body)
 
     def _dispatch(self, req: Msg) -> Msg:
@@ -276,10 +282,10 @@ class FakeNode:
             return self._status()
         consistency = req.get("consistency", "linearizable")
         if (op in WRITES or (op in READS and consistency == "linearizable")) and not is_leader:
-            raise ReplyError("NOT_LEADER", "not the leader", True)
+            raise ReplyError(ErrorCode.NOT_LEADER, "not the leader")
         applied = self.frozen_applied or self.cluster.version()
         if consistency == "version" and _parse(req["min_version"])[1] > applied[1]:
-            raise ReplyError("NOT_CAUGHT_UP", "behind min_version", True)
+            raise ReplyError(ErrorCode.NOT_CAUGHT_UP, "behind min_version")
         if op in WRITES:
             return self.cluster.write(req)
         body = self.cluster.read(req)
@@ -309,21 +315,10 @@ class FakeNode:
             }
         return status
 
-    def _envelope(self, rid: int, error: tuple[str, str, bool, Msg] | None = None, **body: Any) -> Msg:
+    def _envelope(self, rid: int, error: ErrorBody | None = None, **body: Any) -> Msg:
         leader = self.cluster.leader
-        reply: Msg = {
-            "v": 1,
-            "id": rid,
-            "ok": error is None,
-            "node": self.node_id,
-            "hlc": self.cluster.index << 16,
-            "leader": {"id": leader.node_id, "address": leader.address} if leader else None,
-        }
-        if error is not None:
-            code, message, retryable, extra = error
-            reply["error"] = {"code": code, "message": message, "retryable": retryable, **extra}
-        reply.update(body)
-        return reply
+        hint = LeaderHint(leader.node_id, leader.address) if leader else None
+        return ReplyEnvelope(rid, self.node_id, self.cluster.index << 16, hint, error).to_wire(body)
 
 
 def free_address() -> str:

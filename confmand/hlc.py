@@ -15,6 +15,14 @@ Invariants:
 - A remote stamp whose physical part is more than `max_offset_ms` ahead of
   the local wall clock is refused (`ClockSkewError`) and changes nothing: one
   node with a runaway clock must not drag every other clock into the future.
+- A client's stamp goes through `observe`, which never refuses: a stamp too far
+  ahead is ignored (counted in `ignored`) and the request is served anyway, so a
+  client that picked up a faulty node's stamp is not locked out of the cluster.
+- Peer stamps (`update`) also measure this clock against its peers': per window
+  of PEER_WINDOW_MS, the peer stamp closest to the local wall clock. If even that
+  one is more than `max_offset_ms` off, this clock (or all of its peers') is
+  wrong; `peer_offset_ms()` reports the last window's closest offset, and the
+  driver decides what that means (confmand/server/clock_health.py).
 """
 
 from __future__ import annotations
@@ -26,6 +34,7 @@ LOGICAL_BITS: Final = 16
 MAX_LOGICAL: Final = (1 << LOGICAL_BITS) - 1
 MAX_STAMP: Final = (1 << 64) - 1
 MAX_PHYSICAL_MS: Final = MAX_STAMP >> LOGICAL_BITS
+PEER_WINDOW_MS: Final = 1_000  # peer stamps are judged per window of this much local wall time
 
 
 class HlcError(ValueError):
@@ -67,7 +76,17 @@ def _check_stamp(stamp: object) -> None:
 class HybridClock:
     """One node's HLC. Not thread-safe: the driver's loop owns it."""
 
-    __slots__ = ("_last", "_wall_ms", "max_offset_ms", "offset_ms", "rejected")
+    __slots__ = (
+        "_last",
+        "_peer_offset",
+        "_wall_ms",
+        "_window_closest",
+        "_window_start",
+        "ignored",
+        "max_offset_ms",
+        "offset_ms",
+        "rejected",
+    )
 
     def __init__(self, wall_ms: Callable[[], int], max_offset_ms: int) -> None:
         if max_offset_ms < 0:
@@ -78,7 +97,12 @@ class HybridClock:
         self.offset_ms = 0
         # How many remote stamps update() refused for skew.
         self.rejected = 0
+        # How many client stamps observe() ignored as too far ahead.
+        self.ignored = 0
         self._last = 0
+        self._window_start: int | None = None  # local wall ms at which the current window began
+        self._window_closest: int | None = None  # this window's peer offset closest to 0 (ms)
+        self._peer_offset: tuple[int, int] | None = None  # (window start, closest) of the last window
 
     @property
     def last(self) -> int:
@@ -101,10 +125,50 @@ class HybridClock:
         _check_stamp(remote)
         wall = self.wall_ms()
         remote_ms = remote >> LOGICAL_BITS
+        self._note_peer_offset(remote_ms - wall, wall)
         if remote_ms - wall > self.max_offset_ms:
             self.rejected += 1
             raise ClockSkewError(remote_ms, wall, self.max_offset_ms)
         return self._advance(max(self._last, remote), wall)
+
+    def observe(self, remote: int) -> bool:
+        """Merge a client's stamp if it is within `max_offset_ms` ahead; returns whether it was.
+
+        A stamp further ahead is ignored (and counted in `ignored`), never refused: the
+        client most likely carries a stamp a faulty node handed out, and refusing it would
+        lock that client out of every healthy node. Raises HlcError if it is not a stamp.
+        """
+        _check_stamp(remote)
+        wall = self.wall_ms()
+        if (remote >> LOGICAL_BITS) - wall > self.max_offset_ms:
+            self.ignored += 1
+            return False
+        self._advance(max(self._last, remote), wall)
+        return True
+
+    def peer_offset_ms(self) -> int | None:
+        """How far peer clocks are from this one (ms, + when ahead), by the closest peer stamp.
+
+        From the last complete window of peer stamps; None when no peer stamp came in the
+        last two windows. A peer stamp is never behind its sender's wall clock, and arrives
+        late by its transit time, so the closest stamp of a window bounds the offset well.
+        """
+        if self._peer_offset is None:
+            return None
+        start, closest = self._peer_offset
+        if not 0 <= self.wall_ms() - start < 3 * PEER_WINDOW_MS:
+            return None
+        return closest
+
+    def _note_peer_offset(self, offset_ms: int, wall: int) -> None:
+        start = self._window_start
+        if start is None or not 0 <= wall - start < PEER_WINDOW_MS:  # a new window (or the clock stepped)
+            if start is not None and self._window_closest is not None:
+                self._peer_offset = (start, self._window_closest)
+            self._window_start, self._window_closest = wall, None
+        closest = self._window_closest
+        if closest is None or abs(offset_ms) < abs(closest):
+            self._window_closest = offset_ms
 
     def _advance(self, floor: int, wall: int | None = None) -> int:
         """The wall clock's stamp if it is past `floor`, else `floor + 1` (overflowing into physical)."""

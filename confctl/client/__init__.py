@@ -3,7 +3,8 @@
 `Client` (blocking) and `AsyncClient` (asyncio) have the same methods; every
 failure is a `ConfmanError` with `code`, `message` and `retryable`. The rules
 they follow — leader hints, retries, exactly-once sessions, read-your-writes —
-are written down in docs/protocol.md. This package never imports confmand.
+are written down in docs/protocol.md. Of confmand it imports only `confmand.protocol`,
+the one pure definition of the wire that the server uses too.
 """
 
 from __future__ import annotations
@@ -27,6 +28,7 @@ from confctl.client.errors import (
     StorageFailure,
     TooLarge,
     Unavailable,
+    UnknownVersion,
     Unsupported,
 )
 from confctl.client.sync import Client
@@ -89,6 +91,7 @@ __all__ = [
     "TxnOpResult",
     "TxnResult",
     "Unavailable",
+    "UnknownVersion",
     "Unsupported",
     "Version",
     "WriteResult",

@@ -24,7 +24,7 @@ import zmq.asyncio
 
 from confctl.client import operations as ops
 from confctl.client import replies
-from confctl.client.call import Call, Done, Fail, Send
+from confctl.client.call import MAX_REQUEST_BYTES, Call, Done, Fail, Send
 from confctl.client.errors import ConfmanError, InvalidArgument, Unavailable
 from confctl.client.replies import Reply
 from confctl.client.requests import Request
@@ -88,9 +88,11 @@ class AsyncClient:
         attempt_timeout_s: float | None = None,
         principal: str | None = None,
         read_your_writes: bool = True,
+        max_request_bytes: int = MAX_REQUEST_BYTES,
         context: zmq.asyncio.Context | None = None,
     ) -> None:
         self.core = new_core(endpoints, timeout_s, attempt_timeout_s, principal, read_your_writes)
+        self.core.max_request_bytes = max_request_bytes
         self._ctx = context or zmq.asyncio.Context.instance()
         self._endpoints: dict[str, _Endpoint] = {}
         self._closed = False

@@ -26,16 +26,18 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Generic, TypeVar, overload
 
-import msgpack
-
 from confctl.client import replies
-from confctl.client.errors import ConfmanError, ServerError, Unavailable
+from confctl.client.errors import ConfmanError, ServerError, TooLarge, Unavailable
 from confctl.client.replies import Reply
 from confctl.client.requests import READ_OPS, Request
 from confctl.client.routing import Backoff, Router
 from confctl.client.session import Session
+from confmand.protocol.errors import ErrorCode
+from confmand.protocol.requests import DEFAULT_MAX_REQUEST_BYTES, RequestEnvelope
+from confmand.protocol.types import Consistency as ConsistencyMode
+from confmand.protocol.types import Session as WireSession
 
-PROTOCOL_VERSION = 1
+MAX_REQUEST_BYTES = DEFAULT_MAX_REQUEST_BYTES
 T = TypeVar("T")
 WAIT_MIN_S = 0.001
 # Errors whose leader hint names a node that can serve the request right now.
@@ -74,6 +76,9 @@ class ClientCore:
     attempt_timeout_s: float = 2.0
     principal: str | None = None
     backoff: Backoff = field(default_factory=Backoff)
+    # A frame over this is refused before it is sent: a node answers it TOO_LARGE (or, far over,
+    # ZeroMQ drops the connection), so sending it would only cost a round trip or the timeout.
+    max_request_bytes: int = MAX_REQUEST_BYTES
     _next_id: int = 0
 
     def request_id(self) -> int:
@@ -149,6 +154,11 @@ class Call(Generic[T]):
     # ------------------------------------------------------------------ decisions
 
     def _on_error(self, err: ServerError, now: float) -> Send | Fail:
+        if err.code == ErrorCode.CLOCK_SKEW:
+            # An older server refused our stamp (one a node whose clock ran ahead handed out):
+            # drop it, so the next call is not refused again; causality across nodes is lost
+            # for this client until it sees stamps again.
+            self.core.session.hlc = 0
         if not err.retryable:
             return self._finish(Fail(err))
         self.last_error = err
@@ -178,25 +188,33 @@ class Call(Generic[T]):
         if endpoint not in self.tried:
             self.tried.append(endpoint)
         self.request_id = self.core.request_id()
-        return Send(endpoint, self._frame(wait_s), self.request_id, delay_s, wait_s)
+        frame = self._frame(wait_s)
+        if len(frame) > self.core.max_request_bytes:
+            limit = self.core.max_request_bytes
+            message = f"request of {len(frame)} bytes is over max_request_bytes={limit} (not sent)"
+            return self._finish(Fail(TooLarge(message)))
+        return Send(endpoint, frame, self.request_id, delay_s, wait_s)
 
     def _frame(self, wait_s: float) -> bytes:
         core, req = self.core, self.request
-        msg: dict[str, object] = {"v": PROTOCOL_VERSION, "id": self.request_id, "op": req.op}
-        msg.update(req.fields)
-        # Ask the server to answer (TIMEOUT) a little before we stop listening.
-        msg["timeout_ms"] = max(1, int(wait_s * 900))
-        if core.session.hlc:
-            msg["hlc"] = core.session.hlc
-        if core.principal is not None:
-            msg["principal"] = core.principal
-        if self.seq is not None:
-            msg.update(client_id=core.session.client_id, seq=self.seq, ack=core.session.ack)
+        session = core.session
+        consistency = min_version = None
         if req.op in READ_OPS and req.consistency is not None:
-            msg["consistency"] = req.consistency
-            if req.consistency == "version":
-                msg["min_version"] = str(core.session.read_floor(req.min_version))
-        return msgpack.packb(msg, use_bin_type=True)
+            consistency = ConsistencyMode(req.consistency)
+            if consistency is ConsistencyMode.VERSION:
+                min_version = session.read_floor(req.min_version)
+        envelope = RequestEnvelope(
+            self.request_id,
+            req.op,
+            hlc=session.hlc or None,
+            principal=core.principal,
+            # Ask the server to answer (TIMEOUT) a little before we stop listening.
+            timeout_ms=max(1, int(wait_s * 900)),
+            session=None if self.seq is None else WireSession(session.client_id, self.seq, session.ack),
+            consistency=consistency,
+            min_version=min_version,
+        )
+        return envelope.encode(req.fields)
 
     def _observe_success(self, reply: Reply) -> None:
         session = self.core.session

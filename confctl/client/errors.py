@@ -2,7 +2,8 @@
 
 Every failure the client raises is a `ConfmanError`. Server errors map one to
 one from their `code` (an unknown code from a newer server becomes a plain
-`ServerError` that keeps the server's `retryable`). Client-side failures have
+`ServerError` that keeps the server's `retryable`); the codes, and whether each is
+retryable, are the protocol's (`confmand.protocol.errors`), not a list of our own. Client-side failures have
 their own codes: `INVALID_ARGUMENT` (a bad argument, caught before anything is
 sent; also a ValueError), `UNAVAILABLE` (no node gave a usable answer within
 the timeout) and `PROTOCOL` (a node answered something that is not protocol v1).
@@ -10,7 +11,8 @@ the timeout) and `PROTOCOL` (a node answered something that is not protocol v1).
 
 from __future__ import annotations
 
-from confctl.client.types import LeaderHint, Version
+from confmand.protocol.errors import ClientErrorCode, ErrorCode
+from confmand.protocol.types import LeaderHint, Version
 
 
 class ConfmanError(Exception):
@@ -46,52 +48,57 @@ class ServerError(ConfmanError):
 
 
 class NotLeader(ServerError):
-    code = "NOT_LEADER"
-    default_retryable = True
+    code = ErrorCode.NOT_LEADER.value
+    default_retryable = ErrorCode.NOT_LEADER.retryable
 
 
 class NoQuorum(ServerError):
-    code = "NO_QUORUM"
-    default_retryable = True
+    code = ErrorCode.NO_QUORUM.value
+    default_retryable = ErrorCode.NO_QUORUM.retryable
 
 
 class RequestTimeout(ServerError):
     """The server gave up; for a write the outcome is unknown (the client retries with the same seq)."""
 
-    code = "TIMEOUT"
-    default_retryable = True
+    code = ErrorCode.TIMEOUT.value
+    default_retryable = ErrorCode.TIMEOUT.retryable
 
 
 class NotCaughtUp(ServerError):
-    code = "NOT_CAUGHT_UP"
-    default_retryable = True
+    code = ErrorCode.NOT_CAUGHT_UP.value
+    default_retryable = ErrorCode.NOT_CAUGHT_UP.retryable
 
 
 class StorageFailure(ServerError):
-    code = "STORAGE"
-    default_retryable = True
+    code = ErrorCode.STORAGE.value
+    default_retryable = ErrorCode.STORAGE.retryable
 
 
 class InvalidRequest(ServerError):
-    code = "INVALID_REQUEST"
+    code = ErrorCode.INVALID_REQUEST.value
+    default_retryable = ErrorCode.INVALID_REQUEST.retryable
 
 
 class Unsupported(ServerError):
-    code = "UNSUPPORTED"
+    code = ErrorCode.UNSUPPORTED.value
+    default_retryable = ErrorCode.UNSUPPORTED.retryable
 
 
 class TooLarge(ServerError):
-    code = "TOO_LARGE"
+    code = ErrorCode.TOO_LARGE.value
+    default_retryable = ErrorCode.TOO_LARGE.retryable
 
 
 class NotFound(ServerError):
-    code = "NOT_FOUND"
+    code = ErrorCode.NOT_FOUND.value
+    default_retryable = ErrorCode.NOT_FOUND.retryable
 
 
 class CasFailed(ServerError):
     """A cas expectation did not hold; `current_version` is what is there (ABSENT: nothing)."""
 
-    code = "CAS_FAILED"
+    code = ErrorCode.CAS_FAILED.value
+    default_retryable = ErrorCode.CAS_FAILED.retryable
 
     def __init__(
         self,
@@ -112,28 +119,39 @@ class CasFailed(ServerError):
 
 
 class SessionExpired(ServerError):
-    code = "SESSION_EXPIRED"
+    code = ErrorCode.SESSION_EXPIRED.value
+    default_retryable = ErrorCode.SESSION_EXPIRED.retryable
 
 
 class ClockSkew(ServerError):
-    code = "CLOCK_SKEW"
+    code = ErrorCode.CLOCK_SKEW.value
+    default_retryable = ErrorCode.CLOCK_SKEW.retryable
+
+
+class UnknownVersion(ServerError):
+    """A `min_version` token names no write of this cluster (its term does not match its index)."""
+
+    code = ErrorCode.UNKNOWN_VERSION.value
+    default_retryable = ErrorCode.UNKNOWN_VERSION.retryable
 
 
 class InternalServerError(ServerError):
-    code = "INTERNAL"
+    code = ErrorCode.INTERNAL.value
+    default_retryable = ErrorCode.INTERNAL.retryable
 
 
 class InvalidArgument(ConfmanError, ValueError):
     """A bad argument to a client method, refused before anything was sent."""
 
-    code = "INVALID_ARGUMENT"
+    code = ClientErrorCode.INVALID_ARGUMENT.value
+    default_retryable = ClientErrorCode.INVALID_ARGUMENT.retryable
 
 
 class Unavailable(ConfmanError):
     """No node gave a usable answer within the timeout; the message lists the endpoints tried."""
 
-    code = "UNAVAILABLE"
-    default_retryable = True
+    code = ClientErrorCode.UNAVAILABLE.value
+    default_retryable = ClientErrorCode.UNAVAILABLE.retryable
 
     def __init__(
         self, message: str, *, endpoints_tried: tuple[str, ...] = (), last_error: ConfmanError | None = None
@@ -146,7 +164,8 @@ class Unavailable(ConfmanError):
 class ProtocolError(ConfmanError):
     """A node answered with something that is not a protocol v1 reply."""
 
-    code = "PROTOCOL"
+    code = ClientErrorCode.PROTOCOL.value
+    default_retryable = ClientErrorCode.PROTOCOL.retryable
 
 
 SERVER_ERRORS: dict[str, type[ServerError]] = {
@@ -164,6 +183,8 @@ SERVER_ERRORS: dict[str, type[ServerError]] = {
         CasFailed,
         SessionExpired,
         ClockSkew,
+        UnknownVersion,
         InternalServerError,
     )
 }
+assert set(SERVER_ERRORS) == {str(code) for code in ErrorCode}, "every protocol code has its exception"

@@ -1,6 +1,7 @@
 """Reply parsing: one msgpack frame -> a typed result, or the `ConfmanError` its `error` names.
 
-Pure functions, no I/O. `decode` never raises: a frame that is not a msgpack
+Pure functions, no I/O, over the protocol's own reply types (`confmand.protocol`).
+`decode` never raises: a frame that is not a msgpack
 map with an integer `id` is not a reply to anything we sent, and the caller
 ignores it like a reply with an unknown id. Past that point a reply to one of
 our requests must be well formed: a missing or mistyped field raises
@@ -13,44 +14,30 @@ from __future__ import annotations
 from collections.abc import Callable, Mapping
 from typing import Any, TypeVar
 
-import msgpack
-
 from confctl.client.errors import SERVER_ERRORS, CasFailed, ProtocolError, ServerError
 from confctl.client.routing import is_endpoint
 from confctl.client.types import (
-    AuditRecord,
     AuditResult,
     GetResult,
-    HistoryEntry,
     HistoryResult,
-    LeaderHint,
     ListItem,
     ListResult,
     NodeStatus,
     PeerStatus,
     ReplyMeta,
-    TxnOpResult,
     TxnResult,
-    Version,
     WriteResult,
 )
+from confmand.protocol.replies import ErrorBody, decode_reply
+from confmand.protocol.types import AuditRecord, HistoryEntry, LeaderHint, TxnOpResult, Version, WireError
 
 Reply = Mapping[str, Any]
 T = TypeVar("T")
-REPLY_BYTES_MAX = 64 * 1024 * 1024  # a reply larger than any server limit allows is not one
 
 
 def decode(frame: bytes) -> Reply | None:
     """The reply map, or None for anything that is not a protocol reply with an integer id."""
-    if len(frame) > REPLY_BYTES_MAX:
-        return None
-    try:
-        obj = msgpack.unpackb(frame, raw=False, strict_map_key=False)
-    except (ValueError, TypeError, msgpack.UnpackException):
-        return None
-    if not isinstance(obj, dict) or not _is_int(obj.get("id")):
-        return None
-    return obj
+    return decode_reply(frame)
 
 
 def _is_int(x: object) -> bool:
@@ -121,23 +108,20 @@ def meta(reply: Reply) -> ReplyMeta:
 
 def error(reply: Reply) -> ServerError:
     """The exception an `ok: false` reply stands for; unknown codes keep the server's retryable."""
-    err = reply.get("error")
-    if not isinstance(err, dict):
-        raise ProtocolError("a failed reply lacks its 'error' map")
-    code = field(err, "code", str)
-    message = field(err, "message", str, optional=True) or ""
-    retryable = err.get("retryable")
-    retry = retryable if isinstance(retryable, bool) else None
+    try:
+        body = ErrorBody.from_wire(reply.get("error"))
+    except WireError as exc:
+        raise ProtocolError(str(exc)) from None
     hint = leader_hint(reply)
-    cls = SERVER_ERRORS.get(code or "")
+    cls = SERVER_ERRORS.get(body.code)
     if cls is CasFailed:
-        current = version(err, "current_version", optional=True) or version(
+        current = version(body.extra, "current_version", optional=True) or version(
             reply, "current_version", optional=True
         )
-        return CasFailed(message, retryable=retry, leader=hint, current_version=current)
+        return CasFailed(body.message, retryable=body.retryable, leader=hint, current_version=current)
     if cls is None:
-        return ServerError(message, retryable=bool(retry), code=code, leader=hint)
-    return cls(message, retryable=retry, leader=hint)
+        return ServerError(body.message, retryable=body.retryable, code=body.code, leader=hint)
+    return cls(body.message, retryable=body.retryable, leader=hint)
 
 
 def is_ok(reply: Reply) -> bool:
@@ -184,52 +168,30 @@ def list_result(reply: Reply) -> ListResult:
 
 
 def txn_result(reply: Reply) -> TxnResult:
-    results = (
-        tuple(
-            TxnOpResult(
-                need(r, "op", str),
-                need(r, "key", str),
-                need_version(r, "version"),
-                version(r, "prev_version", optional=True),
-            )
-            for r in maps(reply, "results")
-        )
-        if reply.get("results") is not None
-        else ()
-    )
+    try:
+        raw = maps(reply, "results") if reply.get("results") is not None else []
+        results = tuple(TxnOpResult.from_wire(r) for r in raw)
+    except WireError as exc:
+        raise ProtocolError(f"reply field 'results': {exc}") from None
     return TxnResult(need(reply, "succeeded", bool), need_version(reply, "version"), results, meta(reply))
 
 
 def history_result(key: str) -> Callable[[Reply], HistoryResult]:
     def parse(reply: Reply) -> HistoryResult:
-        entries = tuple(
-            HistoryEntry(
-                need_version(e, "version"),
-                need(e, "op", str),
-                field(e, "value", bytes, optional=True),
-                need(e, "hlc", int),
-                need(e, "principal", str),
-            )
-            for e in maps(reply, "versions")
-        )
+        try:
+            entries = tuple(HistoryEntry.from_wire(e) for e in maps(reply, "versions"))
+        except WireError as exc:
+            raise ProtocolError(f"reply field 'versions': {exc}") from None
         return HistoryResult(key, entries, meta(reply))
 
     return parse
 
 
 def audit_result(reply: Reply) -> AuditResult:
-    records = tuple(
-        AuditRecord(
-            need(r, "hlc", int),
-            need_version(r, "version"),
-            need(r, "principal", str),
-            need(r, "op", str),
-            need(r, "key", str),
-            version(r, "prev_version", optional=True),
-            version(r, "new_version", optional=True),
-        )
-        for r in maps(reply, "records")
-    )
+    try:
+        records = tuple(AuditRecord.from_wire(r) for r in maps(reply, "records"))
+    except WireError as exc:
+        raise ProtocolError(f"reply field 'records': {exc}") from None
     return AuditResult(records, bool(field(reply, "more", bool, optional=True)), meta(reply))
 
 

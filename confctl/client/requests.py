@@ -17,10 +17,11 @@ from typing import Literal
 
 from confctl.client.errors import InvalidArgument
 from confctl.client.types import CONSISTENCIES, Compare, Consistency, TxnOp, Version
+from confmand.protocol import ops
+from confmand.protocol.requests import CONSISTENT_READ_OPS, WRITE_OPS
 
 LIMIT_MAX = 1000
-WRITE_OPS = frozenset({"put", "delete", "cas", "txn"})
-READ_OPS = frozenset({"get", "list", "history"})
+READ_OPS = CONSISTENT_READ_OPS  # the reads that carry a consistency mode
 Op = Literal["ping", "put", "get", "delete", "cas", "list", "txn", "history", "audit", "status"]
 Fields = dict[str, object]
 
@@ -94,29 +95,33 @@ def consistency_arg(consistency: object, min_version: object) -> tuple[Consisten
 
 
 def put(key: object, value: object) -> Request:
-    return Request("put", {"key": key_arg(key), "value": value_arg(value)})
+    return Request("put", ops.Put(key_arg(key), value_arg(value)).to_wire())
 
 
 def delete(key: object) -> Request:
-    return Request("delete", {"key": key_arg(key)})
+    return Request("delete", ops.Delete(key_arg(key)).to_wire())
 
 
 def cas(
     key: object, value: object, expected_version: object = None, expected_value: object = None
 ) -> Request:
-    fields: Fields = {"key": key_arg(key), "value": value_arg(value)}
+    checked_key, checked_value = key_arg(key), value_arg(value)
     if (expected_version is None) == (expected_value is None):
         raise InvalidArgument("cas needs exactly one of expected_version or expected_value")
     if expected_version is not None:
-        fields["expected_version"] = str(version_arg(expected_version, "expected_version"))
+        shape = ops.Cas(
+            checked_key, checked_value, expected_version=version_arg(expected_version, "expected_version")
+        )
     else:
-        fields["expected_value"] = value_arg(expected_value, "expected_value")
-    return Request("cas", fields)
+        shape = ops.Cas(
+            checked_key, checked_value, expected_value=value_arg(expected_value, "expected_value")
+        )
+    return Request("cas", shape.to_wire())
 
 
 def get(key: object, consistency: object = "linearizable", min_version: object = None) -> Request:
     mode, floor = consistency_arg(consistency, min_version)
-    return Request("get", {"key": key_arg(key)}, mode, floor)
+    return Request("get", ops.GetQuery(key_arg(key)).to_wire(), mode, floor)
 
 
 def list_(
@@ -130,27 +135,25 @@ def list_(
 ) -> Request:
     if not isinstance(prefix, str):
         raise InvalidArgument(f"prefix must be a string, got {prefix!r}")
-    fields: Fields = {"prefix": prefix, "limit": int_arg(limit, "limit", 1, LIMIT_MAX)}
-    if after is not None:
-        fields["after"] = key_arg(after, "after")
+    checked_limit = int_arg(limit, "limit", 1, LIMIT_MAX)
+    checked_after = None if after is None else key_arg(after, "after")
     if not isinstance(keys_only, bool):
         raise InvalidArgument(f"keys_only must be a bool, got {keys_only!r}")
-    if keys_only:
-        fields["keys_only"] = True
     mode, floor = consistency_arg(consistency, min_version)
-    return Request("list", fields, mode, floor)
+    query = ops.ListQuery(prefix, checked_after, checked_limit, keys_only)
+    return Request("list", query.to_wire(), mode, floor)
 
 
 def history(key: object, limit: object = 100, consistency: object = "linearizable") -> Request:
     mode, _ = consistency_arg(consistency, None)
-    return Request("history", {"key": key_arg(key), "limit": int_arg(limit, "limit", 1, LIMIT_MAX)}, mode)
+    query = ops.HistoryQuery(key_arg(key), int_arg(limit, "limit", 1, LIMIT_MAX))
+    return Request("history", query.to_wire(), mode)
 
 
 def audit(after_hlc: object = None, limit: object = 100) -> Request:
-    fields: Fields = {"limit": int_arg(limit, "limit", 1, LIMIT_MAX)}
-    if after_hlc is not None:
-        fields["after_hlc"] = int_arg(after_hlc, "after_hlc", 0, 2**64 - 1)
-    return Request("audit", fields)
+    checked_limit = int_arg(limit, "limit", 1, LIMIT_MAX)
+    checked_after = None if after_hlc is None else int_arg(after_hlc, "after_hlc", 0, 2**64 - 1)
+    return Request("audit", ops.AuditQuery(checked_after, checked_limit).to_wire())
 
 
 def status() -> Request:
@@ -161,36 +164,35 @@ def ping() -> Request:
     return Request("ping")
 
 
-def _compare_fields(c: object) -> Fields:
+def _compare(c: object) -> Compare:
+    """`c` checked, with its operand in its wire type (a version token given as text parsed)."""
     if not isinstance(c, Compare):
         raise InvalidArgument(f"a txn compare must be a Compare, got {c!r}")
-    out: Fields = {"key": key_arg(c.key, "compare key"), "target": c.target}
+    key = key_arg(c.key, "compare key")
     operands = {"version": c.version, "value": c.value, "exists": c.exists}
     given = [name for name, operand in operands.items() if operand is not None]
     if given != [c.target]:
         raise InvalidArgument(f"compare on {c.key!r} with target {c.target!r} needs exactly that operand")
     if c.target == "version":
-        out["version"] = str(version_arg(c.version, "compare version"))
-    elif c.target == "value":
-        out["value"] = value_arg(c.value, "compare value")
-    elif isinstance(c.exists, bool):
-        out["exists"] = c.exists
-    else:
-        raise InvalidArgument(f"compare exists must be a bool, got {c.exists!r}")
-    return out
+        return Compare(key, "version", version=version_arg(c.version, "compare version"))
+    if c.target == "value":
+        return Compare(key, "value", value=value_arg(c.value, "compare value"))
+    if isinstance(c.exists, bool):
+        return Compare(key, "exists", exists=c.exists)
+    raise InvalidArgument(f"compare exists must be a bool, got {c.exists!r}")
 
 
-def _op_fields(op: object) -> Fields:
+def _txn_op(op: object) -> TxnOp:
     if not isinstance(op, TxnOp):
         raise InvalidArgument(f"a txn op must be a TxnOp, got {op!r}")
     if op.op == "put":
         if op.value is None:
             raise InvalidArgument(f"txn put of {op.key!r} needs a value")
-        return {"op": "put", "key": key_arg(op.key), "value": value_arg(op.value)}
+        return TxnOp("put", key_arg(op.key), value_arg(op.value))
     if op.op == "delete":
         if op.value is not None:
             raise InvalidArgument(f"txn delete of {op.key!r} takes no value")
-        return {"op": "delete", "key": key_arg(op.key)}
+        return TxnOp("delete", key_arg(op.key))
     raise InvalidArgument(f"txn op must be 'put' or 'delete', got {op.op!r}")
 
 
@@ -198,11 +200,9 @@ def txn(compare: Sequence[object], success: Sequence[object], failure: Sequence[
     for name, seq in (("compare", compare), ("success", success), ("failure", failure)):
         if isinstance(seq, str | bytes) or not isinstance(seq, Sequence):
             raise InvalidArgument(f"txn {name} must be a sequence")
-    return Request(
-        "txn",
-        {
-            "compare": [_compare_fields(c) for c in compare],
-            "success": [_op_fields(op) for op in success],
-            "failure": [_op_fields(op) for op in failure],
-        },
+    shape = ops.Txn(
+        tuple(_compare(c) for c in compare),
+        tuple(_txn_op(op) for op in success),
+        tuple(_txn_op(op) for op in failure),
     )
+    return Request("txn", shape.to_wire())

@@ -24,7 +24,7 @@ import zmq
 
 from confctl.client import operations as ops
 from confctl.client import replies
-from confctl.client.call import Call, ClientCore, Done, Fail, Send
+from confctl.client.call import MAX_REQUEST_BYTES, Call, ClientCore, Done, Fail, Send
 from confctl.client.errors import ConfmanError, InvalidArgument, Unavailable
 from confctl.client.replies import Reply
 from confctl.client.requests import Request
@@ -108,9 +108,11 @@ class Client:
         attempt_timeout_s: float | None = None,
         principal: str | None = None,
         read_your_writes: bool = True,
+        max_request_bytes: int = MAX_REQUEST_BYTES,
         context: zmq.Context[Any] | None = None,
     ) -> None:
         self.core = new_core(endpoints, timeout_s, attempt_timeout_s, principal, read_your_writes)
+        self.core.max_request_bytes = max_request_bytes
         self._ctx: zmq.Context[Any] = context or zmq.Context.instance()
         self._sockets: dict[str, zmq.Socket[bytes]] = {}
         self._closed = False

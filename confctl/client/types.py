@@ -1,53 +1,59 @@
-"""The typed values the client hands back: version tokens, results, statuses, txn parts.
+"""The typed values the client hands back: results and statuses, over the protocol's own types.
 
-Everything here is a frozen, slotted dataclass (or a NamedTuple for `Version`)
-so results are safe to keep, compare and hash. The client side carries its own
-`Version` (the same `term:index` token as the server's) because confctl must
-not import confmand. Versions of one shard are ordered by `index`; `term` only
-makes the token self-describing.
+Everything here is a frozen, slotted dataclass, so results are safe to keep, compare and
+hash. Version tokens, txn parts and results, history entries, audit records and leader
+hints are the wire's own types
+(`confmand.protocol.types`, the one definition the server uses too), re-exported here.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Literal, NamedTuple
+from typing import Literal
 
+from confmand.protocol.types import (
+    ABSENT,
+    AuditRecord,
+    Compare,
+    CompareTarget,
+    HistoryEntry,
+    LeaderHint,
+    TxnOp,
+    TxnOpKind,
+    TxnOpResult,
+    Version,
+)
+from confmand.protocol.types import Consistency as ConsistencyMode
+
+__all__ = [
+    "ABSENT",
+    "CONSISTENCIES",
+    "AuditRecord",
+    "AuditResult",
+    "Compare",
+    "CompareTarget",
+    "Consistency",
+    "GetResult",
+    "HistoryEntry",
+    "HistoryResult",
+    "LeaderHint",
+    "ListItem",
+    "ListResult",
+    "NodeStatus",
+    "PeerStatus",
+    "ReplyMeta",
+    "TxnOp",
+    "TxnOpKind",
+    "TxnOpResult",
+    "TxnResult",
+    "Version",
+    "WriteResult",
+]
+
+# The API takes the mode as text; the names are the protocol's.
 Consistency = Literal["linearizable", "version", "stale"]
 CONSISTENCIES: tuple[Consistency, ...] = ("linearizable", "version", "stale")
-CompareTarget = Literal["version", "value", "exists"]
-TxnOpKind = Literal["put", "delete"]
-
-
-class Version(NamedTuple):
-    """A `term:index` token; `Version(0, 0)` is "absent" (the version before a key exists)."""
-
-    term: int
-    # Shadows tuple.index(); Raft's own name wins, as on the server side.
-    index: int  # type: ignore[assignment]
-
-    def __str__(self) -> str:
-        return f"{self.term}:{self.index}"
-
-    @staticmethod
-    def parse(text: str) -> Version:
-        """`"term:index"` -> Version; raises ValueError naming the bad token."""
-        term_text, sep, index_text = text.partition(":")
-        if not sep or not term_text.isdigit() or not index_text.isdigit():
-            raise ValueError(f"not a version token (want term:index, e.g. 3:1042): {text!r}")
-        return Version(int(term_text), int(index_text))
-
-    def newer_than(self, other: Version | None) -> bool:
-        """Index order (one shard's order), term breaking ties so the relation is total."""
-        return other is None or (self.index, self.term) > (other.index, other.term)
-
-
-ABSENT = Version(0, 0)
-
-
-@dataclass(frozen=True, slots=True)
-class LeaderHint:
-    node_id: int
-    address: str
+assert tuple(m.value for m in ConsistencyMode) == CONSISTENCIES
 
 
 @dataclass(frozen=True, slots=True)
@@ -97,35 +103,6 @@ class ListResult:
 
 
 @dataclass(frozen=True, slots=True)
-class Compare:
-    """A txn guard: the key's mod version, value or existence equals the operand.
-
-    `version == ABSENT` means "the key must not exist".
-    """
-
-    key: str
-    target: CompareTarget
-    version: Version | None = None
-    value: bytes | None = None
-    exists: bool | None = None
-
-
-@dataclass(frozen=True, slots=True)
-class TxnOp:
-    op: TxnOpKind
-    key: str
-    value: bytes | None = None  # required for put, None for delete
-
-
-@dataclass(frozen=True, slots=True)
-class TxnOpResult:
-    op: str
-    key: str
-    version: Version
-    prev_version: Version | None
-
-
-@dataclass(frozen=True, slots=True)
 class TxnResult:
     succeeded: bool
     version: Version
@@ -134,30 +111,10 @@ class TxnResult:
 
 
 @dataclass(frozen=True, slots=True)
-class HistoryEntry:
-    version: Version
-    op: str
-    value: bytes | None  # None for a delete
-    hlc: int
-    principal: str
-
-
-@dataclass(frozen=True, slots=True)
 class HistoryResult:
     key: str
     versions: tuple[HistoryEntry, ...]  # newest first
     meta: ReplyMeta = field(default_factory=ReplyMeta)
-
-
-@dataclass(frozen=True, slots=True)
-class AuditRecord:
-    hlc: int
-    version: Version
-    principal: str
-    op: str
-    key: str
-    prev_version: Version | None
-    new_version: Version | None
 
 
 @dataclass(frozen=True, slots=True)

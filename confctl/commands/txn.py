@@ -48,7 +48,7 @@ def txn(
         {
             "op": r.op,
             "key": r.key,
-            "version": str(r.version),
+            "version": None if r.version is None else str(r.version),
             "prev_version": None if r.prev_version is None else str(r.prev_version),
         }
         for r in result.results

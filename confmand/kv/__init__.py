@@ -7,7 +7,7 @@ leader replies with `WriteResult.to_reply()`. Reads (`get_key`, `list_keys`, `ke
 `audit_records`) run over any `KVStore`. `export_state` / `decode_state` / `restore_writes`
 turn the whole state into a Raft snapshot and back.
 
-Module map: version.py (tokens), commands.py + codec.py (what an entry says), store.py +
+Module map: commands.py + codec.py (what an entry says), store.py +
 overlay.py (where records live), records.py (their layout), changes.py (one entry's key
 changes: data, history, audit), sessions.py (exactly-once), results.py (answers),
 state_machine.py (the apply loop), queries.py (reads), snapshot.py (whole-state blobs).
@@ -40,14 +40,12 @@ from confmand.kv.queries import (
     key_history,
     list_keys,
 )
-from confmand.kv.records import AuditRecord, HistoryRecord
 from confmand.kv.results import (
     CAS_FAILED,
     INVALID_REQUEST,
     NOT_FOUND,
     SESSION_EXPIRED,
     RecordDecodeError,
-    TxnOpResult,
     WriteResult,
 )
 from confmand.kv.snapshot import (
@@ -59,7 +57,7 @@ from confmand.kv.snapshot import (
 )
 from confmand.kv.state_machine import ConfigStateMachine
 from confmand.kv.store import KVStore, MemoryKVStore, WriteSet
-from confmand.kv.version import ABSENT, Version
+from confmand.protocol.types import ABSENT, AuditRecord, HistoryEntry, TxnOpResult, Version
 
 __all__ = [
     "ABSENT",
@@ -76,7 +74,7 @@ __all__ = [
     "Compare",
     "ConfigStateMachine",
     "Delete",
-    "HistoryRecord",
+    "HistoryEntry",
     "InvalidCommandError",
     "KVStore",
     "KeyRecord",

@@ -27,16 +27,16 @@ from confmand.kv.records import (
     DATA,
     HISTORY,
     HISTORY_HEADER,
-    AuditRecord,
     DataRecord,
-    HistoryRecord,
     audit_key,
     data_key,
     decode_history_header,
+    encode_audit,
+    encode_history,
     encode_history_header,
     history_key,
 )
-from confmand.kv.version import Version
+from confmand.protocol.types import AuditRecord, HistoryEntry, Version
 
 MAX_CHANGES_PER_ENTRY: Final = 2**16  # the audit ordinal is 2 bytes
 
@@ -118,11 +118,12 @@ class KeyChanges:
     def _record(
         self, key: str, op: str, value: bytes | None, prev: Version | None, new: Version | None
     ) -> None:
-        history = HistoryRecord(self._version, op, value, self._hlc, self._principal)
-        self._overlay.put(HISTORY, history_key(key, self._version.index), history.encode())
+        history = HistoryEntry(self._version, op, value, self._hlc, self._principal)
+        self._overlay.put(HISTORY, history_key(key, self._version.index), encode_history(history))
         if self._ordinal >= MAX_CHANGES_PER_ENTRY:
             # The codec caps a txn branch at 65,535 ops, so this is a bug, not a bad input.
             raise AssertionError(f"more than {MAX_CHANGES_PER_ENTRY} changes in one entry")
         audit = AuditRecord(self._hlc, self._version, self._principal, self._op, key, prev, new)
-        self._overlay.put(AUDIT, audit_key(self._hlc, self._version.index, self._ordinal), audit.encode())
+        audit_at = audit_key(self._hlc, self._version.index, self._ordinal)
+        self._overlay.put(AUDIT, audit_at, encode_audit(audit))
         self._ordinal += 1

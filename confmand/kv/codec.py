@@ -44,7 +44,7 @@ from confmand.kv.commands import (
     Txn,
     TxnOp,
 )
-from confmand.kv.version import Version
+from confmand.protocol.types import Version
 
 WIRE_FORMAT: Final = 1
 OP_PUT: Final = 1

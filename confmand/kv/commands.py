@@ -13,75 +13,25 @@ where session is `None` or `[client_id, seq, ack]`.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Literal
 
-from confmand.kv.version import Version
+# The ops, txn parts and sessions are the wire's own types: the one definition both sides import.
+from confmand.protocol.ops import Cas, Delete, Operation, Put, Txn
+from confmand.protocol.types import Compare, CompareTarget, Session, TxnOp, TxnOpKind
 
-CompareTarget = Literal["version", "value", "exists"]
-TxnOpKind = Literal["put", "delete"]
-
-
-@dataclass(frozen=True, slots=True)
-class Put:
-    key: str
-    value: bytes
-
-
-@dataclass(frozen=True, slots=True)
-class Delete:
-    key: str
-
-
-@dataclass(frozen=True, slots=True)
-class Cas:
-    """Write `value` if the key's current state matches exactly one expectation.
-
-    `expected_version == ABSENT` (0:0) means "the key must not exist".
-    """
-
-    key: str
-    value: bytes
-    expected_version: Version | None = None
-    expected_value: bytes | None = None
-
-
-@dataclass(frozen=True, slots=True)
-class Compare:
-    """One guard of a transaction: the key's mod version, value, or existence equals the operand."""
-
-    key: str
-    target: CompareTarget
-    version: Version | None = None  # target == "version" (ABSENT: the key must not exist)
-    value: bytes | None = None  # target == "value"
-    exists: bool | None = None  # target == "exists"
-
-
-@dataclass(frozen=True, slots=True)
-class TxnOp:
-    op: TxnOpKind
-    key: str
-    value: bytes | None = None  # required for put, None for delete
-
-
-@dataclass(frozen=True, slots=True)
-class Txn:
-    """If every compare holds, apply `success` in order, else `failure`: one entry, one version."""
-
-    compare: tuple[Compare, ...]
-    success: tuple[TxnOp, ...]
-    failure: tuple[TxnOp, ...] = ()
-
-
-Operation = Put | Delete | Cas | Txn
-
-
-@dataclass(frozen=True, slots=True)
-class Session:
-    """Exactly-once: `seq` numbers a client's writes; every seq below `ack` has had its reply."""
-
-    client_id: bytes
-    seq: int
-    ack: int = 0
+__all__ = [
+    "Cas",
+    "Command",
+    "CommandDecodeError",
+    "Compare",
+    "CompareTarget",
+    "Delete",
+    "Operation",
+    "Put",
+    "Session",
+    "Txn",
+    "TxnOp",
+    "TxnOpKind",
+]
 
 
 @dataclass(frozen=True, slots=True)

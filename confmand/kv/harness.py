@@ -13,7 +13,7 @@ from confmand.kv.results import WriteResult
 from confmand.kv.snapshot import STATE_KINDS
 from confmand.kv.state_machine import ConfigStateMachine
 from confmand.kv.store import MemoryKVStore, WriteSet
-from confmand.kv.version import Version
+from confmand.protocol.types import Version
 
 
 class MemoryShard:

@@ -21,15 +21,15 @@ from confmand.kv.records import (
     AUDIT,
     DATA,
     HISTORY,
-    AuditRecord,
     DataRecord,
-    HistoryRecord,
     data_key,
+    decode_audit,
+    decode_history,
     history_range,
     u64,
 )
 from confmand.kv.store import KVStore
-from confmand.kv.version import Version
+from confmand.protocol.types import AuditRecord, HistoryEntry, Version
 
 MAX_LIMIT: Final = 1000
 DEFAULT_LIMIT: Final = 100
@@ -72,12 +72,12 @@ class AuditPage:
     more: bool
 
     def to_reply(self) -> dict[str, object]:
-        return {"records": [r.to_reply() for r in self.records], "more": self.more}
+        return {"records": [r.to_wire() for r in self.records], "more": self.more}
 
 
-def history_reply(records: list[HistoryRecord]) -> dict[str, object]:
+def history_reply(records: list[HistoryEntry]) -> dict[str, object]:
     """`history`'s reply fields for records from `key_history`."""
-    return {"versions": [r.to_reply() for r in records]}
+    return {"versions": [r.to_wire() for r in records]}
 
 
 def _key(key: object, where: str = "key") -> bytes:
@@ -138,16 +138,16 @@ def list_keys(
     return ListPage(tuple(items), more, items[-1].key if more else None, keys_only)
 
 
-def key_history(store: KVStore, key: str, limit: int = DEFAULT_LIMIT) -> list[HistoryRecord]:
+def key_history(store: KVStore, key: str, limit: int = DEFAULT_LIMIT) -> list[HistoryEntry]:
     """The key's retained versions, newest first (deletes included), at most `limit`."""
     _key(key)
     count = _limit(limit)
     start, stop = history_range(key)
-    found: list[HistoryRecord] = []
+    found: list[HistoryEntry] = []
     for _, raw in store.scan(HISTORY, start, stop, reverse=True):
         if len(found) == count:
             break
-        found.append(HistoryRecord.decode(raw))
+        found.append(decode_history(raw))
     return found
 
 
@@ -161,7 +161,7 @@ def audit_records(store: KVStore, after_hlc: int | None = None, limit: int = DEF
     start = b"" if after_hlc is None else u64(after_hlc + 1)
     records: list[AuditRecord] = []
     for _, raw in store.scan(AUDIT, start):
-        record = AuditRecord.decode(raw)
+        record = decode_audit(raw)
         if len(records) >= count and record.hlc != records[-1].hlc:
             return AuditPage(tuple(records), more=True)
         records.append(record)

@@ -48,9 +48,8 @@ from confmand.kv.results import (
     expect_int,
     expect_list,
     expect_str,
-    version_text,
 )
-from confmand.kv.version import Version
+from confmand.protocol.types import AuditRecord, HistoryEntry, Version
 
 DATA: Final = b"d"
 HISTORY: Final = b"v"
@@ -160,40 +159,22 @@ def data_key(key: str) -> bytes:
 # ---------------------------------------------------------------- history
 
 
-@dataclass(frozen=True, slots=True)
-class HistoryRecord:
-    """One version of a key: what it became (`op` put or delete) at `version`, when and by whom."""
+def encode_history(entry: HistoryEntry) -> bytes:
+    """A history entry as stored (the wire's HistoryEntry; its storage layout is this module's)."""
+    return pack([entry.op, entry.value, encode_version(entry.version), entry.hlc, entry.principal])
 
-    version: Version
-    op: str
-    value: bytes | None
-    hlc: int
-    principal: str
 
-    def encode(self) -> bytes:
-        return pack([self.op, self.value, encode_version(self.version), self.hlc, self.principal])
-
-    @staticmethod
-    def decode(data: bytes) -> HistoryRecord:
-        op, value, version, hlc, principal = expect_list(unpack(data, "history"), "history", 5)
-        if op not in ("put", "delete"):
-            raise RecordDecodeError(f"history.op: want put or delete, got {op!r}")
-        return HistoryRecord(
-            version=decode_version(version, "history.version"),
-            op=op,
-            value=None if value is None else expect_bytes(value, "history.value"),
-            hlc=expect_int(hlc, "history.hlc"),
-            principal=expect_str(principal, "history.principal"),
-        )
-
-    def to_reply(self) -> dict[str, object]:
-        return {
-            "version": str(self.version),
-            "op": self.op,
-            "value": self.value,
-            "hlc": self.hlc,
-            "principal": self.principal,
-        }
+def decode_history(data: bytes) -> HistoryEntry:
+    op, value, version, hlc, principal = expect_list(unpack(data, "history"), "history", 5)
+    if op not in ("put", "delete"):
+        raise RecordDecodeError(f"history.op: want put or delete, got {op!r}")
+    return HistoryEntry(
+        version=decode_version(version, "history.version"),
+        op=op,
+        value=None if value is None else expect_bytes(value, "history.value"),
+        hlc=expect_int(hlc, "history.hlc"),
+        principal=expect_str(principal, "history.principal"),
+    )
 
 
 def history_key(key: str, index: int) -> bytes:
@@ -209,54 +190,32 @@ def history_range(key: str) -> tuple[bytes, bytes]:
 # ---------------------------------------------------------------- audit
 
 
-@dataclass(frozen=True, slots=True)
-class AuditRecord:
-    """One change of one key by one entry. `new_version` is None when the change was a delete."""
+def encode_audit(record: AuditRecord) -> bytes:
+    """An audit record as stored (the wire's AuditRecord; its storage layout is this module's)."""
+    return pack(
+        [
+            record.hlc,
+            encode_version(record.version),
+            record.principal,
+            record.op,
+            record.key,
+            encode_version(record.prev_version),
+            encode_version(record.new_version),
+        ]
+    )
 
-    hlc: int
-    version: Version
-    principal: str
-    op: str
-    key: str
-    prev_version: Version | None
-    new_version: Version | None
 
-    def encode(self) -> bytes:
-        return pack(
-            [
-                self.hlc,
-                encode_version(self.version),
-                self.principal,
-                self.op,
-                self.key,
-                encode_version(self.prev_version),
-                encode_version(self.new_version),
-            ]
-        )
-
-    @staticmethod
-    def decode(data: bytes) -> AuditRecord:
-        hlc, version, principal, op, key, prev, new = expect_list(unpack(data, "audit"), "audit", 7)
-        return AuditRecord(
-            hlc=expect_int(hlc, "audit.hlc"),
-            version=decode_version(version, "audit.version"),
-            principal=expect_str(principal, "audit.principal"),
-            op=expect_str(op, "audit.op"),
-            key=expect_str(key, "audit.key"),
-            prev_version=decode_optional_version(prev, "audit.prev_version"),
-            new_version=decode_optional_version(new, "audit.new_version"),
-        )
-
-    def to_reply(self) -> dict[str, object]:
-        return {
-            "hlc": self.hlc,
-            "version": str(self.version),
-            "principal": self.principal,
-            "op": self.op,
-            "key": self.key,
-            "prev_version": version_text(self.prev_version),
-            "new_version": version_text(self.new_version),
-        }
+def decode_audit(data: bytes) -> AuditRecord:
+    hlc, version, principal, op, key, prev, new = expect_list(unpack(data, "audit"), "audit", 7)
+    return AuditRecord(
+        hlc=expect_int(hlc, "audit.hlc"),
+        version=decode_version(version, "audit.version"),
+        principal=expect_str(principal, "audit.principal"),
+        op=expect_str(op, "audit.op"),
+        key=expect_str(key, "audit.key"),
+        prev_version=decode_optional_version(prev, "audit.prev_version"),
+        new_version=decode_optional_version(new, "audit.new_version"),
+    )
 
 
 def audit_key(hlc: int, index: int, ordinal: int) -> bytes:

@@ -15,12 +15,14 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any, Final
 
-from confmand.kv.version import Version
+from confmand.protocol.errors import ErrorCode
+from confmand.protocol.types import TxnOpResult, Version, version_text
 
-INVALID_REQUEST: Final = "INVALID_REQUEST"
-NOT_FOUND: Final = "NOT_FOUND"
-CAS_FAILED: Final = "CAS_FAILED"
-SESSION_EXPIRED: Final = "SESSION_EXPIRED"
+# The protocol's codes the state machine answers itself (stored in session caches as text).
+INVALID_REQUEST: Final = ErrorCode.INVALID_REQUEST.value
+NOT_FOUND: Final = ErrorCode.NOT_FOUND.value
+CAS_FAILED: Final = ErrorCode.CAS_FAILED.value
+SESSION_EXPIRED: Final = ErrorCode.SESSION_EXPIRED.value
 ERROR_CODES: Final = frozenset({INVALID_REQUEST, NOT_FOUND, CAS_FAILED, SESSION_EXPIRED})
 
 OPS: Final = frozenset({"put", "delete", "cas", "txn", "invalid"})
@@ -28,29 +30,6 @@ OPS: Final = frozenset({"put", "delete", "cas", "txn", "invalid"})
 
 class RecordDecodeError(ValueError):
     """Stored bytes (a record of the state machine, or a cached result) are not what was written."""
-
-
-def version_text(v: Version | None) -> str | None:
-    """A version as protocol.md writes it: "term:index", or None."""
-    return None if v is None else str(v)
-
-
-@dataclass(frozen=True, slots=True)
-class TxnOpResult:
-    """One applied op of a txn. `version` is None for a delete that found nothing (a no-op)."""
-
-    op: str
-    key: str
-    version: Version | None
-    prev_version: Version | None
-
-    def to_reply(self) -> dict[str, object]:
-        return {
-            "op": self.op,
-            "key": self.key,
-            "version": version_text(self.version),
-            "prev_version": version_text(self.prev_version),
-        }
 
 
 @dataclass(frozen=True, slots=True)
@@ -90,7 +69,7 @@ class WriteResult:
             return {
                 "succeeded": bool(self.succeeded),
                 "version": str(self.version),
-                "results": [r.to_reply() for r in self.results],
+                "results": [r.to_wire() for r in self.results],
             }
         return {"version": str(self.version), "prev_version": version_text(self.prev_version)}
 

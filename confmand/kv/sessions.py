@@ -47,7 +47,7 @@ from confmand.kv.records import (
     result_prefix,
 )
 from confmand.kv.results import SESSION_EXPIRED, WriteResult
-from confmand.kv.version import Version
+from confmand.protocol.types import Version
 
 SWEEP_BATCH: Final = 256
 SWEEP_RESULTS: Final = 4096  # cached results the sweep deletes per entry, at most

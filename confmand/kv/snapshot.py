@@ -26,11 +26,11 @@ from confmand.kv.records import (
     RESULT,
     SESSION,
     SWEEP,
-    AuditRecord,
     DataRecord,
-    HistoryRecord,
     SessionHeader,
     SweepState,
+    decode_audit,
+    decode_history,
     decode_history_header,
     decode_result,
 )
@@ -41,8 +41,8 @@ STATE_KINDS: Final[tuple[bytes, ...]] = (DATA, HISTORY_HEADER, HISTORY, AUDIT, S
 
 _DECODERS: Final[dict[bytes, Callable[[bytes], object]]] = {
     DATA: DataRecord.decode,
-    HISTORY: HistoryRecord.decode,
-    AUDIT: AuditRecord.decode,
+    HISTORY: decode_history,
+    AUDIT: decode_audit,
     HISTORY_HEADER: decode_history_header,
     SESSION: SessionHeader.decode,
     RESULT: decode_result,

@@ -29,10 +29,10 @@ from confmand.kv.changes import KeyChanges
 from confmand.kv.codec import decode_command
 from confmand.kv.commands import Cas, Command, CommandDecodeError, Compare, Delete, Put, Txn, TxnOp
 from confmand.kv.overlay import OverlayStore
-from confmand.kv.results import CAS_FAILED, INVALID_REQUEST, NOT_FOUND, TxnOpResult, WriteResult
+from confmand.kv.results import CAS_FAILED, INVALID_REQUEST, NOT_FOUND, WriteResult
 from confmand.kv.sessions import SessionTable, hlc_ms
 from confmand.kv.store import KVStore, WriteSet
-from confmand.kv.version import ABSENT, Version
+from confmand.protocol.types import ABSENT, TxnOpResult, Version
 
 
 def op_name(cmd: Command) -> str:

@@ -1,44 +1,13 @@
-"""The stable error codes of the client protocol (docs/protocol.md), and the exception that carries one.
+"""The exception that carries a protocol error through the driver, until it becomes a reply.
 
-A code names what went wrong for a program; `retryable` says whether the
-same request may succeed later (elsewhere or after a wait); the message is
-for people. Codes never change meaning once released.
+The codes themselves, and what each tells a client, are the protocol's
+(`confmand.protocol.errors.ErrorCode`): one list, shared with the client.
 """
 
 from __future__ import annotations
 
-import enum
-
-
-class ErrorCode(enum.StrEnum):
-    NOT_LEADER = "NOT_LEADER"
-    NO_QUORUM = "NO_QUORUM"
-    TIMEOUT = "TIMEOUT"
-    NOT_CAUGHT_UP = "NOT_CAUGHT_UP"
-    INVALID_REQUEST = "INVALID_REQUEST"
-    UNSUPPORTED = "UNSUPPORTED"
-    TOO_LARGE = "TOO_LARGE"
-    NOT_FOUND = "NOT_FOUND"
-    CAS_FAILED = "CAS_FAILED"
-    SESSION_EXPIRED = "SESSION_EXPIRED"
-    CLOCK_SKEW = "CLOCK_SKEW"
-    STORAGE = "STORAGE"
-    INTERNAL = "INTERNAL"
-
-    @property
-    def retryable(self) -> bool:
-        return self in _RETRYABLE
-
-
-_RETRYABLE = frozenset(
-    {
-        ErrorCode.NOT_LEADER,
-        ErrorCode.NO_QUORUM,
-        ErrorCode.TIMEOUT,
-        ErrorCode.NOT_CAUGHT_UP,
-        ErrorCode.STORAGE,
-    }
-)
+from confmand.protocol.errors import ErrorCode
+from confmand.protocol.replies import ErrorBody
 
 
 class RequestError(Exception):
@@ -49,3 +18,7 @@ class RequestError(Exception):
         self.code = code
         self.message = message
         self.extra = extra
+
+    def body(self) -> ErrorBody:
+        """The reply's `error` map."""
+        return ErrorBody.of(self.code, self.message, self.extra)

@@ -28,13 +28,15 @@ import random
 from collections import defaultdict
 from dataclasses import dataclass, field
 
-import msgpack
-
 from confmand.config import NodeConfig
-from confmand.hlc import ClockSkewError, HlcError, HybridClock
+from confmand.hlc import HlcError, HybridClock
 from confmand.kv.commands import Command
+from confmand.protocol.errors import ErrorCode
+from confmand.protocol.replies import ReplyEnvelope
+from confmand.protocol.types import Consistency, LeaderHint
 from confmand.raft import Membership, Message, RaftConfig
-from confmand.server.errors import ErrorCode, RequestError
+from confmand.server.clock_health import clock_fault
+from confmand.server.errors import RequestError
 from confmand.server.faults import NO_FAULTS, DriverFaults
 from confmand.server.links import ClientLink, Clock, PeerLink
 from confmand.server.pending import ClientSink, ForwardSink, PendingRead, Reply, ReplySink
@@ -42,7 +44,6 @@ from confmand.server.replica import EXPIRY_CHECK_S, Replica, ReplicaSettings
 from confmand.server.requests import (
     AdminRequest,
     BadRequest,
-    Consistency,
     ReadRequest,
     Request,
     WriteRequest,
@@ -377,9 +378,10 @@ class Node:
         common = request.common
         if common.hlc is not None:
             try:
-                self.clock.update(common.hlc)
-            except ClockSkewError as exc:
-                raise RequestError(ErrorCode.CLOCK_SKEW, str(exc)) from None
+                # A stamp too far ahead is served without being merged, never refused: a client
+                # carrying a faulty node's stamp must not be locked out of every node.
+                if not self.clock.observe(common.hlc):
+                    self.counters["client_hlc_ignored"] += 1
             except HlcError as exc:
                 raise RequestError(ErrorCode.INVALID_REQUEST, str(exc)) from None
         replica = self.replicas[DATA_SHARD]
@@ -395,6 +397,12 @@ class Node:
                 self._forward(replica, incoming)
                 return
             self._refuse_if_stalled()
+            fault = clock_fault(self.clock, replica.peer_contact, self.now)
+            if fault is not None:  # a clock off from its peers' stamps nothing: lead elsewhere
+                self.counters["clock_fault_refused_writes"] += 1
+                target = replica.hand_off_for_clock_fault()
+                to = f"; handing leadership to node {target}" if target is not None else ""
+                raise RequestError(ErrorCode.NOT_LEADER, f"{fault}: this node stamps no write{to}")
             command = Command(request.operation, self.clock.now(), common.principal, request.session)
             replica.accept_write(command, sink, common.request_id, incoming.deadline)
         else:
@@ -468,22 +476,12 @@ class Node:
         leader_id = replica.raft.leader_id if replica is not None else None
         leader = None
         if leader_id is not None and leader_id in self._client_addresses:
-            leader = {"id": leader_id, "address": self._client_addresses[leader_id]}
-        body: dict[str, object] = {
-            "v": 1,
-            "id": reply.request_id,
-            "ok": reply.error is None,
-            "node": self.node_id,
-            "hlc": stamp,
-            "leader": leader,
-        }
-        body.update(reply.fields)
-        if reply.error is not None:
-            code = reply.error.code
-            error = {"code": str(code), "message": reply.error.message, "retryable": code.retryable}
-            error.update(reply.error.extra)  # e.g. CAS_FAILED's current_version
-            body["error"] = error
-        return msgpack.packb(body, use_bin_type=True)
+            leader = LeaderHint(leader_id, self._client_addresses[leader_id])
+        faulty = replica is not None and clock_fault(self.clock, replica.peer_contact, self.now) is not None
+        error = None if reply.error is None else reply.error.body()
+        # A clock off from its peers' hands out no stamp.
+        envelope = ReplyEnvelope(reply.request_id, self.node_id, None if faulty else stamp, leader, error)
+        return envelope.encode(reply.fields)
 
     @property
     def storage_error(self) -> str | None:

@@ -33,7 +33,9 @@ from confmand.kv.queries import audit_records, get_key, key_history, list_keys
 from confmand.kv.results import WriteResult
 from confmand.kv.snapshot import STATE_KINDS, decode_state, export_state
 from confmand.kv.state_machine import ConfigStateMachine
-from confmand.kv.version import Version
+from confmand.protocol.errors import ErrorCode
+from confmand.protocol.ops import AuditQuery, GetQuery, HistoryQuery, ListQuery
+from confmand.protocol.types import Consistency, Version
 from confmand.raft import (
     Entry,
     EntryKind,
@@ -48,22 +50,16 @@ from confmand.raft import (
     Role,
     Snapshot,
 )
-from confmand.server.errors import ErrorCode, RequestError
+from confmand.server.errors import RequestError
 from confmand.server.faults import NO_FAULTS, DriverFaults
 from confmand.server.pending import PendingRead, PendingWrite, Reply, ReplySink
-from confmand.server.requests import (
-    AuditQuery,
-    Consistency,
-    GetQuery,
-    HistoryQuery,
-    ListQuery,
-    ReadRequest,
-)
+from confmand.server.requests import ReadRequest
 from confmand.storage import DataDirError, ShardStorage, StorageError, WriteBatch
 
 log = logging.getLogger(__name__)
 
 EXPIRY_CHECK_S = 0.05  # how often deadlines are looked at (a tick of the default config)
+CLOCK_HANDOFF_S = 1.0  # a leader whose clock is off tries a hand-off at most this often
 
 
 @dataclass(frozen=True, slots=True)
@@ -129,6 +125,7 @@ class Replica:
         self.now = 0.0  # monotonic seconds, set by the node at the start of every turn
         self._next_expiry_check = 0.0
         self._applied_early = 0  # the apply_before_commit fault's own cursor
+        self._next_clock_handoff = 0.0
 
     # ------------------------------------------------------------------ inputs
 
@@ -160,15 +157,49 @@ class Replica:
         if mode is Consistency.STALE:
             self._serve(read)
         elif mode is Consistency.VERSION:
-            assert read.request.min_version is not None
-            if self.applied.index >= read.request.min_version.index:
+            token = read.request.min_version
+            assert token is not None
+            if self.applied.index < token.index:
+                self._version_waits.append(read)
+                return
+            mismatch = self._token_mismatch(token)
+            if mismatch is None:
                 self._serve(read)
             else:
-                self._version_waits.append(read)
+                error = RequestError(ErrorCode.UNKNOWN_VERSION, mismatch)
+                self.replies.append(
+                    Reply(read.sink, read.request.common.request_id, self.shard_id, {}, error)
+                )
         elif self.faults.read_without_read_index:
             self._serve(read)
         else:
             self._read_round.append(read)
+
+    def _token_mismatch(self, token: Version) -> str | None:
+        """Why `token` (at or below the applied index) names no entry of this shard's log, or None.
+
+        Committed entries are the same on every replica, so an entry this replica applied at
+        `token.index` with another term means no write of this cluster ever had that version:
+        the token comes from another cluster (or a wiped one), or was made up. Below the first
+        entry still in the log the term is known only at the snapshot; terms never fall along
+        the log, so a token whose term is above that snapshot's is refused too, and any other
+        compacted token is served (it cannot be told apart from a true one, and it asks for
+        nothing this replica has not long applied).
+        """
+        if token.index == 0:
+            return None if token.term == 0 else f"no entry has version {token}: index 0 is 0:0 (absent)"
+        raft_log = self.raft.log
+        term = self.applied.term if token.index == self.applied.index else raft_log.term_at(token.index)
+        if term is None:  # compacted into the snapshot
+            floor = raft_log.snapshot_term
+            if token.term <= floor:
+                return None
+            found = f"its entry {token.index} has a term of at most {floor}"
+        elif term == token.term:
+            return None
+        else:
+            found = f"its entry {token.index} has term {term}"
+        return f"version {token} names no write of this shard: {found} (a token from another cluster?)"
 
     def flush_requests(self) -> None:
         """The turn's writes as one proposal batch, its linearizable reads as one ReadIndex round."""
@@ -255,6 +286,18 @@ class Replica:
         except ProposalRejected as exc:
             log.warning("shard %d: cannot hand leadership to node %d: %s", self.shard_id, target, exc)
             return None
+        return target
+
+    def hand_off_for_clock_fault(self) -> int | None:
+        """Hand leadership away because this node's clock is off; at most once per CLOCK_HANDOFF_S."""
+        if not self.is_leader or self.now < self._next_clock_handoff:
+            return None
+        self._next_clock_handoff = self.now + CLOCK_HANDOFF_S
+        target = self.hand_off_leadership()
+        if target is not None:
+            log.warning(
+                "shard %d: clock off from the peers': handing leadership to node %d", self.shard_id, target
+            )
         return target
 
     @property
@@ -443,7 +486,7 @@ class Replica:
             history = key_history(self.storage, query.key, query.limit)
             if not history:
                 raise RequestError(ErrorCode.NOT_FOUND, f"no history for key {query.key!r}")
-            return {"versions": [h.to_reply() for h in history]}
+            return {"versions": [h.to_wire() for h in history]}
         assert isinstance(query, AuditQuery)
         return audit_records(self.storage, query.after_hlc, query.limit).to_reply()
 

@@ -9,54 +9,38 @@ garbage is one INVALID_REQUEST reply, never an exception elsewhere.
 
 from __future__ import annotations
 
-import enum
 from dataclasses import dataclass
 from typing import Any
 
 import msgpack
 
 from confmand.config import Limits
-from confmand.kv.commands import Cas, Compare, Delete, Operation, Put, Session, Txn, TxnOp
-from confmand.kv.version import Version
-from confmand.server.errors import ErrorCode, RequestError
+from confmand.protocol.errors import ErrorCode
+from confmand.protocol.ops import (
+    AuditQuery,
+    Cas,
+    Delete,
+    GetQuery,
+    HistoryQuery,
+    ListQuery,
+    Operation,
+    Put,
+    Query,
+    Txn,
+)
+from confmand.protocol.requests import (
+    ADMIN_OPS,
+    MAX_CLIENT_ID_BYTES,
+    MAX_PRINCIPAL_BYTES,
+    NO_REQUEST_ID,
+    PROTOCOL_VERSION,
+    READ_OPS,
+    WRITE_OPS,
+)
+from confmand.protocol.types import Compare, Consistency, Session, TxnOp, Version
+from confmand.server.errors import RequestError
 
-PROTOCOL_VERSION = 1
-MAX_PRINCIPAL_BYTES = 128
-MAX_CLIENT_ID_BYTES = 64
-
-
-class Consistency(enum.StrEnum):
-    LINEARIZABLE = "linearizable"
-    VERSION = "version"
-    STALE = "stale"
-
-
-@dataclass(frozen=True, slots=True)
-class GetQuery:
-    key: str
-
-
-@dataclass(frozen=True, slots=True)
-class ListQuery:
-    prefix: str
-    after: str | None
-    limit: int
-    keys_only: bool
-
-
-@dataclass(frozen=True, slots=True)
-class HistoryQuery:
-    key: str
-    limit: int
-
-
-@dataclass(frozen=True, slots=True)
-class AuditQuery:
-    after_hlc: int | None
-    limit: int
-
-
-Query = GetQuery | ListQuery | HistoryQuery | AuditQuery
+MAX_PEEK_FIELDS = 64  # fields looked at for the id of a request too large to decode
 
 
 @dataclass(frozen=True, slots=True)
@@ -90,10 +74,6 @@ class AdminRequest:
 
 Request = WriteRequest | ReadRequest | AdminRequest
 
-WRITE_OPS = frozenset({"put", "delete", "cas", "txn"})
-READ_OPS = frozenset({"get", "list", "history", "audit"})
-ADMIN_OPS = frozenset({"ping", "status"})
-
 
 class BadRequest(Exception):
     """A request that cannot be served as sent; `request_id` is -1 when none could be read."""
@@ -109,10 +89,10 @@ def _invalid(message: str) -> RequestError:
 
 
 def decode_frame(payload: bytes, limits: Limits) -> dict[str, Any]:
-    """The request map of a frame; raises BadRequest(-1, ...) when it is not one."""
+    """The request map of a frame; raises BadRequest(NO_REQUEST_ID, ...) when it is not one."""
     if len(payload) > limits.max_request_bytes:
         raise BadRequest(
-            -1,
+            peek_request_id(payload),
             RequestError(
                 ErrorCode.TOO_LARGE,
                 f"request of {len(payload)} bytes is over max_request_bytes={limits.max_request_bytes}",
@@ -121,15 +101,39 @@ def decode_frame(payload: bytes, limits: Limits) -> dict[str, Any]:
     try:
         obj = msgpack.unpackb(payload, raw=False, strict_map_key=True)
     except Exception as exc:  # msgpack raises several unrelated types on garbage
-        raise BadRequest(-1, _invalid(f"not a msgpack frame ({type(exc).__name__}: {exc})")) from exc
+        raise BadRequest(
+            NO_REQUEST_ID, _invalid(f"not a msgpack frame ({type(exc).__name__}: {exc})")
+        ) from exc
     if not isinstance(obj, dict):
-        raise BadRequest(-1, _invalid(f"a request must be a msgpack map, got {type(obj).__name__}"))
+        raise BadRequest(
+            NO_REQUEST_ID, _invalid(f"a request must be a msgpack map, got {type(obj).__name__}")
+        )
     return obj
+
+
+def peek_request_id(payload: bytes) -> int:
+    """The `id` of a request map read without decoding its other values (-1 when there is none).
+
+    An oversized request is not served, but its answer (TOO_LARGE) must carry the client's id,
+    or the client drops it and waits out its whole timeout. Values are skipped, not built,
+    and only the first MAX_PEEK_FIELDS fields are looked at.
+    """
+    unpacker = msgpack.Unpacker(raw=False, max_buffer_size=len(payload))
+    try:
+        unpacker.feed(payload)
+        fields = unpacker.read_map_header()
+        for _ in range(min(fields, MAX_PEEK_FIELDS)):
+            if unpacker.unpack() == "id":
+                return request_id_of({"id": unpacker.unpack()})
+            unpacker.skip()
+    except Exception:  # garbage in any of msgpack's many ways: no id to be had
+        return NO_REQUEST_ID
+    return NO_REQUEST_ID
 
 
 def request_id_of(obj: dict[str, Any]) -> int:
     rid = obj.get("id")
-    return rid if isinstance(rid, int) and not isinstance(rid, bool) and 0 <= rid < 1 << 63 else -1
+    return rid if isinstance(rid, int) and not isinstance(rid, bool) and 0 <= rid < 1 << 63 else NO_REQUEST_ID
 
 
 def parse_request(payload: bytes, limits: Limits) -> Request:

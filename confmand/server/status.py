@@ -5,6 +5,7 @@ from __future__ import annotations
 from typing import TYPE_CHECKING
 
 from confmand.raft import Role
+from confmand.server.clock_health import clock_fault
 
 if TYPE_CHECKING:
     from confmand.server.node import Node
@@ -14,6 +15,7 @@ if TYPE_CHECKING:
 def replica_status(node: Node, replica: Replica) -> dict[str, object]:
     status = replica.raft.status()
     membership = status.membership
+    fault = clock_fault(node.clock, replica.peer_contact, node.now)
     fields: dict[str, object] = {
         "node_id": node.node_id,
         "shard_id": replica.shard_id,
@@ -33,8 +35,11 @@ def replica_status(node: Node, replica: Replica) -> dict[str, object]:
         "client_address": node.config.client_address,
         "peer_address": node.config.peer_address,
         "counters": dict(sorted(node.counters.items())),
-        "hlc": node.clock.last,
-        "hlc_rejected": node.clock.rejected,  # stamps refused as too far ahead of this node's clock
+        "hlc": None if fault else node.clock.last,
+        "hlc_rejected": node.clock.rejected,  # peer stamps refused as too far ahead of this node's clock
+        "hlc_ignored": node.clock.ignored,  # client stamps served without being merged (too far ahead)
+        "clock_peer_offset_ms": node.clock.peer_offset_ms(),  # closest peer clock, + when ahead of ours
+        "clock_fault": fault,  # why this node stamps nothing (its clock is off from its peers'), or nil
     }
     if status.role is Role.LEADER:
         fields["peers"] = {

@@ -74,8 +74,11 @@ def test_a_linearizable_read_sent_to_a_follower_returns_the_latest_write(
     latest = cluster.put(leader, "rep/latest", b"second")
 
     read = ok(cluster.call(follower, {"op": "get", "key": "rep/latest"}))
+    stale = ok(cluster.call(follower, {"op": "get", "key": "rep/latest", "consistency": "stale"}))
 
     assert (read["value"], read["version"]) == (b"second", latest["version"])
+    assert read["node"] == leader  # forwarded: the leader answered, the follower relayed its reply
+    assert stale["node"] == follower  # stale reads are served where they arrive
 
 
 def test_a_req_socket_client_gets_its_reply(cluster: Cluster, leader: int) -> None:

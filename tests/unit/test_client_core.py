@@ -179,6 +179,28 @@ def test_a_non_retryable_error_fails_at_once_and_releases_the_seq() -> None:
     assert core.session.ack == 2
 
 
+def test_a_request_over_max_request_bytes_fails_TOO_LARGE_at_once_and_is_never_sent() -> None:
+    core = make_core()
+    core.max_request_bytes = 1024
+    call = core.call(requests.put("k", b"x" * 2000), replies.write_result, now=0)
+
+    step = call.start(0)
+
+    assert isinstance(step, Fail)
+    assert isinstance(step.error, TooLarge)
+    assert "max_request_bytes=1024" in step.error.message
+    assert core.session.ack == 2  # the seq is released: nothing was sent under it
+
+
+def test_by_default_the_client_refuses_what_a_default_server_would_refuse() -> None:
+    core = make_core()
+    just_under = core.call(requests.put("k", b"x" * (2 * 1024 * 1024 - 200)), replies.write_result, now=0)
+    over = core.call(requests.put("k", b"x" * (2 * 1024 * 1024)), replies.write_result, now=0)
+
+    assert isinstance(just_under.start(0), Send)
+    assert isinstance(over.start(0), Fail)
+
+
 def test_at_the_deadline_the_call_fails_unavailable_naming_the_endpoints_tried() -> None:
     core = make_core(A, B, timeout_s=2.0)
     call = core.call(*_put(), now=0)
@@ -353,6 +375,36 @@ def test_the_client_core_does_no_io(module: str) -> None:
     assert not _imports(ROOT / "confctl" / "client" / f"{module}.py") & IO_MODULES
 
 
-def test_confctl_never_imports_confmand() -> None:
-    offenders = [p for p in (ROOT / "confctl").rglob("*.py") if "confmand" in _imports(p)]
-    assert offenders == []
+def test_confctl_imports_nothing_of_confmand_but_the_protocol() -> None:
+    def confmand_imports(path: Path) -> set[str]:
+        tree = ast.parse(path.read_text())
+        found = {a.name for n in ast.walk(tree) if isinstance(n, ast.Import) for a in n.names}
+        found |= {n.module for n in ast.walk(tree) if isinstance(n, ast.ImportFrom) and n.module}
+        return {name for name in found if name.split(".")[0] == "confmand"}
+
+    offenders = {
+        str(p.relative_to(ROOT)): sorted(names)
+        for p in (ROOT / "confctl").rglob("*.py")
+        if (names := {n for n in confmand_imports(p) if not n.startswith("confmand.protocol")})
+    }
+    assert offenders == {}
+
+
+def test_a_txn_reply_with_a_delete_that_found_nothing_parses_with_no_version() -> None:
+    # The server answers a txn delete of an absent key with version nil (a no-op).
+    reply = ok(
+        1,
+        succeeded=True,
+        version="2:11",
+        results=[
+            {"op": "delete", "key": "ghost", "version": None, "prev_version": None},
+            {"op": "put", "key": "k", "version": "2:11", "prev_version": "2:10"},
+        ],
+    )
+
+    result = replies.txn_result(reply)
+
+    assert [(r.key, r.version, r.prev_version) for r in result.results] == [
+        ("ghost", None, None),
+        ("k", Version(2, 11), Version(2, 10)),
+    ]

@@ -147,3 +147,46 @@ def test_causality_holds_across_nodes_with_skewed_clocks(
         assert received > sent
         assert received > last_event[receiver]
         last_event[sender], last_event[receiver] = sent, received
+
+
+def test_observe_merges_a_client_stamp_within_the_bound() -> None:
+    clock = HybridClock(FakeWall(5_000), max_offset_ms=500)
+    assert clock.observe(pack(5_400, 7)) is True
+    assert clock.now() == pack(5_400, 9)
+
+
+def test_observe_ignores_a_client_stamp_too_far_ahead_instead_of_refusing_it() -> None:
+    clock = HybridClock(FakeWall(5_000), max_offset_ms=500)
+    before = clock.now()
+    assert clock.observe(pack(52_000, 0)) is False
+    assert (clock.ignored, clock.rejected) == (1, 0)
+    assert clock.now() == before + 1
+    with pytest.raises(HlcError):
+        clock.observe(-1)
+
+
+def test_peer_offset_is_the_closest_peer_stamp_of_the_last_complete_window() -> None:
+    wall = FakeWall(100_000)
+    clock = HybridClock(wall, max_offset_ms=500)
+    assert clock.peer_offset_ms() is None
+    clock.update(pack(100_000 - 47_000, 0))
+    clock.update(pack(100_000 - 46_000, 0))
+    assert clock.peer_offset_ms() is None  # the window is not over yet
+    wall.ms += 1_000
+    clock.update(pack(wall.ms - 3, 0))
+    assert clock.peer_offset_ms() == -46_000
+    wall.ms += 1_000
+    clock.update(pack(wall.ms + 400, 0))
+    assert clock.peer_offset_ms() == -3
+    wall.ms += 10_000  # no peer heard for long: no opinion
+    assert clock.peer_offset_ms() is None
+
+
+def test_a_peer_stamp_refused_as_too_far_ahead_still_counts_as_a_peer_offset() -> None:
+    wall = FakeWall(100_000)
+    clock = HybridClock(wall, max_offset_ms=500)
+    with pytest.raises(ClockSkewError):
+        clock.update(pack(147_000, 0))
+    wall.ms += 1_000
+    clock.update(pack(wall.ms, 0))
+    assert clock.peer_offset_ms() == 47_000

@@ -21,7 +21,7 @@ from confmand.kv.commands import (
     Txn,
     TxnOp,
 )
-from confmand.kv.version import ABSENT, Version
+from confmand.protocol.types import ABSENT, Version
 
 U64 = st.integers(min_value=0, max_value=2**64 - 1)
 keys = st.text(min_size=1, max_size=12).filter(lambda k: "\x00" not in k and k.isprintable())

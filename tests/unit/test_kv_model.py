@@ -11,7 +11,7 @@ from confmand.kv.commands import Cas, Command, Compare, Delete, Operation, Put, 
 from confmand.kv.harness import MemoryShard
 from confmand.kv.queries import get_key, list_keys
 from confmand.kv.results import CAS_FAILED, NOT_FOUND, WriteResult
-from confmand.kv.version import ABSENT, Version
+from confmand.protocol.types import ABSENT, Version
 
 KEYS = ["a", "a/x", "a/y", "b", "b/z"]
 keys = st.sampled_from(KEYS)

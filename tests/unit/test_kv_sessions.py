@@ -15,7 +15,7 @@ from confmand.kv.queries import get_key
 from confmand.kv.records import RESULT, SESSION, SessionHeader, decode_result, result_prefix
 from confmand.kv.results import CAS_FAILED, NOT_FOUND, SESSION_EXPIRED, WriteResult
 from confmand.kv.sessions import SWEEP_BATCH
-from confmand.kv.version import ABSENT, Version
+from confmand.protocol.types import ABSENT, Version
 
 CLIENT = b"client-1"
 TTL_MS = 1_000

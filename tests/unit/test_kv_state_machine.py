@@ -10,10 +10,10 @@ from confmand.kv.commands import Cas, Command, Compare, Delete, Operation, Put, 
 from confmand.kv.harness import MemoryShard
 from confmand.kv.queries import KeyRecord, audit_records, get_key, key_history
 from confmand.kv.records import AUDIT, DATA, HISTORY, HISTORY_HEADER
-from confmand.kv.results import CAS_FAILED, INVALID_REQUEST, NOT_FOUND, TxnOpResult
+from confmand.kv.results import CAS_FAILED, INVALID_REQUEST, NOT_FOUND
 from confmand.kv.state_machine import ConfigStateMachine
 from confmand.kv.store import MemoryKVStore
-from confmand.kv.version import ABSENT, Version
+from confmand.protocol.types import ABSENT, TxnOpResult, Version
 
 
 def cmd(op: Operation, hlc: int = 1 << 16, principal: str = "alice") -> Command:
@@ -207,7 +207,7 @@ def test_history_of_one_key_is_not_trimmed_by_another_keys_writes(shard: MemoryS
 def test_history_records_when_and_by_whom(shard: MemoryShard) -> None:
     shard.apply(cmd(Put("k", b"1"), hlc=77, principal="bob"))
     (h,) = key_history(shard.store, "k")
-    assert h.to_reply() == {"version": "1:1", "op": "put", "value": b"1", "hlc": 77, "principal": "bob"}
+    assert h.to_wire() == {"version": "1:1", "op": "put", "value": b"1", "hlc": 77, "principal": "bob"}
 
 
 def test_every_change_leaves_one_audit_record_in_hlc_order(shard: MemoryShard) -> None:
@@ -217,7 +217,7 @@ def test_every_change_leaves_one_audit_record_in_hlc_order(shard: MemoryShard) -
         cmd(Delete("absent"), hlc=30),
         cmd(Cas("b", b"3", expected_version=v(2)), hlc=40),
     )
-    records = [r.to_reply() for r in audit_records(shard.store).records]
+    records = [r.to_wire() for r in audit_records(shard.store).records]
     assert [(r["hlc"], r["op"], r["key"], r["prev_version"], r["new_version"]) for r in records] == [
         (10, "put", "a", None, "1:1"),
         (20, "txn", "b", None, "1:2"),

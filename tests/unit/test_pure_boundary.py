@@ -1,4 +1,4 @@
-"""The pure core does no I/O: `confmand.raft` and `confmand.kv` import nothing that touches the world.
+"""The pure core does no I/O: `confmand.raft`, `confmand.kv` and `confmand.protocol` touch nothing.
 
 Time is `tick()`, randomness is a seeded `random.Random` handed in, storage is an interface.
 That is what lets one seed replay a whole cluster in the simulator, so it is checked here on the
@@ -12,7 +12,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[2]
-PURE_PACKAGES = (ROOT / "confmand" / "raft", ROOT / "confmand" / "kv")
+PURE_PACKAGES = (ROOT / "confmand" / "raft", ROOT / "confmand" / "kv", ROOT / "confmand" / "protocol")
 
 FORBIDDEN_MODULES = frozenset(
     {
@@ -85,6 +85,27 @@ def test_pure_packages_import_no_io_module_and_draw_randomness_only_from_a_seede
         for violation in boundary_violations(path.read_text(encoding="utf-8"), str(path.relative_to(ROOT)))
     ]
     assert violations == [], "the pure core must not do I/O:\n" + "\n".join(violations)
+
+
+def test_the_protocol_imports_nothing_else_of_confmand_so_the_client_can_import_it_alone() -> None:
+    protocol = PURE_PACKAGES[2]
+    outside = []
+    for path in sorted(protocol.rglob("*.py")):
+        tree = ast.parse(path.read_text(encoding="utf-8"))
+        for node in ast.walk(tree):
+            if isinstance(node, ast.ImportFrom) and node.module and node.level == 0:
+                names = [node.module]
+            elif isinstance(node, ast.Import):
+                names = [alias.name for alias in node.names]
+            else:
+                continue
+            outside += [
+                f"{path.relative_to(ROOT)}: {name}"
+                for name in names
+                if name.split(".")[0] == "confmand" and not name.startswith("confmand.protocol")
+            ]
+    assert any(protocol.rglob("*.py"))
+    assert outside == []
 
 
 def test_the_check_rejects_every_forbidden_module_however_it_is_imported() -> None:

@@ -12,13 +12,11 @@ from hypothesis import strategies as st
 
 from confmand.config import Limits
 from confmand.kv.commands import Cas, Put, Session, Txn
-from confmand.kv.version import Version
-from confmand.server.errors import ErrorCode
+from confmand.protocol.errors import ErrorCode
+from confmand.protocol.ops import GetQuery, ListQuery
+from confmand.protocol.types import Consistency, Version
 from confmand.server.requests import (
     BadRequest,
-    Consistency,
-    GetQuery,
-    ListQuery,
     ReadRequest,
     WriteRequest,
     parse_request,
@@ -124,6 +122,16 @@ def test_frames_that_are_not_request_maps_are_refused_without_an_id() -> None:
     assert error_of(b"\xc1") == (-1, ErrorCode.INVALID_REQUEST)
     assert error_of(msgpack.packb([1, 2])) == (-1, ErrorCode.INVALID_REQUEST)
     assert error_of(b"\x00" * 2000) == (-1, ErrorCode.TOO_LARGE)
+
+
+def test_a_request_over_max_request_bytes_is_refused_under_its_own_id() -> None:
+    # The id is read from the map without building its values; without it the client would drop
+    # the TOO_LARGE answer and wait out its whole timeout.
+    assert error_of(frame(op="put", key="k", value=b"x" * 2000)) == (7, ErrorCode.TOO_LARGE)
+    late_id = msgpack.packb({"op": "put", "value": b"x" * 2000, "v": 1, "id": 9}, use_bin_type=True)
+    assert error_of(late_id) == (9, ErrorCode.TOO_LARGE)
+    assert error_of(msgpack.packb({"value": b"x" * 2000, "id": -4})) == (-1, ErrorCode.TOO_LARGE)
+    assert error_of(msgpack.packb({"value": b"x" * 2000})[:1500]) == (-1, ErrorCode.TOO_LARGE)
 
 
 @given(st.binary(max_size=200))

@@ -1,0 +1,119 @@
+"""The shape of each operation's request: one frozen dataclass per op, and its wire fields.
+
+The client builds a request from these (`to_wire()` gives the op's fields of the frame);
+the server's parser (confmand/server/requests.py) validates a frame into the same types,
+and the write ops are what a log entry carries (confmand/kv/commands.py). So an op's
+fields are defined here once. `to_wire` leaves out optional fields at their defaults,
+as the protocol allows.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from confmand.protocol.types import Compare, TxnOp, Version, version_text
+
+
+@dataclass(frozen=True, slots=True)
+class Put:
+    key: str
+    value: bytes
+
+    def to_wire(self) -> dict[str, object]:
+        return {"key": self.key, "value": self.value}
+
+
+@dataclass(frozen=True, slots=True)
+class Delete:
+    key: str
+
+    def to_wire(self) -> dict[str, object]:
+        return {"key": self.key}
+
+
+@dataclass(frozen=True, slots=True)
+class Cas:
+    """Write `value` if the key's current state matches exactly one expectation.
+
+    `expected_version == ABSENT` (0:0) means "the key must not exist".
+    """
+
+    key: str
+    value: bytes
+    expected_version: Version | None = None
+    expected_value: bytes | None = None
+
+    def to_wire(self) -> dict[str, object]:
+        fields: dict[str, object] = {"key": self.key, "value": self.value}
+        if self.expected_version is not None:
+            fields["expected_version"] = version_text(self.expected_version)
+        if self.expected_value is not None:
+            fields["expected_value"] = self.expected_value
+        return fields
+
+
+@dataclass(frozen=True, slots=True)
+class Txn:
+    """If every compare holds, apply `success` in order, else `failure`: one entry, one version."""
+
+    compare: tuple[Compare, ...]
+    success: tuple[TxnOp, ...]
+    failure: tuple[TxnOp, ...] = ()
+
+    def to_wire(self) -> dict[str, object]:
+        return {
+            "compare": [c.to_wire() for c in self.compare],
+            "success": [o.to_wire() for o in self.success],
+            "failure": [o.to_wire() for o in self.failure],
+        }
+
+
+Operation = Put | Delete | Cas | Txn
+
+
+@dataclass(frozen=True, slots=True)
+class GetQuery:
+    key: str
+
+    def to_wire(self) -> dict[str, object]:
+        return {"key": self.key}
+
+
+@dataclass(frozen=True, slots=True)
+class ListQuery:
+    prefix: str
+    after: str | None = None
+    limit: int = 100
+    keys_only: bool = False
+
+    def to_wire(self) -> dict[str, object]:
+        fields: dict[str, object] = {"prefix": self.prefix, "limit": self.limit}
+        if self.after is not None:
+            fields["after"] = self.after
+        if self.keys_only:
+            fields["keys_only"] = True
+        return fields
+
+
+@dataclass(frozen=True, slots=True)
+class HistoryQuery:
+    key: str
+    limit: int = 100
+
+    def to_wire(self) -> dict[str, object]:
+        return {"key": self.key, "limit": self.limit}
+
+
+@dataclass(frozen=True, slots=True)
+class AuditQuery:
+    after_hlc: int | None = None
+    limit: int = 100
+
+    def to_wire(self) -> dict[str, object]:
+        fields: dict[str, object] = {"limit": self.limit}
+        if self.after_hlc is not None:
+            fields["after_hlc"] = self.after_hlc
+        return fields
+
+
+Query = GetQuery | ListQuery | HistoryQuery | AuditQuery

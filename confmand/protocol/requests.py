@@ -1,0 +1,69 @@
+"""The request side of the wire: the envelope every request carries, its limits and its ops.
+
+`RequestEnvelope.encode(fields)` makes the one frame of a request: the envelope
+(`v`, `id`, `op`, `hlc`, `principal`, `timeout_ms`, the session, the read consistency)
+and the op's own fields. The server validates what arrives against the same names and
+limits (confmand/server/requests.py); the client builds frames with it
+(confctl/client/call.py).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import Final
+
+import msgpack
+
+from confmand.protocol.types import Consistency, Session, Version
+
+PROTOCOL_VERSION: Final = 1
+MAX_PRINCIPAL_BYTES: Final = 128
+MAX_CLIENT_ID_BYTES: Final = 64
+DEFAULT_MAX_REQUEST_BYTES: Final = 2 * 1024 * 1024  # a server's max_request_bytes unless configured
+NO_REQUEST_ID: Final = -1  # a reply's id when the request had none that could be read
+
+WRITE_OPS: Final = frozenset({"put", "delete", "cas", "txn"})
+READ_OPS: Final = frozenset({"get", "list", "history", "audit"})
+ADMIN_OPS: Final = frozenset({"ping", "status"})
+# Reads that take a `consistency` (audit is always served by the leader).
+CONSISTENT_READ_OPS: Final = frozenset({"get", "list", "history"})
+
+
+@dataclass(frozen=True, slots=True)
+class RequestEnvelope:
+    request_id: int
+    op: str
+    hlc: int | None = None
+    principal: str | None = None
+    timeout_ms: int | None = None
+    session: Session | None = None  # writes only
+    consistency: Consistency | None = None  # reads only
+    min_version: Version | None = None  # `version` reads only
+
+    def to_wire(self, fields: Mapping[str, object]) -> dict[str, object]:
+        msg: dict[str, object] = {"v": PROTOCOL_VERSION, "id": self.request_id, "op": self.op}
+        msg.update(fields)
+        if self.timeout_ms is not None:
+            msg["timeout_ms"] = self.timeout_ms
+        if self.hlc:
+            msg["hlc"] = self.hlc
+        if self.principal is not None:
+            msg["principal"] = self.principal
+        if self.session is not None:
+            s = self.session
+            msg.update(client_id=s.client_id, seq=s.seq, ack=s.ack)
+        if self.consistency is not None:
+            msg["consistency"] = self.consistency.value
+        if self.min_version is not None:
+            msg["min_version"] = str(self.min_version)
+        return msg
+
+    def encode(self, fields: Mapping[str, object]) -> bytes:
+        return pack(self.to_wire(fields))
+
+
+def pack(obj: object) -> bytes:
+    """msgpack with `bin` for bytes and `str` for text, as the protocol says."""
+    packed: bytes = msgpack.packb(obj, use_bin_type=True)
+    return packed
