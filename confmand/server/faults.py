@@ -21,6 +21,9 @@ class DriverFaults:
     read_without_read_index: bool = False
     # Entries are applied once appended to the local log, before they are known committed.
     apply_before_commit: bool = False
+    # The state-machine batch (and a Ready's commit index alone) is written without fsync, trusting
+    # a later synced batch to cover it: LevelDB's log switch breaks that (google/leveldb#193).
+    apply_batch_unsynced: bool = False
 
     @property
     def any_on(self) -> bool:

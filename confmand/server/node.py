@@ -228,21 +228,33 @@ class Node:
             # fsyncs then overlap ours. The leader counts itself only after `advance`.
             self._queue_raft(replica, replica.take_early_messages())
         self._flush_peers()
-        sync = sync and self.config.storage.fsync and not self.faults.raft_batch_unsynced
-        if self._write(_Stall(active, batch, sync, _Phase.PERSIST)):
-            self._after_persist(active)
+        fsync = self.config.storage.fsync
+        if sync:
+            sync = fsync and not self.faults.raft_batch_unsynced
+            if self._write(_Stall(active, batch, sync, _Phase.PERSIST)):
+                self._after_persist(active)
+        elif self.faults.apply_batch_unsynced:
+            if self._write(_Stall(active, batch, False, _Phase.PERSIST)):
+                self._after_persist(active)
+        else:
+            # No entries and no vote: nothing here must be durable before its messages go. Its
+            # hard state (a commit index) goes into the apply batch, which is synced anyway.
+            self._after_persist(active, batch)
 
-    def _after_persist(self, active: list[Replica]) -> None:
+    def _after_persist(self, active: list[Replica], batch: WriteBatch | None = None) -> None:
         """Entries and hard state are durable: votes and acknowledgements may go; then apply."""
         for replica in active:
             self._queue_raft(replica, replica.take_messages())
         self._flush_peers()
-        batch = self.storage.new_batch()
+        if batch is None:
+            batch = self.storage.new_batch()
         for replica in active:
             replica.stage_apply(batch)
-        # No fsync for applying: if a crash loses it, recovery replays the log from the durable
-        # applied index; LevelDB's log is ordered, so it never keeps a later batch without this one.
-        if self._write(_Stall(active, batch, False, _Phase.APPLY)):
+        # Synced too: LevelDB starts a new log file without syncing the old one (google/leveldb#193),
+        # so a later synced batch does not make an earlier unsynced one durable. An apply batch lost
+        # under a later applied index would leave a hole in the state machine that no replay fills.
+        sync = self.config.storage.fsync and not self.faults.apply_batch_unsynced
+        if self._write(_Stall(active, batch, sync, _Phase.APPLY)):
             self._after_apply(active)
 
     def _after_apply(self, active: list[Replica]) -> None:

@@ -24,6 +24,8 @@ CAUGHT_BY = {
     "read_without_read_index": {"history"},
     # a node that applied past its commit restarts on a state machine ahead of its log
     "apply_before_commit": {"restart", "history", "convergence"},
+    # a power cut after a LevelDB log switch leaves a hole under a later applied index
+    "apply_batch_unsynced": {"convergence", "restart", "history"},
 }
 
 

@@ -112,3 +112,22 @@ def test_a_full_disk_refuses_the_write_and_storage_retries_it_later() -> None:
     storage.write(batch, sync=True)  # the same batch, through a reopened handle
     disk.power_loss()
     assert NodeStorage.open_with(disk.opener, PATH, "sim", 1).shard(1).is_bootstrapped()
+
+
+def test_a_new_log_file_leaves_the_old_ones_unsynced_tail_at_risk() -> None:
+    """LevelDB closes a full log file without syncing it (google/leveldb#193): a synced batch in
+    the next file does not cover the older unsynced one until it is flushed to a table."""
+    disk = MemoryDisk(log_bytes_max=10, flush_after_writes=3)
+    _write(disk, [(b"a", b"12345678")], sync=False)
+    _write(disk, [(b"b", b"12345678")], sync=True)  # starts log file 2, syncs only that
+    disk.power_loss()
+    assert _items(disk) == [(b"b", b"12345678")]
+
+
+def test_the_old_log_file_is_safe_once_flushed() -> None:
+    disk = MemoryDisk(log_bytes_max=10, flush_after_writes=2)
+    _write(disk, [(b"a", b"12345678")], sync=False)
+    _write(disk, [(b"b", b"12345678")], sync=True)
+    _write(disk, [(b"c", b"1")], sync=True)  # the flush of the first file is done by now
+    disk.power_loss()
+    assert [k for k, _ in _items(disk)] == [b"a", b"b", b"c"]

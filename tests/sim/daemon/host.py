@@ -145,8 +145,12 @@ class SimHost:
         self.deliver_reply = deliver_reply
         self._after_turn = after_turn
         self.rng = scenario.rng(f"host/{node_id}")
-        self.disk = MemoryDisk()
+        # Small memtables make LevelDB switch log files often, and each switch leaves the old
+        # file's unsynced tail at risk until it is flushed (memory_db.py).
+        self.disk = MemoryDisk(scenario.log_bytes_max, scenario.flush_after_writes)
         self.disk.before_write = self._before_write
+        self.disk.on_log_switch = self._log_switched
+        self._crash_in_writes: int | None = None  # a crash aimed at the window after a log switch
         self.clock_rate = scenario.clock_rates[node_id - 1]
         self.wall_offset_ms = 0
         self.node: Node | None = None
@@ -204,6 +208,7 @@ class SimHost:
         self.wake_at = None
         lost = self.disk.power_loss(self.rng)
         self._undurable.clear()
+        self._crash_in_writes = None
         self.log_terms = {
             log_index_of(k): (decode_entry(k, v).term, float("-inf"))
             for k, v in self.disk.durable_items(LOG_START, LOG_STOP)
@@ -297,6 +302,12 @@ class SimHost:
 
     def _before_write(self, sync: bool, ops: list[Op]) -> None:
         s, rng, now = self.scenario, self.rng, self.world.now
+        if self._crash_in_writes is not None:
+            self._crash_in_writes -= 1
+            if self._crash_in_writes <= 0 and not (self.calmed or self.starting):
+                self._crash_in_writes = None
+                self.world.count("crash_after_log_switch")
+                raise SimCrash(f"node {self.id} loses power soon after a LevelDB log switch")
         if self.starting:
             pass
         elif self.disk_full_until > now:
@@ -332,6 +343,12 @@ class SimHost:
                 if found is not None and found[1] is None:
                     terms[index] = (found[0], done)
             self._undurable.clear()
+
+    def _log_switched(self) -> None:
+        """LevelDB just closed a log file unsynced: now and then, lose power before its flush."""
+        s = self.scenario
+        if not (self.calmed or self.starting) and self.rng.random() < s.crash_after_log_switch_rate:
+            self._crash_in_writes = self.rng.randint(1, max(1, s.flush_after_writes - 1))
 
     def durable_term(self, index: int, at: float) -> int | None:
         """The term of the data shard's entry at `index` that is durable on this disk at time `at`."""

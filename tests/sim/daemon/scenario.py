@@ -40,6 +40,7 @@ class Scenario:
     clock_step_rate: float
     # per write: a synced write that crashes the node before it lands; a write that fails (EIO)
     crash_in_write_rate: float
+    crash_after_log_switch_rate: float  # per log switch: power lost before the old file is flushed
     write_error_rate: float
     fsync_min_s: float
     fsync_max_s: float
@@ -48,6 +49,8 @@ class Scenario:
     snapshot_interval_entries: int
     log_retain_entries: int
     request_timeout_ms: int
+    log_bytes_max: int  # LevelDB's write_buffer_size on every simulated disk
+    flush_after_writes: int  # how long a closed log file waits for its flush to a table
     faults: DriverFaults = field(default=NO_FAULTS)
     duration_override: float | None = None
 
@@ -80,6 +83,7 @@ class Scenario:
             disk_full_rate=on("disk", 0.03),
             clock_step_rate=on("clocks", 0.05),
             crash_in_write_rate=on("crashes", 0.002),
+            crash_after_log_switch_rate=on("crashes", 0.1),
             write_error_rate=on("disk", 0.002),
             fsync_min_s=0.0002,
             fsync_max_s=rng.choice((0.001, 0.005, 0.02)),
@@ -91,6 +95,8 @@ class Scenario:
             snapshot_interval_entries=rng.choice((40, 150, 10_000)),
             log_retain_entries=rng.choice((5, 30)),
             request_timeout_ms=rng.choice((1_000, 2_000)),
+            log_bytes_max=rng.choice((4 << 10, 16 << 10, 4 << 20)),
+            flush_after_writes=rng.choice((2, 10)),
             faults=faults,
             duration_override=duration_s,
         )
