@@ -75,8 +75,8 @@ def test_one_seed_replays_bit_for_bit() -> None:
     assert first.trace == second.trace
     assert first.fingerprint() == second.fingerprint()
     assert first.history == second.history
-    assert first.stats["ops_ok"] > 200
-    assert first.stats["turns"] > 1000
+    assert first.stats["ops_ok"] > 20
+    assert first.stats["turns"] > 500
 
 
 def test_a_run_exercises_the_driver_paths_it_is_there_for() -> None:
