@@ -63,6 +63,7 @@ class SoakResult:
     applied_at_start: int = 0
     applied_at_end: int = 0  # the leader's applied index: how much the load wrote meanwhile
     netns: bool = False
+    pids: list[int] = field(default_factory=list)  # every process started here, for the caller's leak check
 
     @property
     def ok(self) -> bool:
@@ -226,9 +227,11 @@ class Soak:
     def run(self, pauses: int, seed: int, shortest_s: float, longest_s: float, result: SoakResult) -> None:
         rng = random.Random(seed)
         self.cluster.start()
+        result.pids.extend(self.pid(n) for n in NODE_IDS)
         leader = self.cluster.wait_for_leader(BOOT_TIMEOUT_S)
         preload(self.addresses[leader][1], KEYS)
         self.start_load(pauses * (longest_s + RECOVERY_TIMEOUT_S) + 60)
+        result.pids.extend(worker.pid for worker in self.workers)
         result.applied_at_start = self.leader_applied()
         for _ in range(pauses):
             self.check_alive()
