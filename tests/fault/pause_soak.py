@@ -63,6 +63,10 @@ class SoakResult:
     applied_at_start: int = 0
     applied_at_end: int = 0  # the leader's applied index: how much the load wrote meanwhile
     netns: bool = False
+    isolations_planned: int = 0
+    isolations_survived: int = 0
+    failover_s: list[float] = field(default_factory=list)  # from the cut to a new leader among the others
+    heal_recovery_s: list[float] = field(default_factory=list)  # from the heal to the old leader caught up
     pids: list[int] = field(default_factory=list)  # every process started here, for the caller's leak check
 
     @property
@@ -129,6 +133,7 @@ def _addresses(netns: bool) -> dict[int, tuple[str, str]]:
 class Soak:
     def __init__(self, root: Path, netns_tag: str | None) -> None:
         self.root = root
+        self.lab = None if netns_tag is None else NetnsLab(NODE_IDS, netns_tag)  # for its cuts only
         self.addresses = _addresses(netns_tag is not None)
         paths = []
         for node_id in NODE_IDS:
@@ -250,7 +255,31 @@ class Soak:
             result.recovery_s.append(round(time.monotonic() - woke, 3))
             result.pauses_survived += 1
         self.check_alive()
-        result.applied_at_end = self.leader_applied()
+
+    def isolate_leaders(self, rounds: int, isolation_s: float, result: SoakResult) -> None:
+        """`rounds` times: cut the leader off (nftables), await a new leader, heal, await the old one."""
+        if rounds and self.lab is None:
+            raise ValueError("isolations need --netns (the cuts are nftables rules in the namespaces)")
+        for _ in range(rounds):
+            assert self.lab is not None
+            self.check_alive()
+            old = self.cluster.wait_for_leader(RECOVERY_TIMEOUT_S)
+            others = [n for n in NODE_IDS if n != old]
+            self.lab.cut([(old, n) for n in others] + [(n, old) for n in others])
+            cut_at = time.monotonic()
+            new = self.cluster.wait_for_leader(RECOVERY_TIMEOUT_S, among=others)
+            result.failover_s.append(round(time.monotonic() - cut_at, 3))
+            time.sleep(max(0.0, cut_at + isolation_s - time.monotonic()))  # the fault itself
+            self.lab.heal()
+            healed_at = time.monotonic()
+            new_status = self.status(new)
+            target = new_status["commit_index"] if new_status else 0
+            if not self.await_caught_up(old, target):
+                result.not_recovered = {"node": old, "target_index": target, "status": self.status(old)}
+                return
+            result.heal_recovery_s.append(round(time.monotonic() - healed_at, 3))
+            result.isolations_survived += 1
+        self.check_alive()
 
 
 def _log_tail(soak: Soak, node_id: int, chars: int = 1500) -> str:
@@ -264,15 +293,21 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--seed", type=int, default=1)
     parser.add_argument("--shortest", type=float, default=0.5, help="shortest pause, seconds")
     parser.add_argument("--longest", type=float, default=7.0, help="longest pause, seconds")
+    parser.add_argument("--isolations", type=int, default=0, help="then cut the leader off this many times")
+    parser.add_argument("--isolation-s", type=float, default=8.0, help="how long each cut lasts, seconds")
     parser.add_argument("--netns", metavar="TAG", help="run in the NetnsLab of this tag (from its hub)")
     parser.add_argument("--root", type=Path, required=True, help="a fresh directory for configs, data, logs")
     args = parser.parse_args(argv)
     args.root.mkdir(parents=True, exist_ok=True)
-    result = SoakResult(pauses_planned=args.pauses, netns=args.netns is not None)
+    result = SoakResult(
+        pauses_planned=args.pauses, netns=args.netns is not None, isolations_planned=args.isolations
+    )
     soak = Soak(args.root, args.netns)
     try:
         with signals_raise():
             soak.run(args.pauses, args.seed, args.shortest, args.longest, result)
+            soak.isolate_leaders(args.isolations, args.isolation_s, result)
+            result.applied_at_end = soak.leader_applied()
     except NodeDied as died:
         result.died = {
             "node": died.node_id,
