@@ -47,6 +47,9 @@ KEEPALIVE_IDLE_S = 2
 KEEPALIVE_INTVL_S = 1
 KEEPALIVE_CNT = 3
 USER_TIMEOUT_MS = 5_000
+# A connect whose SYNs are lost (a cut, a dead host) is given up after this and tried afresh every
+# RECONNECT_IVL_MAX_MS at most; else the kernel's SYN backoff (1, 2, 4, 8... s) delays the link after a heal.
+CONNECT_TIMEOUT_MS = 1_000
 
 
 class UnknownPeerError(LookupError):
@@ -138,6 +141,7 @@ class PeerTransport:
             dealer.setsockopt(zmq.IMMEDIATE, 1)
             dealer.setsockopt(zmq.RECONNECT_IVL, RECONNECT_IVL_MS)
             dealer.setsockopt(zmq.RECONNECT_IVL_MAX, RECONNECT_IVL_MAX_MS)
+            dealer.setsockopt(zmq.CONNECT_TIMEOUT, CONNECT_TIMEOUT_MS)
             dealer.connect(address)
         except BaseException:
             dealer.close(linger=0)
