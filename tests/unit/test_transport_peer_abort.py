@@ -15,6 +15,8 @@ from pathlib import Path
 
 import zmq
 
+from confmand.transport.peer import USER_TIMEOUT_MS, PeerTransport
+
 REPO_ROOT = Path(__file__).resolve().parents[2]
 SCENARIO_TIMEOUT_S = 60
 
@@ -45,3 +47,20 @@ def test_libzmq_still_aborts_on_a_heartbeat_after_that_error() -> None:
         f"see confmand/transport/peer.py and docs/daemon.md"
     )
     assert "!_io_error" in run.stderr
+
+
+def test_no_peer_socket_sends_zmtp_heartbeats_and_the_kernel_watches_every_link() -> None:
+    context: zmq.Context[zmq.Socket[bytes]] = zmq.Context()
+    transport = PeerTransport(context, 1, "tcp://127.0.0.1:*", {2: "tcp://127.0.0.1:1"})
+    try:
+        sockets = [
+            transport.socket,
+            *transport._dealers.values(),
+        ]  # the dealers are private: no API needs them
+        for sock in sockets:
+            assert sock.getsockopt(zmq.HEARTBEAT_IVL) == 0
+            assert sock.getsockopt(zmq.TCP_KEEPALIVE) == 1
+            assert sock.getsockopt(zmq.TCP_MAXRT) == USER_TIMEOUT_MS
+    finally:
+        transport.close()
+        context.term()
