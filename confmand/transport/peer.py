@@ -13,8 +13,15 @@ Invariants:
   dropped, counted and logged (rate-limited); `receive` returns only
   `(node_id, payload)` from configured peers.
 - A restarted peer reconnecting under its old routing id takes over the old
-  connection (ROUTER_HANDOVER), and ZMTP heartbeats drop a connection whose
-  far end vanished without a word (a dead host sends no TCP reset).
+  connection (ROUTER_HANDOVER), and TCP keepalive and TCP_USER_TIMEOUT drop a
+  connection whose far end vanished without a word (a dead host sends no TCP
+  reset).
+- No ZMTP heartbeats, on either end of any peer link: in libzmq 4.3.5 (the
+  latest release, the one pyzmq's wheels bundle) a PING sent or answered on a
+  connection that failed while its input was stopped at the receive HWM
+  aborts the whole process (`Assertion failed: !_io_error
+  (src/stream_engine_base.cpp:310)`), which is what a node paused under load
+  hit on resume. docs/daemon.md, "ZeroMQ and the libzmq abort", has the story.
 - Sockets are closed with linger 0: closing never waits for the network.
 """
 
@@ -32,8 +39,17 @@ log = logging.getLogger(__name__)
 ROUTING_PREFIX = b"node:"
 RECONNECT_IVL_MS = 100
 RECONNECT_IVL_MAX_MS = 2_000
-HEARTBEAT_IVL_MS = 1_000
-HEARTBEAT_TIMEOUT_MS = 5_000
+# Dead-peer detection, by the kernel rather than by ZMTP heartbeats (see the module docstring).
+# An idle link is probed after KEEPALIVE_IDLE_S, then every KEEPALIVE_INTVL_S; KEEPALIVE_CNT
+# unanswered probes, or data unacknowledged for USER_TIMEOUT_MS, drop it (about 5 s either way,
+# as the heartbeats did). A paused peer's kernel still acknowledges, so a pause drops nothing.
+KEEPALIVE_IDLE_S = 2
+KEEPALIVE_INTVL_S = 1
+KEEPALIVE_CNT = 3
+USER_TIMEOUT_MS = 5_000
+# A connect whose SYNs are lost (a cut, a dead host) is given up after this and tried afresh every
+# RECONNECT_IVL_MAX_MS at most; else the kernel's SYN backoff (1, 2, 4, 8... s) delays the link after a heal.
+CONNECT_TIMEOUT_MS = 1_000
 
 
 class UnknownPeerError(LookupError):
@@ -125,6 +141,7 @@ class PeerTransport:
             dealer.setsockopt(zmq.IMMEDIATE, 1)
             dealer.setsockopt(zmq.RECONNECT_IVL, RECONNECT_IVL_MS)
             dealer.setsockopt(zmq.RECONNECT_IVL_MAX, RECONNECT_IVL_MAX_MS)
+            dealer.setsockopt(zmq.CONNECT_TIMEOUT, CONNECT_TIMEOUT_MS)
             dealer.connect(address)
         except BaseException:
             dealer.close(linger=0)
@@ -195,5 +212,9 @@ class PeerTransport:
 
 def _common_options(sock: zmq.Socket[bytes]) -> None:
     sock.setsockopt(zmq.LINGER, 0)
-    sock.setsockopt(zmq.HEARTBEAT_IVL, HEARTBEAT_IVL_MS)
-    sock.setsockopt(zmq.HEARTBEAT_TIMEOUT, HEARTBEAT_TIMEOUT_MS)
+    # Never zmq.HEARTBEAT_IVL (nor _TIMEOUT/_TTL): its PINGs are what can abort the process.
+    sock.setsockopt(zmq.TCP_KEEPALIVE, 1)
+    sock.setsockopt(zmq.TCP_KEEPALIVE_IDLE, KEEPALIVE_IDLE_S)
+    sock.setsockopt(zmq.TCP_KEEPALIVE_INTVL, KEEPALIVE_INTVL_S)
+    sock.setsockopt(zmq.TCP_KEEPALIVE_CNT, KEEPALIVE_CNT)
+    sock.setsockopt(zmq.TCP_MAXRT, USER_TIMEOUT_MS)  # TCP_USER_TIMEOUT on Linux
