@@ -291,13 +291,15 @@ def _power(cluster: FaultCluster) -> PowerCluster:
     return cluster
 
 
-def _cut_power(cluster: FaultCluster, nodes: list[int], mid_fsync: bool = False) -> Params:
-    """Pull the plug on `nodes` in turn; what each lost is in the window's `done`."""
+def _cut_power(
+    cluster: FaultCluster, nodes: list[int], mid_fsync: bool = False, gap_s: float = KILL_GAP_S
+) -> Params:
+    """Pull the plug on `nodes` in turn, `gap_s` apart; what each lost is in the window's `done`."""
     power = _power(cluster)
     done: Params = {"nodes": [], "dirty_bytes": [], "mid_fsync": []}
     for index, node in enumerate(nodes):
-        if index:
-            time.sleep(KILL_GAP_S)  # "in turn", as kill-majority-in-turn
+        if index and gap_s:
+            time.sleep(gap_s)  # "in turn", as kill-majority-in-turn
         if not cluster.alive(node):
             continue
         loss = power.power_loss_mid_fsync(node) if mid_fsync else power.power_loss(node)
@@ -319,6 +321,11 @@ def _power_loss_leader(cluster: FaultCluster, params: Params) -> Params:
 
 def _power_loss_in_turn(cluster: FaultCluster, params: Params) -> Params:
     return _cut_power(cluster, list(params["nodes"]))
+
+
+def _power_loss_all(cluster: FaultCluster, params: Params) -> Params:
+    # The whole cluster at once (one power feed): only what a majority fsynced can come back.
+    return _cut_power(cluster, list(cluster.node_ids), gap_s=0.0)
 
 
 def _plan_role(rng: random.Random, size: int) -> Params:
@@ -358,6 +365,13 @@ POWER_NEMESES: dict[str, Nemesis] = {
             "pull the plug on a majority one after another (no quorum); power them up on heal",
             _plan_majority,
             _power_loss_in_turn,
+            _start_nodes,
+        ),
+        Nemesis(
+            "power-loss-all",
+            "pull the plug on every node at once; power them all up on heal",
+            _no_plan,
+            _power_loss_all,
             _start_nodes,
         ),
         Nemesis(
