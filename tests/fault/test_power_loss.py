@@ -24,6 +24,7 @@ import pytest
 from tests.fault.cluster import assert_nothing_left_running
 from tests.fault.lazymount import MOUNTS, is_mounted, unavailable
 from tests.fault.power import PowerCluster
+from tests.fault.power_report import power_totals
 from tests.fault.runner import WRITES, RunSettings, run
 from tests.integration.harness import ok, wait_until
 
@@ -115,16 +116,11 @@ def test_a_short_power_loss_run_loses_no_acknowledged_write(tmp_path: Path) -> N
 
     ops = list(result.history)
     acknowledged = sum(op.outcome == "ok" and op.kind in WRITES for op in ops)
-    cuts = [node for w in result.windows for node in w.done.get("nodes", [])]
-    mid_fsync = sum(flag for w in result.windows for flag in w.done.get("mid_fsync", []))
-    dropped = sum(n for w in result.windows for n in w.done.get("dirty_bytes", []))
-    print(
-        f"power-loss run: {len(ops)} ops, {acknowledged} acknowledged writes, {len(cuts)} power cuts "
-        f"({mid_fsync} inside an fsync), {dropped} unsynced bytes dropped"
-    )
+    power = power_totals(result.windows)
+    print(f"power-loss run: {len(ops)} ops, {acknowledged} acknowledged writes, {power.line()}")
     assert result.ok, result.summary()
     assert result.linearizability.verdict == "ok", result.summary()
     assert {w.name for w in result.windows} == set(POWER_RUN.nemeses), result.summary()
-    assert len(cuts) >= 7, result.summary()
-    assert mid_fsync >= 1, "no power cut landed inside an fsync"
+    assert power.cuts >= 7, result.summary()
+    assert power.mid_fsync >= 1, "no power cut landed inside an fsync"
     assert acknowledged > 100, result.summary()
