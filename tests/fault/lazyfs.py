@@ -51,6 +51,7 @@ import mfusepy
 
 from tests.fault.lazyfs_cache import CachedFile
 
+LIBFUSE_EXIT_BY_SIGNAL = 8  # fuse_main's code when its loop ended on SIGTERM (mfusepy raises it)
 STAT_FIELDS = ("st_mode", "st_ino", "st_nlink", "st_uid", "st_gid", "st_size", "st_blocks")
 
 
@@ -299,8 +300,14 @@ def main(argv: list[str]) -> int:
     threading.Thread(target=operations.serve_control, name="lazyfs-control", daemon=True).start()
     # hard_remove: an unlinked open file is not renamed to .fuse_hidden* (that would be a directory
     # operation the node never made).
-    mfusepy.FUSE(operations, mountpoint, foreground=True, nothreads=False, hard_remove=True, fsname="lazyfs")
-    return 0
+    try:
+        mfusepy.FUSE(
+            operations, mountpoint, foreground=True, nothreads=False, hard_remove=True, fsname="lazyfs"
+        )
+    except RuntimeError as exc:
+        if exc.args != (LIBFUSE_EXIT_BY_SIGNAL,):
+            raise
+    return 0  # unmounted on SIGTERM, the way every clean stop goes
 
 
 if __name__ == "__main__":
