@@ -26,9 +26,10 @@ What is durable when (the model, and why):
 Control, one line each on stdin, answers on stdout (the parent's pipe):
 - `ready` is printed once mounted;
 - `stats` -> one JSON line: files and bytes unsynced now, fsyncs so far;
-- `hang-next-sync` -> `armed`; the next file fsync prints `hung PATH` and
-  never returns, so the parent can pull the plug while a node waits on its
-  fsync (nothing of that fsync reaches the disk);
+- `hang-next-sync [SUFFIX]` -> `armed`; the next file fsync (of a path
+  ending in SUFFIX, if given) prints `hung PATH` and never returns, so the
+  parent can pull the plug while a node waits on its fsync (nothing of that
+  fsync reaches the disk);
 - end of stdin: unmount and exit (the parent is gone).
 
 Every call takes one lock: the node's writes are serialised, which is all
@@ -68,7 +69,7 @@ class LazyFS(mfusepy.Operations):  # type: ignore[misc]
         self.handles: dict[int, int] = {}  # file handle -> backing inode
         self._fhs = itertools.count(1)
         self.fsyncs = 0
-        self.hang_next_sync = False
+        self.hang_suffix: str | None = None  # armed: the next fsync of a path ending so never returns
         self.out_lock = threading.Lock()
 
     # ---------------------------------------------------------------- control
@@ -92,9 +93,9 @@ class LazyFS(mfusepy.Operations):  # type: ignore[misc]
             command = line.strip()
             if command == "stats":
                 self.say(json.dumps(self.stats()))
-            elif command == "hang-next-sync":
+            elif command.split(" ", 1)[0] == "hang-next-sync":
                 with self.mutex:
-                    self.hang_next_sync = True
+                    self.hang_suffix = command.removeprefix("hang-next-sync").strip()
                 self.say("armed")
             elif command:
                 self.say(f"error unknown command {command!r}")
@@ -197,8 +198,10 @@ class LazyFS(mfusepy.Operations):  # type: ignore[misc]
     def fsync(self, path: str, datasync: int, fh: int) -> int:
         with self.mutex:
             cached = self._cache(fh)
-            hang, self.hang_next_sync = self.hang_next_sync, False
-            if not hang:
+            hang = self.hang_suffix is not None and path is not None and path.endswith(self.hang_suffix)
+            if hang:
+                self.hang_suffix = None
+            else:
                 cached.sync()
                 self.fsyncs += 1
                 return 0

@@ -123,9 +123,9 @@ class LazyMount:
         stats: dict[str, int] = json.loads(reply)
         return stats
 
-    def arm_hang(self) -> None:
-        """The next file fsync will never return (it reports `hung PATH`; see `wait_hung`)."""
-        reply = self._ask("hang-next-sync")
+    def arm_hang(self, suffix: str = "") -> None:
+        """The next fsync (of a path ending in `suffix`) will never return; see `wait_hung`."""
+        reply = self._ask(f"hang-next-sync {suffix}".strip())
         if reply != "armed":
             raise LazyMountError(f"lazyfs at {self.mountpoint} answered {reply!r} to hang-next-sync")
 

@@ -243,3 +243,54 @@ def test_leveldb_keeps_its_synced_writes_and_loses_the_rest_when_the_plug_is_pul
 
 def test_no_mount_is_left_after_these_tests() -> None:
     assert not MOUNTS
+
+
+LOG_SWITCH_WRITER = """
+import sys
+import plyvel
+db = plyvel.DB(sys.argv[1], create_if_missing=True, write_buffer_size=64 * 1024)
+db.put(b"before", b"v", sync=True)
+db.put(b"unsynced", b"v", sync=False)  # like confmand's state-machine batch
+for i in range(80):  # about 80 KiB: the 64 KiB memtable fills once, LevelDB switches to a new log
+    db.put(b"fill/%03d" % i, b"f" * 1000, sync=False)
+db.put(b"synced-after", b"v", sync=True)
+print("written", flush=True)
+sys.stdin.read()
+"""
+
+
+@needs_fuse
+def test_leveldb_does_not_sync_its_old_log_when_it_switches_to_a_new_one(lazy: LazyMount) -> None:
+    """A synced write does not make every earlier write durable: LevelDB closes the full log unsynced.
+
+    So an unsynced batch written just before a log switch can be lost while a later synced batch
+    survives, until the old memtable is flushed to a table. Here the flush is held (its table's
+    fsync never returns) and the plug is pulled: the DB keeps the later synced write and not the
+    earlier unsynced one, a state no prefix of the writes had.
+    """
+    import plyvel  # noqa: PLC0415 (only these tests open LevelDB themselves)
+
+    db_path = lazy.mountpoint / "db"
+    lazy.arm_hang(".ldb")  # the flush of the old memtable never completes
+    writer = subprocess.Popen(
+        [sys.executable, "-c", LOG_SWITCH_WRITER, str(db_path)],
+        stdin=subprocess.PIPE,
+        stdout=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        assert writer.stdout is not None
+        assert writer.stdout.readline() == "written\n"
+        assert lazy.wait_hung(timeout_s=5.0) is not None, "LevelDB never flushed its memtable"
+    finally:
+        writer.kill()
+        _power_cycle(lazy)
+        writer.wait()
+
+    db = plyvel.DB(str(db_path))
+    try:
+        assert db.get(b"before") == b"v"
+        assert db.get(b"synced-after") == b"v"
+        assert db.get(b"unsynced") is None
+    finally:
+        db.close()
