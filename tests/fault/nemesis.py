@@ -39,6 +39,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from tests.fault.cluster import FaultCluster
+from tests.fault.power import PowerCluster
 
 Params = dict[str, Any]  # JSON values only: ints and lists of ints
 Clock = Callable[[], int]
@@ -285,11 +286,120 @@ NEMESES: dict[str, Nemesis] = {
 }
 
 
+# ------------------------------------------------------------------ power loss (a PowerCluster only)
+
+
+def _power(cluster: FaultCluster) -> PowerCluster:
+    if not isinstance(cluster, PowerCluster):
+        raise NemesisError("a power-loss nemesis needs a PowerCluster (data dirs on lazy filesystems)")
+    return cluster
+
+
+def _cut_power(
+    cluster: FaultCluster, nodes: list[int], mid_fsync: bool = False, gap_s: float = KILL_GAP_S
+) -> Params:
+    """Pull the plug on `nodes` in turn, `gap_s` apart; what each lost is in the window's `done`."""
+    power = _power(cluster)
+    done: Params = {"nodes": [], "dirty_bytes": [], "mid_fsync": []}
+    for index, node in enumerate(nodes):
+        if index and gap_s:
+            time.sleep(gap_s)  # "in turn", as kill-majority-in-turn
+        if not cluster.alive(node):
+            continue
+        loss = power.power_loss_mid_fsync(node) if mid_fsync else power.power_loss(node)
+        done["nodes"].append(node)
+        done["dirty_bytes"].append(loss.dirty_bytes)
+        done["mid_fsync"].append(int(loss.mid_fsync))
+    return done
+
+
+def _power_loss_node(cluster: FaultCluster, params: Params) -> Params:
+    node = _running_or_any(cluster, params["node"])
+    return _cut_power(cluster, [] if node is None else [node])
+
+
+def _power_loss_leader(cluster: FaultCluster, params: Params) -> Params:
+    node = _leader_or_any(cluster)
+    return _cut_power(cluster, [] if node is None else [node])
+
+
+def _power_loss_in_turn(cluster: FaultCluster, params: Params) -> Params:
+    return _cut_power(cluster, list(params["nodes"]))
+
+
+def _power_loss_all(cluster: FaultCluster, params: Params) -> Params:
+    # The whole cluster at once (one power feed): only what a majority fsynced can come back.
+    return _cut_power(cluster, list(cluster.node_ids), gap_s=0.0)
+
+
+def _plan_role(rng: random.Random, size: int) -> Params:
+    return {"leader": rng.choice((0, 1))}
+
+
+def _power_loss_mid_write(cluster: FaultCluster, params: Params) -> Params:
+    """Cut the power of the leader (or of a follower) while it is inside an fsync of its log."""
+    leader = _leader_or_any(cluster)
+    if params["leader"] or leader is None:
+        node = leader
+    else:
+        followers = [n for n in cluster.running() if n != leader]
+        node = cluster.rng.choice(followers) if followers else leader
+    return _cut_power(cluster, [] if node is None else [node], mid_fsync=True)
+
+
+POWER_NEMESES: dict[str, Nemesis] = {
+    n.name: n
+    for n in (
+        Nemesis(
+            "power-loss-random",
+            "pull the plug on a planned node (its unsynced writes are lost); power it up on heal",
+            _plan_node,
+            _power_loss_node,
+            _start_nodes,
+        ),
+        Nemesis(
+            "power-loss-leader",
+            "pull the plug on the leader; power it up on heal",
+            _no_plan,
+            _power_loss_leader,
+            _start_nodes,
+        ),
+        Nemesis(
+            "power-loss-majority-in-turn",
+            "pull the plug on a majority one after another (no quorum); power them up on heal",
+            _plan_majority,
+            _power_loss_in_turn,
+            _start_nodes,
+        ),
+        Nemesis(
+            "power-loss-all",
+            "pull the plug on every node at once; power them all up on heal",
+            _no_plan,
+            _power_loss_all,
+            _start_nodes,
+        ),
+        Nemesis(
+            "power-loss-mid-write",
+            "pull the plug on the leader or a follower while it is inside an fsync of its log",
+            _plan_role,
+            _power_loss_mid_write,
+            _start_nodes,
+        ),
+    )
+}
+
+
 def nemesis(name: str) -> Nemesis:
     try:
-        return NEMESES[name]
+        return NEMESES.get(name) or POWER_NEMESES[name]
     except KeyError:
-        raise NemesisError(f"unknown nemesis {name!r}; known: {', '.join(NEMESES)}") from None
+        known = ", ".join([*NEMESES, *POWER_NEMESES])
+        raise NemesisError(f"unknown nemesis {name!r}; known: {known}") from None
+
+
+def needs_power(names: Sequence[str]) -> bool:
+    """Whether a schedule of `names` must run on a PowerCluster."""
+    return any(name in POWER_NEMESES for name in names)
 
 
 # ------------------------------------------------------------------ schedules

@@ -12,6 +12,7 @@ import importlib.util
 from pathlib import Path
 
 from tests.fault.linearizability import explain
+from tests.fault.power_report import power_markdown
 from tests.fault.runner import RunResult
 from tests.fault.workloads import OP_TIMEOUT_S
 
@@ -65,6 +66,7 @@ def render_markdown(result: RunResult, picture_note: str | None) -> str:
             f"| {s.name} | {at_s:.2f} | {lasts_s:.2f} | {s.attempted} | {s.succeeded} "
             f"| {s.availability:.0%} | {first} |"
         )
+    lines += power_markdown(result.windows)
     lines += ["", "## Timeline", ""]
     lines.append(picture_note or "![timeline](timeline.png)")
     return "\n".join(lines) + "\n"

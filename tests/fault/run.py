@@ -23,7 +23,8 @@ import time
 from collections.abc import Sequence
 from pathlib import Path
 
-from tests.fault.nemesis import NEMESES, NemesisError
+from tests.fault.lazymount import unavailable
+from tests.fault.nemesis import NEMESES, POWER_NEMESES, NemesisError
 from tests.fault.report import write_report
 from tests.fault.runner import RunSettings, run
 
@@ -36,7 +37,10 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     p.add_argument(
         "--nemesis",
         default="all",
-        help=f"comma-separated faults, or 'all' (known: {', '.join(NEMESES)})",
+        help=(
+            "comma-separated faults, 'power' (every power-loss fault) or 'all' "
+            f"(known: {', '.join([*NEMESES, *POWER_NEMESES])})"
+        ),
     )
     p.add_argument("--seed", type=int, default=None, help="the schedule's seed (default: from the clock)")
     p.add_argument("--nodes", type=int, default=3, choices=(3, 5), help="cluster size (default 3)")
@@ -46,12 +50,27 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     return p.parse_args(argv)
 
 
+def _nemeses(arg: str) -> tuple[str, ...]:
+    if arg == "power":
+        return tuple(POWER_NEMESES)
+    if arg != "all":
+        return tuple(n for n in arg.split(",") if n)
+    reason = unavailable()
+    if reason is not None:  # 'all' still runs every other fault; naming a power fault fails instead
+        print(f"fault run: no power-loss faults: {reason}", file=sys.stderr)
+        return tuple(NEMESES)
+    return (*NEMESES, *POWER_NEMESES)
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     args = parse_args(argv)
-    nemeses = tuple(NEMESES) if args.nemesis == "all" else tuple(n for n in args.nemesis.split(",") if n)
-    unknown = [n for n in nemeses if n not in NEMESES]
+    nemeses = _nemeses(args.nemesis)
+    unknown = [n for n in nemeses if n not in NEMESES and n not in POWER_NEMESES]
     if unknown or not nemeses or args.time <= 0:
         print(f"bad arguments: unknown nemeses {unknown} or --time <= 0", file=sys.stderr)
+        return 2
+    if any(n in POWER_NEMESES for n in nemeses) and unavailable() is not None:
+        print(f"fault run: cannot run power-loss faults: {unavailable()}", file=sys.stderr)
         return 2
     seed = args.seed if args.seed is not None else time.time_ns() % 1_000_000
     settings = RunSettings(seed=seed, duration_s=args.time, nemeses=nemeses, size=args.nodes)

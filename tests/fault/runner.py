@@ -34,7 +34,8 @@ from tests.fault.checks import check_change_counts, check_read_your_writes, chec
 from tests.fault.cluster import FaultCluster, UnplannedExit
 from tests.fault.history import History, Op
 from tests.fault.linearizability import CheckResult, check, explain
-from tests.fault.nemesis import FaultWindow, describe, run_schedule, schedule
+from tests.fault.nemesis import FaultWindow, describe, needs_power, run_schedule, schedule
+from tests.fault.power import PowerCluster
 from tests.fault.workloads import (
     ClientContext,
     ExactlyOnce,
@@ -142,7 +143,8 @@ def run(settings: RunSettings, root: Path, behind_the_back: Meddle | None = None
     """
     events = schedule(settings.seed, settings.duration_s, settings.nemeses, size=settings.size)
     line = describe(settings.seed, settings.duration_s, settings.nemeses, events)
-    cluster = FaultCluster(root, size=settings.size, seed=settings.seed)
+    cluster_type = PowerCluster if needs_power(settings.nemeses) else FaultCluster
+    cluster = cluster_type(root, size=settings.size, seed=settings.seed)
     try:
         cluster.boot()
         recorder = Recorder()
@@ -171,6 +173,8 @@ def run(settings: RunSettings, root: Path, behind_the_back: Meddle | None = None
             if isinstance(workload, ExactlyOnce):
                 workload.close()
         linearizability, problems = _judge(cluster, settings, recorder.history)
+        if isinstance(cluster, PowerCluster):
+            problems += cluster.refusals()
         result = RunResult(
             settings, line, recorder.history, windows, started, ended, linearizability, problems
         )
