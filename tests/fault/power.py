@@ -86,6 +86,7 @@ class PowerCluster(FaultCluster):
         return self._cut(node_id, mid_fsync=hung)
 
     def _cut(self, node_id: int, mid_fsync: bool) -> PowerLoss:
+        self._plan_exit(node_id)  # before the signal: a poll from the nemesis thread must not see a crash
         process = self.local.nodes[node_id].process
         if process is not None and process.poll() is None:
             # SIGKILL first, reaped after the filesystem is gone: a node inside a FUSE call cannot
