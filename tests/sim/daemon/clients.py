@@ -75,7 +75,6 @@ class SimClient:
         self._attempts = 0
         self._seen: dict[str, str | None] = {}  # the last value this client saw per key
         self._counter = 0
-        self.done_ops = 0
         self.last_error: ConfmanError | None = None
         self.redrives = 0
         self._operation: tuple[Any, Callable[[Any], Any]] = (None, lambda r: r)
@@ -210,7 +209,6 @@ class SimClient:
         else:
             op = self._failed(self._op, int(self.world.now * 1e9), step.error)
         self._record(op)
-        self.done_ops += 1
         self.call = None
         self._op = None
         then = self._then

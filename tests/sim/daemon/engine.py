@@ -25,12 +25,12 @@ from confmand.raft import Role
 from confmand.server.faults import NO_FAULTS, DriverFaults
 from confmand.server.node import DATA_SHARD
 from confmand.storage import StorageError
-from tests.fault.history import History, Op
+from tests.fault.history import History
 from tests.sim.daemon.checks import ClusterChecker, Violation, check_history, final_changes, state_digest
 from tests.sim.daemon.clients import SimClient
 from tests.sim.daemon.host import SimHost, client_address
 from tests.sim.daemon.scenario import Scenario
-from tests.sim.daemon.world import World, pick
+from tests.sim.daemon.world import World
 
 FAULT_EVERY_S = 0.05
 HAND_OFF_S = 2.0  # as run.py's: how long a stopping leader waits for its successor
@@ -289,7 +289,7 @@ class Simulation:
         if s.crash_rate and rng.random() < s.crash_rate * FAULT_EVERY_S:
             down = len(self.hosts) - len(up)
             if up and down < (len(self.hosts) - 1) // 2 + (1 if rng.random() < 0.2 else 0):
-                victim = leader.id if leader is not None and rng.random() < 0.5 else pick(rng, up)
+                victim = leader.id if leader is not None and rng.random() < 0.5 else rng.choice(up)
                 host = self.hosts[victim]
                 if host.stop_by is not None:
                     pass
@@ -308,12 +308,12 @@ class Simulation:
         if s.partition_rate and not world.blocked and rng.random() < s.partition_rate * FAULT_EVERY_S:
             self._partition(leader)
         if s.disk_full_rate and rng.random() < s.disk_full_rate * FAULT_EVERY_S and up:
-            host = self.hosts[pick(rng, up)]
+            host = self.hosts[rng.choice(up)]
             host.disk_full_until = world.now + rng.uniform(0.2, 2.0)
             world.count("disk_full")
             self._note(f"node {host.id}'s disk is full until {host.disk_full_until:.3f}")
         if s.clock_step_rate and rng.random() < s.clock_step_rate * FAULT_EVERY_S:
-            host = self.hosts[pick(rng, sorted(self.hosts))]
+            host = self.hosts[rng.choice(sorted(self.hosts))]
             step = rng.choice((-1, 1)) * rng.randint(100, 3000)
             host.wall_offset_ms += step
             world.count("clock_step")
@@ -323,7 +323,7 @@ class Simulation:
         rng, world = self.fault_rng, self.world
         if not up:
             return
-        host = leader if leader is not None and rng.random() < 0.5 else self.hosts[pick(rng, up)]
+        host = leader if leader is not None and rng.random() < 0.5 else self.hosts[rng.choice(up)]
         if host.paused:
             return
         duration = rng.uniform(0.2, 3.0)
@@ -367,4 +367,4 @@ class Simulation:
         self._note(f"partition {kind}: {sorted(side_a)} / {sorted(side_b)} for {duration:.2f}s")
 
 
-__all__ = ["Op", "RunResult", "Simulation", "Violation", "replay_command", "run_seed"]
+__all__ = ["RunResult", "Simulation", "Violation", "replay_command", "run_seed"]

@@ -18,7 +18,6 @@ network puts every payload on that queue:
 from __future__ import annotations
 
 import heapq
-import random
 from collections.abc import Callable
 from dataclasses import replace
 
@@ -104,7 +103,3 @@ def _raft_only(payload: bytes) -> bytes | None:
     if not batch.raft:
         return None
     return encode_peer_batch(replace(batch, forwards=[], forward_replies=[]))
-
-
-def pick(rng: random.Random, items: list[int]) -> int:
-    return items[rng.randrange(len(items))]
