@@ -56,6 +56,7 @@ class RaftSettings:
     check_quorum: bool = True
     snapshot_interval_entries: int = 10_000
     log_retain_entries: int = 1_000
+    max_append_entries: int = 1024
 
 
 @dataclass(frozen=True, slots=True)
@@ -238,6 +239,7 @@ _RAFT_READERS: Final[dict[str, _Reader]] = {
     "check_quorum": _bool,
     "snapshot_interval_entries": _POSITIVE,
     "log_retain_entries": _int(0),
+    "max_append_entries": _int(1, 1_000_000),
 }
 _LIMITS_READERS: Final[dict[str, _Reader]] = {
     "max_key_bytes": _int(1, 64 * 1024),

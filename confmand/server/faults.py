@@ -1,14 +1,19 @@
 """Known-wrong driver behaviours that tests switch on to prove the simulator catches them.
 
-Beside the Raft core's `FaultSwitches` (confmand/raft/config.py), these break
-the driver's own safety rules, one each. All are off in production and read
-only where the rule is applied. docs/raft.md names the simulator seed that
-catches each one.
+Each boolean breaks one of the driver's own safety rules; `raft` carries the
+Raft core's `FaultSwitches` (confmand/raft/config.py) down to every replica,
+so that one set of switches, parsed from one list of names, reaches both
+layers of a real node. All are off in production and read only where the
+rule is applied. docs/raft.md names the simulator seed that catches each one.
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass, fields
+from dataclasses import dataclass, field, fields
+
+from confmand.raft import FaultSwitches
+
+_RAFT_NAMES = tuple(f.name for f in fields(FaultSwitches))
 
 
 @dataclass(frozen=True, slots=True)
@@ -24,23 +29,38 @@ class DriverFaults:
     # The state-machine batch (and a Ready's commit index alone) is written without fsync, trusting
     # a later synced batch to cover it: LevelDB's log switch breaks that (google/leveldb#193).
     apply_batch_unsynced: bool = False
+    # The Raft core's switches, handed to every replica's RaftConfig.
+    raft: FaultSwitches = field(default_factory=FaultSwitches)
 
     @property
     def any_on(self) -> bool:
-        return any(getattr(self, f.name) for f in fields(self))
+        return bool(self.on())
 
     @classmethod
     def names(cls) -> list[str]:
-        return [f.name for f in fields(cls)]
+        """The driver's own switches."""
+        return [f.name for f in fields(cls) if f.name != "raft"]
+
+    @staticmethod
+    def raft_names() -> list[str]:
+        """The Raft core's switches."""
+        return list(_RAFT_NAMES)
+
+    def on(self) -> list[str]:
+        """The names switched on, the driver's first: what `parse` takes back."""
+        driver = [n for n in self.names() if getattr(self, n)]
+        return driver + [n for n in _RAFT_NAMES if getattr(self.raft, n)]
 
     @classmethod
     def parse(cls, text: str) -> DriverFaults:
-        """`a,b` -> the switches named on; ValueError naming an unknown one."""
+        """`a,b` -> the switches named on (driver or core); ValueError naming an unknown one."""
         wanted = [n.strip() for n in text.split(",") if n.strip()]
-        unknown = sorted(set(wanted) - set(cls.names()))
+        known = cls.names() + cls.raft_names()
+        unknown = sorted(set(wanted) - set(known))
         if unknown:
-            raise ValueError(f"unknown driver fault(s) {unknown}; known: {cls.names()}")
-        return cls(**dict.fromkeys(wanted, True))
+            raise ValueError(f"unknown fault switch(es) {unknown}; known: {known}")
+        raft = FaultSwitches(**{n: True for n in wanted if n in _RAFT_NAMES})
+        return cls(**{n: True for n in wanted if n not in _RAFT_NAMES}, raft=raft)
 
 
 NO_FAULTS = DriverFaults()

@@ -164,6 +164,8 @@ class Node:
             heartbeat_ticks=raft.heartbeat_ticks,
             pre_vote=raft.pre_vote,
             check_quorum=raft.check_quorum,
+            max_append_entries=raft.max_append_entries,
+            faults=self.faults.raft,
         )
         settings = ReplicaSettings(
             history_limit=self.config.limits.history_limit,

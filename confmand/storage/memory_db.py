@@ -24,6 +24,9 @@ may raise `OSError` (a full disk is errno ENOSPC, as plyvel reports it;
 anything else is an I/O error) to refuse the batch, which then does not land
 at all, or advance the node's simulated time (a slow fsync), or raise any
 other exception to stop the process right there (a crash mid-write).
+`after_write(sync)` runs once the batch has landed (and, if `sync`, is
+durable): raising there stops the process after the write, before the
+node can act on it (send what it just persisted).
 
 Reads see every batch written so far, as LevelDB does. Iterators take a
 snapshot of their range when made, as plyvel's do.
@@ -64,6 +67,7 @@ class MemoryDisk:
         self._log_bytes = 0
         self._flush_due: tuple[int, int] | None = None  # (closed log file, at write count)
         self.before_write: WriteHook | None = None
+        self.after_write: Callable[[bool], None] | None = None
         self.on_log_switch: Callable[[], None] | None = None  # for a simulator to aim a crash
         self.writes = 0
         self.syncs = 0
@@ -145,6 +149,8 @@ class MemoryDisk:
         if self._flush_due is not None and self.writes >= self._flush_due[1]:
             self._flush(self._flush_due[0])
         self._fold()
+        if self.after_write is not None:
+            self.after_write(sync)
 
     def _switch_log(self) -> None:
         if self._flush_due is not None:  # LevelDB waits for the previous flush before a new switch

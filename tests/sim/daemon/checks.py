@@ -2,6 +2,12 @@
 
 After every turn (`ClusterChecker.after_turn`), on the data shard's real replica:
 - election safety: one leader per term, over the whole run;
+- one vote per term: a node never votes for two candidates in one term, across
+  its restarts (the vote it persisted before answering is the one it keeps);
+  a vote still waiting in a batch the disk refused counts only once written;
+- leader completeness: a new leader's log holds every entry committed so far;
+- the leader's commit rule (Raft §5.4.2): a leader moves its commit index only
+  to an entry of its own term (earlier terms' entries commit beneath one);
 - committed prefix: an index committed anywhere holds one term everywhere it
   is committed (a node's commit never passes an entry of another term);
 - durable commit: when a leader commits a new index, a majority of its voters
@@ -26,6 +32,7 @@ from typing import NoReturn
 from confmand.kv.queries import get_key
 from confmand.kv.snapshot import export_state
 from confmand.raft import Role
+from confmand.raft.log import RaftLog
 from confmand.server.node import DATA_SHARD
 from tests.fault.checks import check_change_counts, check_read_your_writes
 from tests.fault.history import History
@@ -59,6 +66,8 @@ class ClusterChecker:
         self.committed: dict[int, int] = {}  # index -> term
         self.commit_max = 0
         self._seen_commit: dict[int, int] = {}  # node -> the commit index already checked
+        self.votes: dict[tuple[int, int], int] = {}  # (node, term) -> the candidate it voted for
+        self._leading: dict[int, tuple[int, int]] = {}  # node -> (term it was last seen leading, commit)
         self.now = 0.0
 
     def fail(self, invariant: str, details: str) -> NoReturn:
@@ -76,11 +85,28 @@ class ClusterChecker:
         replica = node.replicas[DATA_SHARD]
         raft = replica.raft
         term = raft.term
+        vote = raft.vote
+        if vote is not None and node.storage_error is None:
+            earlier = self.votes.setdefault((host.id, term), vote)
+            if earlier != vote:
+                self.fail(
+                    "one vote per term", f"node {host.id} voted for {earlier}, then {vote}, in term {term}"
+                )
+        log = raft.log
         if raft.role is Role.LEADER:
             holder = self.leaders.setdefault(term, host.id)
             if holder != host.id:
                 self.fail("election safety", f"nodes {holder} and {host.id} both lead term {term}")
-        log = raft.log
+            last = self._leading.get(host.id)
+            if last is None or last[0] != term:
+                self._check_complete(host, term, log)
+            elif log.commit > last[1] and log.term_at(log.commit) != term:
+                self.fail(
+                    "leader commit rule",
+                    f"leader {host.id} of term {term} moved its commit to {log.commit}, an entry of term "
+                    f"{log.term_at(log.commit)}",
+                )
+            self._leading[host.id] = (term, log.commit)
         commit = log.commit
         seen = self._seen_commit.get(host.id, log.snapshot_index)
         for index in range(max(seen, log.snapshot_index) + 1, commit + 1):
@@ -94,6 +120,20 @@ class ClusterChecker:
             self.fail(
                 "state-machine safety",
                 f"node {host.id} applied {applied}, but index {applied.index} committed in term {want}",
+            )
+
+    def _check_complete(self, host: SimHost, term: int, log: RaftLog) -> None:
+        """A node that just took the lead holds the newest committed entry (and so, by log matching, all)."""
+        index = self.commit_max
+        if index <= log.snapshot_index:
+            return
+        want = self.committed[index]
+        have = log.term_at(index)
+        if have != want:
+            self.fail(
+                "leader completeness",
+                f"node {host.id} leads term {term} without committed entry {index} of term {want} "
+                f"(it holds term {have} there)",
             )
 
     def _committed(self, host: SimHost, index: int, term: int | None, leading: bool) -> None:

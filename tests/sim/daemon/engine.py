@@ -42,7 +42,7 @@ def replay_command(scenario: Scenario) -> str:
     parts = [".venv/bin/python -m tests.sim.daemon.run --seed", str(scenario.seed)]
     if scenario.duration_override is not None:
         parts += ["--duration", f"{scenario.duration_override:g}"]
-    names = [n for n in DriverFaults.names() if getattr(scenario.faults, n)]
+    names = scenario.faults.on()
     if names:
         parts += ["--faults", ",".join(names)]
     return " ".join(parts)
@@ -113,7 +113,7 @@ class Simulation:
     def _after_turn(self, host: SimHost) -> None:
         self.checker.after_turn(host, self.world.now)
         if not host.up:
-            self._note(f"node {host.id} crashed in a synced write")
+            self._note(host.crash_note)
             self._restart_later(host)
 
     def _exited(self, host: SimHost) -> None:
@@ -267,7 +267,7 @@ class Simulation:
         self._note(f"node {host.id} starts (incarnation {host.incarnation})")
 
     def _restart_later(self, host: SimHost) -> None:
-        delay = self.fault_rng.uniform(0.2, 2.0)
+        delay = self.fault_rng.uniform(self.scenario.restart_min_s, self.scenario.restart_max_s)
         incarnation = host.incarnation
 
         def restart() -> None:
@@ -289,7 +289,11 @@ class Simulation:
         if s.crash_rate and rng.random() < s.crash_rate * FAULT_EVERY_S:
             down = len(self.hosts) - len(up)
             if up and down < (len(self.hosts) - 1) // 2 + (1 if rng.random() < 0.2 else 0):
-                victim = leader.id if leader is not None and rng.random() < 0.5 else rng.choice(up)
+                victim = (
+                    leader.id
+                    if leader is not None and rng.random() < s.leader_crash_share
+                    else rng.choice(up)
+                )
                 host = self.hosts[victim]
                 if host.stop_by is not None:
                     pass

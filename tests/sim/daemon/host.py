@@ -25,6 +25,7 @@ from collections.abc import Callable
 from pathlib import Path
 
 from confmand.config import NodeConfig, PeerConfig, RaftSettings, RequestSettings
+from confmand.raft import Role
 from confmand.server.node import DATA_SHARD, Node
 from confmand.storage import NodeStorage
 from confmand.storage.keys import log_index_of, log_key
@@ -65,8 +66,13 @@ def node_config(scenario: Scenario, node_id: int) -> NodeConfig:
         client_address=client_address(node_id),
         peers=peers,
         raft=RaftSettings(
+            tick_ms=scenario.tick_ms,
+            election_ticks=scenario.election_ticks,
+            pre_vote=scenario.pre_vote,
+            check_quorum=scenario.check_quorum,
             snapshot_interval_entries=scenario.snapshot_interval_entries,
             log_retain_entries=scenario.log_retain_entries,
+            max_append_entries=scenario.max_append_entries,
         ),
         requests=RequestSettings(request_timeout_ms=scenario.request_timeout_ms, version_read_wait_ms=500),
     )
@@ -149,8 +155,10 @@ class SimHost:
         # file's unsynced tail at risk until it is flushed (memory_db.py).
         self.disk = MemoryDisk(scenario.log_bytes_max, scenario.flush_after_writes)
         self.disk.before_write = self._before_write
+        self.disk.after_write = self._after_write
         self.disk.on_log_switch = self._log_switched
         self._crash_in_writes: int | None = None  # a crash aimed at the window after a log switch
+        self._crash_after_write = False  # a crash aimed between a leader's fsync and its sends
         self.clock_rate = scenario.clock_rates[node_id - 1]
         self.wall_offset_ms = 0
         self.node: Node | None = None
@@ -170,6 +178,8 @@ class SimHost:
         self.on_exit: Callable[[SimHost], None] = lambda host: None
         self.starting = False
         self.turns = 0
+        self.crash_note = ""  # why the host lost power inside its last turn
+        self._leader_commit_term = 0  # the last term in which this host committed as leader
 
     @property
     def up(self) -> bool:
@@ -281,16 +291,29 @@ class SimHost:
         node = self.node
         self.cursor = max(self.world.now, self.busy_until)
         self.turns += 1
+        raft = node.replicas[DATA_SHARD].raft
+        ballot, commit = (raft.term, raft.vote), raft.commit_index
         try:
             node.turn()
-        except SimCrash:
+        except SimCrash as exc:
             self.world.count("crash_in_write")
+            self.crash_note = str(exc)
             self.crash()
             self._after_turn(self)
             return
         self.cursor += TURN_CPU_S
         self.busy_until = self.cursor
-        self._after_turn(self)
+        self._after_turn(self)  # the checker sees the turn's outcome before any crash aimed after it
+        if self.node is not node:
+            return
+        if self._granted_vote(node, ballot) and self._roll(self.scenario.crash_after_vote_rate):
+            self._lose_power("crash_after_vote", f"right after granting a vote in term {raft.term}")
+            return
+        if self._first_commit(node, commit) and self._roll(self.scenario.crash_after_first_commit_rate):
+            self._lose_power(
+                "crash_after_first_commit", f"right after its first commit as leader of term {raft.term}"
+            )
+            return
         if self.stop_by is not None and (not node.leads_any() or self.world.now >= self.stop_by):
             self._exit()
             self.on_exit(self)
@@ -299,6 +322,29 @@ class SimHost:
             self._schedule(self.cursor)
         else:
             self._schedule(self.cursor + node.seconds_to_next_turn() / self.clock_rate)
+
+    def _lose_power(self, counter: str, when: str) -> None:
+        self.world.count(counter)
+        self.crash_note = f"node {self.id} loses power {when}"
+        self.crash()
+        self._after_turn(self)
+
+    def _first_commit(self, node: Node, commit_before: int) -> bool:
+        """Whether this turn moved a leader's commit index for the first time in its term."""
+        raft = node.replicas[DATA_SHARD].raft
+        if raft.role is not Role.LEADER or raft.commit_index == commit_before:
+            return False
+        first = self._leader_commit_term != raft.term
+        self._leader_commit_term = raft.term
+        return first
+
+    def _granted_vote(self, node: Node, ballot: tuple[int, int | None]) -> bool:
+        raft = node.replicas[DATA_SHARD].raft
+        return raft.vote not in (None, self.id) and (raft.term, raft.vote) != ballot
+
+    def _roll(self, rate: float) -> bool:
+        """A fault drawn from the host's generator: no draw at all when the rate is 0 or healed."""
+        return bool(rate) and not self.calmed and self.rng.random() < rate
 
     def _before_write(self, sync: bool, ops: list[Op]) -> None:
         s, rng, now = self.scenario, self.rng, self.world.now
@@ -336,6 +382,8 @@ class SimHost:
                     index = log_index_of(key)
                     terms[index] = (decode_entry(key, value).term, None)
                     self._undurable.append(index)
+        if sync and any(LOG_START <= key < LOG_STOP for key, _ in ops) and self._leads():
+            self._crash_after_write = self._roll(s.crash_after_leader_write_rate)
         if sync:
             done = self.cursor
             for index in self._undurable:
@@ -343,6 +391,16 @@ class SimHost:
                 if found is not None and found[1] is None:
                     terms[index] = (found[0], done)
             self._undurable.clear()
+
+    def _after_write(self, sync: bool) -> None:
+        if self._crash_after_write:
+            self._crash_after_write = False
+            self.world.count("crash_after_leader_write")
+            raise SimCrash(f"node {self.id} loses power after writing its new entries, before sending them")
+
+    def _leads(self) -> bool:
+        node = self.node
+        return node is not None and node.replicas[DATA_SHARD].raft.role is Role.LEADER
 
     def _log_switched(self) -> None:
         """LevelDB just closed a log file unsynced: now and then, lose power before its flush."""

@@ -29,7 +29,9 @@ def _parse(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--start", type=int, default=0, help="first seed for --seeds (default 0)")
     parser.add_argument("--duration", type=float, default=None, help="override the faulty part's seconds")
     parser.add_argument(
-        "--faults", default="", help=f"driver fault switches: {', '.join(DriverFaults.names())}"
+        "--faults",
+        default="",
+        help=f"fault switches: {', '.join(DriverFaults.names() + DriverFaults.raft_names())}",
     )
     parser.add_argument("--verbose", "-v", action="store_true", help="print the scenario, trace and stats")
     parser.add_argument("--node-log", action="store_true", help="show the nodes' own log lines")

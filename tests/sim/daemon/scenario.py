@@ -5,7 +5,14 @@ Everything a run does is drawn from generators seeded by the scenario's seed
 history. `summary()` prints the scenario as one line, first in every trace.
 
 Profiles spread the seeds over different worlds: a calm network, a lossy
-one, crash-heavy, pause-heavy, partition-heavy, a bad disk, skewed clocks.
+one, crash-heavy, pause-heavy, partition-heavy, a bad disk, skewed clocks,
+and two aimed at elections:
+- `elections`: nodes lose power right after they grant a vote and come back
+  fast, while partitions (bridges, one-way loss) keep two candidates from
+  hearing each other, so a vote that was not durable gets granted twice;
+- `churn`: leaders lose power often and come back fast, appends carry one
+  entry and fsyncs are slow, so leaders change with entries half replicated
+  (the Figure-8 pattern of the Raft paper).
 """
 
 from __future__ import annotations
@@ -15,7 +22,18 @@ from dataclasses import dataclass, field
 
 from confmand.server.faults import NO_FAULTS, DriverFaults
 
-PROFILES = ("calm", "lossy", "crashes", "pauses", "partitions", "disk", "clocks", "mixed")
+PROFILES = (
+    "calm",
+    "lossy",
+    "crashes",
+    "pauses",
+    "partitions",
+    "disk",
+    "clocks",
+    "mixed",
+    "elections",
+    "churn",
+)
 
 
 @dataclass(frozen=True, slots=True)
@@ -32,8 +50,12 @@ class Scenario:
     drop_rate: float
     duplicate_rate: float
     reorder_rate: float
+    late_max_s: float  # how late a reordered (or duplicated) message may arrive
     # faults, each a rate per second of simulated time
     crash_rate: float
+    leader_crash_share: float  # of the crashes, how many are aimed at the leader
+    restart_min_s: float
+    restart_max_s: float
     pause_rate: float
     partition_rate: float
     disk_full_rate: float
@@ -41,6 +63,9 @@ class Scenario:
     # per write: a synced write that crashes the node before it lands; a write that fails (EIO)
     crash_in_write_rate: float
     crash_after_log_switch_rate: float  # per log switch: power lost before the old file is flushed
+    crash_after_vote_rate: float  # per vote granted: power lost right after the turn that granted it
+    crash_after_first_commit_rate: float  # per term led: power lost right after the leader's first commit
+    crash_after_leader_write_rate: float  # per leader's synced log write: power lost before it sends
     write_error_rate: float
     fsync_min_s: float
     fsync_max_s: float
@@ -49,6 +74,11 @@ class Scenario:
     snapshot_interval_entries: int
     log_retain_entries: int
     request_timeout_ms: int
+    max_append_entries: int
+    tick_ms: int  # a short tick packs many more elections into a run
+    election_ticks: int  # few ticks: candidates' timeouts often fall on the same tick (split votes)
+    pre_vote: bool
+    check_quorum: bool
     log_bytes_max: int  # LevelDB's write_buffer_size on every simulated disk
     flush_after_writes: int  # how long a closed log file waits for its flush to a table
     faults: DriverFaults = field(default=NO_FAULTS)
@@ -60,10 +90,12 @@ class Scenario:
     ) -> Scenario:
         rng = random.Random(f"{seed}/scenario")
         profile = PROFILES[seed % len(PROFILES)]
-        node_count = 5 if rng.random() < 0.25 else 3
+        node_count = 5 if rng.random() < (0.7 if profile == "elections" else 0.25) else 3
 
         def on(name: str, base: float) -> float:
             return base * (3.0 if profile in (name, "mixed") else 1.0) if profile != "calm" else 0.0
+
+        elections, churn = profile == "elections", profile == "churn"
 
         return cls(
             seed=seed,
@@ -73,20 +105,27 @@ class Scenario:
             clients=rng.randint(3, 6),
             keys=rng.randint(2, 6),
             delay_min_s=0.0002,
-            delay_max_s=rng.choice((0.001, 0.003, 0.02)),
+            delay_max_s=rng.choice((0.02, 0.04) if profile == "elections" else (0.001, 0.003, 0.02)),
             drop_rate=0.05 if profile in ("lossy", "mixed") else 0.002 if profile != "calm" else 0.0,
-            duplicate_rate=0.03 if profile in ("lossy", "mixed") else 0.0,
-            reorder_rate=0.05 if profile in ("lossy", "mixed") else 0.0,
-            crash_rate=on("crashes", 0.12),
+            duplicate_rate=0.03 if profile in ("lossy", "mixed") else 0.2 if elections else 0.0,
+            reorder_rate=0.05 if profile in ("lossy", "mixed") else 0.3 if elections else 0.0,
+            late_max_s=0.5 if elections else 0.05,
+            crash_rate=1.0 if churn else 0.5 if elections else on("crashes", 0.12),
+            leader_crash_share=0.9 if churn or elections else 0.5,
+            restart_min_s=0.001 if elections else 0.02 if churn else 0.2,
+            restart_max_s=0.03 if elections else 0.4 if churn else 2.0,
             pause_rate=on("pauses", 0.1),
-            partition_rate=on("partitions", 0.1),
+            partition_rate=0.6 if elections else on("partitions", 0.1),
             disk_full_rate=on("disk", 0.03),
             clock_step_rate=on("clocks", 0.05),
             crash_in_write_rate=on("crashes", 0.002),
             crash_after_log_switch_rate=on("crashes", 0.1),
+            crash_after_vote_rate=0.3 if elections else 0.0,
+            crash_after_first_commit_rate=0.5 if churn else 0.0,
+            crash_after_leader_write_rate=0.2 if churn else 0.0,
             write_error_rate=on("disk", 0.002),
             fsync_min_s=0.0002,
-            fsync_max_s=rng.choice((0.001, 0.005, 0.02)),
+            fsync_max_s=0.03 if churn else rng.choice((0.001, 0.005, 0.02)),
             slow_fsync_rate=0.01 if profile in ("disk", "mixed") else 0.0,
             clock_rates=tuple(
                 rng.uniform(0.9, 1.1) if profile in ("clocks", "mixed") else rng.uniform(0.99, 1.01)
@@ -95,6 +134,11 @@ class Scenario:
             snapshot_interval_entries=rng.choice((40, 150, 10_000)),
             log_retain_entries=rng.choice((5, 30)),
             request_timeout_ms=rng.choice((1_000, 2_000)),
+            max_append_entries=1 if churn else 1024,
+            tick_ms=10 if churn else 50,
+            election_ticks=3 if elections else 10,
+            pre_vote=not elections or rng.random() < 0.5,
+            check_quorum=not elections or rng.random() < 0.5,
             log_bytes_max=rng.choice((4 << 10, 16 << 10, 4 << 20)),
             flush_after_writes=rng.choice((2, 10)),
             faults=faults,
@@ -105,7 +149,7 @@ class Scenario:
         return random.Random(f"{self.seed}/{concern}")
 
     def summary(self) -> str:
-        faults = ",".join(n for n in DriverFaults.names() if getattr(self.faults, n)) or "none"
+        faults = ",".join(self.faults.on()) or "none"
         return (
             f"seed {self.seed}: {self.profile}, {self.node_count} nodes, {self.duration_s:.1f}s, "
             f"{self.clients} clients on {self.keys} keys; delay {self.delay_min_s * 1000:.1f}-"
@@ -114,5 +158,6 @@ class Scenario:
             f"{self.partition_rate:.2f} full-disk {self.disk_full_rate:.2f} clock-step "
             f"{self.clock_step_rate:.2f}; "
             f"fsync {self.fsync_min_s * 1000:.1f}-{self.fsync_max_s * 1000:.1f}ms; "
-            f"snapshot every {self.snapshot_interval_entries}; driver faults: {faults}"
+            f"snapshot every {self.snapshot_interval_entries}; pre-vote {self.pre_vote} check-quorum "
+            f"{self.check_quorum}; fault switches: {faults}"
         )

@@ -82,7 +82,7 @@ class World:
         for copy in copies:
             due = sent_at + self.delay()
             if s.reorder_rate and rng.random() < s.reorder_rate:
-                due += rng.random() * 0.05
+                due += rng.random() * s.late_max_s
             self._schedule_arrival(due, src, dst, copy, deliver)
 
     def _schedule_arrival(self, due: float, src: int, dst: int, payload: bytes, deliver: DeliverPeer) -> None:
