@@ -40,11 +40,13 @@ class ConfigError(Exception):
 
 @dataclass(frozen=True, slots=True)
 class PeerConfig:
-    """One node of the initial cluster, as the others reach it."""
+    """One node of the cluster, as the others reach it."""
 
     id: int
     peer_address: str
     client_address: str
+    # Not in the first membership: the node starts with no state and waits for the leader to add it.
+    joins: bool = False
 
 
 @dataclass(frozen=True, slots=True)
@@ -102,7 +104,7 @@ class NodeConfig:
     data_dir: Path
     peer_address: str  # where this node binds its peer ROUTER
     client_address: str  # where this node binds its client ROUTER
-    peers: tuple[PeerConfig, ...]  # every initial voter, this node included, sorted by id
+    peers: tuple[PeerConfig, ...]  # every node's addresses, this node included, sorted by id
     raft: RaftSettings = RaftSettings()
     limits: Limits = Limits()
     requests: RequestSettings = RequestSettings()
@@ -115,7 +117,12 @@ class NodeConfig:
         for peer in self.peers:
             if peer.id == node_id:
                 return peer
-        raise KeyError(f"node {node_id} is not in the initial cluster")
+        raise KeyError(f"node {node_id} is not one of the [[peers]]")
+
+    @property
+    def initial_voters(self) -> frozenset[int]:
+        """The first membership of every shard: the peers that do not join later."""
+        return frozenset(p.id for p in self.peers if not p.joins)
 
     @property
     def remote_peer_addresses(self) -> dict[int, str]:
@@ -271,7 +278,9 @@ _PEER_READERS: Final[dict[str, _Reader]] = {
     "id": _POSITIVE,
     "peer_address": _advertised_address,
     "client_address": _advertised_address,
+    "joins": _bool,
 }
+_PEER_REQUIRED: Final = frozenset({"id", "peer_address", "client_address"})
 _TOP_LEVEL: Final = frozenset({"node", "peers", "raft", "limits", "requests", "clock", "storage", "log"})
 
 
@@ -350,11 +359,13 @@ def _peers(value: object) -> tuple[PeerConfig, ...]:
     seen: dict[str, dict[object, int]] = {"id": {}, "peer_address": {}, "client_address": {}}
     for position, item in enumerate(value):
         where = f"peers[{position}]"
-        peer = PeerConfig(**_fields(where, _table(where, item), _PEER_READERS, frozenset(_PEER_READERS)))
+        peer = PeerConfig(**_fields(where, _table(where, item), _PEER_READERS, _PEER_REQUIRED))
         for name, owners in seen.items():
             key = getattr(peer, name)
             if key in owners:
                 raise _Fault(f"{where}.{name}", f"{_show(key)} is already used by peers[{owners[key]}]")
             owners[key] = position
         peers.append(peer)
+    if all(p.joins for p in peers):
+        raise _Fault("peers", "every peer has joins = true: at least one must form the first membership")
     return tuple(sorted(peers, key=lambda p: p.id))

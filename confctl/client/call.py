@@ -132,6 +132,7 @@ class Call(Generic[T]):
     def on_reply(self, reply: Reply, now: float) -> Step[T]:
         session = self.core.session
         session.observe_hlc(reply.get("hlc"))
+        self.core.router.answered(self.endpoint)
         try:
             if replies.is_ok(reply):
                 result = self.parse(reply)

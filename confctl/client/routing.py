@@ -6,6 +6,12 @@ remembers the leader's address (learned from hints) across calls. A call asks
 order, wrapping, starting after the one that failed. A hint address need not be
 in the endpoint list (it is the leader's own client address); a failure there
 falls back to the head of the list.
+
+Without a known leader a call starts where the last one got an answer, or
+after the endpoint the last one found silent: a dead node at the head of the
+list costs one attempt once, not one attempt in every call (and with several
+dead ones in front, calls whose timeout covers fewer attempts than that still
+get through).
 """
 
 from __future__ import annotations
@@ -29,6 +35,7 @@ def is_endpoint(address: str) -> bool:
 class Router:
     endpoints: tuple[str, ...]
     leader: str | None = None
+    start: str | None = None  # where a call starts without a known leader (None: the head)
 
     def __post_init__(self) -> None:
         if not self.endpoints:
@@ -38,7 +45,7 @@ class Router:
                 raise InvalidArgument(f"not an endpoint (want e.g. tcp://10.0.0.1:7101): {endpoint!r}")
 
     def first(self) -> str:
-        return self.leader or self.endpoints[0]
+        return self.leader or self.start or self.endpoints[0]
 
     def next_after(self, endpoint: str) -> str:
         if endpoint not in self.endpoints:
@@ -50,10 +57,17 @@ class Router:
         if address:
             self.leader = address
 
+    def answered(self, endpoint: str) -> None:
+        """A node at `endpoint` answered (with a result or an error): later calls may start there."""
+        if endpoint in self.endpoints:
+            self.start = endpoint
+
     def forget(self, endpoint: str) -> None:
-        """The endpoint failed: if we took it for the leader, stop sending there first."""
+        """The endpoint failed: stop sending there first, as the leader or as the starting point."""
         if self.leader == endpoint:
             self.leader = None
+        if (self.start or self.endpoints[0]) == endpoint:
+            self.start = self.next_after(endpoint)
 
 
 @dataclass(slots=True)

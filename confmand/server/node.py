@@ -153,9 +153,15 @@ class Node:
     def _open_replica(self, shard_id: int) -> None:
         shard = self.storage.shard(shard_id)
         if not shard.is_bootstrapped():
-            batch = self.storage.new_batch()
-            shard.stage_bootstrap(Membership(frozenset(p.id for p in self.config.peers)), batch)
-            self.storage.write(batch, sync=True)
+            voters = self.config.initial_voters
+            if self.node_id in voters:
+                batch = self.storage.new_batch()
+                shard.stage_bootstrap(Membership(voters), batch)
+                self.storage.write(batch, sync=True)
+            else:  # it joins: the leader's log or snapshot tells it the membership
+                log.info(
+                    "shard %d: no state yet; waiting for the leader to add node %d", shard_id, self.node_id
+                )
         raft = self.config.raft
         raft_config = RaftConfig(
             node_id=self.node_id,

@@ -148,6 +148,35 @@ def test_silence_moves_to_the_next_endpoint_and_forgets_a_silent_leader() -> Non
     assert core.router.leader is None
 
 
+def test_a_silent_head_of_the_list_costs_one_attempt_once_not_in_every_call() -> None:
+    core = make_core(A, B, C)
+    first = core.call(*_put(), now=0)
+    assert isinstance(first.start(0), Send)
+    to_b = first.on_silence(1.0)
+    assert isinstance(to_b, Send)
+    assert isinstance(first.on_reply(ok(sent(to_b)["id"], **WRITE_OK), 1.1), Done)
+    second = core.call(*_put(), now=2)
+    step = second.start(2)
+    assert isinstance(step, Send)
+    assert step.endpoint == B
+
+
+def test_a_call_gets_through_behind_more_dead_nodes_than_its_timeout_covers() -> None:
+    """Each call has time for two attempts; three dead nodes come first: the second call still gets in."""
+    alive = "tcp://10.0.0.4:7101"
+    core = make_core(A, B, C, alive, timeout_s=2.0)
+    first = core.call(*_put(), now=0)
+    first.start(0)
+    first.on_silence(1.0)
+    assert isinstance(first.on_silence(2.0), Fail)
+    second = core.call(*_put(), now=3)
+    assert isinstance(second.start(3), Send)
+    to_alive = second.on_silence(4.0)
+    assert isinstance(to_alive, Send)
+    assert to_alive.endpoint == alive
+    assert isinstance(second.on_reply(ok(sent(to_alive)["id"], **WRITE_OK), 4.1), Done)
+
+
 def test_an_endpoint_already_tried_is_retried_only_after_a_backoff() -> None:
     core = make_core(A, B)
     call = core.call(*_put(), now=0)

@@ -12,9 +12,9 @@ Ops and what is recorded (tests/fault/history.py):
   linearizability checker), version with the session's token (`vget`,
   judged for read-your-writes) and stale (`sget`, only exercised).
 
-A third of the calls are pinned to one node chosen at random (no hint
-following): followers then forward them, and a deposed leader that does not
-know it yet is asked too.
+A third of the calls are pinned to one node in service chosen at random (no
+hint following): followers then forward them, and a deposed leader that does
+not know it yet is asked too.
 
 Outcomes: a reply is `ok`; a write refused with a code that means "never
 proposed" is `fail`, but only when no earlier attempt of the same call
@@ -50,6 +50,7 @@ class SimClient:
         process: int,
         *,
         endpoints: list[str],
+        in_service: Callable[[], list[str]],
         keys: int,
         send: SendFrame,
         record: Callable[[Op], None],
@@ -66,7 +67,8 @@ class SimClient:
             backoff=Backoff(rng=world.scenario.rng(f"client/{process}/backoff")),
         )
         self.keys = keys
-        self.endpoints = endpoints
+        self.in_service = in_service  # the endpoints of nodes not retired: where a call may be pinned
+        self.pin_share = 0.33
         self._send = send
         self._record = record
         self.running = True
@@ -161,7 +163,8 @@ class SimClient:
         now = self.world.now
         # A third of the calls go to one node chosen at random, as a client behind a load balancer
         # would: followers then forward, and a deposed leader that does not know it yet is asked too.
-        pinned = self.endpoints[self.rng.randrange(len(self.endpoints))] if self.rng.random() < 0.33 else None
+        choices = self.in_service()
+        pinned = choices[self.rng.randrange(len(choices))] if self.rng.random() < self.pin_share else None
         self.call = call = self.core.call(request, parse, now, endpoint=pinned)
         if seq is not None and call.seq is not None:
             # The same session seq again: the server applies the write at most once and answers a

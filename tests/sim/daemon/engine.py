@@ -16,12 +16,14 @@ seed and one concern; events at the same time run in the order scheduled.
 
 from __future__ import annotations
 
+import random
 import traceback
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
 from confctl.client import operations
-from confmand.raft import Role
+from confmand.raft import MembershipChange, MembershipChangeKind, NotLeader, ProposalRejected, RaftNode, Role
 from confmand.server.faults import NO_FAULTS, DriverFaults
 from confmand.server.node import DATA_SHARD
 from confmand.storage import StorageError
@@ -33,6 +35,8 @@ from tests.sim.daemon.scenario import Scenario
 from tests.sim.daemon.world import World
 
 FAULT_EVERY_S = 0.05
+OPERATOR_EVERY_S = 0.1
+MIN_VOTERS = 3  # the operator never shrinks the voters below this
 HAND_OFF_S = 2.0  # as run.py's: how long a stopping leader waits for its successor
 LIVENESS_S = 20.0
 CONVERGE_S = 10.0
@@ -77,7 +81,7 @@ class Simulation:
         self.history = History()
         self.fault_rng = scenario.rng("faults")
         self.hosts: dict[int, SimHost] = {}
-        for node_id in range(1, scenario.node_count + 1):
+        for node_id in range(1, scenario.node_count + scenario.joins + 1):
             self.hosts[node_id] = SimHost(
                 self.world,
                 scenario,
@@ -95,6 +99,14 @@ class Simulation:
         self.keys = [f"k{i}" for i in range(scenario.keys)]
         self.calm = False
         self._partition_until = 0.0
+        self.operator_rng = scenario.rng("operator")
+        self.next_id = scenario.node_count + 1  # the next node the operator may add
+        self.removed: set[int] = set()  # removals proposed: retired once committed
+
+    @property
+    def active(self) -> list[SimHost]:
+        """The hosts in service: in the first membership or added since, and not retired."""
+        return [h for h in self.hosts.values() if h.enrolled and not h.retired]
 
     # ------------------------------------------------------------------ wiring
 
@@ -126,6 +138,7 @@ class Simulation:
             self.world,
             process,
             endpoints=self.endpoints,
+            in_service=lambda: [client_address(h.id) for h in self.active],
             keys=self.scenario.keys,
             send=self._send_request,
             record=self.history.append,
@@ -161,11 +174,13 @@ class Simulation:
 
     def _run(self) -> None:
         scenario, world = self.scenario, self.world
-        for host in self.hosts.values():
+        for host in self.active:
             self._start(host)
         for process in range(1, scenario.clients + 1):
             self._add_client(process).start()
         world.at(FAULT_EVERY_S, self._fault_roll)
+        if scenario.membership_rate or scenario.transfer_rate:
+            world.at(OPERATOR_EVERY_S, self._operator)
         world.run_until(scenario.duration_s)
         self._final_phase()
 
@@ -175,6 +190,7 @@ class Simulation:
         self._note("final phase: everything healed")
         done: list[bool] = []
         probe = self._add_client(0)
+        probe.pin_share = 0.0  # the probe asks what any client would: through leader hints and rotation
         for client in self.clients.values():
             client.running = False
 
@@ -211,26 +227,26 @@ class Simulation:
         world = self.world
         end = world.now + CONVERGE_S
 
-        def same() -> bool:
-            digests = {state_digest(h) for h in self.hosts.values()}
-            return len(digests) == 1
-
+        members: list[SimHost] = []
         while world.now < end:
             world.run_until(world.now + 0.1)
             leader = self._leader()
             if leader is None or leader.node is None:
                 continue
-            target = leader.node.replicas[DATA_SHARD].raft.commit_index
+            raft = leader.node.replicas[DATA_SHARD].raft
+            membership = raft.membership
+            assert membership is not None
+            members = [self.hosts[i] for i in sorted(membership.members)]
+            target = raft.commit_index
             if all(
-                h.node is not None and h.node.replicas[DATA_SHARD].applied.index >= target
-                for h in self.hosts.values()
+                h.node is not None and h.node.replicas[DATA_SHARD].applied.index >= target for h in members
             ):
-                if same():
+                if len({state_digest(h) for h in members}) == 1:
                     return
-                applied = {h.id: state_digest(h)[0] for h in self.hosts.values()}
+                applied = {h.id: state_digest(h)[0] for h in members}
                 if len(set(applied.values())) == 1:
                     self.checker.fail("convergence", f"replicas differ at the same applied index {applied}")
-        applied = {h.id: state_digest(h)[0] for h in self.hosts.values() if h.node is not None}
+        applied = {h.id: state_digest(h)[0] for h in members if h.node is not None}
         self.checker.fail("convergence", f"replicas did not catch up within {CONVERGE_S}s: {applied}")
 
     def _leader(self) -> SimHost | None:
@@ -249,7 +265,7 @@ class Simulation:
         self.calm = True
         self.world.blocked = frozenset()
         self.world.calm()
-        for host in self.hosts.values():
+        for host in self.active:
             host.calm()
             host.wall_offset_ms = 0
             host.disk_full_until = 0.0
@@ -271,7 +287,7 @@ class Simulation:
         incarnation = host.incarnation
 
         def restart() -> None:
-            if not host.up and host.incarnation == incarnation:
+            if not host.up and host.incarnation == incarnation and not host.retired:
                 self._start(host)
 
         self.world.at(self.world.now + delay, restart)
@@ -284,11 +300,12 @@ class Simulation:
         if world.now >= self._partition_until and world.blocked:
             world.blocked = frozenset()
             self._note("partition healed")
-        up = [h.id for h in self.hosts.values() if h.up]
+        active = self.active
+        up = [h.id for h in active if h.up]
         leader = self._leader()
         if s.crash_rate and rng.random() < s.crash_rate * FAULT_EVERY_S:
-            down = len(self.hosts) - len(up)
-            if up and down < (len(self.hosts) - 1) // 2 + (1 if rng.random() < 0.2 else 0):
+            down = len(active) - len(up)
+            if up and down < (len(active) - 1) // 2 + (1 if rng.random() < 0.2 else 0):
                 victim = (
                     leader.id
                     if leader is not None and rng.random() < s.leader_crash_share
@@ -317,11 +334,89 @@ class Simulation:
             world.count("disk_full")
             self._note(f"node {host.id}'s disk is full until {host.disk_full_until:.3f}")
         if s.clock_step_rate and rng.random() < s.clock_step_rate * FAULT_EVERY_S:
-            host = self.hosts[rng.choice(sorted(self.hosts))]
+            host = self.hosts[rng.choice([h.id for h in active])]
             step = rng.choice((-1, 1)) * rng.randint(100, 3000)
             host.wall_offset_ms += step
             world.count("clock_step")
             self._note(f"node {host.id}'s wall clock steps {step:+d} ms (offset {host.wall_offset_ms})")
+
+    # ------------------------------------------------------------------ the operator
+
+    def _operator(self) -> None:
+        """Membership changes and leadership transfers, made on the leader as an operator's call would.
+
+        Once healed the operator changes nothing more, but still shuts down the nodes it removed.
+        """
+        s, rng, world = self.scenario, self.operator_rng, self.world
+        world.at(world.now + OPERATOR_EVERY_S, self._operator)
+        leader = self._leader()
+        if leader is None or leader.node is None:
+            return
+        raft = leader.node.replicas[DATA_SHARD].raft
+        self._retire_removed(raft)
+        if self.calm:
+            return
+        if rng.random() < s.membership_rate * OPERATOR_EVERY_S:
+            self._change_membership(leader, rng)
+        if rng.random() < s.transfer_rate * OPERATOR_EVERY_S:
+            membership = raft.membership
+            assert membership is not None
+            others = sorted(membership.voters - {leader.id})
+            if others:
+                target = rng.choice(others)
+                self._try(leader, f"transfer to {target}", lambda: raft.transfer_leadership(target))
+
+    def _change_membership(self, leader: SimHost, rng: random.Random) -> None:
+        assert leader.node is not None
+        raft = leader.node.replicas[DATA_SHARD].raft
+        membership = raft.membership
+        assert membership is not None
+        voters, learners = sorted(membership.voters), sorted(membership.learners)
+        kind, roll = MembershipChangeKind, rng.random()
+        if learners and roll < 0.6:
+            change = MembershipChange(kind.PROMOTE, rng.choice(learners))
+        elif len(voters) > MIN_VOTERS and roll < 0.8:
+            change = MembershipChange(kind.REMOVE, leader.id if rng.random() < 0.4 else rng.choice(voters))
+        elif learners:
+            change = MembershipChange(kind.REMOVE, rng.choice(learners))
+        elif self.next_id in self.hosts:
+            change = MembershipChange(kind.ADD_LEARNER, self.next_id)
+        else:
+            return
+        what = f"{change.kind.value} {change.node}"
+        if not self._try(leader, what, lambda: raft.propose_membership(change)):
+            return
+        if change.kind is kind.REMOVE:
+            self.removed.add(change.node)
+        elif change.kind is kind.ADD_LEARNER:
+            joiner = self.hosts[self.next_id]
+            self.next_id += 1
+            joiner.enrolled = True
+            self._start(joiner)
+
+    def _retire_removed(self, raft: RaftNode) -> None:
+        """Shut down, for good, every node whose removal the leader has committed."""
+        membership = raft.membership
+        if membership is None or raft.log.commit < raft.members.latest_index:
+            return
+        for node_id in sorted(self.removed - membership.members):
+            host = self.hosts[node_id]
+            if not host.retired:
+                host.retire()
+                self.checker.restarted(host)
+                self.world.count("retired")
+                self._note(f"node {node_id} is removed: the operator shuts it down")
+
+    def _try(self, leader: SimHost, what: str, call: Callable[[], object]) -> bool:
+        try:
+            call()
+        except (NotLeader, ProposalRejected) as exc:
+            self.world.count(f"operator_{type(exc).__name__}")
+            return False
+        self.world.count("operator_" + what.split(maxsplit=1)[0])
+        self._note(f"the operator asks leader {leader.id}: {what}")
+        leader.poke()
+        return True
 
     def _pause(self, leader: SimHost | None, up: list[int]) -> None:
         rng, world = self.fault_rng, self.world
@@ -335,7 +430,7 @@ class Simulation:
         world.count("pause")
         isolate = not world.blocked and rng.random() < 0.4
         if isolate:  # a paused leader that comes back cut off from its peers
-            others = [i for i in self.hosts if i != host.id]
+            others = [h.id for h in self.active if h.id != host.id]
             world.blocked = frozenset((host.id, o) for o in others) | frozenset((o, host.id) for o in others)
             self._partition_until = world.now + duration + rng.uniform(0.2, 1.0)
         self._note(f"node {host.id} paused for {duration:.2f}s{' and cut off' if isolate else ''}")
@@ -349,7 +444,7 @@ class Simulation:
 
     def _partition(self, leader: SimHost | None) -> None:
         rng, world = self.fault_rng, self.world
-        ids = sorted(self.hosts)
+        ids = [h.id for h in self.active]
         rng.shuffle(ids)
         kind = rng.choice(("split", "isolate_leader", "one_way", "bridge"))
         if kind == "isolate_leader" and leader is not None:

@@ -54,8 +54,8 @@ def client_address(node_id: int) -> str:
 
 def node_config(scenario: Scenario, node_id: int) -> NodeConfig:
     peers = tuple(
-        PeerConfig(i, f"tcp://sim-node-{i}:7000", client_address(i))
-        for i in range(1, scenario.node_count + 1)
+        PeerConfig(i, f"tcp://sim-node-{i}:7000", client_address(i), joins=i > scenario.node_count)
+        for i in range(1, scenario.node_count + scenario.joins + 1)
     )
     return NodeConfig(
         source=Path(f"/nonexistent/confman-sim/node{node_id}.toml"),
@@ -146,7 +146,7 @@ class SimHost:
         self.scenario = scenario
         self.id = node_id
         self.config = node_config(scenario, node_id)
-        self.peer_ids = frozenset(range(1, scenario.node_count + 1)) - {node_id}
+        self.peer_ids = frozenset(range(1, scenario.node_count + scenario.joins + 1)) - {node_id}
         self.deliver_peer_to = deliver_peer_to
         self.deliver_reply = deliver_reply
         self._after_turn = after_turn
@@ -179,6 +179,8 @@ class SimHost:
         self.starting = False
         self.turns = 0
         self.crash_note = ""  # why the host lost power inside its last turn
+        self.enrolled = node_id <= scenario.node_count  # started once the operator adds it
+        self.retired = False  # removed from the membership and shut down for good
         self._leader_commit_term = 0  # the last term in which this host committed as leader
 
     @property
@@ -245,6 +247,16 @@ class SimHost:
         self.stop_by = None
         self.peer_inbox, self.client_inbox = [], []
         self.wake_at = None
+
+    def retire(self) -> None:
+        """Removed from the membership: the operator shuts the node down, for good."""
+        self.retired = True
+        if self.node is not None:
+            self._exit()
+
+    def poke(self) -> None:
+        """Something outside the loop (the operator) gave the node work: take a turn soon."""
+        self._schedule(self.world.now)
 
     def pause(self) -> None:
         self.paused = True

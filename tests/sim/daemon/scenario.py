@@ -6,7 +6,10 @@ history. `summary()` prints the scenario as one line, first in every trace.
 
 Profiles spread the seeds over different worlds: a calm network, a lossy
 one, crash-heavy, pause-heavy, partition-heavy, a bad disk, skewed clocks,
-and two aimed at elections:
+one where the membership changes under load, and two aimed at elections:
+- `membership`: the operator adds nodes (empty disks, as learners), promotes
+  them, removes voters (the leader included) and learners, and transfers
+  leadership, while the usual faults go on;
 - `elections`: nodes lose power right after they grant a vote and come back
   fast, while partitions (bridges, one-way loss) keep two candidates from
   hearing each other, so a vote that was not durable gets granted twice;
@@ -33,6 +36,7 @@ PROFILES = (
     "mixed",
     "elections",
     "churn",
+    "membership",
 )
 
 
@@ -40,7 +44,10 @@ PROFILES = (
 class Scenario:
     seed: int
     profile: str
-    node_count: int
+    node_count: int  # the first membership
+    joins: int  # how many more nodes the operator may add (ids node_count+1 ..)
+    membership_rate: float  # membership changes proposed per second
+    transfer_rate: float  # leadership transfers asked per second
     duration_s: float  # the faulty part; then everything heals for the final phase
     clients: int
     keys: int
@@ -91,16 +98,20 @@ class Scenario:
         rng = random.Random(f"{seed}/scenario")
         profile = PROFILES[seed % len(PROFILES)]
         node_count = 5 if rng.random() < (0.7 if profile == "elections" else 0.25) else 3
+        joins = 3 if profile == "membership" else 0
 
         def on(name: str, base: float) -> float:
             return base * (3.0 if profile in (name, "mixed") else 1.0) if profile != "calm" else 0.0
 
-        elections, churn = profile == "elections", profile == "churn"
+        elections, churn, membership = profile == "elections", profile == "churn", profile == "membership"
 
         return cls(
             seed=seed,
             profile=profile,
             node_count=node_count,
+            joins=joins,
+            membership_rate=2.0 if membership else 0.0,
+            transfer_rate=0.5 if membership else 0.0,
             duration_s=duration_s if duration_s is not None else rng.uniform(6.0, 10.0),
             clients=rng.randint(3, 6),
             keys=rng.randint(2, 6),
@@ -129,7 +140,7 @@ class Scenario:
             slow_fsync_rate=0.01 if profile in ("disk", "mixed") else 0.0,
             clock_rates=tuple(
                 rng.uniform(0.9, 1.1) if profile in ("clocks", "mixed") else rng.uniform(0.99, 1.01)
-                for _ in range(node_count)
+                for _ in range(node_count + joins)
             ),
             snapshot_interval_entries=rng.choice((40, 150, 10_000)),
             log_retain_entries=rng.choice((5, 30)),
@@ -151,7 +162,8 @@ class Scenario:
     def summary(self) -> str:
         faults = ",".join(self.faults.on()) or "none"
         return (
-            f"seed {self.seed}: {self.profile}, {self.node_count} nodes, {self.duration_s:.1f}s, "
+            f"seed {self.seed}: {self.profile}, {self.node_count} nodes (+{self.joins} may join), "
+            f"{self.duration_s:.1f}s, "
             f"{self.clients} clients on {self.keys} keys; delay {self.delay_min_s * 1000:.1f}-"
             f"{self.delay_max_s * 1000:.1f}ms drop {self.drop_rate} dup {self.duplicate_rate}; "
             f"per s: crash {self.crash_rate:.2f} pause {self.pause_rate:.2f} partition "
