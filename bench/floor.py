@@ -19,12 +19,17 @@ the daemon's numbers beside them. Three measurements:
   value), `--msgpack-ops` times: microseconds per round and rounds per second.
 
 `--json` prints one JSON object as the last line, every key ending in its unit.
+
+No wait is unbounded: a send, a receive, the echo's start or a synced write
+that makes no progress for `--timeout` seconds ends the run with
+"floor benchmark failed: ..." on stderr and exit status 1.
 """
 
 from __future__ import annotations
 
 import argparse
 import os
+import selectors
 import shutil
 import subprocess
 import sys
@@ -49,6 +54,7 @@ REPO_ROOT = Path(__file__).resolve().parents[1]
 KEY = "bench/k000000001"  # 16 bytes, as the daemon benchmark's keys
 VALUE = bytes(range(128))  # 128 bytes, as the daemon benchmark's values
 FSYNC_VALUE_BYTES = 184  # + the 16-byte key: a ~200-byte batch
+DEFAULT_TIMEOUT_S = 10.0
 
 
 def put_request(request_id: int) -> dict[str, Any]:
@@ -62,23 +68,60 @@ def _ms(sorted_s: list[float], q: float) -> float:
 # ---------------------------------------------------------------------- fsync
 
 
-def measure_fsync(ops: int, base_dir: Path | None) -> dict[str, Value]:
-    """`ops` synced WriteBatches of one ~200-byte put each, one at a time."""
-    root = Path(tempfile.mkdtemp(prefix="confman-floor-", dir=base_dir))
-    try:
-        db = plyvel.DB(str(root / "db"), create_if_missing=True)
+def synced_writes(dbs: Sequence[Any], ops: int, timeout_s: float) -> tuple[list[float], float]:
+    """`ops` synced ~200-byte WriteBatches into each of `dbs` at once, one thread per DB.
+
+    Returns every write's latency and the wall time of the whole. plyvel
+    releases the GIL while LevelDB writes, so threads overlap their fsyncs as
+    processes would. The writers are daemon threads joined with a bound: if
+    no write completes for `timeout_s` (a stuck disk), RuntimeError, and the
+    process can still exit. A writer's error is raised here, not lost.
+    """
+    value = bytes(FSYNC_VALUE_BYTES)
+    latencies: list[float] = []
+    errors: list[BaseException] = []
+
+    def write_loop(db: Any) -> None:
         try:
-            value = bytes(FSYNC_VALUE_BYTES)
-            latencies = []
-            wall0 = time.perf_counter()
             for i in range(ops):
                 t0 = time.perf_counter()
                 with db.write_batch(sync=True) as batch:
                     batch.put(b"l|%013d" % i, value)  # 16-byte key
-                latencies.append(time.perf_counter() - t0)
-            wall = time.perf_counter() - wall0
-        finally:
-            db.close()
+                latencies.append(time.perf_counter() - t0)  # list.append is atomic under the GIL
+        except BaseException as exc:  # re-raised by the joining thread
+            errors.append(exc)
+
+    threads = [
+        threading.Thread(target=write_loop, args=(db,), name=f"floor-fsync-{n}", daemon=True)
+        for n, db in enumerate(dbs)
+    ]
+    wall0 = time.perf_counter()
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        while True:
+            done_before = len(latencies)
+            thread.join(timeout_s)  # returns as soon as the thread ends
+            if not thread.is_alive():
+                break
+            if len(latencies) == done_before:
+                raise RuntimeError(
+                    f"no synced write completed for {timeout_s:g} s "
+                    f"({len(latencies)} of {ops * len(dbs)} done): is the disk stuck?"
+                )
+    wall = time.perf_counter() - wall0
+    if errors:
+        raise errors[0]
+    return latencies, wall
+
+
+def measure_fsync(ops: int, base_dir: Path | None, timeout_s: float = DEFAULT_TIMEOUT_S) -> dict[str, Value]:
+    """`ops` synced WriteBatches of one ~200-byte put each, one at a time."""
+    root = Path(tempfile.mkdtemp(prefix="confman-floor-", dir=base_dir))
+    try:
+        db = plyvel.DB(str(root / "db"), create_if_missing=True)
+        latencies, wall = synced_writes([db], ops, timeout_s)
+        db.close()  # not on a timeout: the stuck writer still holds it
     finally:
         shutil.rmtree(root, ignore_errors=True)
     latencies.sort()
@@ -91,32 +134,14 @@ def measure_fsync(ops: int, base_dir: Path | None) -> dict[str, Value]:
     }
 
 
-def measure_fsync_concurrent(ops: int, writers: int, base_dir: Path | None) -> dict[str, Value]:
-    """`writers` LevelDBs on the same disk, each doing synced writes at once: 3 nodes on one host.
-
-    plyvel releases the GIL while LevelDB writes, so threads overlap their
-    fsyncs as three processes would.
-    """
+def measure_fsync_concurrent(
+    ops: int, writers: int, base_dir: Path | None, timeout_s: float = DEFAULT_TIMEOUT_S
+) -> dict[str, Value]:
+    """`writers` LevelDBs on the same disk, each doing synced writes at once: 3 nodes on one host."""
     root = Path(tempfile.mkdtemp(prefix="confman-floor-", dir=base_dir))
-    latencies: list[float] = []
     try:
         dbs = [plyvel.DB(str(root / f"db{i}"), create_if_missing=True) for i in range(writers)]
-        value = bytes(FSYNC_VALUE_BYTES)
-
-        def write_loop(db: Any) -> None:
-            for i in range(ops):
-                t0 = time.perf_counter()
-                with db.write_batch(sync=True) as batch:
-                    batch.put(b"l|%013d" % i, value)
-                latencies.append(time.perf_counter() - t0)  # list.append is atomic under the GIL
-
-        threads = [threading.Thread(target=write_loop, args=(db,)) for db in dbs]
-        wall0 = time.perf_counter()
-        for thread in threads:
-            thread.start()
-        for thread in threads:
-            thread.join()
-        wall = time.perf_counter() - wall0
+        latencies, wall = synced_writes(dbs, ops, timeout_s)
         for db in dbs:
             db.close()
     finally:
@@ -133,45 +158,81 @@ def measure_fsync_concurrent(ops: int, writers: int, base_dir: Path | None) -> d
 # ---------------------------------------------------------------------- zmq
 
 
-def measure_zmq(rtt_ops: int, pipelined_msgs: int, window: int) -> dict[str, Value]:
+def measure_zmq(
+    rtt_ops: int, pipelined_msgs: int, window: int, timeout_s: float = DEFAULT_TIMEOUT_S
+) -> dict[str, Value]:
     """Round trips through an echo ROUTER in another process: one outstanding, then pipelined."""
-    echo = subprocess.Popen(
-        [sys.executable, "-m", "bench._echo"], cwd=REPO_ROOT, stdout=subprocess.PIPE, text=True
-    )
+    echo = subprocess.Popen([sys.executable, "-m", "bench._echo"], cwd=REPO_ROOT, stdout=subprocess.PIPE)
     context: zmq.Context[zmq.Socket[bytes]] = zmq.Context()
     sock = context.socket(zmq.DEALER)
     try:
-        assert echo.stdout is not None
-        endpoint = echo.stdout.readline().strip()
-        if not endpoint.startswith("tcp://"):
-            raise RuntimeError(f"the echo process did not start (exit status {echo.poll()})")
+        endpoint = read_endpoint(echo, timeout_s)
         sock.setsockopt(zmq.LINGER, 0)
+        sock.setsockopt(zmq.SNDTIMEO, round(timeout_s * 1000))
+        sock.setsockopt(zmq.RCVTIMEO, round(timeout_s * 1000))
         sock.connect(endpoint)
         frame = msgpack.packb(put_request(1), use_bin_type=True)
-        sock.send(frame)  # the first trip also waits for the TCP connection: not measured
-        if not sock.poll(10_000):
-            raise RuntimeError("the echo process did not answer within 10 s")
-        sock.recv()
-        out = _rtt(sock, frame, rtt_ops)
-        out.update(_pipelined(sock, frame, pipelined_msgs, window))
+        try:
+            sock.send(frame)  # the first trip also waits for the TCP connection: not measured
+            sock.recv()
+        except zmq.Again:
+            raise RuntimeError(f"the echo process did not answer within {timeout_s:g} s") from None
+        out = _rtt(sock, frame, rtt_ops, timeout_s)
+        out.update(_pipelined(sock, frame, pipelined_msgs, window, timeout_s))
         return out
+    except RuntimeError as exc:
+        status = echo.poll()
+        if status is not None:
+            raise RuntimeError(f"{exc} (the echo process exited with status {status})") from None
+        raise
     finally:
         sock.close()
         context.term()
         echo.kill()
-        echo.wait()
+        try:
+            echo.wait(timeout_s)
+        except subprocess.TimeoutExpired:
+            print(f"floor: the echo process {echo.pid} did not die within {timeout_s:g} s", file=sys.stderr)
         if echo.stdout is not None:
             echo.stdout.close()
 
 
-def _rtt(sock: zmq.Socket[bytes], frame: bytes, ops: int) -> dict[str, Value]:
+def read_endpoint(echo: subprocess.Popen[bytes], timeout_s: float) -> str:
+    """The echo's first line (its bound endpoint), waiting at most `timeout_s` for it."""
+    assert echo.stdout is not None
+    fd = echo.stdout.fileno()  # read unbuffered: nothing else reads this pipe
+    deadline = time.monotonic() + timeout_s
+    data = b""
+    with selectors.DefaultSelector() as selector:
+        selector.register(fd, selectors.EVENT_READ)
+        while b"\n" not in data:
+            left = deadline - time.monotonic()
+            if left <= 0 or not selector.select(left):
+                raise RuntimeError(f"the echo process printed no endpoint within {timeout_s:g} s")
+            chunk = os.read(fd, 4096)
+            if not chunk:
+                raise RuntimeError(f"the echo process did not start (exit status {echo.wait(timeout_s)})")
+            data += chunk
+    endpoint = data.partition(b"\n")[0].decode(errors="replace").strip()
+    if not endpoint.startswith("tcp://"):
+        raise RuntimeError(f"the echo process printed {endpoint!r}, not an endpoint")
+    return endpoint
+
+
+def _rtt(sock: zmq.Socket[bytes], frame: bytes, ops: int, timeout_s: float) -> dict[str, Value]:
+    """`ops` round trips, one at a time; `sock` has SNDTIMEO and RCVTIMEO of `timeout_s`."""
     latencies = []
     wall0 = time.perf_counter()
-    for _ in range(ops):
-        t0 = time.perf_counter()
-        sock.send(frame)
-        sock.recv()
-        latencies.append(time.perf_counter() - t0)
+    try:
+        for _ in range(ops):
+            t0 = time.perf_counter()
+            sock.send(frame)
+            sock.recv()
+            latencies.append(time.perf_counter() - t0)
+    except zmq.Again:
+        raise RuntimeError(
+            f"round trip {len(latencies) + 1} of {ops}: no reply from the echo process within {timeout_s:g} s"
+        ) from None
     wall = time.perf_counter() - wall0
     latencies.sort()
     return {
@@ -182,21 +243,39 @@ def _rtt(sock: zmq.Socket[bytes], frame: bytes, ops: int) -> dict[str, Value]:
     }
 
 
-def _pipelined(sock: zmq.Socket[bytes], frame: bytes, msgs: int, window: int) -> dict[str, Value]:
+def _pipelined(
+    sock: zmq.Socket[bytes], frame: bytes, msgs: int, window: int, timeout_s: float
+) -> dict[str, Value]:
+    """`msgs` messages with up to `window` outstanding; `sock` has RCVTIMEO of `timeout_s`.
+
+    A send that finds the DEALER's queue full takes replies first instead of
+    blocking, so a window above the HWMs cannot deadlock the two ends.
+    """
     sent = received = 0
     wall0 = time.perf_counter()
-    while received < msgs:
-        while sent < msgs and sent - received < window:
-            sock.send(frame)
-            sent += 1
-        sock.recv()  # blocks for at least one, then drain what else is there
-        received += 1
-        while received < sent:
-            try:
-                sock.recv(zmq.NOBLOCK)
-            except zmq.Again:
-                break
+    try:
+        while received < msgs:
+            while sent < msgs and sent - received < window:
+                try:
+                    sock.send(frame, zmq.NOBLOCK if sent > received else 0)
+                except zmq.Again:
+                    if sent == received:
+                        raise
+                    break
+                sent += 1
+            sock.recv()  # blocks (bounded) for at least one, then drain what else is there
             received += 1
+            while received < sent:
+                try:
+                    sock.recv(zmq.NOBLOCK)
+                except zmq.Again:
+                    break
+                received += 1
+    except zmq.Again:
+        raise RuntimeError(
+            f"pipelined: nothing moved for {timeout_s:g} s with {sent - received} messages outstanding "
+            f"({received} of {msgs} replies received): a reply was lost or the echo process is stuck"
+        ) from None
     wall = time.perf_counter() - wall0
     return {
         "zmq_pipelined_msgs": msgs,
@@ -240,7 +319,16 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     )
     p.add_argument("--msgpack-ops", type=int, default=200_000, help="pack+unpack rounds (default 200000)")
     p.add_argument("--base-dir", type=Path, default=None, help="where the LevelDB goes (default: $TMPDIR)")
+    p.add_argument(
+        "--timeout",
+        type=float,
+        default=DEFAULT_TIMEOUT_S,
+        help=f"seconds a send, a receive or the disk may make no progress before the run fails "
+        f"(default {DEFAULT_TIMEOUT_S:g})",
+    )
     args = p.parse_args(argv)
+    if not args.timeout > 0:
+        p.error("--timeout must be > 0")
     counts = (args.fsync_ops, args.rtt_ops, args.pipelined_msgs, args.pipeline_window, args.msgpack_ops)
     if min(counts) < 1:
         p.error("every count must be >= 1")
@@ -256,15 +344,15 @@ def main(argv: Sequence[str] | None = None) -> int:
         sections: tuple[tuple[str, Callable[[], dict[str, Value]]], ...] = (
             (
                 "fsync: one synced ~200-byte WriteBatch at a time (plyvel)",
-                lambda: measure_fsync(args.fsync_ops, args.base_dir),
+                lambda: measure_fsync(args.fsync_ops, args.base_dir, args.timeout),
             ),
             (
                 "fsync: 3 LevelDBs on one disk, each writing synced batches at once (3 nodes, 1 host)",
-                lambda: measure_fsync_concurrent(max(1, args.fsync_ops // 3), 3, args.base_dir),
+                lambda: measure_fsync_concurrent(max(1, args.fsync_ops // 3), 3, args.base_dir, args.timeout),
             ),
             (
                 "zmq: DEALER -> ROUTER echo on tcp loopback",
-                lambda: measure_zmq(args.rtt_ops, args.pipelined_msgs, args.pipeline_window),
+                lambda: measure_zmq(args.rtt_ops, args.pipelined_msgs, args.pipeline_window, args.timeout),
             ),
             ("msgpack: pack + unpack of a put request", lambda: measure_msgpack(args.msgpack_ops)),
         )

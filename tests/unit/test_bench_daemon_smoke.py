@@ -5,7 +5,8 @@ durations (a 3-node cluster for a few seconds; a few dozen fsyncs) and check
 the JSON line they end with: it checks that the benchmarks work, not how
 fast anything is. The rest are pure checks of the pieces: percentiles
 against a naive reference, how clients are split over generator processes,
-the configs generated for the nodes, and the worker's wire formats.
+the configs generated for the nodes, the worker's wire formats, and the
+floor's ZeroMQ echo (it never drops a reply; a lost one is an error, not a hang).
 """
 
 from __future__ import annotations
@@ -17,14 +18,18 @@ from array import array
 from pathlib import Path
 from typing import Any
 
+import msgpack
 import pytest
+import zmq
 from hypothesis import given
 from hypothesis import strategies as st
 
 from bench._cluster import NODE_IDS, node_config_toml
+from bench._echo import echo_socket
 from bench._stats import latency_summary_ms, percentile
 from bench._worker import WorkerResult, WorkerSpec, key_name
 from bench.daemon import SCENARIOS, parse_args, worker_specs
+from bench.floor import _pipelined, put_request
 from confmand.config import load_config
 from confmand.local_cluster import free_ports
 
@@ -208,3 +213,72 @@ def test_worker_result_survives_the_wire() -> None:
 def test_keys_are_16_bytes() -> None:
     assert len(key_name(0).encode()) == 16
     assert len(key_name(999_999_999).encode()) == 16
+
+
+# ---------------------------------------------------------------------- the floor's zmq echo
+
+
+@pytest.fixture
+def zmq_context() -> Any:
+    context: zmq.Context[zmq.Socket[bytes]] = zmq.Context()
+    yield context
+    context.destroy(linger=0)
+
+
+def test_the_echo_refuses_a_reply_to_a_full_peer_instead_of_dropping_it(zmq_context: Any) -> None:
+    """The floor's pipelined run hung once: the echo ROUTER dropped a reply at the HWM, silently.
+
+    Over inproc the ROUTER -> DEALER pipe holds SNDHWM + RCVHWM messages and
+    nothing else buffers, so a DEALER that does not read fills it
+    deterministically. A plain ROUTER would then report success and lose each
+    further reply; the echo's socket must refuse it (zmq.Again, which its
+    blocking send waits out), and every reply it accepted must arrive.
+    """
+    zmq_context.setsockopt(zmq.SNDHWM, 2)  # set before the bind: an inproc pipe takes the bound
+    router = echo_socket(zmq_context, "inproc://floor-echo")  # side's HWMs as they were then
+    zmq_context.setsockopt(zmq.SNDHWM, 1000)
+    dealer = zmq_context.socket(zmq.DEALER)
+    dealer.setsockopt(zmq.RCVHWM, 2)
+    dealer.setsockopt(zmq.SNDTIMEO, 5000)
+    dealer.setsockopt(zmq.LINGER, 0)
+    dealer.connect("inproc://floor-echo")
+    requests = [b"m%d" % i for i in range(10)]
+    for request in requests:
+        dealer.send(request)
+    accepted: list[bytes] = []
+    refused = None
+    for _ in requests:
+        assert router.poll(5000), "a request did not reach the echo"
+        frames = router.recv_multipart()
+        try:
+            router.send_multipart(frames, zmq.NOBLOCK)
+        except zmq.Again:
+            refused = frames
+            break
+        accepted.append(frames[-1])
+    assert refused is not None, "a reply to a full peer was accepted: a plain ROUTER drops it"
+    assert 0 < len(accepted) < len(requests)
+    got: list[bytes] = []
+    for _ in accepted:
+        assert dealer.poll(5000), f"an accepted reply was lost: got {got}, accepted {accepted}"
+        got.append(dealer.recv())
+    assert got == accepted
+    assert router.poll(5000, zmq.POLLOUT), "the drained peer is still full"
+    router.send_multipart(refused, zmq.NOBLOCK)
+    assert dealer.poll(5000)
+    assert dealer.recv() == refused[-1]
+
+
+def test_a_lost_pipelined_reply_is_an_error_not_a_hang(zmq_context: Any) -> None:
+    """A peer that takes requests and answers none: the pipelined run fails within its timeout."""
+    silent = zmq_context.socket(zmq.ROUTER)
+    silent.setsockopt(zmq.LINGER, 0)
+    silent.bind("inproc://floor-silent")
+    dealer = zmq_context.socket(zmq.DEALER)
+    dealer.setsockopt(zmq.LINGER, 0)
+    dealer.setsockopt(zmq.RCVTIMEO, 50)
+    dealer.setsockopt(zmq.SNDTIMEO, 50)
+    dealer.connect("inproc://floor-silent")
+    frame = msgpack.packb(put_request(1), use_bin_type=True)
+    with pytest.raises(RuntimeError, match=r"3 messages outstanding \(0 of 3 replies received\)"):
+        _pipelined(dealer, frame, 3, 3, 0.05)
