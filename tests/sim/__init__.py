@@ -1,1 +1,1 @@
-"""Seeded whole-cluster simulation of the Raft core (see engine.py; replay with `python -m tests.sim.run`)."""
+"""The seeded simulator: real confmand nodes over simulated disks, network, clocks and clients (engine.py)."""

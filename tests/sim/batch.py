@@ -1,4 +1,4 @@
-"""Many seeds at once, on every core: what the test tiers and `run --seeds --jobs` share.
+"""Many seeds at once, on every core: what the test tiers share.
 
 Seeds are independent and each run is deterministic, so running chunks of
 seeds in worker processes changes nothing but the wall time. Workers are
@@ -12,39 +12,43 @@ result is asked for.
 
 from __future__ import annotations
 
+import logging
 import multiprocessing
 import os
-from collections.abc import Callable
 from concurrent.futures import Future, ProcessPoolExecutor
 from dataclasses import dataclass
 from types import TracebackType
 
+from confmand.server.faults import DriverFaults
 from tests.sim.engine import run_seed
-from tests.sim.scenario import faults_from_names
 
 
 @dataclass(frozen=True, slots=True)
 class SeedReport:
     seed: int
-    steps_run: int
+    turns: int
     profile: str
-    failure: str | None  # the violation, with its replay command; None if every invariant held
+    failure: str | None  # the broken promise, with its replay command; None if every one held
     invariant: str | None
 
 
 def run_chunk(
-    seeds: list[int], steps: int | None = None, faults: tuple[str, ...] = (), stop_at_first: bool = False
+    seeds: list[int], duration_s: int | None = None, faults: tuple[str, ...] = (), stop_at_first: bool = False
 ) -> list[SeedReport]:
-    """Run `seeds` in order; `stop_at_first` ends at the first violation (a search, not a sweep)."""
-    switches = faults_from_names(faults)
+    """Run `seeds` in order; `stop_at_first` ends at the first broken promise (a search, not a sweep).
+
+    The nodes' own log lines are silenced: the trace says what happened.
+    """
+    logging.disable(logging.CRITICAL)
+    switches = DriverFaults.parse(",".join(faults))
     reports = []
     for seed in seeds:
-        result = run_seed(seed, steps, switches)
+        result = run_seed(seed, switches, None if duration_s is None else float(duration_s))
         violation = result.violation
         reports.append(
             SeedReport(
                 seed,
-                result.steps_run,
+                result.stats.get("turns", 0),
                 result.scenario.profile,
                 None if violation is None else str(violation),
                 None if violation is None else violation.invariant,
@@ -62,18 +66,10 @@ def default_workers() -> int:
     return os.cpu_count() or 1
 
 
-ChunkRunner = Callable[[list[int], int | None, tuple[str, ...]], list[SeedReport]]
-
-
 class Batch:
-    """Chunks of seeds submitted by key, results fetched by key.
+    """Chunks of seeds (`run_chunk`) submitted by key, results fetched by key."""
 
-    `runner` runs one chunk (a module-level function, so workers can import it): the core
-    simulator's `run_chunk` by default, the whole-daemon simulator's in tests/sim/daemon.
-    """
-
-    def __init__(self, workers: int | None = None, runner: ChunkRunner | None = None) -> None:
-        self.runner: ChunkRunner = runner or run_chunk
+    def __init__(self, workers: int | None = None) -> None:
         self.workers = workers or default_workers()
         self._pool: ProcessPoolExecutor | None = None
         if self.workers > 1:
@@ -82,16 +78,16 @@ class Batch:
         self._lazy: dict[object, tuple[list[int], int | None, tuple[str, ...]]] = {}
 
     def submit(
-        self, key: object, seeds: list[int], steps: int | None = None, faults: tuple[str, ...] = ()
+        self, key: object, seeds: list[int], duration_s: int | None = None, faults: tuple[str, ...] = ()
     ) -> None:
         if self._pool is None:
-            self._lazy[key] = (seeds, steps, faults)
+            self._lazy[key] = (seeds, duration_s, faults)
         else:
-            self._futures[key] = self._pool.submit(self.runner, seeds, steps, faults)
+            self._futures[key] = self._pool.submit(run_chunk, seeds, duration_s, faults)
 
     def result(self, key: object) -> list[SeedReport]:
         if self._pool is None:
-            return self.runner(*self._lazy.pop(key))
+            return run_chunk(*self._lazy.pop(key))
         return self._futures.pop(key).result()
 
     def close(self) -> None:

@@ -1,78 +1,52 @@
-"""The seeded whole-cluster simulator: one seed -> one reproducible history, checked all along.
+"""The whole-daemon simulator: N real `Node`s, simulated network, disks, clocks and clients.
 
-`run_seed(seed)` derives a `Scenario` (scenario.py), builds the cluster
-(replicas 1..n bootstrapped with one membership, joiners later with empty
-disks) and runs it step by step. One step is one tick of simulated time:
+`run_seed(seed)` builds a `Scenario` (scenario.py), starts every host
+(host.py) and the clients (clients.py), and runs simulated time: the
+clients' calls, the nodes' turns, and a fault roll every `FAULT_EVERY_S`
+(crashes with power loss, pauses, partitions, full disks, clock steps).
+`ClusterChecker` looks at every node after every turn (checks.py). After
+the scenario's duration, the final phase heals everything: no partitions,
+loss or disk faults, every node up and resumed, clocks back; a fresh client
+must then write once and read every key within `LIVENESS_S`, every replica
+must catch up to the same state, and the whole history is judged.
 
-1. faults and the operator: restarts that are due, partitions that start or
-   heal, crashes, membership changes and leadership transfers;
-2. the network hands over the messages arriving now (network.py);
-3. every replica's clock ticks (at its own rate: clock skew);
-4. clients propose batches and ask for linearizable reads;
-5. every replica's driver takes its Readies and persists those whose turn
-   has come (driver.py), which is when their messages leave;
-6. now and then a replica snapshots its state machine and compacts its log.
-
-The checker (invariants.py) is told every fact as it happens and raises
-`Violation` at the first broken invariant. After the scenario's steps, the
-final phase heals everything (no partitions, loss, duplication or crashes;
-every replica up, disks fast again): a leader must then commit a fresh proposal on a majority
-of its voters, and answer a fresh ReadIndex read, within `liveness_ticks` (liveness.py), or
-that is a violation too.
-
-Determinism: every random draw comes from a `random.Random` seeded from the
-scenario's seed (one per concern), replicas are visited in id order, and
-nothing depends on set or dict order of unsorted ids, on `id()` or `hash()`.
+Determinism: every draw comes from a generator seeded by the scenario's
+seed and one concern; events at the same time run in the order scheduled.
 """
 
 from __future__ import annotations
 
 import random
 import traceback
-from collections import Counter
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
-from confmand.raft import (
-    FaultSwitches,
-    Membership,
-    MembershipChange,
-    MembershipChangeKind,
-    MemoryStorage,
-    NodeId,
-    NotLeader,
-    ProposalRejected,
-    Role,
-)
-from tests.sim.driver import DiskFaults, Shared, SimNode
-from tests.sim.invariants import Checker, Violation
-from tests.sim.liveness import LivenessProbe
-from tests.sim.network import Network
-from tests.sim.scenario import MAX_UNCOMMITTED_ENTRIES, PartitionPlan, Scenario, fault_names
+from confctl.client import operations
+from confmand.raft import MembershipChange, MembershipChangeKind, NotLeader, ProposalRejected, RaftNode, Role
+from confmand.server.faults import NO_FAULTS, DriverFaults
+from confmand.server.node import DATA_SHARD
+from confmand.storage import StorageError
+from tests.fault.history import History
+from tests.sim.checks import ClusterChecker, Violation, check_history, final_changes, state_digest
+from tests.sim.clients import SimClient
+from tests.sim.host import SimHost, client_address
+from tests.sim.scenario import Scenario
+from tests.sim.world import World
 
-__all__ = [
-    "Checker",
-    "RunResult",
-    "Scenario",
-    "SimNode",
-    "Simulation",
-    "Violation",
-    "replay_command",
-    "run_seed",
-]
-
-_LEADER = Role.LEADER
-_SHAPE_CHECK_STEPS = 256
-MIN_VOTERS = 3
+FAULT_EVERY_S = 0.05
+OPERATOR_EVERY_S = 0.1
+MIN_VOTERS = 3  # the operator never shrinks the voters below this
+HAND_OFF_S = 2.0  # as run.py's: how long a stopping leader waits for its successor
+LIVENESS_S = 20.0
+CONVERGE_S = 10.0
 
 
 def replay_command(scenario: Scenario) -> str:
-    """The one command that replays `scenario` exactly."""
     parts = [".venv/bin/python -m tests.sim.run --seed", str(scenario.seed)]
-    if scenario.steps_override is not None:
-        parts += ["--steps", str(scenario.steps_override)]
-    names = fault_names(scenario.faults)
+    if scenario.duration_override is not None:
+        parts += ["--duration", f"{scenario.duration_override:g}"]
+    names = scenario.faults.on()
     if names:
         parts += ["--faults", ",".join(names)]
     return " ".join(parts)
@@ -82,224 +56,399 @@ def replay_command(scenario: Scenario) -> str:
 class RunResult:
     scenario: Scenario
     violation: Violation | None
-    steps_run: int
+    sim_s: float
     stats: dict[str, int]
-    trace: list[str] | None
+    trace: list[str] = field(default_factory=list)
+    history: History | None = None
 
     @property
     def ok(self) -> bool:
         return self.violation is None
 
     def fingerprint(self) -> tuple[object, ...]:
-        """What two runs of one seed must agree on, bit for bit."""
-        return (self.steps_run, str(self.violation), tuple(self.stats.items()))
+        return (round(self.sim_s, 9), str(self.violation), tuple(sorted(self.stats.items())))
 
 
-def run_seed(
-    seed: int, steps: int | None = None, faults: FaultSwitches | None = None, trace: bool = False
-) -> RunResult:
-    return Simulation(Scenario.from_seed(seed, steps, faults), trace).run()
+def run_seed(seed: int, faults: DriverFaults = NO_FAULTS, duration_s: float | None = None) -> RunResult:
+    return Simulation(Scenario.from_seed(seed, faults, duration_s)).run()
 
 
 class Simulation:
-    def __init__(self, scenario: Scenario, trace: bool = False) -> None:
+    def __init__(self, scenario: Scenario) -> None:
         self.scenario = scenario
-        seed = scenario.seed
-        self.checker = Checker()
-        self.stats: Counter[str] = Counter()
-        self.trace: list[str] | None = [] if trace else None
-        self.network = Network(scenario.net, random.Random(f"{seed}/network"))
-        self.fault_rng = random.Random(f"{seed}/faults")
-        self.snapshot_rng = random.Random(f"{seed}/snapshots")
-        self.operator_rng = random.Random(f"{seed}/operator")
-        self.client_rng = random.Random(f"{seed}/clients")
-        self.disk_faults = DiskFaults(
-            random.Random(f"{seed}/disk"),
-            scenario.persist_delay_rate,
-            scenario.persist_delay_max_steps,
-            scenario.crash_after_vote_rate,
-            scenario.crash_before_send_rate,
+        self.world = World(scenario)
+        self.trace: list[str] = [scenario.summary()]
+        self.history = History()
+        self.fault_rng = scenario.rng("faults")
+        self.hosts: dict[int, SimHost] = {}
+        for node_id in range(1, scenario.node_count + scenario.joins + 1):
+            self.hosts[node_id] = SimHost(
+                self.world,
+                scenario,
+                node_id,
+                deliver_peer_to=self._deliver_peer,
+                deliver_reply=self._deliver_reply,
+                after_turn=self._after_turn,
+            )
+        for host in self.hosts.values():
+            host.on_exit = self._exited
+        self.by_address = {client_address(i): h for i, h in self.hosts.items()}
+        self.checker = ClusterChecker(self.hosts)
+        self.endpoints = [client_address(i) for i in sorted(self.hosts)]
+        self.clients: dict[bytes, SimClient] = {}
+        self.keys = [f"k{i}" for i in range(scenario.keys)]
+        self.calm = False
+        self._partition_until = 0.0
+        self.operator_rng = scenario.rng("operator")
+        self.next_id = scenario.node_count + 1  # the next node the operator may add
+        self.removed: set[int] = set()  # removals proposed: retired once committed
+
+    @property
+    def active(self) -> list[SimHost]:
+        """The hosts in service: in the first membership or added since, and not retired."""
+        return [h for h in self.hosts.values() if h.enrolled and not h.retired]
+
+    # ------------------------------------------------------------------ wiring
+
+    def _deliver_peer(self, dst: int, src: int, payload: bytes) -> None:
+        self.hosts[dst].deliver_peer(src, payload)
+
+    def _deliver_reply(self, envelope: list[bytes], payload: bytes, when: float) -> None:
+        client = self.clients.get(envelope[0])
+        if client is not None:
+            self.world.at(when, lambda: client.on_reply(payload))
+
+    def _send_request(self, endpoint: str, envelope: list[bytes], frame: bytes) -> None:
+        host = self.by_address[endpoint]
+        self.world.at(self.world.now + self.world.delay(), lambda: host.deliver_client(envelope, frame))
+
+    def _after_turn(self, host: SimHost) -> None:
+        self.checker.after_turn(host, self.world.now)
+        if not host.up:
+            self._note(host.crash_note)
+            self._restart_later(host)
+
+    def _exited(self, host: SimHost) -> None:
+        self.checker.restarted(host)
+        self._note(f"node {host.id} exits")
+        self._restart_later(host)
+
+    def _add_client(self, process: int) -> SimClient:
+        client = SimClient(
+            self.world,
+            process,
+            endpoints=self.endpoints,
+            in_service=lambda: [client_address(h.id) for h in self.active],
+            keys=self.scenario.keys,
+            send=self._send_request,
+            record=self.history.append,
         )
-        self.shared = Shared(self.checker, self.network, self.disk_faults, self.stats, self.trace)
-        self.nodes: dict[NodeId, SimNode] = {}
-        self.order: list[SimNode] = []  # by id: ids only grow
-        self.next_id = scenario.node_count + 1
-        self.now = 0
-        self._plans = list(scenario.partitions)
-        self._partition_end: int | None = None
-        self._counter = 0
-        first = scenario.configs[: scenario.node_count]
-        membership_ids = frozenset(c.node_id for c in first)
-        bootstrap = Membership(membership_ids)
-        for config in first:
-            self._add_node(config.node_id, MemoryStorage.bootstrap(bootstrap))
+        self.clients[client.envelope[0]] = client
+        return client
+
+    def _note(self, text: str) -> None:
+        self.trace.append(f"{self.world.now:.3f} {text}")
 
     # ------------------------------------------------------------------ running
 
     def run(self) -> RunResult:
-        scenario = self.scenario
         violation: Violation | None = None
-        if self.trace is not None:
-            self.trace.append(scenario.summary())
         try:
-            for now in range(1, scenario.steps + 1):
-                self._step(now, final=False)
-            self._final_phase()
+            self._run()
         except Violation as exc:
             violation = exc
-        except AssertionError as exc:  # the core's own assertions (or the driver's) count as violations
+        except Exception as exc:  # an error escaping a node's turn is a bug of the driver
             where = traceback.extract_tb(exc.__traceback__)[-1]
             place = f"{Path(where.filename).name}:{where.lineno}"
-            violation = Violation("assertion", self.now, f"{exc or 'assert'} ({place}: {where.line})")
+            violation = Violation("no error escapes a turn", self.world.now, f"{exc!r} at {place}")
         if violation is not None:
-            violation.replay = replay_command(scenario)
-            if self.trace is not None:
-                self.trace.append(f"{self.now} VIOLATION {violation.invariant}: {violation.details}")
-        self._collect_stats()
-        return RunResult(scenario, violation, self.now, dict(sorted(self.stats.items())), self.trace)
+            violation.replay = replay_command(self.scenario)
+            self._note(f"VIOLATION {violation}")
+        stats = dict(self.world.stats)
+        stats["ops"] = len(self.history)
+        stats["ops_ok"] = sum(1 for op in self.history if op.outcome == "ok")
+        stats["turns"] = sum(h.turns for h in self.hosts.values())
+        stats["commit_max"] = self.checker.commit_max
+        stats["redrives"] = sum(c.redrives for c in self.clients.values())
+        return RunResult(self.scenario, violation, self.world.now, stats, self.trace, self.history)
 
-    def _step(self, now: int, final: bool) -> None:
-        self.now = now
-        self.checker.step = now
-        if not final:
-            self._faults(now)
-            self._operator()
-        nodes = self.nodes
-        for msg in self.network.arrivals(now):
-            sn = nodes.get(msg.dst)
-            if sn is None or sn.raft is None:
-                self.stats["msg_to_down_node"] += 1
-                continue
-            sn.raft.step(msg)
-            sn.observe()
-        up = [sn for sn in self.order if sn.raft is not None]
-        for sn in up:
-            sn.tick()
-        if not final:
-            self._clients()
-        scenario = self.scenario
-        for sn in up:
-            if sn.raft is not None and sn.pump(now):
-                self._schedule_restart(sn, now)
-        rng = self.snapshot_rng
-        for sn in up:
-            if sn.raft is not None and rng.random() < scenario.snapshot_rate:
-                sn.snapshot()
-        if now % _SHAPE_CHECK_STEPS == 0:
-            for sn in up:
-                if sn.raft is not None:
-                    self.checker.log_shape(sn.id, sn.raft.log)
+    def _run(self) -> None:
+        scenario, world = self.scenario, self.world
+        for host in self.active:
+            self._start(host)
+        for process in range(1, scenario.clients + 1):
+            self._add_client(process).start()
+        world.at(FAULT_EVERY_S, self._fault_roll)
+        if scenario.membership_rate or scenario.transfer_rate:
+            world.at(OPERATOR_EVERY_S, self._operator)
+        world.run_until(scenario.duration_s)
+        self._final_phase()
 
     def _final_phase(self) -> None:
-        """Heal everything; a leader must commit a fresh proposal on a majority in time."""
-        scenario = self.scenario
-        self.network.heal(self.now)
-        self.network.calm()
-        self._partition_end = None
-        self.disk_faults.calm()
-        for sn in self.order:
-            if not sn.up:
-                self._start(sn)
-        if self.trace is not None:
-            self.trace.append(f"{self.now} final phase: all healed, all up")
-        first = scenario.steps + 1
-        probe = LivenessProbe(self.checker, self.nodes)
-        for now in range(first, first + scenario.liveness_ticks):
-            self._step(now, final=True)
-            leaders = self._leaders()
-            probe.tick(now, leaders[-1] if leaders else None)
-            if probe.done:
-                self.stats["liveness_ticks"] = now - first + 1
-                if self.trace is not None:
-                    self.trace.append(f"{now} a fresh write committed and a fresh read answered")
-                return
-        self.checker.fail(
-            "liveness",
-            f"{scenario.liveness_ticks} ticks after healing: {probe.describe()}; {self._describe_nodes()}",
-        )
+        world = self.world
+        self._heal_all()
+        self._note("final phase: everything healed")
+        done: list[bool] = []
+        probe = self._add_client(0)
+        probe.pin_share = 0.0  # the probe asks what any client would: through leader hints and rotation
+        for client in self.clients.values():
+            client.running = False
 
-    # ------------------------------------------------------------------ nodes
+        def read_back() -> None:
+            probe.read_all(self.keys, lambda: done.append(True))
 
-    def _add_node(self, node_id: NodeId, storage: MemoryStorage) -> SimNode:
-        scenario = self.scenario
-        sn = SimNode(scenario.configs[node_id - 1], storage, scenario.tick_rates[node_id - 1], self.shared)
-        self.nodes[node_id] = sn
-        self.order.append(sn)
-        self._start(sn)
-        return sn
+        def start_probe() -> None:
+            probe.begin("put", "k0", "final", operations.put("k0", "final"), then=read_back)
 
-    def _start(self, sn: SimNode) -> None:
-        sn.start(random.Random(f"{self.scenario.seed}/node/{sn.id}/{sn.incarnation}"))
-        if sn.incarnation > 1:
-            self.stats["restart"] += 1
-            if self.trace is not None:
-                self.trace.append(f"{self.now} node {sn.id} restarts (term {sn.node.term})")
-
-    def _schedule_restart(self, sn: SimNode, now: int) -> None:
-        scenario = self.scenario
-        sn.restart_step = now + self.fault_rng.randint(
-            scenario.downtime_min_steps, scenario.downtime_max_steps
-        )
-
-    def _leaders(self) -> list[SimNode]:
-        """Up replicas that believe they lead, by term (the newest last)."""
-        found = [sn for sn in self.order if sn.raft is not None and sn.raft.role is _LEADER]
-        found.sort(key=lambda sn: (sn.node.term, sn.id))
-        return found
-
-    def _describe_nodes(self) -> str:
-        parts = []
-        for sn in self.order:
-            raft = sn.raft
-            if raft is None:
-                parts.append(f"{sn.id}:down")
-                continue
-            members = raft.membership
-            voters = sorted(members.voters) if members else None
-            parts.append(
-                f"{sn.id}:{raft.role.value} t{raft.term} commit {raft.log.commit} last {raft.log.last_index}"
-                f" voters {voters}"
+        deadline = world.now + LIVENESS_S
+        # Every open write must settle once healed (their clients retry them with the same seq).
+        world.run_until(deadline, stop=lambda: all(c.idle for c in self.clients.values()))
+        world.at(world.now, start_probe)
+        world.run_until(deadline, stop=lambda: bool(done))
+        if not done:
+            busy = [c.process for c in self.clients.values() if not c.idle]
+            self.checker.fail(
+                "liveness", f"no fresh write and reads within {LIVENESS_S}s of healing (busy clients: {busy})"
             )
-        return "; ".join(parts)
+        failed = [op for op in self.history if op.process == 0 and op.outcome != "ok"]
+        if failed:
+            self.checker.fail(
+                "liveness",
+                f"the final client's calls failed after healing: {failed[0].describe()}: {probe.last_error}",
+            )
+        self._converge()
+        leader = self._leader()
+        assert leader is not None
+        problems = check_history(self.history, final_changes(leader, self.keys))
+        if problems:
+            self.checker.fail("history", "\n".join(problems[:5]))
+
+    def _converge(self) -> None:
+        world = self.world
+        end = world.now + CONVERGE_S
+
+        members: list[SimHost] = []
+        while world.now < end:
+            world.run_until(world.now + 0.1)
+            leader = self._leader()
+            if leader is None or leader.node is None:
+                continue
+            raft = leader.node.replicas[DATA_SHARD].raft
+            membership = raft.membership
+            assert membership is not None
+            members = [self.hosts[i] for i in sorted(membership.members)]
+            target = raft.commit_index
+            if all(
+                h.node is not None and h.node.replicas[DATA_SHARD].applied.index >= target for h in members
+            ):
+                if len({state_digest(h) for h in members}) == 1:
+                    return
+                applied = {h.id: state_digest(h)[0] for h in members}
+                if len(set(applied.values())) == 1:
+                    self.checker.fail("convergence", f"replicas differ at the same applied index {applied}")
+        applied = {h.id: state_digest(h)[0] for h in members if h.node is not None}
+        self.checker.fail("convergence", f"replicas did not catch up within {CONVERGE_S}s: {applied}")
+
+    def _leader(self) -> SimHost | None:
+        """The up node that leads the newest term, if any."""
+        leaders = []
+        for host in self.hosts.values():
+            if host.node is not None:
+                raft = host.node.replicas[DATA_SHARD].raft
+                if raft.role is Role.LEADER:
+                    leaders.append((raft.term, host.id))
+        return self.hosts[max(leaders)[1]] if leaders else None
 
     # ------------------------------------------------------------------ faults
 
-    def _faults(self, now: int) -> None:
-        for sn in self.order:
-            if sn.raft is None and sn.restart_step <= now:
-                self._start(sn)
-        if self._partition_end is not None and now >= self._partition_end:
-            self.network.heal(now)
-            self._partition_end = None
-            if self.trace is not None:
-                self.trace.append(f"{now} partition healed")
-        if self._plans and self._plans[0].start_step <= now:
-            plan = self._plans.pop(0)
-            self._start_partition(plan, now)
-        scenario = self.scenario
-        rng = self.fault_rng
-        if scenario.crash_rate and rng.random() < scenario.crash_rate:
-            up = [sn for sn in self.order if sn.raft is not None]
-            if len(self.order) - len(up) < scenario.max_down and len(up) > 1:
-                leaders = self._leaders()
-                if leaders and rng.random() < scenario.crash_leader_share:
-                    victim = leaders[-1]
-                else:
-                    victim = up[rng.randrange(len(up))]
-                if self.trace is not None:
-                    self.trace.append(f"{now} node {victim.id} crashes ({len(victim.queue)} writes lost)")
-                victim.crash()
-                self._schedule_restart(victim, now)
+    def _heal_all(self) -> None:
+        self.calm = True
+        self.world.blocked = frozenset()
+        self.world.calm()
+        for host in self.active:
+            host.calm()
+            host.wall_offset_ms = 0
+            host.disk_full_until = 0.0
+            if host.paused:
+                host.resume()
+            if not host.up:
+                self._start(host)
 
-    def _start_partition(self, plan: PartitionPlan, now: int) -> None:
-        rng = random.Random(plan.seed)
-        ids = [sn.id for sn in self.order]
+    def _start(self, host: SimHost) -> None:
+        try:
+            host.start()
+        except StorageError as exc:
+            self.checker.fail("restart", f"node {host.id} refused to start on what survived: {exc}")
+        self.checker.restarted(host)
+        self._note(f"node {host.id} starts (incarnation {host.incarnation})")
+
+    def _restart_later(self, host: SimHost) -> None:
+        delay = self.fault_rng.uniform(self.scenario.restart_min_s, self.scenario.restart_max_s)
+        incarnation = host.incarnation
+
+        def restart() -> None:
+            if not host.up and host.incarnation == incarnation and not host.retired:
+                self._start(host)
+
+        self.world.at(self.world.now + delay, restart)
+
+    def _fault_roll(self) -> None:
+        if self.calm:
+            return
+        s, rng, world = self.scenario, self.fault_rng, self.world
+        world.at(world.now + FAULT_EVERY_S, self._fault_roll)
+        if world.now >= self._partition_until and world.blocked:
+            world.blocked = frozenset()
+            self._note("partition healed")
+        active = self.active
+        up = [h.id for h in active if h.up]
+        leader = self._leader()
+        if s.crash_rate and rng.random() < s.crash_rate * FAULT_EVERY_S:
+            down = len(active) - len(up)
+            if up and down < (len(active) - 1) // 2 + (1 if rng.random() < 0.2 else 0):
+                victim = (
+                    leader.id
+                    if leader is not None and rng.random() < s.leader_crash_share
+                    else rng.choice(up)
+                )
+                host = self.hosts[victim]
+                if host.stop_by is not None:
+                    pass
+                elif rng.random() < 0.3:
+                    host.stop(HAND_OFF_S)
+                    world.count("graceful_stop")
+                    self._note(f"node {victim} is stopped (SIGTERM): it hands off leadership, then exits")
+                    return
+                lost = host.crash()
+                self.checker.restarted(host)
+                world.count("crash")
+                self._note(f"node {victim} loses power ({lost} unsynced batches lost)")
+                self._restart_later(host)
+        if s.pause_rate and rng.random() < s.pause_rate * FAULT_EVERY_S:
+            self._pause(leader, up)
+        if s.partition_rate and not world.blocked and rng.random() < s.partition_rate * FAULT_EVERY_S:
+            self._partition(leader)
+        if s.disk_full_rate and rng.random() < s.disk_full_rate * FAULT_EVERY_S and up:
+            host = self.hosts[rng.choice(up)]
+            host.disk_full_until = world.now + rng.uniform(0.2, 2.0)
+            world.count("disk_full")
+            self._note(f"node {host.id}'s disk is full until {host.disk_full_until:.3f}")
+        if s.clock_step_rate and rng.random() < s.clock_step_rate * FAULT_EVERY_S:
+            host = self.hosts[rng.choice([h.id for h in active])]
+            step = rng.choice((-1, 1)) * rng.randint(100, 3000)
+            host.wall_offset_ms += step
+            world.count("clock_step")
+            self._note(f"node {host.id}'s wall clock steps {step:+d} ms (offset {host.wall_offset_ms})")
+
+    # ------------------------------------------------------------------ the operator
+
+    def _operator(self) -> None:
+        """Membership changes and leadership transfers, made on the leader as an operator's call would.
+
+        Once healed the operator changes nothing more, but still shuts down the nodes it removed.
+        """
+        s, rng, world = self.scenario, self.operator_rng, self.world
+        world.at(world.now + OPERATOR_EVERY_S, self._operator)
+        leader = self._leader()
+        if leader is None or leader.node is None:
+            return
+        raft = leader.node.replicas[DATA_SHARD].raft
+        self._retire_removed(raft)
+        if self.calm:
+            return
+        if rng.random() < s.membership_rate * OPERATOR_EVERY_S:
+            self._change_membership(leader, rng)
+        if rng.random() < s.transfer_rate * OPERATOR_EVERY_S:
+            membership = raft.membership
+            assert membership is not None
+            others = sorted(membership.voters - {leader.id})
+            if others:
+                target = rng.choice(others)
+                self._try(leader, f"transfer to {target}", lambda: raft.transfer_leadership(target))
+
+    def _change_membership(self, leader: SimHost, rng: random.Random) -> None:
+        assert leader.node is not None
+        raft = leader.node.replicas[DATA_SHARD].raft
+        membership = raft.membership
+        assert membership is not None
+        voters, learners = sorted(membership.voters), sorted(membership.learners)
+        kind, roll = MembershipChangeKind, rng.random()
+        if learners and roll < 0.6:
+            change = MembershipChange(kind.PROMOTE, rng.choice(learners))
+        elif len(voters) > MIN_VOTERS and roll < 0.8:
+            change = MembershipChange(kind.REMOVE, leader.id if rng.random() < 0.4 else rng.choice(voters))
+        elif learners:
+            change = MembershipChange(kind.REMOVE, rng.choice(learners))
+        elif self.next_id in self.hosts:
+            change = MembershipChange(kind.ADD_LEARNER, self.next_id)
+        else:
+            return
+        what = f"{change.kind.value} {change.node}"
+        if not self._try(leader, what, lambda: raft.propose_membership(change)):
+            return
+        if change.kind is kind.REMOVE:
+            self.removed.add(change.node)
+        elif change.kind is kind.ADD_LEARNER:
+            joiner = self.hosts[self.next_id]
+            self.next_id += 1
+            joiner.enrolled = True
+            self._start(joiner)
+
+    def _retire_removed(self, raft: RaftNode) -> None:
+        """Shut down, for good, every node whose removal the leader has committed."""
+        membership = raft.membership
+        if membership is None or raft.log.commit < raft.members.latest_index:
+            return
+        for node_id in sorted(self.removed - membership.members):
+            host = self.hosts[node_id]
+            if not host.retired:
+                host.retire()
+                self.checker.restarted(host)
+                self.world.count("retired")
+                self._note(f"node {node_id} is removed: the operator shuts it down")
+
+    def _try(self, leader: SimHost, what: str, call: Callable[[], object]) -> bool:
+        try:
+            call()
+        except (NotLeader, ProposalRejected) as exc:
+            self.world.count(f"operator_{type(exc).__name__}")
+            return False
+        self.world.count("operator_" + what.split(maxsplit=1)[0])
+        self._note(f"the operator asks leader {leader.id}: {what}")
+        leader.poke()
+        return True
+
+    def _pause(self, leader: SimHost | None, up: list[int]) -> None:
+        rng, world = self.fault_rng, self.world
+        if not up:
+            return
+        host = leader if leader is not None and rng.random() < 0.5 else self.hosts[rng.choice(up)]
+        if host.paused:
+            return
+        duration = rng.uniform(0.2, 3.0)
+        host.pause()
+        world.count("pause")
+        isolate = not world.blocked and rng.random() < 0.4
+        if isolate:  # a paused leader that comes back cut off from its peers
+            others = [h.id for h in self.active if h.id != host.id]
+            world.blocked = frozenset((host.id, o) for o in others) | frozenset((o, host.id) for o in others)
+            self._partition_until = world.now + duration + rng.uniform(0.2, 1.0)
+        self._note(f"node {host.id} paused for {duration:.2f}s{' and cut off' if isolate else ''}")
+
+        def resume() -> None:
+            if host.paused:
+                host.resume()
+                self._note(f"node {host.id} resumes")
+
+        world.at(world.now + duration, resume)
+
+    def _partition(self, leader: SimHost | None) -> None:
+        rng, world = self.fault_rng, self.world
+        ids = [h.id for h in self.active]
         rng.shuffle(ids)
-        kind = plan.kind
-        if kind == "isolate_leader":
-            leaders = self._leaders()
-            alone = leaders[-1].id if leaders else ids[0]
-            side_a, side_b = [alone], [i for i in ids if i != alone]
+        kind = rng.choice(("split", "isolate_leader", "one_way", "bridge"))
+        if kind == "isolate_leader" and leader is not None:
+            side_a, side_b = [leader.id], [i for i in ids if i != leader.id]
         elif kind == "bridge" and len(ids) >= 3:
             rest = ids[1:]
             cut = rng.randrange(1, len(rest))
@@ -307,131 +456,14 @@ class Simulation:
         else:
             cut = rng.randrange(1, len(ids))
             side_a, side_b = ids[:cut], ids[cut:]
-        links = [(a, b) for a in side_a for b in side_b]
+        links = {(a, b) for a in side_a for b in side_b}
         if kind != "one_way":
-            links += [(b, a) for a, b in links]
-        self.network.block(links)
-        self._partition_end = now + plan.duration_steps
-        self.stats[f"partition_{kind}"] += 1
-        if self.trace is not None:
-            arrow = "->" if kind == "one_way" else "<->"
-            self.trace.append(
-                f"{now} partition {kind}: {sorted(side_a)} {arrow} {sorted(side_b)}"
-                f" blocked for {plan.duration_steps} steps"
-            )
+            links |= {(b, a) for a, b in links}
+        world.blocked = frozenset(links)
+        duration = rng.uniform(0.3, 3.0)
+        self._partition_until = world.now + duration
+        world.count(f"partition_{kind}")
+        self._note(f"partition {kind}: {sorted(side_a)} / {sorted(side_b)} for {duration:.2f}s")
 
-    # ------------------------------------------------------------------ operator and clients
 
-    def _operator(self) -> None:
-        scenario = self.scenario
-        rng = self.operator_rng
-        if scenario.membership_rate and rng.random() < scenario.membership_rate:
-            self._change_membership(rng)
-        if scenario.transfer_rate and rng.random() < scenario.transfer_rate:
-            leaders = self._leaders()
-            if leaders:
-                leader = leaders[-1]
-                membership = leader.node.membership
-                assert membership is not None
-                others = sorted(membership.voters - {leader.id})
-                if others:
-                    target = others[rng.randrange(len(others))]
-                    self._try(leader, "transfer", lambda: leader.node.transfer_leadership(target))
-
-    def _change_membership(self, rng: random.Random) -> None:
-        leaders = self._leaders()
-        if not leaders:
-            return
-        leader = leaders[-1]
-        raft = leader.node
-        membership = raft.membership
-        assert membership is not None
-        voters, learners = sorted(membership.voters), sorted(membership.learners)
-        roll = rng.random()
-        kind = MembershipChangeKind
-        if learners and roll < 0.6:
-            change = MembershipChange(kind.PROMOTE, learners[rng.randrange(len(learners))])
-        elif len(voters) > MIN_VOTERS and roll < 0.8:
-            target = leader.id if rng.random() < 0.4 else voters[rng.randrange(len(voters))]
-            change = MembershipChange(kind.REMOVE, target)
-        elif learners:
-            change = MembershipChange(kind.REMOVE, learners[rng.randrange(len(learners))])
-        elif self.next_id <= self.scenario.max_nodes:
-            change = MembershipChange(kind.ADD_LEARNER, self.next_id)
-        else:
-            return
-        what = f"membership_{change.kind.value}" + ("_self" if change.node == leader.id else "")
-        if not self._try(leader, what, lambda: raft.propose_membership(change)):
-            return
-        if self.trace is not None:
-            self.trace.append(f"{self.now} node {leader.id} proposes {change.kind.value} {change.node}")
-        if change.kind is kind.ADD_LEARNER:
-            self._add_node(self.next_id, MemoryStorage())
-            self.next_id += 1
-
-    def _try(self, sn: SimNode, what: str, call: Callable[[], object]) -> bool:
-        try:
-            call()
-        except NotLeader:
-            self.stats[f"{what}_not_leader"] += 1
-            return False
-        except ProposalRejected:
-            self.stats[f"{what}_rejected"] += 1
-            return False
-        finally:
-            sn.observe()
-        self.stats[what] += 1
-        return True
-
-    def _clients(self) -> None:
-        scenario = self.scenario
-        rng = self.client_rng
-        if rng.random() < scenario.propose_rate:
-            target = self._client_target(rng)
-            if (
-                target is not None
-                and target.node.last_index - target.node.commit_index > MAX_UNCOMMITTED_ENTRIES
-            ):
-                self.stats["propose_backpressure"] += 1
-            elif target is not None:
-                count = 1 + rng.randrange(scenario.batch_max)
-                batch = []
-                for _ in range(count):
-                    self._counter += 1
-                    batch.append(b"k%d=%d" % (rng.randrange(scenario.key_count), self._counter))
-                raft = target.node
-                self._try(target, "propose", lambda: raft.propose_batch(batch))
-        if rng.random() < scenario.read_rate:
-            target = self._client_target(rng)
-            if target is not None:
-                self._counter += 1
-                context = b"r%d" % self._counter
-                raft = target.node
-                self.checker.read_started(context)  # what is committed as the read arrives
-                if not self._try(target, "read", lambda: raft.read_index(context)):
-                    self.checker.read_refused(context)
-
-    def _client_target(self, rng: random.Random) -> SimNode | None:
-        """Mostly a replica that believes it leads (any of them: an old one may not know yet)."""
-        leaders = self._leaders()
-        if leaders and rng.random() < 0.9:
-            return leaders[rng.randrange(len(leaders))]
-        up = [sn for sn in self.order if sn.raft is not None]
-        return up[rng.randrange(len(up))] if up else None
-
-    def _collect_stats(self) -> None:
-        net = self.network
-        stats = self.stats
-        stats["msg_sent"] = net.sent
-        stats["msg_dropped"] = net.dropped
-        stats["msg_duplicated"] = net.duplicated
-        stats["msg_delivered"] = net.delivered
-        stats["msg_partitioned"] = net.partitioned
-        stats["msg_held"] = net.held
-        stats["commit_max"] = self.checker.commit_max
-        stats["terms_with_leader"] = len(self.checker.leaders)
-        stats["nodes"] = len(self.order)
-        for sn in self.order:
-            if sn.raft is not None:
-                for reason, count in sn.raft.dropped.items():
-                    stats[f"core_dropped_{reason}"] += count
+__all__ = ["RunResult", "Simulation", "Violation", "replay_command", "run_seed"]

@@ -165,3 +165,25 @@ def test_turning_fsync_off_is_logged_loudly(tmp_path: Path, caplog: pytest.LogCa
         config = load_config(_write(tmp_path, MINIMAL + "\n[storage]\nfsync = false\n"))
     assert config.storage.fsync is False
     assert "acknowledged writes can be lost" in caplog.text
+
+
+def test_a_peer_that_joins_later_is_known_by_address_but_not_in_the_first_membership(tmp_path: Path) -> None:
+    text = MINIMAL.replace("id = 2\n", "id = 2\njoins = true\n", 1)
+    config = load_config(_write(tmp_path, text))
+    assert config.initial_voters == frozenset({1})
+    assert config.client_addresses[2] == "tcp://127.0.0.1:7102"
+
+
+def test_peers_that_all_join_later_are_refused(tmp_path: Path) -> None:
+    text = MINIMAL.replace(
+        'client_address = "tcp://127.0.0.1:710', 'joins = true\nclient_address = "tcp://127.0.0.1:710'
+    )
+    _fails(tmp_path, text, "peers: every peer has joins = true")
+
+
+def test_joins_must_be_a_boolean(tmp_path: Path) -> None:
+    _fails(
+        tmp_path,
+        MINIMAL.replace("id = 2\n", "id = 2\njoins = 1\n", 1),
+        "peers[1].joins: must be true or false",
+    )

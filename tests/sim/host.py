@@ -32,8 +32,8 @@ from confmand.storage.keys import log_index_of, log_key
 from confmand.storage.memory_db import MemoryDisk, Op
 from confmand.storage.records import decode_entry
 from confmand.transport.peer import UnknownPeerError
-from tests.sim.daemon.scenario import Scenario
-from tests.sim.daemon.world import World
+from tests.sim.scenario import Scenario
+from tests.sim.world import World
 
 log = logging.getLogger(__name__)
 
@@ -173,6 +173,7 @@ class SimHost:
         # data-shard log entries on disk: index -> (term, when it became durable; None: not yet)
         self.log_terms: dict[int, tuple[int, float | None]] = {}
         self._undurable: list[int] = []
+        self.overwritten: list[tuple[int, int, int]] = []  # (index, old term, new term), for the checker
         self.calmed = False  # the final phase: the disk stops failing
         self.stop_by: float | None = None  # stopping (SIGTERM): exit once leadership is handed off
         self.on_exit: Callable[[SimHost], None] = lambda host: None
@@ -392,7 +393,11 @@ class SimHost:
                     terms.pop(log_index_of(key), None)
                 else:
                     index = log_index_of(key)
-                    terms[index] = (decode_entry(key, value).term, None)
+                    term = decode_entry(key, value).term
+                    before = terms.get(index)
+                    if before is not None and before[0] != term:
+                        self.overwritten.append((index, before[0], term))
+                    terms[index] = (term, None)
                     self._undurable.append(index)
         if sync and any(LOG_START <= key < LOG_STOP for key, _ in ops) and self._leads():
             self._crash_after_write = self._roll(s.crash_after_leader_write_rate)

@@ -13,7 +13,9 @@ After every turn (`ClusterChecker.after_turn`), on the data shard's real replica
 - durable commit: when a leader commits a new index, a majority of its voters
   hold that entry on disk, *synced*, at that moment (`SimHost.durable_term`):
   the promise behind every acknowledged write;
-- applied never passes committed, and an applied entry is the committed one.
+- applied never passes committed, and an applied entry is the committed one;
+- no committed entry lost: no node's disk overwrites a committed entry with
+  another term's.
 
 At the end, on the clients' histories (tests/fault's checkers):
 - every key linearizable (puts, linearizable gets, cas and txn-as-cas);
@@ -37,7 +39,7 @@ from confmand.server.node import DATA_SHARD
 from tests.fault.checks import check_change_counts, check_read_your_writes
 from tests.fault.history import History
 from tests.fault.linearizability import check, explain
-from tests.sim.daemon.host import SimHost
+from tests.sim.host import SimHost
 
 LINEARIZABLE_KINDS = ("put", "get", "cas")
 
@@ -78,6 +80,13 @@ class ClusterChecker:
 
     def after_turn(self, host: SimHost, now: float) -> None:
         self.now = now
+        for index, old, new in host.overwritten:
+            if self.committed.get(index) == old:
+                self.fail(
+                    "no committed entry lost",
+                    f"node {host.id} overwrote committed entry {index} of term {old} with term {new}",
+                )
+        host.overwritten.clear()
         node = host.node
         if node is None:
             self.restarted(host)

@@ -33,7 +33,7 @@ from confctl.client.routing import Backoff, Router
 from confctl.client.session import Session
 from confctl.client.types import Compare, GetResult, TxnOp, TxnResult, WriteResult
 from tests.fault.history import Op, Outcome, Value
-from tests.sim.daemon.world import World
+from tests.sim.world import World
 
 WRITE_FAILS = frozenset({"NOT_LEADER", "NO_QUORUM", "STORAGE", "INVALID_REQUEST", "TOO_LARGE", "CLOCK_SKEW"})
 CALL_TIMEOUT_S = 3.0

@@ -22,7 +22,7 @@ from collections.abc import Callable
 from dataclasses import replace
 
 from confmand.transport.codec import decode_peer_batch, encode_peer_batch
-from tests.sim.daemon.scenario import Scenario
+from tests.sim.scenario import Scenario
 
 Action = Callable[[], None]
 
