@@ -5,7 +5,9 @@ After every turn (`ClusterChecker.after_turn`), on the data shard's real replica
 - one vote per term: a node never votes for two candidates in one term, across
   its restarts (the vote it persisted before answering is the one it keeps);
   a vote still waiting in a batch the disk refused counts only once written;
-- leader completeness: a new leader's log holds every entry committed so far;
+- leader completeness: a new leader's log holds every entry committed in an
+  earlier term (a leader elected on votes of its own term, while a later
+  term's leader commits elsewhere, need not hold what that one commits);
 - the leader's commit rule (Raft §5.4.2): a leader moves its commit index only
   to an entry of its own term (earlier terms' entries commit beneath one);
 - committed prefix: an index committed anywhere holds one term everywhere it
@@ -67,6 +69,9 @@ class ClusterChecker:
         self.leaders: dict[int, int] = {}  # term -> node
         self.committed: dict[int, int] = {}  # index -> term
         self.commit_max = 0
+        # term -> the highest index first seen committed by a node in that term: the commit
+        # decision's term (the committing leader's own turn is always the first to show it)
+        self.max_committed_in: dict[int, int] = {}
         self._seen_commit: dict[int, int] = {}  # node -> the commit index already checked
         self.votes: dict[tuple[int, int], int] = {}  # (node, term) -> the candidate it voted for
         self._leading: dict[int, tuple[int, int]] = {}  # node -> (term it was last seen leading, commit)
@@ -119,7 +124,7 @@ class ClusterChecker:
         commit = log.commit
         seen = self._seen_commit.get(host.id, log.snapshot_index)
         for index in range(max(seen, log.snapshot_index) + 1, commit + 1):
-            self._committed(host, index, log.term_at(index), raft.role is Role.LEADER)
+            self._committed(host, index, log.term_at(index), raft.role is Role.LEADER, term)
         self._seen_commit[host.id] = max(seen, commit)
         applied = replica.applied
         if applied.index > commit:
@@ -132,8 +137,8 @@ class ClusterChecker:
             )
 
     def _check_complete(self, host: SimHost, term: int, log: RaftLog) -> None:
-        """A node that just took the lead holds the newest committed entry (and so, by log matching, all)."""
-        index = self.commit_max
+        """A new leader holds the newest entry committed before its term (by log matching, all of them)."""
+        index = max((i for t, i in self.max_committed_in.items() if t < term), default=0)
         if index <= log.snapshot_index:
             return
         want = self.committed[index]
@@ -145,7 +150,7 @@ class ClusterChecker:
                 f"(it holds term {have} there)",
             )
 
-    def _committed(self, host: SimHost, index: int, term: int | None, leading: bool) -> None:
+    def _committed(self, host: SimHost, index: int, term: int | None, leading: bool, now_term: int) -> None:
         if term is None:
             return
         known = self.committed.get(index)
@@ -154,6 +159,8 @@ class ClusterChecker:
                 "committed prefix",
                 f"node {host.id} commits {index} in term {term}, committed in term {known}",
             )
+        if known is None:
+            self.max_committed_in[now_term] = max(self.max_committed_in.get(now_term, 0), index)
         self.committed[index] = term
         if index <= self.commit_max:
             return

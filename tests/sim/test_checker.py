@@ -79,6 +79,16 @@ def test_a_second_vote_in_a_term_is_reported_across_restarts() -> None:
     assert sim.show(follower).invariant == "one vote per term"
 
 
+def test_a_stale_leader_need_not_hold_what_a_later_terms_leader_committed() -> None:
+    sim = running()
+    leader = sim.leader()
+    beyond = raft_of(leader).log.last_index + 1
+    sim.checker.committed[beyond] = raft_of(leader).term + 1
+    sim.checker.max_committed_in[raft_of(leader).term + 1] = beyond
+    sim.checker._leading.pop(leader.id)
+    sim.checker.after_turn(leader, sim.world.now)
+
+
 def test_a_commit_of_another_term_at_a_committed_index_breaks_the_committed_prefix() -> None:
     sim = running()
     follower = sim.follower()
@@ -101,8 +111,8 @@ def test_a_new_leader_without_the_newest_committed_entry_breaks_leader_completen
     sim = running()
     leader = sim.leader()
     beyond = raft_of(leader).log.last_index + 1
-    sim.checker.committed[beyond] = raft_of(leader).term
-    sim.checker.commit_max = beyond
+    sim.checker.committed[beyond] = raft_of(leader).term - 1
+    sim.checker.max_committed_in[raft_of(leader).term - 1] = beyond
     sim.checker._leading.pop(leader.id)  # as if it had just been elected
     assert sim.show(leader).invariant == "leader completeness"
 
