@@ -3,7 +3,8 @@
 `errors` has the error codes and what each tells a client; `types` the values both sides
 share (versions, compares, txn ops, audit records, sessions, leader hints); `ops` the
 shape of each operation's request; `requests` and `replies` the envelope of each
-direction and its msgpack encoding. The package is
+direction and its msgpack encoding; `shardmap` the shard map and how a key finds
+its partition (docs/sharding.md). The package is
 pure — no I/O, no clock, nothing from the rest of confmand — so the client (confctl) can
 import it cheaply; tests/unit/test_pure_boundary.py checks that.
 """
