@@ -25,7 +25,7 @@ from typing import TYPE_CHECKING
 from confmand.kv.store import Kind, WriteSet
 from confmand.raft.ready import Ready
 from confmand.raft.storage import PersistedState
-from confmand.raft.types import Entry, EntryKind, HardState, Membership, Snapshot, SnapshotMeta
+from confmand.raft.types import Entry, EntryKind, HardState, Membership, Snapshot
 from confmand.storage.batch import Op, WriteBatch
 from confmand.storage.errors import DataDirError, StorageUsageError
 from confmand.storage.keys import (
@@ -50,6 +50,8 @@ from confmand.storage.records import (
     encode_snapshot_meta,
 )
 from confmand.storage.state import ShardState
+
+BOOTSTRAP_TERM = 1  # the term of the first membership entry; the first election is for term 2
 
 if TYPE_CHECKING:
     from confmand.storage.node_storage import NodeStorage
@@ -120,15 +122,24 @@ class ShardStorage:
     # ------------------------------------------------------------------ staging
 
     def stage_bootstrap(self, membership: Membership, batch: WriteBatch) -> None:
-        """A new shard: snapshot at 0:0 with `membership` and empty data, applied 0:0."""
+        """A new shard: log entry 1 (term 1) sets `membership` and is committed; applied 0:0.
+
+        The first membership is a log entry, not only a snapshot's field, so that a replica
+        that joins later with an empty disk learns it from the log like any other change.
+        Every first member writes the same entry, so their logs agree from the start.
+        """
         batch.check_open_for_staging()
         if self._tip.has_raft_state:
             raise StorageUsageError(
                 f"shard {self.shard_id} already has Raft state; it cannot be bootstrapped"
             )
-        tip, ops = self._snapshot_ops(self._tip, Snapshot(SnapshotMeta(0, 0, membership), b""))
-        ops.append(self._applied_op(0, 0))
-        self._commit(replace(tip, applied=(0, 0)).with_empty_log(), ops, batch)
+        first = Entry(BOOTSTRAP_TERM, 1, EntryKind.MEMBERSHIP, membership.encode())
+        ops: list[Op] = [self._applied_op(0, 0)]
+        tip = self._entry_ops(replace(self._tip, applied=(0, 0)), [first], ops)
+        hard_state = HardState(BOOTSTRAP_TERM, None, 1)
+        key = shard_prefix(HARD_STATE, self.shard_id)
+        ops.append((key, encode_hard_state(key, hard_state)))
+        self._commit(replace(tip, hard_state=hard_state), ops, batch)
 
     def stage_ready(self, ready: Ready, batch: WriteBatch) -> None:
         """Ready step 1: snapshot (drops the log), then entries (truncating), then hard state."""

@@ -42,7 +42,10 @@ class Pair:
 
     def __init__(self, path: Path) -> None:
         self.path = path
-        self.memory = MemoryStorage.bootstrap(MEMBERS)
+        # What stage_bootstrap writes: entry 1 (term 1) sets the first membership, committed.
+        self.memory = MemoryStorage()
+        first = Entry(1, 1, EntryKind.MEMBERSHIP, MEMBERS.encode())
+        self.memory.persist(_ready(entries=[first], hard_state=HardState(term=1, commit=1)))
         self.node = NodeStorage.open(path, "c", 1)
         batch = self.node.new_batch()
         self.node.shard(SHARD).stage_bootstrap(MEMBERS, batch)

@@ -150,7 +150,8 @@ def test_a_flipped_bit_in_a_raft_record_refuses_the_dir_naming_the_record(
     shard = node.shard(0)
     batch = node.new_batch()
     shard.stage_bootstrap(MEMBERS, batch)
-    shard.stage_ready(ready(entries(1, 3, 1), HardState(term=1)), batch)
+    shard.stage_ready(ready(entries(2, 3, 1), HardState(term=1, commit=1)), batch)
+    shard.stage_snapshot(Snapshot(SnapshotMeta(1, 1, MEMBERS), b""), batch)
     node.write(batch, sync=True)
     node.close()
     _corrupt(tmp_path, key)
@@ -252,3 +253,20 @@ def test_after_close_every_call_is_a_storage_error(tmp_path: Path) -> None:
     node.close()
     with pytest.raises(StorageError, match="closed"):
         shard.get(b"d", b"k")
+
+
+def test_the_first_membership_is_log_entry_one_committed_so_a_joiner_learns_it_from_the_log(
+    tmp_path: Path,
+) -> None:
+    node = NodeStorage.open(tmp_path, CLUSTER, 1)
+    batch = node.new_batch()
+    node.shard(4).stage_bootstrap(MEMBERS, batch)
+    node.write(batch, sync=True)
+    node.close()
+
+    state = NodeStorage.open(tmp_path, CLUSTER, 1).shard(4).initial_state()
+    assert state.snapshot_meta is None
+    assert state.hard_state == HardState(term=1, vote=None, commit=1)
+    [first] = state.entries
+    assert (first.index, first.term, first.kind) == (1, 1, EntryKind.MEMBERSHIP)
+    assert Membership.decode(first.data) == MEMBERS
