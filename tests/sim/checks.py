@@ -1,6 +1,7 @@
 """What must hold in a whole-daemon run, checked after every turn of every node and at the end.
 
-After every turn (`ClusterChecker.after_turn`), on the data shard's real replica:
+After every turn (`ClusterChecker.after_turn`), on each of the node's real replicas,
+shard by shard (`ShardChecker`):
 - election safety: one leader per term, over the whole run;
 - one vote per term: a node never votes for two candidates in one term, across
   its restarts (the vote it persisted before answering is the one it keeps);
@@ -37,7 +38,8 @@ from confmand.kv.queries import get_key
 from confmand.kv.snapshot import export_state
 from confmand.raft import Role
 from confmand.raft.log import RaftLog
-from confmand.server.node import DATA_SHARD
+from confmand.server.node import DATA_SHARD, Node
+from confmand.server.replica import Replica
 from tests.fault.checks import check_change_counts, check_read_your_writes
 from tests.fault.history import History
 from tests.fault.linearizability import check, explain
@@ -64,8 +66,50 @@ class Violation(Exception):
 
 
 class ClusterChecker:
+    """Every promise, checked for each shard a node hosts, after each of its turns."""
+
     def __init__(self, hosts: Mapping[int, SimHost]) -> None:
         self.hosts = hosts
+        self.shards: dict[int, ShardChecker] = {}
+        self.now = 0.0
+
+    def shard(self, shard_id: int) -> ShardChecker:
+        checker = self.shards.get(shard_id)
+        if checker is None:
+            checker = self.shards[shard_id] = ShardChecker(shard_id, self)
+        return checker
+
+    @property
+    def commit_max(self) -> int:
+        return max((c.commit_max for c in self.shards.values()), default=0)
+
+    def fail(self, invariant: str, details: str) -> NoReturn:
+        raise Violation(invariant, self.now, details)
+
+    def restarted(self, host: SimHost) -> None:
+        for checker in self.shards.values():
+            checker.restarted(host)
+
+    def after_turn(self, host: SimHost, now: float) -> None:
+        self.now = now
+        for shard_id, index, old, new in host.overwritten:
+            self.shard(shard_id).overwritten(host, index, old, new)
+        host.overwritten.clear()
+        node = host.node
+        if node is None:
+            self.restarted(host)
+            return
+        for shard_id, replica in node.replicas.items():
+            self.shard(shard_id).after_turn(host, node, replica)
+
+
+class ShardChecker:
+    """The promises of one shard (one Raft group) over the whole run."""
+
+    def __init__(self, shard_id: int, cluster: ClusterChecker) -> None:
+        self.shard_id = shard_id
+        self.cluster = cluster
+        self.hosts = cluster.hosts
         self.leaders: dict[int, int] = {}  # term -> node
         self.committed: dict[int, int] = {}  # index -> term
         self.commit_max = 0
@@ -75,28 +119,22 @@ class ClusterChecker:
         self._seen_commit: dict[int, int] = {}  # node -> the commit index already checked
         self.votes: dict[tuple[int, int], int] = {}  # (node, term) -> the candidate it voted for
         self._leading: dict[int, tuple[int, int]] = {}  # node -> (term it was last seen leading, commit)
-        self.now = 0.0
 
     def fail(self, invariant: str, details: str) -> NoReturn:
-        raise Violation(invariant, self.now, details)
+        prefix = "" if self.shard_id == DATA_SHARD else f"shard {self.shard_id}: "
+        self.cluster.fail(invariant, prefix + details)
 
     def restarted(self, host: SimHost) -> None:
         self._seen_commit.pop(host.id, None)
 
-    def after_turn(self, host: SimHost, now: float) -> None:
-        self.now = now
-        for index, old, new in host.overwritten:
-            if self.committed.get(index) == old:
-                self.fail(
-                    "no committed entry lost",
-                    f"node {host.id} overwrote committed entry {index} of term {old} with term {new}",
-                )
-        host.overwritten.clear()
-        node = host.node
-        if node is None:
-            self.restarted(host)
-            return
-        replica = node.replicas[DATA_SHARD]
+    def overwritten(self, host: SimHost, index: int, old: int, new: int) -> None:
+        if self.committed.get(index) == old:
+            self.fail(
+                "no committed entry lost",
+                f"node {host.id} overwrote committed entry {index} of term {old} with term {new}",
+            )
+
+    def after_turn(self, host: SimHost, node: Node, replica: Replica) -> None:
         raft = replica.raft
         term = raft.term
         vote = raft.vote
@@ -168,9 +206,11 @@ class ClusterChecker:
         if not leading:
             return
         assert host.node is not None
-        membership = host.node.replicas[DATA_SHARD].raft.membership
+        membership = host.node.replicas[self.shard_id].raft.membership
         voters = sorted(membership.voters) if membership else []
-        holding = [v for v in voters if self.hosts[v].durable_term(index, self.now) == term]
+        holding = [
+            v for v in voters if self.hosts[v].durable_term(self.shard_id, index, self.cluster.now) == term
+        ]
         if 2 * len(holding) <= len(voters):
             self.fail(
                 "durable commit",

@@ -11,8 +11,8 @@ Crashes lose the process and every write that was not synced
 (`MemoryDisk.power_loss`); a restart opens the real `NodeStorage` on what
 survived and builds a new `Node` on it, so recovery runs the real code.
 
-The host also keeps, for the checker, which Raft log entries of the data
-shard are durable on its disk and since when (`durable_term`): an entry is
+The host also keeps, for the checker, which Raft log entries of every shard
+are durable on its disk and since when (`durable_term`): an entry is
 durable once a synced write that covers it has *finished*.
 """
 
@@ -28,7 +28,7 @@ from confmand.config import NodeConfig, PeerConfig, RaftSettings, RequestSetting
 from confmand.raft import Role
 from confmand.server.node import DATA_SHARD, Node
 from confmand.storage import NodeStorage
-from confmand.storage.keys import log_index_of, log_key
+from confmand.storage.keys import LOG_ENTRY, log_index_of, shard_of
 from confmand.storage.memory_db import MemoryDisk, Op
 from confmand.storage.records import decode_entry
 from confmand.transport.peer import UnknownPeerError
@@ -41,7 +41,8 @@ CLUSTER_ID = "sim"
 EPOCH_MS = 1_800_000_000_000
 TURN_CPU_S = 0.0002  # what one loop turn of Python costs, beyond its writes
 WRITE_S = 0.00002  # an unsynced LevelDB write
-LOG_START, LOG_STOP = log_key(DATA_SHARD, 0), log_key(DATA_SHARD + 1, 0)
+LOG_START, LOG_STOP = LOG_ENTRY, bytes([LOG_ENTRY[0] + 1])  # every shard's Raft log
+LogSlot = tuple[int, int]  # (shard, index)
 
 
 class SimCrash(Exception):
@@ -171,9 +172,10 @@ class SimHost:
         self.peer_inbox: list[tuple[int, bytes]] = []
         self.client_inbox: list[tuple[list[bytes], bytes]] = []
         # data-shard log entries on disk: index -> (term, when it became durable; None: not yet)
-        self.log_terms: dict[int, tuple[int, float | None]] = {}
-        self._undurable: list[int] = []
-        self.overwritten: list[tuple[int, int, int]] = []  # (index, old term, new term), for the checker
+        self.log_terms: dict[LogSlot, tuple[int, float | None]] = {}
+        self._undurable: list[LogSlot] = []
+        # (shard, index, old term, new term): entries a write replaced, for the checker
+        self.overwritten: list[tuple[int, int, int, int]] = []
         self.calmed = False  # the final phase: the disk stops failing
         self.stop_by: float | None = None  # stopping (SIGTERM): exit once leadership is handed off
         self.on_exit: Callable[[SimHost], None] = lambda host: None
@@ -223,7 +225,7 @@ class SimHost:
         self._undurable.clear()
         self._crash_in_writes = None
         self.log_terms = {
-            log_index_of(k): (decode_entry(k, v).term, float("-inf"))
+            (shard_of(k), log_index_of(k)): (decode_entry(k, v).term, float("-inf"))
             for k, v in self.disk.durable_items(LOG_START, LOG_STOP)
         }
         return lost
@@ -388,25 +390,25 @@ class SimHost:
             self.cursor += WRITE_S
         terms = self.log_terms
         for key, value in ops:
-            if LOG_START <= key < LOG_STOP:
+            if key.startswith(LOG_ENTRY):
+                slot = (shard_of(key), log_index_of(key))
                 if value is None:
-                    terms.pop(log_index_of(key), None)
+                    terms.pop(slot, None)
                 else:
-                    index = log_index_of(key)
                     term = decode_entry(key, value).term
-                    before = terms.get(index)
+                    before = terms.get(slot)
                     if before is not None and before[0] != term:
-                        self.overwritten.append((index, before[0], term))
-                    terms[index] = (term, None)
-                    self._undurable.append(index)
-        if sync and any(LOG_START <= key < LOG_STOP for key, _ in ops) and self._leads():
+                        self.overwritten.append((*slot, before[0], term))
+                    terms[slot] = (term, None)
+                    self._undurable.append(slot)
+        if sync and any(key.startswith(LOG_ENTRY) for key, _ in ops) and self._leads():
             self._crash_after_write = self._roll(s.crash_after_leader_write_rate)
         if sync:
             done = self.cursor
-            for index in self._undurable:
-                found = terms.get(index)
+            for slot in self._undurable:
+                found = terms.get(slot)
                 if found is not None and found[1] is None:
-                    terms[index] = (found[0], done)
+                    terms[slot] = (found[0], done)
             self._undurable.clear()
 
     def _after_write(self, sync: bool) -> None:
@@ -417,7 +419,7 @@ class SimHost:
 
     def _leads(self) -> bool:
         node = self.node
-        return node is not None and node.replicas[DATA_SHARD].raft.role is Role.LEADER
+        return node is not None and any(r.raft.role is Role.LEADER for r in node.replicas.values())
 
     def _log_switched(self) -> None:
         """LevelDB just closed a log file unsynced: now and then, lose power before its flush."""
@@ -425,9 +427,9 @@ class SimHost:
         if not (self.calmed or self.starting) and self.rng.random() < s.crash_after_log_switch_rate:
             self._crash_in_writes = self.rng.randint(1, max(1, s.flush_after_writes - 1))
 
-    def durable_term(self, index: int, at: float) -> int | None:
-        """The term of the data shard's entry at `index` that is durable on this disk at time `at`."""
-        found = self.log_terms.get(index)
+    def durable_term(self, shard: int, index: int, at: float) -> int | None:
+        """The term of `shard`'s entry at `index` that is durable on this disk at time `at`."""
+        found = self.log_terms.get((shard, index))
         if found is None or found[1] is None or found[1] > at:
             return None
         return found[0]

@@ -12,7 +12,7 @@ import pytest
 
 from confmand.raft import RaftNode, Role
 from confmand.server.node import DATA_SHARD
-from tests.sim.checks import Violation
+from tests.sim.checks import ShardChecker, Violation
 from tests.sim.engine import Simulation
 from tests.sim.host import SimHost
 from tests.sim.scenario import Scenario
@@ -41,6 +41,11 @@ class _Running(Simulation):
     def follower(self) -> SimHost:
         leader = self.leader()
         return next(h for h in self.active if h is not leader and h.node is not None)
+
+    @property
+    def data(self) -> ShardChecker:
+        """The checker of the data shard, whose facts the cases break."""
+        return self.checker.shard(DATA_SHARD)
 
     def show(self, host: SimHost) -> Violation:
         with pytest.raises(Violation) as caught:
@@ -83,9 +88,9 @@ def test_a_stale_leader_need_not_hold_what_a_later_terms_leader_committed() -> N
     sim = running()
     leader = sim.leader()
     beyond = raft_of(leader).log.last_index + 1
-    sim.checker.committed[beyond] = raft_of(leader).term + 1
-    sim.checker.max_committed_in[raft_of(leader).term + 1] = beyond
-    sim.checker._leading.pop(leader.id)
+    sim.data.committed[beyond] = raft_of(leader).term + 1
+    sim.data.max_committed_in[raft_of(leader).term + 1] = beyond
+    sim.data._leading.pop(leader.id)
     sim.checker.after_turn(leader, sim.world.now)
 
 
@@ -93,7 +98,7 @@ def test_a_commit_of_another_term_at_a_committed_index_breaks_the_committed_pref
     sim = running()
     follower = sim.follower()
     index = raft_of(follower).log.commit
-    sim.checker.committed[index] += 1
+    sim.data.committed[index] += 1
     sim.checker.restarted(follower)  # look at its whole committed log again
     assert sim.show(follower).invariant == "committed prefix"
 
@@ -102,8 +107,8 @@ def test_a_disk_overwriting_a_committed_entry_is_reported() -> None:
     sim = running()
     follower = sim.follower()
     index = raft_of(follower).log.commit
-    term = sim.checker.committed[index]
-    follower.overwritten.append((index, term, term + 1))
+    term = sim.data.committed[index]
+    follower.overwritten.append((DATA_SHARD, index, term, term + 1))
     assert sim.show(follower).invariant == "no committed entry lost"
 
 
@@ -111,9 +116,9 @@ def test_a_new_leader_without_the_newest_committed_entry_breaks_leader_completen
     sim = running()
     leader = sim.leader()
     beyond = raft_of(leader).log.last_index + 1
-    sim.checker.committed[beyond] = raft_of(leader).term - 1
-    sim.checker.max_committed_in[raft_of(leader).term - 1] = beyond
-    sim.checker._leading.pop(leader.id)  # as if it had just been elected
+    sim.data.committed[beyond] = raft_of(leader).term - 1
+    sim.data.max_committed_in[raft_of(leader).term - 1] = beyond
+    sim.data._leading.pop(leader.id)  # as if it had just been elected
     assert sim.show(leader).invariant == "leader completeness"
 
 
@@ -121,9 +126,9 @@ def test_a_leader_committing_an_earlier_terms_entry_breaks_the_commit_rule() -> 
     sim = running()
     leader = sim.leader()
     raft = raft_of(leader)
-    sim.checker._leading[leader.id] = (raft.term + 1, raft.log.commit - 1)
+    sim.data._leading[leader.id] = (raft.term + 1, raft.log.commit - 1)
     raft.term += 1  # its own entries are now an earlier term's: its commit just moved onto one
-    sim.checker.leaders.pop(raft.term, None)
+    sim.data.leaders.pop(raft.term, None)
     assert sim.show(leader).invariant == "leader commit rule"
 
 
