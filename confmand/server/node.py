@@ -141,7 +141,6 @@ class Node:
         self._outbox: dict[int, _PeerOutbox] = defaultdict(_PeerOutbox)
         self._replies: list[Reply] = []
         self._forwards: dict[int, _Forwarded] = {}
-        self._next_forward_id = 1
         self._next_forward_expiry = 0.0
         self._tick_s = config.raft.tick_ms / 1000
         self._stall: _Stall | None = None
@@ -149,6 +148,12 @@ class Node:
         self.now = clock.monotonic()
         self._next_tick = self.now + self._tick_s
         self._open_replica(DATA_SHARD)
+        # Each incarnation numbers its forwards from a random point: a leader may answer a forward
+        # after this node restarted, and under an id the new incarnation had reused the answer
+        # would go to another client, which took it for its own when the request ids matched
+        # (simulator seed 1002911: a put acknowledged with another write's result before it
+        # was applied). Drawn after the replicas' generators, so seeded runs keep their history.
+        self._next_forward_id = self._rng.getrandbits(62) + 1
 
     def _open_replica(self, shard_id: int) -> None:
         shard = self.storage.shard(shard_id)

@@ -65,6 +65,19 @@ def test_every_promise_holds(fast_tier: Batch, first_seed: int) -> None:
     assert not failures, "\n\n".join(failures)
 
 
+# Soak seeds that once broke a promise, replayed on every run: seed -> the bug it found.
+REGRESSION_SEEDS = {
+    1002911: "forward ids restarted at 1 with the node: a leader's late answer to a forward of the "
+    "previous incarnation went to another client, which took it for its own",
+}
+
+
+@pytest.mark.parametrize("seed", sorted(REGRESSION_SEEDS))
+def test_a_seed_that_found_a_bug_keeps_its_promises(seed: int) -> None:
+    result = run_seed(seed)
+    assert result.ok, f"{REGRESSION_SEEDS[seed]}:\n{result.violation}"
+
+
 def test_the_fast_tier_covers_every_profile_and_both_cluster_sizes() -> None:
     scenarios = [Scenario.from_seed(seed) for seed in range(FAST_SEEDS)]
     assert {s.profile for s in scenarios} == set(PROFILES)
