@@ -4,22 +4,11 @@ from __future__ import annotations
 
 import dataclasses
 import time
-from collections.abc import Iterator
 from pathlib import Path
-
-import pytest
 
 from confmand.config import ClockSettings
 from confmand.hlc import pack, unpack
 from tests.server.node_harness import NodeHarness, single_node_config
-
-
-@pytest.fixture
-def harness(tmp_path: Path) -> Iterator[NodeHarness]:
-    h = NodeHarness(single_node_config(tmp_path / "data"))
-    h.until_leader()
-    yield h
-    h.close()
 
 
 def now_ms() -> int:

@@ -2,24 +2,14 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterator
 from pathlib import Path
 
 import msgpack
-import pytest
 
 from tests.server.node_harness import NodeHarness, single_node_config
 from tests.unit.test_protocol_doc import documented_status_fields
 
 MIB = 1024 * 1024
-
-
-@pytest.fixture
-def harness(tmp_path: Path) -> Iterator[NodeHarness]:
-    h = NodeHarness(single_node_config(tmp_path / "data"))
-    h.until_leader()
-    yield h
-    h.close()
 
 
 def test_a_request_over_max_request_bytes_is_answered_TOO_LARGE_under_its_own_id(
