@@ -25,18 +25,6 @@ class FaultSwitches:
     apply_uncommitted: bool = False
     read_index_without_heartbeat: bool = False
 
-    @property
-    def any_on(self) -> bool:
-        return any(
-            (
-                self.commit_old_term_by_counting,
-                self.vote_without_log_check,
-                self.vote_before_persist,
-                self.apply_uncommitted,
-                self.read_index_without_heartbeat,
-            )
-        )
-
 
 @dataclass(frozen=True, slots=True)
 class RaftConfig:

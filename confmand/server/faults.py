@@ -32,10 +32,6 @@ class DriverFaults:
     # The Raft core's switches, handed to every replica's RaftConfig.
     raft: FaultSwitches = field(default_factory=FaultSwitches)
 
-    @property
-    def any_on(self) -> bool:
-        return bool(self.on())
-
     @classmethod
     def names(cls) -> list[str]:
         """The driver's own switches."""
