@@ -69,6 +69,13 @@ class NotCaughtUp(ServerError):
     default_retryable = ErrorCode.NOT_CAUGHT_UP.retryable
 
 
+class WrongShard(ServerError):
+    """The node holds no replica of the key's shard, or the client's shard map is old: refetch it."""
+
+    code = ErrorCode.WRONG_SHARD.value
+    default_retryable = ErrorCode.WRONG_SHARD.retryable
+
+
 class StorageFailure(ServerError):
     code = ErrorCode.STORAGE.value
     default_retryable = ErrorCode.STORAGE.retryable
@@ -175,6 +182,7 @@ SERVER_ERRORS: dict[str, type[ServerError]] = {
         NoQuorum,
         RequestTimeout,
         NotCaughtUp,
+        WrongShard,
         StorageFailure,
         InvalidRequest,
         Unsupported,

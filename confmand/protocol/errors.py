@@ -30,6 +30,7 @@ class ErrorCode(enum.StrEnum):
     NO_QUORUM = "NO_QUORUM"
     TIMEOUT = "TIMEOUT"
     NOT_CAUGHT_UP = "NOT_CAUGHT_UP"
+    WRONG_SHARD = "WRONG_SHARD"
     STORAGE = "STORAGE"
     INVALID_REQUEST = "INVALID_REQUEST"
     UNSUPPORTED = "UNSUPPORTED"
@@ -83,6 +84,9 @@ SERVER_CODES: dict[ErrorCode, CodeInfo] = {
     ),
     ErrorCode.NOT_CAUGHT_UP: CodeInfo(
         True, False, "the same read, same `min_version`, at `leader.address`, else the next endpoint"
+    ),
+    ErrorCode.WRONG_SHARD: CodeInfo(
+        True, False, f"{_SAME_SEQ}, after fetching the shard map again, at the owning shard's leader"
     ),
     ErrorCode.STORAGE: CodeInfo(True, False, f"{_SAME_SEQ}, at the next endpoint, with backoff"),
     ErrorCode.INVALID_REQUEST: CodeInfo(False, False, "nothing: fix the request"),

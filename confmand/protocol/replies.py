@@ -60,6 +60,7 @@ class ReplyEnvelope:
     hlc: int | None
     leader: LeaderHint | None
     error: ErrorBody | None = None
+    shard: int | None = None  # the shard the reply's versions belong to (None: a node-level reply)
 
     def to_wire(self, fields: Mapping[str, object]) -> dict[str, object]:
         body: dict[str, object] = {
@@ -69,6 +70,7 @@ class ReplyEnvelope:
             "node": self.node,
             "hlc": self.hlc,
             "leader": None if self.leader is None else self.leader.to_wire(),
+            "shard": self.shard,
         }
         body.update(fields)
         if self.error is not None:

@@ -25,7 +25,7 @@ NO_REQUEST_ID: Final = -1  # a reply's id when the request had none that could b
 
 WRITE_OPS: Final = frozenset({"put", "delete", "cas", "txn"})
 READ_OPS: Final = frozenset({"get", "list", "history", "audit"})
-ADMIN_OPS: Final = frozenset({"ping", "status"})
+ADMIN_OPS: Final = frozenset({"ping", "status", "shard_map"})
 # Reads that take a `consistency` (audit is always served by the leader).
 CONSISTENT_READ_OPS: Final = frozenset({"get", "list", "history"})
 
@@ -40,6 +40,7 @@ class RequestEnvelope:
     session: Session | None = None  # writes only
     consistency: Consistency | None = None  # reads only
     min_version: Version | None = None  # `version` reads only
+    shard: int | None = None  # the shard the client routed to (docs/protocol.md, *Shards*)
 
     def to_wire(self, fields: Mapping[str, object]) -> dict[str, object]:
         msg: dict[str, object] = {"v": PROTOCOL_VERSION, "id": self.request_id, "op": self.op}
@@ -57,6 +58,8 @@ class RequestEnvelope:
             msg["consistency"] = self.consistency.value
         if self.min_version is not None:
             msg["min_version"] = str(self.min_version)
+        if self.shard is not None:
+            msg["shard"] = self.shard
         return msg
 
     def encode(self, fields: Mapping[str, object]) -> bytes:

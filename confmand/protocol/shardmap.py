@@ -87,26 +87,34 @@ class ShardMap:
     # ------------------------------------------------------------------ the wire
 
     def to_wire(self) -> dict[str, object]:
+        """Lists, not maps keyed by integers, which some languages' msgpack cannot decode."""
         return {
             "epoch": self.epoch,
             "owners": list(self.owners),
-            "replicas": {shard: list(nodes) for shard, nodes in self.replicas.items()},
+            "shards": [{"id": shard, "replicas": list(nodes)} for shard, nodes in self.replicas.items()],
         }
 
     @staticmethod
     def from_wire(raw: object) -> ShardMap:
-        """The map in `raw` (as `to_wire` made it, after msgpack); WireError naming what is wrong."""
+        """The map in `raw` (as `to_wire` made it, after msgpack); WireError naming what is wrong.
+
+        Other fields of the map and of each shard (a reply's `leader`) are ignored.
+        """
         if not isinstance(raw, Mapping):
             raise WireError(f"a shard map must be a map, got {type(raw).__name__}")
-        epoch, owners, replicas = raw.get("epoch"), raw.get("owners"), raw.get("replicas")
+        epoch, owners, shards = raw.get("epoch"), raw.get("owners"), raw.get("shards")
         if not isinstance(owners, list) or not all(type(o) is int for o in owners):
             raise WireError("shard map: 'owners' must be a list of shard ids")
-        if not isinstance(replicas, Mapping):
-            raise WireError("shard map: 'replicas' must be a map of shard id to node ids")
+        if not isinstance(shards, list):
+            raise WireError("shard map: 'shards' must be a list of {id, replicas}")
         nodes: dict[int, tuple[int, ...]] = {}
-        for shard, held in replicas.items():
+        for item in shards:
+            shard = item.get("id") if isinstance(item, Mapping) else None
+            held = item.get("replicas") if isinstance(item, Mapping) else None
             if type(shard) is not int or not isinstance(held, list) or not all(type(n) is int for n in held):
-                raise WireError(f"shard map: replicas of {shard!r} must be a list of node ids")
+                raise WireError(f"shard map: {item!r} is not {{id, replicas: [node ids]}}")
+            if shard in nodes:
+                raise WireError(f"shard map: shard {shard} is listed twice")
             nodes[shard] = tuple(held)
         if type(epoch) is not int:
             raise WireError("shard map: 'epoch' must be an integer")

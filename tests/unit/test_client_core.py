@@ -299,8 +299,8 @@ def test_error_replies_map_to_their_exception_class(
 
 
 def test_an_unknown_error_code_keeps_the_servers_retryable() -> None:
-    err = replies.error(failed(1, "WRONG_SHARD", True))
-    assert (type(err), err.code, err.retryable) == (ServerError, "WRONG_SHARD", True)
+    err = replies.error(failed(1, "REBALANCING", True))
+    assert (type(err), err.code, err.retryable) == (ServerError, "REBALANCING", True)
 
 
 def test_cas_failed_carries_the_current_version() -> None:

@@ -79,7 +79,7 @@ def test_the_meta_shard_has_an_odd_number_of_replicas_up_to_five() -> None:
 
 def test_a_map_survives_msgpack_and_a_move_bumps_the_epoch() -> None:
     m = initial_map([1, 2, 3], 4, 3, 16)
-    again = ShardMap.from_wire(msgpack.unpackb(msgpack.packb(m.to_wire()), strict_map_key=False))
+    again = ShardMap.from_wire(msgpack.unpackb(msgpack.packb(m.to_wire())))
     assert again == m
     moved = m.moved(5, 1)
     assert (moved.epoch, moved.owners[5]) == (2, 1)
@@ -87,20 +87,28 @@ def test_a_map_survives_msgpack_and_a_move_bumps_the_epoch() -> None:
     assert m.shards_on(2) == [s for s in range(5) if 2 in m.replicas[s]]
 
 
+def _s(shard: int, nodes: list[int]) -> dict[str, object]:
+    return {"id": shard, "replicas": nodes}
+
+
 @pytest.mark.parametrize(
     ("raw", "message"),
     [
         ([], "must be a map"),
-        ({"epoch": 1, "owners": "x", "replicas": {}}, "'owners' must be a list"),
-        ({"epoch": 1, "owners": [1], "replicas": []}, "'replicas' must be a map"),
-        ({"epoch": 1, "owners": [1], "replicas": {0: [1], 1: "a"}}, "replicas of 1 must be a list"),
-        ({"epoch": "1", "owners": [1], "replicas": {0: [1], 1: [1]}}, "'epoch' must be an integer"),
-        ({"epoch": 0, "owners": [1], "replicas": {0: [1], 1: [1]}}, "epoch 0 is below 1"),
-        ({"epoch": 1, "owners": [1], "replicas": {1: [1]}}, "no meta shard"),
-        ({"epoch": 1, "owners": [1], "replicas": {0: [1], 1: [2, 2]}}, "not distinct node ids"),
-        ({"epoch": 1, "owners": [2], "replicas": {0: [1], 1: [1]}}, "owned by 2, which is not a data shard"),
-        ({"epoch": 1, "owners": [0], "replicas": {0: [1], 1: [1]}}, "owned by 0, which is not a data shard"),
-        ({"epoch": 1, "owners": [], "replicas": {0: [1], 1: [1]}}, "no partitions"),
+        ({"epoch": 1, "owners": "x", "shards": []}, "'owners' must be a list"),
+        ({"epoch": 1, "owners": [1], "shards": {}}, "'shards' must be a list"),
+        (
+            {"epoch": 1, "owners": [1], "shards": [_s(0, [1]), {"id": 1, "replicas": "a"}]},
+            "is not {id, replicas",
+        ),
+        ({"epoch": 1, "owners": [1], "shards": [_s(0, [1]), _s(1, [1]), _s(1, [2])]}, "listed twice"),
+        ({"epoch": "1", "owners": [1], "shards": [_s(0, [1]), _s(1, [1])]}, "'epoch' must be an integer"),
+        ({"epoch": 0, "owners": [1], "shards": [_s(0, [1]), _s(1, [1])]}, "epoch 0 is below 1"),
+        ({"epoch": 1, "owners": [1], "shards": [_s(1, [1])]}, "no meta shard"),
+        ({"epoch": 1, "owners": [1], "shards": [_s(0, [1]), _s(1, [2, 2])]}, "not distinct node ids"),
+        ({"epoch": 1, "owners": [2], "shards": [_s(0, [1]), _s(1, [1])]}, "owned by 2, which is not a data"),
+        ({"epoch": 1, "owners": [0], "shards": [_s(0, [1]), _s(1, [1])]}, "owned by 0, which is not a data"),
+        ({"epoch": 1, "owners": [], "shards": [_s(0, [1]), _s(1, [1])]}, "no partitions"),
     ],
 )
 def test_a_malformed_map_is_refused_with_what_is_wrong(raw: object, message: str) -> None:
