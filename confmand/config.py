@@ -26,9 +26,12 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Final, TypeVar
 
+from confmand.protocol.shardmap import ShardMap, initial_map
+
 log = logging.getLogger(__name__)
 
 MIB: Final = 1 << 20
+MAX_REPLICATION: Final = 5  # the default replication: every first-membership node, up to this
 LOG_LEVELS: Final = ("debug", "info", "warning", "error")
 _ADDRESS_RE: Final = re.compile(r"tcp://(?P<host>\[[0-9A-Fa-f:.]+\]|[A-Za-z0-9.*-]+):(?P<port>[0-9]{1,5})")
 _CLUSTER_ID_RE: Final = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,63}")
@@ -47,6 +50,30 @@ class PeerConfig:
     client_address: str
     # Not in the first membership: the node starts with no state and waits for the leader to add it.
     joins: bool = False
+
+
+@dataclass(frozen=True, slots=True)
+class ClusterShape:
+    """What the cluster was created with: fixed for its life, the same on every node (docs/sharding.md).
+
+    `replication` None means every first-membership node up to 5.
+    """
+
+    partitions: int = 256
+    data_shards: int = 1
+    replication: int | None = None
+
+    def to_record(self, voters: frozenset[int]) -> dict[str, object]:
+        """What a data dir remembers of the cluster it was created in, to refuse another later."""
+        return {
+            "partitions": self.partitions,
+            "data_shards": self.data_shards,
+            "replication": self.replication_for(len(voters)),
+            "initial_nodes": sorted(voters),
+        }
+
+    def replication_for(self, voters: int) -> int:
+        return min(voters, MAX_REPLICATION) if self.replication is None else self.replication
 
 
 @dataclass(frozen=True, slots=True)
@@ -105,6 +132,7 @@ class NodeConfig:
     peer_address: str  # where this node binds its peer ROUTER
     client_address: str  # where this node binds its client ROUTER
     peers: tuple[PeerConfig, ...]  # every node's addresses, this node included, sorted by id
+    cluster: ClusterShape = ClusterShape()
     raft: RaftSettings = RaftSettings()
     limits: Limits = Limits()
     requests: RequestSettings = RequestSettings()
@@ -123,6 +151,12 @@ class NodeConfig:
     def initial_voters(self) -> frozenset[int]:
         """The first membership of every shard: the peers that do not join later."""
         return frozenset(p.id for p in self.peers if not p.joins)
+
+    def initial_map(self) -> ShardMap:
+        """The cluster's first shard map: the same on every node, from the first membership."""
+        voters = self.initial_voters
+        shape = self.cluster
+        return initial_map(voters, shape.data_shards, shape.replication_for(len(voters)), shape.partitions)
 
     @property
     def remote_peer_addresses(self) -> dict[int, str]:
@@ -238,6 +272,11 @@ def _section(
 
 
 _POSITIVE: Final = _int(1)
+_CLUSTER_READERS: Final[dict[str, _Reader]] = {
+    "partitions": _int(1, 65_536),
+    "data_shards": _int(1, 65_536),
+    "replication": _int(1, 7),
+}
 _RAFT_READERS: Final[dict[str, _Reader]] = {
     "tick_ms": _int(1, 60_000),
     "election_ticks": _int(3, 1_000_000),
@@ -281,7 +320,9 @@ _PEER_READERS: Final[dict[str, _Reader]] = {
     "joins": _bool,
 }
 _PEER_REQUIRED: Final = frozenset({"id", "peer_address", "client_address"})
-_TOP_LEVEL: Final = frozenset({"node", "peers", "raft", "limits", "requests", "clock", "storage", "log"})
+_TOP_LEVEL: Final = frozenset(
+    {"node", "peers", "cluster", "raft", "limits", "requests", "clock", "storage", "log"}
+)
 
 
 # ------------------------------------------------------------------ loading
@@ -320,6 +361,7 @@ def _build(path: Path, doc: Mapping[str, object]) -> NodeConfig:
         raise _Fault(
             "node.node_id", f"node {node_id} is not listed in [[peers]] (ids: {[p.id for p in peers]})"
         )
+    cluster = _cluster(doc, peers)
     raft = _section(RaftSettings, "raft", doc, _RAFT_READERS)
     if raft.heartbeat_ticks >= raft.election_ticks:
         raise _Fault(
@@ -343,6 +385,7 @@ def _build(path: Path, doc: Mapping[str, object]) -> NodeConfig:
         peer_address=node.get("peer_address", this.peer_address),
         client_address=node.get("client_address", this.client_address),
         peers=peers,
+        cluster=cluster,
         raft=raft,
         limits=limits,
         requests=_section(RequestSettings, "requests", doc, _REQUEST_READERS),
@@ -350,6 +393,22 @@ def _build(path: Path, doc: Mapping[str, object]) -> NodeConfig:
         storage=_section(StorageSettings, "storage", doc, _STORAGE_READERS),
         log=_section(LogSettings, "log", doc, _LOG_READERS),
     )
+
+
+def _cluster(doc: Mapping[str, object], peers: tuple[PeerConfig, ...]) -> ClusterShape:
+    shape = _section(ClusterShape, "cluster", doc, _CLUSTER_READERS)
+    if shape.data_shards > shape.partitions:
+        raise _Fault(
+            "cluster.data_shards",
+            f"must be at most cluster.partitions = {shape.partitions} (got {shape.data_shards})",
+        )
+    voters = sum(1 for p in peers if not p.joins)
+    if shape.replication is not None and shape.replication > voters:
+        raise _Fault(
+            "cluster.replication",
+            f"must be at most the {voters} [[peers]] of the first membership (got {shape.replication})",
+        )
+    return shape
 
 
 def _peers(value: object) -> tuple[PeerConfig, ...]:

@@ -35,6 +35,7 @@ from confmand.protocol.errors import ErrorCode
 from confmand.protocol.replies import ReplyEnvelope
 from confmand.protocol.types import Consistency, LeaderHint
 from confmand.raft import Membership, Message, RaftConfig
+from confmand.raft.messages import AppendEntries, Heartbeat, InstallSnapshot
 from confmand.server.clock_health import clock_fault
 from confmand.server.errors import RequestError
 from confmand.server.faults import NO_FAULTS, DriverFaults
@@ -49,7 +50,7 @@ from confmand.server.requests import (
     WriteRequest,
     parse_request,
 )
-from confmand.server.status import replica_status
+from confmand.server.status import node_status
 from confmand.storage import NodeStorage, StorageError, WriteBatch
 from confmand.transport.codec import (
     ForwardReply,
@@ -63,7 +64,6 @@ from confmand.transport.peer import UnknownPeerError
 
 log = logging.getLogger(__name__)
 
-DATA_SHARD = 1  # shard 0 is reserved for the meta shard (the multi-shard issue)
 MAX_RECEIVE_PER_TURN = 2048
 MAX_TICKS_PER_TURN = 5  # after a long stall, do not fire a burst of elections at once
 STALL_RETRY_S = 0.5
@@ -81,6 +81,7 @@ class _PeerOutbox:
 class _Forwarded:
     sink: ClientSink
     request_id: int
+    shard_id: int
     deadline: float
 
 
@@ -147,7 +148,13 @@ class Node:
         self.counters: dict[str, int] = defaultdict(int)
         self.now = clock.monotonic()
         self._next_tick = self.now + self._tick_s
-        self._open_replica(DATA_SHARD)
+        # The map every node starts from (the meta shard keeps later ones: docs/sharding.md).
+        self.shard_map = config.initial_map()
+        self._data_shards = tuple(self.shard_map.data_shards)
+        storage.check_cluster_shape(config.cluster.to_record(config.initial_voters))
+        # The map's shards for this node, and any a leader started here before a restart.
+        for shard_id in sorted({*self.shard_map.shards_on(self.node_id), *storage.shard_ids()}):
+            self._open_replica(shard_id)
         # Each incarnation numbers its forwards from a random point: a leader may answer a forward
         # after this node restarted, and under an id the new incarnation had reused the answer
         # would go to another client, which took it for its own when the request ids matched
@@ -158,15 +165,13 @@ class Node:
     def _open_replica(self, shard_id: int) -> None:
         shard = self.storage.shard(shard_id)
         if not shard.is_bootstrapped():
-            voters = self.config.initial_voters
+            voters = frozenset(self.shard_map.replicas.get(shard_id, ()))
             if self.node_id in voters:
                 batch = self.storage.new_batch()
                 shard.stage_bootstrap(Membership(voters), batch)
                 self.storage.write(batch, sync=True)
             else:  # it joins: the leader's log or snapshot tells it the membership
-                log.info(
-                    "shard %d: no state yet; waiting for the leader to add node %d", shard_id, self.node_id
-                )
+                log.info("shard %d: no state yet; the leader's log or snapshot starts it here", shard_id)
         raft = self.config.raft
         raft_config = RaftConfig(
             node_id=self.node_id,
@@ -355,12 +360,29 @@ class Node:
             return  # Raft retransmits; a stalled node must not take on new log state
         for shard_id, msg in batch.raft:
             replica = self.replicas.get(shard_id)
+            if replica is None and self._starts_replica(shard_id, sender, msg):
+                self._open_replica(shard_id)
+                replica = self.replicas[shard_id]
             if replica is None or msg.shard != shard_id or msg.src != sender or msg.dst != self.node_id:
                 self._drop(
                     "peer_misaddressed", "message for shard %d from node %d misaddressed", shard_id, sender
                 )
                 continue
             replica.step(msg)
+
+    def _starts_replica(self, shard_id: int, sender: int, msg: Message) -> bool:
+        """A leader reaching this node for a shard of the map it holds no replica of: start one.
+
+        Only a leader's messages start one, never a vote request: a replica with no state must
+        not vote (it would forget the vote, and it may be one whose disk was lost).
+        """
+        return (
+            shard_id in self.shard_map.replicas
+            and msg.shard == shard_id
+            and msg.src == sender
+            and msg.dst == self.node_id
+            and isinstance(msg, AppendEntries | Heartbeat | InstallSnapshot)
+        )
 
     def _flush_peers(self) -> None:
         if not self._outbox:
@@ -386,38 +408,120 @@ class Node:
             self._handle_request(payload, ClientSink(tuple(envelope)), forwarded=False)
 
     def _handle_request(self, payload: bytes, sink: ReplySink, forwarded: bool) -> None:
-        shard = DATA_SHARD
         try:
             request = parse_request(payload, self.config.limits)
         except BadRequest as bad:
             self.counters[f"rejected_{bad.error.code.lower()}"] += 1
-            self._replies.append(Reply(sink, bad.request_id, shard, {}, bad.error))
+            self._replies.append(Reply(sink, bad.request_id, None, {}, bad.error))
             return
         rid = request.common.request_id
+        shard_id = None
         try:
-            self._dispatch(request, payload, sink, forwarded)
+            self._observe_hlc(request)
+            if isinstance(request, AdminRequest):
+                self._admin(request, sink)
+                return
+            shard_id = self._route(request)
+            self._dispatch(request, self.replicas[shard_id], payload, sink, forwarded)
         except RequestError as exc:
-            self._replies.append(Reply(sink, rid, shard, {}, exc))
+            self._replies.append(Reply(sink, rid, shard_id, {}, exc))
 
-    def _dispatch(self, request: Request, payload: bytes, sink: ReplySink, forwarded: bool) -> None:
+    def _observe_hlc(self, request: Request) -> None:
+        hlc = request.common.hlc
+        if hlc is None:
+            return
+        try:
+            # A stamp too far ahead is served without being merged, never refused: a client
+            # carrying a faulty node's stamp must not be locked out of every node.
+            if not self.clock.observe(hlc):
+                self.counters["client_hlc_ignored"] += 1
+        except HlcError as exc:
+            raise RequestError(ErrorCode.INVALID_REQUEST, str(exc)) from None
+
+    def _route(self, request: WriteRequest | ReadRequest) -> int:
+        """The hosted shard that serves `request`; WRONG_SHARD if that is none (docs/protocol.md, *Shards*).
+
+        The key's namespace decides; a request naming another shard than its key's was routed
+        by an old map. A request without a key (a listing that may span namespaces, an audit)
+        names its shard, unless the cluster has only one.
+        """
+        shard_map = self.shard_map
+        asked = request.common.shard
+        key = request.routing_key
+        if key is not None:
+            shard_id = shard_map.shard_of(key)
+            if asked is not None and asked != shard_id:
+                raise self._wrong_shard(
+                    shard_id, f"the namespace of {key!r} is in shard {shard_id}, not {asked}"
+                )
+        elif asked is not None:
+            if asked not in self._data_shards:
+                raise self._wrong_shard(None, f"there is no data shard {asked}")
+            shard_id = asked
+        elif len(self._data_shards) == 1:
+            shard_id = self._data_shards[0]
+        else:
+            raise RequestError(
+                ErrorCode.INVALID_REQUEST,
+                f"this {request.common.op} may span namespaces, which live in {len(self._data_shards)} "
+                "shards: send it to each with `shard` and merge the answers (docs/protocol.md, *Shards*)",
+            )
+        if shard_id not in self.replicas:
+            holders = list(shard_map.replicas.get(shard_id, ()))
+            raise self._wrong_shard(
+                shard_id, f"node {self.node_id} holds no replica of shard {shard_id} (nodes {holders} do)"
+            )
+        return shard_id
+
+    def _wrong_shard(self, owner: int | None, why: str) -> RequestError:
+        self.counters["wrong_shard"] += 1
+        epoch = self.shard_map.epoch
+        return RequestError(ErrorCode.WRONG_SHARD, f"{why} (map epoch {epoch})", epoch=epoch, shard=owner)
+
+    def _admin(self, request: AdminRequest, sink: ReplySink) -> None:
         common = request.common
-        if common.hlc is not None:
-            try:
-                # A stamp too far ahead is served without being merged, never refused: a client
-                # carrying a faulty node's stamp must not be locked out of every node.
-                if not self.clock.observe(common.hlc):
-                    self.counters["client_hlc_ignored"] += 1
-            except HlcError as exc:
-                raise RequestError(ErrorCode.INVALID_REQUEST, str(exc)) from None
-        replica = self.replicas[DATA_SHARD]
+        fields: dict[str, object] = {}
+        if common.op == "status":
+            fields = node_status(self, self._status_replica(common.shard))
+        elif common.op == "shard_map":
+            fields = self._shard_map_fields()
+        self._replies.append(Reply(sink, common.request_id, None, fields))
+
+    def _status_replica(self, asked: int | None) -> Replica | None:
+        if asked is not None:
+            if asked not in self.replicas:
+                raise self._wrong_shard(asked, f"node {self.node_id} holds no replica of shard {asked}")
+            return self.replicas[asked]
+        hosted = [s for s in self._data_shards if s in self.replicas] or sorted(self.replicas)
+        return self.replicas[hosted[0]] if hosted else None
+
+    def _shard_map_fields(self) -> dict[str, object]:
+        """The map as this node knows it, with the leader it knows of each shard it hosts."""
+        shards = []
+        for shard_id, holders in self.shard_map.replicas.items():
+            replica = self.replicas.get(shard_id)
+            leader = None if replica is None else replica.raft.leader_id
+            shards.append({"id": shard_id, "replicas": list(holders), "leader": leader})
+        return {
+            **self.shard_map.to_wire(),
+            "shards": shards,
+            "nodes": [{"id": p.id, "address": p.client_address} for p in self.config.peers],
+        }
+
+    def _dispatch(
+        self,
+        request: WriteRequest | ReadRequest,
+        replica: Replica,
+        payload: bytes,
+        sink: ReplySink,
+        forwarded: bool,
+    ) -> None:
+        common = request.common
         timeout_ms = self.config.requests.request_timeout_ms
         if common.timeout_ms is not None:
             timeout_ms = min(timeout_ms, common.timeout_ms)
         incoming = _Incoming(payload, sink, forwarded, common.request_id, self.now + timeout_ms / 1000)
-        if isinstance(request, AdminRequest):
-            fields = replica_status(self, replica) if common.op == "status" else {}
-            self._replies.append(Reply(sink, common.request_id, replica.shard_id, fields))
-        elif isinstance(request, WriteRequest):
+        if isinstance(request, WriteRequest):
             if not replica.is_leader:
                 self._forward(replica, incoming)
                 return
@@ -461,7 +565,7 @@ class Node:
         forward_id = self._next_forward_id
         self._next_forward_id += 1
         self._forwards[forward_id] = _Forwarded(
-            sink, incoming.request_id, incoming.deadline + FORWARD_GRACE_S
+            sink, incoming.request_id, replica.shard_id, incoming.deadline + FORWARD_GRACE_S
         )
         self._outbox[leader].forwards.append(ForwardRequest(forward_id, replica.shard_id, incoming.payload))
 
@@ -474,7 +578,7 @@ class Node:
         for fid in late:
             f = self._forwards.pop(fid)
             error = RequestError(ErrorCode.TIMEOUT, "the leader did not answer the forwarded request in time")
-            self._replies.append(Reply(f.sink, f.request_id, DATA_SHARD, {}, error))
+            self._replies.append(Reply(f.sink, f.request_id, f.shard_id, {}, error))
 
     def _flush_replies(self) -> None:
         for replica in self.replicas.values():
@@ -497,7 +601,7 @@ class Node:
             self._flush_peers()
 
     def _encode_reply(self, reply: Reply, stamp: int) -> bytes:
-        replica = self.replicas.get(reply.shard_id)
+        replica = None if reply.shard_id is None else self.replicas.get(reply.shard_id)
         leader_id = replica.raft.leader_id if replica is not None else None
         leader = None
         if leader_id is not None and leader_id in self._client_addresses:
@@ -505,7 +609,9 @@ class Node:
         faulty = replica is not None and clock_fault(self.clock, replica.peer_contact, self.now) is not None
         error = None if reply.error is None else reply.error.body()
         # A clock off from its peers' hands out no stamp.
-        envelope = ReplyEnvelope(reply.request_id, self.node_id, None if faulty else stamp, leader, error)
+        envelope = ReplyEnvelope(
+            reply.request_id, self.node_id, None if faulty else stamp, leader, error, reply.shard_id
+        )
         return envelope.encode(reply.fields)
 
     @property

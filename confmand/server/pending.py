@@ -37,7 +37,7 @@ class Reply:
 
     sink: ReplySink
     request_id: int
-    shard_id: int
+    shard_id: int | None  # None: a node-level reply (ping, status, shard_map, a malformed request)
     fields: dict[str, object]
     error: RequestError | None = None
 

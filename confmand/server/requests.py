@@ -37,6 +37,7 @@ from confmand.protocol.requests import (
     READ_OPS,
     WRITE_OPS,
 )
+from confmand.protocol.shardmap import NAMESPACE_SEPARATOR, namespace_of
 from confmand.protocol.types import Compare, Consistency, Session, TxnOp, Version
 from confmand.server.errors import RequestError
 
@@ -50,6 +51,7 @@ class Common:
     hlc: int | None
     principal: str
     timeout_ms: int | None
+    shard: int | None = None  # the shard the client routed to (None: route by the key)
 
 
 @dataclass(frozen=True, slots=True)
@@ -58,6 +60,12 @@ class WriteRequest:
     operation: Operation
     session: Session | None
 
+    @property
+    def routing_key(self) -> str | None:
+        """A key whose namespace every key of the write shares (None: a txn naming no key)."""
+        keys = _write_keys(self.operation)
+        return keys[0] if keys else None
+
 
 @dataclass(frozen=True, slots=True)
 class ReadRequest:
@@ -65,6 +73,16 @@ class ReadRequest:
     query: Query
     consistency: Consistency
     min_version: Version | None
+
+    @property
+    def routing_key(self) -> str | None:
+        """A key of the one namespace the read is within (None: it may span namespaces)."""
+        query = self.query
+        if isinstance(query, GetQuery | HistoryQuery):
+            return query.key
+        if isinstance(query, ListQuery) and NAMESPACE_SEPARATOR in query.prefix:
+            return query.prefix
+        return None
 
 
 @dataclass(frozen=True, slots=True)
@@ -155,7 +173,14 @@ def parse_map(obj: dict[str, Any], limits: Limits) -> Request:
     principal = fields.optional_text("principal") or "anonymous"
     if len(principal.encode()) > MAX_PRINCIPAL_BYTES:
         raise RequestError(ErrorCode.TOO_LARGE, f"principal is over {MAX_PRINCIPAL_BYTES} bytes")
-    common = Common(rid, op, fields.optional_int("hlc"), principal, fields.optional_int("timeout_ms"))
+    common = Common(
+        rid,
+        op,
+        fields.optional_int("hlc"),
+        principal,
+        fields.optional_int("timeout_ms"),
+        fields.optional_int("shard"),
+    )
     if op in WRITE_OPS:
         return WriteRequest(common, _operation(op, fields), _session(fields))
     if op in READ_OPS:
@@ -184,7 +209,21 @@ def _txn(f: _Fields) -> Txn:
     compare = tuple(_compare(_Fields(c, f.limits, "compare[]")) for c in f.maps("compare"))
     success = tuple(_txn_op(_Fields(o, f.limits, "success[]")) for o in f.maps("success"))
     failure = tuple(_txn_op(_Fields(o, f.limits, "failure[]")) for o in f.maps("failure", required=False))
-    return Txn(compare, success, failure)
+    txn = Txn(compare, success, failure)
+    namespaces = sorted({namespace_of(key) for key in _write_keys(txn)})
+    if len(namespaces) > 1:
+        # A namespace lives in one shard; two of them may not, now or after a move.
+        shown = ", ".join(repr(n) for n in namespaces[:3]) + (", ..." if len(namespaces) > 3 else "")
+        raise _invalid(
+            f"a transaction stays within one namespace (the text before the first '/'): got {shown}"
+        )
+    return txn
+
+
+def _write_keys(operation: Operation) -> list[str]:
+    if isinstance(operation, Txn):
+        return [c.key for c in operation.compare] + [o.key for o in (*operation.success, *operation.failure)]
+    return [operation.key]
 
 
 def _compare(f: _Fields) -> Compare:

@@ -1,4 +1,9 @@
-"""The `status` reply: one node's view of a shard, as operators read it (docs/protocol.md, *Status*)."""
+"""The `status` reply: one node's view of a shard, as operators read it (docs/protocol.md, *Status*).
+
+`shards` lists every shard the node hosts, one line each; the other fields are of one of them
+(the one the request names, else the node's first data shard). A node that hosts no shard yet
+(it joins and no leader has reached it) answers the node's fields with role `none`.
+"""
 
 from __future__ import annotations
 
@@ -10,6 +15,45 @@ from confmand.server.clock_health import clock_fault
 if TYPE_CHECKING:
     from confmand.server.node import Node
     from confmand.server.replica import Replica
+
+
+def node_status(node: Node, replica: Replica | None) -> dict[str, object]:
+    fields = _node_fields(node)
+    fields["shards"] = [_shard_line(r) for _, r in sorted(node.replicas.items())]
+    if replica is None:
+        fields.update(shard_id=None, role="none", term=0, leader_id=None, commit_index=0, applied_index=0)
+        fields.update(applied="0:0", last_index=0, first_index=0, snapshot_index=0, voters=[], learners=[])
+        fields.update(last_contact_ms=-1, clock_fault=None)
+        return fields
+    fields.update(replica_status(node, replica))
+    return fields
+
+
+def _node_fields(node: Node) -> dict[str, object]:
+    return {
+        "node_id": node.node_id,
+        "storage_error": node.storage_error,
+        "client_address": node.config.client_address,
+        "peer_address": node.config.peer_address,
+        "counters": dict(sorted(node.counters.items())),
+        "hlc": node.clock.last,
+        "hlc_rejected": node.clock.rejected,  # peer stamps refused as too far ahead of this node's clock
+        "hlc_ignored": node.clock.ignored,  # client stamps served without being merged (too far ahead)
+        "clock_peer_offset_ms": node.clock.peer_offset_ms(),  # closest peer clock, + when ahead of ours
+        "map_epoch": node.shard_map.epoch,
+    }
+
+
+def _shard_line(replica: Replica) -> dict[str, object]:
+    raft = replica.raft
+    return {
+        "shard_id": replica.shard_id,
+        "role": raft.role.value,
+        "term": raft.term,
+        "leader_id": raft.leader_id,
+        "commit_index": raft.commit_index,
+        "applied": str(replica.applied),
+    }
 
 
 def replica_status(node: Node, replica: Replica) -> dict[str, object]:
@@ -31,14 +75,7 @@ def replica_status(node: Node, replica: Replica) -> dict[str, object]:
         "voters": sorted(membership.voters) if membership else [],
         "learners": sorted(membership.learners) if membership else [],
         "last_contact_ms": replica.staleness_ms(),
-        "storage_error": node.storage_error,
-        "client_address": node.config.client_address,
-        "peer_address": node.config.peer_address,
-        "counters": dict(sorted(node.counters.items())),
         "hlc": None if fault else node.clock.last,
-        "hlc_rejected": node.clock.rejected,  # peer stamps refused as too far ahead of this node's clock
-        "hlc_ignored": node.clock.ignored,  # client stamps served without being merged (too far ahead)
-        "clock_peer_offset_ms": node.clock.peer_offset_ms(),  # closest peer clock, + when ahead of ours
         "clock_fault": fault,  # why this node stamps nothing (its clock is off from its peers'), or nil
     }
     if status.role is Role.LEADER:

@@ -25,6 +25,7 @@ RESERVED_KINDS = RAFT_KINDS | {META}
 META_FORMAT = META + b"format_version"
 META_CLUSTER = META + b"cluster_id"
 META_NODE = META + b"node_id"
+META_SHAPE = META + b"cluster_shape"  # what the cluster was created with (partitions, shards, ...)
 
 SHARD_ID_MAX = 2**32 - 1
 INDEX_MAX = 2**64 - 1

@@ -14,6 +14,7 @@ that a damaged record is found at start, not when a follower needs it.
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import replace
 from pathlib import Path
 from typing import Any
@@ -30,6 +31,7 @@ from confmand.storage.keys import (
     META_CLUSTER,
     META_FORMAT,
     META_NODE,
+    META_SHAPE,
     SNAPSHOT_DATA,
     SNAPSHOT_META,
     describe_key,
@@ -97,6 +99,37 @@ def check_or_write_meta(db: Any, path: Path, cluster_id: str, node_id: int) -> N
             )
         if have != want:
             raise DataDirError(f"data dir {path} belongs to {names[key]} {have!r}, not {want!r}")
+
+
+def check_or_write_shape(db: Any, path: Path, shape: Mapping[str, object]) -> None:
+    """The cluster shape this dir was created in must be `shape`; a dir without one records it.
+
+    A dir from before shapes were recorded held one data shard: it records the shape it is
+    first opened with, and a later change of shape is refused like any other.
+    """
+    raw = db.get(META_SHAPE)
+    if raw is None:
+        wb = db.write_batch(sync=True)
+        wb.put(META_SHAPE, seal(META_SHAPE, dict(shape)))
+        wb.write()
+        return
+    try:
+        have = unseal(META_SHAPE, raw)
+    except RecordError as exc:
+        raise DataDirError(f"data dir {path}: {describe_key(META_SHAPE)} is corrupt: {exc}") from exc
+    if not isinstance(have, dict):
+        raise DataDirError(f"data dir {path}: {describe_key(META_SHAPE)} is not a map")
+    differ = [
+        f"{name} = {have.get(name)!r} (the config says {want!r})"
+        for name, want in shape.items()
+        if have.get(name) != want
+    ]
+    if differ:
+        raise DataDirError(
+            f"data dir {path} belongs to a cluster created with {'; '.join(differ)}: the [cluster] "
+            "section and the first-membership [[peers]] are fixed when a cluster is created; "
+            "start this node with the config it was created with"
+        )
 
 
 def _has_any_key(db: Any) -> bool:

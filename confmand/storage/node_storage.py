@@ -24,7 +24,7 @@ from __future__ import annotations
 import contextlib
 import os
 from collections import deque
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
 from pathlib import Path
 from typing import Any
 
@@ -34,7 +34,12 @@ from confmand.storage.batch import WriteBatch
 from confmand.storage.dbio import DbOpener, map_io_error, map_open_error, open_db, open_plyvel
 from confmand.storage.errors import DataDirError, StorageError, StorageFullError, StorageUsageError
 from confmand.storage.keys import META, check_shard_id, prefix_end, shard_of
-from confmand.storage.loading import check_dir_before_open, check_or_write_meta, load_shard_states
+from confmand.storage.loading import (
+    check_dir_before_open,
+    check_or_write_meta,
+    check_or_write_shape,
+    load_shard_states,
+)
 from confmand.storage.shard_storage import ShardStorage
 from confmand.storage.state import ShardState
 
@@ -99,6 +104,11 @@ class NodeStorage:
         if self._db is not None:
             self._db.close()
             self._db = None
+
+    def check_cluster_shape(self, shape: Mapping[str, object]) -> None:
+        """Refuse (DataDirError) a dir created in a cluster of another shape; record it in a new one."""
+        with self._reading("checking the cluster shape") as db:
+            check_or_write_shape(db, self.path, shape)
 
     # ------------------------------------------------------------------ shards
 

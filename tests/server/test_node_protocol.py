@@ -67,7 +67,7 @@ def test_a_compacted_token_is_refused_only_when_its_term_is_above_the_snapshots(
 
 
 def test_a_status_reply_carries_exactly_the_fields_the_status_table_documents(harness: NodeHarness) -> None:
-    common = {"v", "id", "ok", "node", "leader"}  # every reply's; `hlc` is in both
+    common = {"v", "id", "ok", "node", "leader", "shard"}  # every reply's; `hlc` is in both
 
     status = harness.call("status")
 

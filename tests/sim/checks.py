@@ -31,14 +31,14 @@ machine is byte-identical (the same export at the same applied index).
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from typing import NoReturn
 
 from confmand.kv.queries import get_key
 from confmand.kv.snapshot import export_state
 from confmand.raft import Role
 from confmand.raft.log import RaftLog
-from confmand.server.node import DATA_SHARD, Node
+from confmand.server.node import Node
 from confmand.server.replica import Replica
 from tests.fault.checks import check_change_counts, check_read_your_writes
 from tests.fault.history import History
@@ -121,7 +121,7 @@ class ShardChecker:
         self._leading: dict[int, tuple[int, int]] = {}  # node -> (term it was last seen leading, commit)
 
     def fail(self, invariant: str, details: str) -> NoReturn:
-        prefix = "" if self.shard_id == DATA_SHARD else f"shard {self.shard_id}: "
+        prefix = f"shard {self.shard_id}: "
         self.cluster.fail(invariant, prefix + details)
 
     def restarted(self, host: SimHost) -> None:
@@ -231,17 +231,21 @@ def check_history(history: History, changes: Mapping[str, int]) -> list[str]:
     return problems
 
 
-def final_changes(host: SimHost, keys: list[str]) -> dict[str, int]:
-    assert host.node is not None
-    storage = host.node.replicas[DATA_SHARD].storage
+def final_changes(
+    leaders: Mapping[int, SimHost], keys: list[str], shard_of: Callable[[str], int]
+) -> dict[str, int]:
+    """How many changes each key has, as the leader of its shard holds it."""
     counts = {}
     for key in keys:
-        record = get_key(storage, key)
+        shard = shard_of(key)
+        node = leaders[shard].node
+        assert node is not None
+        record = get_key(node.replicas[shard].storage, key)
         counts[key] = 0 if record is None else record.changes
     return counts
 
 
-def state_digest(host: SimHost) -> tuple[str, bytes]:
+def state_digest(host: SimHost, shard: int) -> tuple[str, bytes]:
     assert host.node is not None
-    replica = host.node.replicas[DATA_SHARD]
+    replica = host.node.replicas[shard]
     return str(replica.applied), export_state(replica.storage)

@@ -23,14 +23,13 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from confctl.client import operations
-from confmand.raft import MembershipChange, MembershipChangeKind, NotLeader, ProposalRejected, RaftNode, Role
+from confmand.raft import MembershipChange, MembershipChangeKind, NotLeader, ProposalRejected, Role
 from confmand.server.faults import NO_FAULTS, DriverFaults
-from confmand.server.node import DATA_SHARD
 from confmand.storage import StorageError
 from tests.fault.history import History
 from tests.sim.checks import ClusterChecker, Violation, check_history, final_changes, state_digest
 from tests.sim.clients import SimClient
-from tests.sim.host import SimHost, client_address
+from tests.sim.host import SimHost, client_address, node_config
 from tests.sim.scenario import Scenario
 from tests.sim.world import World
 
@@ -40,6 +39,7 @@ MIN_VOTERS = 3  # the operator never shrinks the voters below this
 HAND_OFF_S = 2.0  # as run.py's: how long a stopping leader waits for its successor
 LIVENESS_S = 20.0
 CONVERGE_S = 10.0
+STALE_LEADER_S = 1.0  # how long clients keep favouring a leader that was paused
 
 
 def replay_command(scenario: Scenario) -> str:
@@ -97,11 +97,16 @@ class Simulation:
         self.endpoints = [client_address(i) for i in sorted(self.hosts)]
         self.clients: dict[bytes, SimClient] = {}
         self.keys = [f"k{i}" for i in range(scenario.keys)]
+        self.shard_map = node_config(scenario, 1).initial_map()  # every node starts from this one
+        self.shard_ids = sorted(self.shard_map.replicas)
         self.calm = False
         self._partition_until = 0.0
         self.operator_rng = scenario.rng("operator")
         self.next_id = scenario.node_count + 1  # the next node the operator may add
         self.removed: set[int] = set()  # removals proposed: retired once committed
+        # A leader paused or cut off, and until when clients still favour it: as clients with a
+        # stale leader cache, or a load balancer that did not notice, would keep asking it.
+        self._stale_leader: tuple[int, float] | None = None
 
     @property
     def active(self) -> list[SimHost]:
@@ -138,13 +143,21 @@ class Simulation:
             self.world,
             process,
             endpoints=self.endpoints,
-            in_service=lambda: [client_address(h.id) for h in self.active],
+            in_service=self._pin_choices,
             keys=self.scenario.keys,
             send=self._send_request,
             record=self.history.append,
         )
         self.clients[client.envelope[0]] = client
         return client
+
+    def _pin_choices(self) -> list[str]:
+        """Where a pinned call may go: any node in service, half of them the stale leader if any."""
+        active = [client_address(h.id) for h in self.active]
+        stale = self._stale_leader
+        if stale is None or self.world.now >= stale[1] or self.calm:
+            return active
+        return active + [client_address(stale[0])] * len(active)
 
     def _note(self, text: str) -> None:
         self.trace.append(f"{self.world.now:.3f} {text}")
@@ -216,45 +229,61 @@ class Simulation:
                 "liveness",
                 f"the final client's calls failed after healing: {failed[0].describe()}: {probe.last_error}",
             )
-        self._converge()
-        leader = self._leader()
-        assert leader is not None
-        problems = check_history(self.history, final_changes(leader, self.keys))
+        leaders = {shard: self._converge(shard) for shard in self.shard_ids}
+        problems = check_history(self.history, final_changes(leaders, self.keys, self.shard_map.shard_of))
         if problems:
             self.checker.fail("history", "\n".join(problems[:5]))
 
-    def _converge(self) -> None:
+    def _converge(self, shard: int) -> SimHost:  # noqa: RET503 (the checker fails by raising)
+        """Wait until every member of `shard` has applied the same state; returns its leader."""
         world = self.world
         end = world.now + CONVERGE_S
 
+        def hosting(h: SimHost) -> bool:
+            return h.node is not None and shard in h.node.replicas
+
         members: list[SimHost] = []
         while world.now < end:
-            world.run_until(world.now + 0.1)
-            leader = self._leader()
+            leader = self._leader(shard)
             if leader is None or leader.node is None:
+                world.run_until(world.now + 0.1)
                 continue
-            raft = leader.node.replicas[DATA_SHARD].raft
+            raft = leader.node.replicas[shard].raft
             membership = raft.membership
             assert membership is not None
             members = [self.hosts[i] for i in sorted(membership.members)]
             target = raft.commit_index
-            if all(
-                h.node is not None and h.node.replicas[DATA_SHARD].applied.index >= target for h in members
-            ):
-                if len({state_digest(h) for h in members}) == 1:
-                    return
-                applied = {h.id: state_digest(h)[0] for h in members}
+            if all(hosting(h) and h.node.replicas[shard].applied.index >= target for h in members):  # type: ignore[union-attr]
+                if len({state_digest(h, shard) for h in members}) == 1:
+                    return leader
+                applied = {h.id: state_digest(h, shard)[0] for h in members}
                 if len(set(applied.values())) == 1:
-                    self.checker.fail("convergence", f"replicas differ at the same applied index {applied}")
-        applied = {h.id: state_digest(h)[0] for h in members if h.node is not None}
-        self.checker.fail("convergence", f"replicas did not catch up within {CONVERGE_S}s: {applied}")
+                    self.checker.fail(
+                        "convergence", f"shard {shard}: replicas differ at the same applied index {applied}"
+                    )
+            world.run_until(world.now + 0.1)
+        applied = {h.id: state_digest(h, shard)[0] for h in members if hosting(h)}
+        self.checker.fail(
+            "convergence", f"shard {shard}: replicas did not catch up within {CONVERGE_S}s: {applied}"
+        )
 
-    def _leader(self) -> SimHost | None:
-        """The up node that leads the newest term, if any."""
+    def _busiest_leader(self) -> SimHost | None:
+        """The up node that leads the most shards (the lowest id of a tie): what faults aim at."""
+        counts: dict[int, int] = {}
+        for shard in self.shard_ids:
+            leader = self._leader(shard)
+            if leader is not None:
+                counts[leader.id] = counts.get(leader.id, 0) + 1
+        if not counts:
+            return None
+        return self.hosts[min(counts, key=lambda node: (-counts[node], node))]
+
+    def _leader(self, shard: int = 1) -> SimHost | None:
+        """The up node that leads the newest term of `shard`, if any."""
         leaders = []
         for host in self.hosts.values():
-            if host.node is not None:
-                raft = host.node.replicas[DATA_SHARD].raft
+            if host.node is not None and shard in host.node.replicas:
+                raft = host.node.replicas[shard].raft
                 if raft.role is Role.LEADER:
                     leaders.append((raft.term, host.id))
         return self.hosts[max(leaders)[1]] if leaders else None
@@ -302,7 +331,7 @@ class Simulation:
             self._note("partition healed")
         active = self.active
         up = [h.id for h in active if h.up]
-        leader = self._leader()
+        leader = self._busiest_leader()
         if s.crash_rate and rng.random() < s.crash_rate * FAULT_EVERY_S:
             down = len(active) - len(up)
             if up and down < (len(active) - 1) // 2 + (1 if rng.random() < 0.2 else 0):
@@ -343,35 +372,40 @@ class Simulation:
     # ------------------------------------------------------------------ the operator
 
     def _operator(self) -> None:
-        """Membership changes and leadership transfers, made on the leader as an operator's call would.
+        """Membership changes and leadership transfers of one shard at a time, made on its leader.
 
         Once healed the operator changes nothing more, but still shuts down the nodes it removed.
         """
         s, rng, world = self.scenario, self.operator_rng, self.world
         world.at(world.now + OPERATOR_EVERY_S, self._operator)
-        leader = self._leader()
-        if leader is None or leader.node is None:
-            return
-        raft = leader.node.replicas[DATA_SHARD].raft
-        self._retire_removed(raft)
+        self._retire_removed()
         if self.calm:
             return
+        shard = rng.choice(self.shard_ids)
+        leader = self._leader(shard)
+        if leader is None or leader.node is None:
+            return
+        raft = leader.node.replicas[shard].raft
         if rng.random() < s.membership_rate * OPERATOR_EVERY_S:
-            self._change_membership(leader, rng)
+            self._change_membership(leader, shard, rng)
         if rng.random() < s.transfer_rate * OPERATOR_EVERY_S:
             membership = raft.membership
             assert membership is not None
             others = sorted(membership.voters - {leader.id})
             if others:
                 target = rng.choice(others)
-                self._try(leader, f"transfer to {target}", lambda: raft.transfer_leadership(target))
+                self._try(
+                    leader, f"transfer shard {shard} to {target}", lambda: raft.transfer_leadership(target)
+                )
 
-    def _change_membership(self, leader: SimHost, rng: random.Random) -> None:
+    def _change_membership(self, leader: SimHost, shard: int, rng: random.Random) -> None:
         assert leader.node is not None
-        raft = leader.node.replicas[DATA_SHARD].raft
+        raft = leader.node.replicas[shard].raft
         membership = raft.membership
         assert membership is not None
         voters, learners = sorted(membership.voters), sorted(membership.learners)
+        # A node in service that does not hold this shard yet takes it before a new node joins.
+        spare = [h.id for h in self.active if h.id not in membership.members and h.id not in self.removed]
         kind, roll = MembershipChangeKind, rng.random()
         if learners and roll < 0.6:
             change = MembershipChange(kind.PROMOTE, rng.choice(learners))
@@ -379,33 +413,45 @@ class Simulation:
             change = MembershipChange(kind.REMOVE, leader.id if rng.random() < 0.4 else rng.choice(voters))
         elif learners:
             change = MembershipChange(kind.REMOVE, rng.choice(learners))
+        elif spare:
+            change = MembershipChange(kind.ADD_LEARNER, rng.choice(spare))
         elif self.next_id in self.hosts:
             change = MembershipChange(kind.ADD_LEARNER, self.next_id)
         else:
             return
-        what = f"{change.kind.value} {change.node}"
+        what = f"{change.kind.value} {change.node} (shard {shard})"
         if not self._try(leader, what, lambda: raft.propose_membership(change)):
             return
         if change.kind is kind.REMOVE:
             self.removed.add(change.node)
-        elif change.kind is kind.ADD_LEARNER:
+        elif change.kind is kind.ADD_LEARNER and change.node == self.next_id:
             joiner = self.hosts[self.next_id]
             self.next_id += 1
             joiner.enrolled = True
             self._start(joiner)
 
-    def _retire_removed(self, raft: RaftNode) -> None:
-        """Shut down, for good, every node whose removal the leader has committed."""
-        membership = raft.membership
-        if membership is None or raft.log.commit < raft.members.latest_index:
-            return
-        for node_id in sorted(self.removed - membership.members):
+    def _retire_removed(self) -> None:
+        """Shut down, for good, every removed node that no shard's committed membership holds."""
+        for node_id in sorted(self.removed):
             host = self.hosts[node_id]
-            if not host.retired:
-                host.retire()
-                self.checker.restarted(host)
-                self.world.count("retired")
-                self._note(f"node {node_id} is removed: the operator shuts it down")
+            if host.retired or not all(self._committed_without(shard, node_id) for shard in self.shard_ids):
+                continue
+            host.retire()
+            self.checker.restarted(host)
+            self.world.count("retired")
+            self._note(f"node {node_id} is removed from every shard: the operator shuts it down")
+
+    def _committed_without(self, shard: int, node_id: int) -> bool:
+        leader = self._leader(shard)
+        if leader is None or leader.node is None:
+            return False
+        raft = leader.node.replicas[shard].raft
+        membership = raft.membership
+        return (
+            membership is not None
+            and raft.log.commit >= raft.members.latest_index
+            and node_id not in membership.members
+        )
 
     def _try(self, leader: SimHost, what: str, call: Callable[[], object]) -> bool:
         try:
@@ -422,13 +468,18 @@ class Simulation:
         rng, world = self.fault_rng, self.world
         if not up:
             return
-        host = leader if leader is not None and rng.random() < 0.5 else self.hosts[rng.choice(up)]
+        host = (
+            leader
+            if leader is not None and rng.random() < self.scenario.pause_leader_share
+            else self.hosts[rng.choice(up)]
+        )
         if host.paused:
             return
         duration = rng.uniform(0.2, 3.0)
+        was_leader = host is leader
         host.pause()
         world.count("pause")
-        isolate = not world.blocked and rng.random() < 0.4
+        isolate = not world.blocked and rng.random() < self.scenario.pause_isolate_share
         if isolate:  # a paused leader that comes back cut off from its peers
             others = [h.id for h in self.active if h.id != host.id]
             world.blocked = frozenset((host.id, o) for o in others) | frozenset((o, host.id) for o in others)
@@ -439,6 +490,8 @@ class Simulation:
             if host.paused:
                 host.resume()
                 self._note(f"node {host.id} resumes")
+                if was_leader:
+                    self._stale_leader = (host.id, world.now + STALE_LEADER_S)
 
         world.at(world.now + duration, resume)
 
@@ -462,6 +515,8 @@ class Simulation:
         world.blocked = frozenset(links)
         duration = rng.uniform(0.3, 3.0)
         self._partition_until = world.now + duration
+        if leader is not None and leader.id in side_a and len(side_a) <= len(side_b):
+            self._stale_leader = (leader.id, world.now + duration)
         world.count(f"partition_{kind}")
         self._note(f"partition {kind}: {sorted(side_a)} / {sorted(side_b)} for {duration:.2f}s")
 

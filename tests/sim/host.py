@@ -24,9 +24,9 @@ import random
 from collections.abc import Callable
 from pathlib import Path
 
-from confmand.config import NodeConfig, PeerConfig, RaftSettings, RequestSettings
+from confmand.config import ClusterShape, NodeConfig, PeerConfig, RaftSettings, RequestSettings
 from confmand.raft import Role
-from confmand.server.node import DATA_SHARD, Node
+from confmand.server.node import Node
 from confmand.storage import NodeStorage
 from confmand.storage.keys import LOG_ENTRY, log_index_of, shard_of
 from confmand.storage.memory_db import MemoryDisk, Op
@@ -66,6 +66,10 @@ def node_config(scenario: Scenario, node_id: int) -> NodeConfig:
         peer_address=peers[node_id - 1].peer_address,
         client_address=client_address(node_id),
         peers=peers,
+        # Few partitions: the sim's handful of keys still spreads over every shard.
+        cluster=ClusterShape(
+            partitions=16, data_shards=scenario.data_shards, replication=scenario.replication
+        ),
         raft=RaftSettings(
             tick_ms=scenario.tick_ms,
             election_ticks=scenario.election_ticks,
@@ -184,7 +188,7 @@ class SimHost:
         self.crash_note = ""  # why the host lost power inside its last turn
         self.enrolled = node_id <= scenario.node_count  # started once the operator adds it
         self.retired = False  # removed from the membership and shut down for good
-        self._leader_commit_term = 0  # the last term in which this host committed as leader
+        self._leader_commit_term: dict[int, int] = {}  # shard -> last term it committed in as leader
 
     @property
     def up(self) -> bool:
@@ -306,8 +310,8 @@ class SimHost:
         node = self.node
         self.cursor = max(self.world.now, self.busy_until)
         self.turns += 1
-        raft = node.replicas[DATA_SHARD].raft
-        ballot, commit = (raft.term, raft.vote), raft.commit_index
+        # Each shard's ballot and commit index before the turn: a crash may aim right after either.
+        before = {s: (r.raft.term, r.raft.vote, r.raft.commit_index) for s, r in node.replicas.items()}
         try:
             node.turn()
         except SimCrash as exc:
@@ -321,12 +325,14 @@ class SimHost:
         self._after_turn(self)  # the checker sees the turn's outcome before any crash aimed after it
         if self.node is not node:
             return
-        if self._granted_vote(node, ballot) and self._roll(self.scenario.crash_after_vote_rate):
-            self._lose_power("crash_after_vote", f"right after granting a vote in term {raft.term}")
+        voted = self._granted_vote(node, before)
+        if voted is not None and self._roll(self.scenario.crash_after_vote_rate):
+            self._lose_power("crash_after_vote", f"right after granting a vote in {voted}")
             return
-        if self._first_commit(node, commit) and self._roll(self.scenario.crash_after_first_commit_rate):
+        committed = self._first_commit(node, before)
+        if committed is not None and self._roll(self.scenario.crash_after_first_commit_rate):
             self._lose_power(
-                "crash_after_first_commit", f"right after its first commit as leader of term {raft.term}"
+                "crash_after_first_commit", f"right after its first commit as leader of {committed}"
             )
             return
         if self.stop_by is not None and (not node.leads_any() or self.world.now >= self.stop_by):
@@ -344,18 +350,29 @@ class SimHost:
         self.crash()
         self._after_turn(self)
 
-    def _first_commit(self, node: Node, commit_before: int) -> bool:
-        """Whether this turn moved a leader's commit index for the first time in its term."""
-        raft = node.replicas[DATA_SHARD].raft
-        if raft.role is not Role.LEADER or raft.commit_index == commit_before:
-            return False
-        first = self._leader_commit_term != raft.term
-        self._leader_commit_term = raft.term
-        return first
+    def _first_commit(self, node: Node, before: dict[int, tuple[int, int | None, int]]) -> str | None:
+        """Which shard's leader this turn moved its commit index for the first time in its term."""
+        found = None
+        for shard, replica in node.replicas.items():
+            raft = replica.raft
+            if shard not in before or raft.role is not Role.LEADER or raft.commit_index == before[shard][2]:
+                continue
+            if self._leader_commit_term.get(shard) != raft.term:
+                self._leader_commit_term[shard] = raft.term
+                found = found or f"term {raft.term} of shard {shard}"
+        return found
 
-    def _granted_vote(self, node: Node, ballot: tuple[int, int | None]) -> bool:
-        raft = node.replicas[DATA_SHARD].raft
-        return raft.vote not in (None, self.id) and (raft.term, raft.vote) != ballot
+    def _granted_vote(self, node: Node, before: dict[int, tuple[int, int | None, int]]) -> str | None:
+        """Which shard's replica granted a new vote in this turn, if any."""
+        for shard, replica in node.replicas.items():
+            raft = replica.raft
+            if (
+                shard in before
+                and raft.vote not in (None, self.id)
+                and (raft.term, raft.vote) != before[shard][:2]
+            ):
+                return f"term {raft.term} of shard {shard}"
+        return None
 
     def _roll(self, rate: float) -> bool:
         """A fault drawn from the host's generator: no draw at all when the rate is 0 or healed."""

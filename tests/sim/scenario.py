@@ -37,6 +37,7 @@ PROFILES = (
     "elections",
     "churn",
     "membership",
+    "stale_leaders",
 )
 
 
@@ -51,6 +52,8 @@ class Scenario:
     duration_s: float  # the faulty part; then everything heals for the final phase
     clients: int
     keys: int
+    data_shards: int  # the cluster's shape: how many data shards, on how many nodes each
+    replication: int
     # network
     delay_min_s: float
     delay_max_s: float
@@ -64,6 +67,8 @@ class Scenario:
     restart_min_s: float
     restart_max_s: float
     pause_rate: float
+    pause_leader_share: float  # of pauses, how many hit the node leading the most shards
+    pause_isolate_share: float  # of pauses, how many leave the node cut off when it resumes
     partition_rate: float
     disk_full_rate: float
     clock_step_rate: float
@@ -105,6 +110,11 @@ class Scenario:
             return base * (3.0 if profile in (name, "mixed") else 1.0) if profile != "calm" else 0.0
 
         elections, churn, membership = profile == "elections", profile == "churn", profile == "membership"
+        stale = profile == "stale_leaders"
+        # The shape has its own generator: the draws above and below stay those of earlier versions.
+        shape = random.Random(f"{seed}/shape")
+        data_shards = shape.choice((1, 1, 2, 3, 4))
+        replication = 3 if node_count == 5 and shape.random() < 0.5 else node_count
 
         return cls(
             seed=seed,
@@ -116,6 +126,8 @@ class Scenario:
             duration_s=drawn_s if duration_s is None else duration_s,
             clients=rng.randint(3, 6),
             keys=rng.randint(2, 6),
+            data_shards=data_shards,
+            replication=replication,
             delay_min_s=0.0002,
             delay_max_s=rng.choice((0.02, 0.04) if profile == "elections" else (0.001, 0.003, 0.02)),
             drop_rate=0.05 if profile in ("lossy", "mixed") else 0.002 if profile != "calm" else 0.0,
@@ -126,7 +138,10 @@ class Scenario:
             leader_crash_share=0.9 if churn or elections else 0.5,
             restart_min_s=0.001 if elections else 0.02 if churn else 0.2,
             restart_max_s=0.03 if elections else 0.4 if churn else 2.0,
-            pause_rate=on("pauses", 0.1),
+            # stale_leaders: leaders paused and cut off often, clients still asking them after
+            pause_rate=1.0 if stale else on("pauses", 0.1),
+            pause_leader_share=0.9 if stale else 0.5,
+            pause_isolate_share=0.8 if stale else 0.4,
             partition_rate=0.6 if elections else on("partitions", 0.1),
             disk_full_rate=on("disk", 0.03),
             clock_step_rate=on("clocks", 0.05),
@@ -164,7 +179,7 @@ class Scenario:
         faults = ",".join(self.faults.on()) or "none"
         return (
             f"seed {self.seed}: {self.profile}, {self.node_count} nodes (+{self.joins} may join), "
-            f"{self.duration_s:.1f}s, "
+            f"{self.data_shards} data shards x {self.replication}, {self.duration_s:.1f}s, "
             f"{self.clients} clients on {self.keys} keys; delay {self.delay_min_s * 1000:.1f}-"
             f"{self.delay_max_s * 1000:.1f}ms drop {self.drop_rate} dup {self.duplicate_rate}; "
             f"per s: crash {self.crash_rate:.2f} pause {self.pause_rate:.2f} partition "
