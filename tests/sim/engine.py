@@ -39,7 +39,7 @@ MIN_VOTERS = 3  # the operator never shrinks the voters below this
 HAND_OFF_S = 2.0  # as run.py's: how long a stopping leader waits for its successor
 LIVENESS_S = 20.0
 CONVERGE_S = 10.0
-STALE_LEADER_S = 1.0  # how long clients keep favouring a leader that was paused
+STALE_LEADER_S = 1.0  # how long after its pause clients keep favouring a leader that was paused
 
 
 def replay_command(scenario: Scenario) -> str:
@@ -476,7 +476,8 @@ class Simulation:
         if host.paused:
             return
         duration = rng.uniform(0.2, 3.0)
-        was_leader = host is leader
+        if host is leader:  # clients that still think it leads go on asking it, through and after
+            self._stale_leader = (host.id, world.now + duration + STALE_LEADER_S)
         host.pause()
         world.count("pause")
         isolate = not world.blocked and rng.random() < self.scenario.pause_isolate_share
@@ -490,8 +491,6 @@ class Simulation:
             if host.paused:
                 host.resume()
                 self._note(f"node {host.id} resumes")
-                if was_leader:
-                    self._stale_leader = (host.id, world.now + STALE_LEADER_S)
 
         world.at(world.now + duration, resume)
 

@@ -124,8 +124,8 @@ class Scenario:
             membership_rate=2.0 if membership else 0.0,
             transfer_rate=0.5 if membership else 0.0,
             duration_s=drawn_s if duration_s is None else duration_s,
-            clients=rng.randint(3, 6),
-            keys=rng.randint(2, 6),
+            clients=rng.randint(3, 6) + (4 if stale else 0),  # more clients, fewer keys: more
+            keys=2 if stale else rng.randint(2, 6),  # reads of a key a new leader has written
             data_shards=data_shards,
             replication=replication,
             delay_min_s=0.0002,
