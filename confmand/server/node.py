@@ -33,6 +33,7 @@ from confmand.hlc import HlcError, HybridClock
 from confmand.kv.commands import Command
 from confmand.protocol.errors import ErrorCode
 from confmand.protocol.replies import ReplyEnvelope
+from confmand.protocol.shardmap import META_SHARD
 from confmand.protocol.types import Consistency, LeaderHint
 from confmand.raft import Membership, Message, RaftConfig
 from confmand.raft.messages import AppendEntries, Heartbeat, InstallSnapshot
@@ -40,7 +41,8 @@ from confmand.server.clock_health import clock_fault
 from confmand.server.errors import RequestError
 from confmand.server.faults import NO_FAULTS, DriverFaults
 from confmand.server.links import ClientLink, Clock, PeerLink
-from confmand.server.pending import ClientSink, ForwardSink, PendingRead, Reply, ReplySink
+from confmand.server.meta import seed_command, stored_map
+from confmand.server.pending import ClientSink, DaemonSink, ForwardSink, PendingRead, Reply, ReplySink
 from confmand.server.replica import EXPIRY_CHECK_S, Replica, ReplicaSettings
 from confmand.server.requests import (
     AdminRequest,
@@ -151,6 +153,7 @@ class Node:
         # The map every node starts from (the meta shard keeps later ones: docs/sharding.md).
         self.shard_map = config.initial_map()
         self._data_shards = tuple(self.shard_map.data_shards)
+        self._meta_checked_term = 0  # the meta shard term in which this node last looked for a map
         storage.check_cluster_shape(config.cluster.to_record(config.initial_voters))
         # The map's shards for this node, and any a leader started here before a restart.
         for shard_id in sorted({*self.shard_map.shards_on(self.node_id), *storage.shard_ids()}):
@@ -216,12 +219,34 @@ class Node:
             replica.expire()
         if self._stall is None:
             self._tick(now)
+            self._seed_meta()
             for replica in self.replicas.values():
                 replica.flush_requests()
             self._ready_cycle()
         self._expire_forwards(now)
         self._flush_peers()
         self._flush_replies()
+
+    def _seed_meta(self) -> None:
+        """As the meta shard's leader, once per term: write the first map if it holds none.
+
+        Only once the leader has applied its own term's first entry, so that the state it
+        looks at holds everything earlier leaders committed.
+        """
+        meta = self.replicas.get(META_SHARD)
+        if meta is None or not meta.is_leader or self._meta_checked_term == meta.raft.term:
+            return
+        if meta.applied.term != meta.raft.term:
+            return
+        self._meta_checked_term = meta.raft.term
+        if stored_map(meta.storage) is not None:
+            return
+        deadline = self.now + self.config.requests.request_timeout_ms / 1000
+        command = seed_command(self.shard_map, self.config.peers, self.clock.now())
+        meta.accept_write(command, DaemonSink(), 0, deadline)
+        log.info(
+            "shard 0: writing the first shard map (epoch %d) and the node registry", self.shard_map.epoch
+        )
 
     def _tick(self, now: float) -> None:
         ticks = 0
@@ -588,6 +613,11 @@ class Node:
             return
         stamp = self.clock.now()
         for reply in self._replies:
+            if isinstance(reply.sink, DaemonSink):
+                if reply.error is not None:  # look again (and write again) on the next turn
+                    log.warning("shard %d: the node's own write failed: %s", reply.shard_id, reply.error)
+                    self._meta_checked_term = 0
+                continue
             payload = self._encode_reply(reply, stamp)
             if isinstance(reply.sink, ClientSink):
                 if not self.clients.reply(list(reply.sink.envelope), payload):

@@ -28,7 +28,12 @@ class ForwardSink:
     forward_id: int
 
 
-ReplySink = ClientSink | ForwardSink
+@dataclass(frozen=True, slots=True)
+class DaemonSink:
+    """A request the node made itself (the meta shard's first map): its answer goes nowhere."""
+
+
+ReplySink = ClientSink | ForwardSink | DaemonSink
 
 
 @dataclass(slots=True)

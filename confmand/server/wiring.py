@@ -35,24 +35,28 @@ class LocalNode:
             log.warning("test-only: this node's wall clock is shifted by the ms in %s", path)
         storage = NodeStorage.open(config.data_dir, config.cluster_id, config.node_id)
         peers: PeerTransport | None = None
+        clients: ClientTransport | None = None
         try:
             peers = PeerTransport(
                 self.context, config.node_id, config.peer_address, config.remote_peer_addresses
             )
             # Frames up to 4x the request limit are read and answered TOO_LARGE; ZeroMQ cuts off
             # a client that sends anything bigger, before it costs us the memory.
-            self.clients = ClientTransport(
+            clients = ClientTransport(
                 self.context, config.client_address, max_message_bytes=4 * config.limits.max_request_bytes
             )
+            # The election timer's jitter needs real randomness in production. The node may still
+            # refuse the data dir (a cluster of another shape): then nothing stays open.
+            self.node = Node(config, storage, peers=peers, clients=clients, clock=clock, rng=random.Random())
         except BaseException:
-            if peers is not None:
-                peers.close()
+            for transport in (peers, clients):
+                if transport is not None:
+                    transport.close()
             storage.close()
             self._term_context()
             raise
         self.peers = peers
-        # The election timer's jitter needs real randomness in production.
-        self.node = Node(config, storage, peers=peers, clients=self.clients, clock=clock, rng=random.Random())
+        self.clients = clients
 
     @property
     def sockets(self) -> list[zmq.Socket[bytes]]:

@@ -15,14 +15,18 @@ from typing import Any
 import msgpack
 import zmq
 
-from confmand.config import NodeConfig, PeerConfig, RaftSettings
+from confmand.config import ClusterShape, NodeConfig, PeerConfig, RaftSettings
 from confmand.server.wiring import LocalNode
 
 EPHEMERAL = "tcp://127.0.0.1:*"
+ONE_DATA_SHARD = ClusterShape()
 
 
 def single_node_config(
-    data_dir: Path, snapshot_interval_entries: int = 10_000, log_retain_entries: int = 1_000
+    data_dir: Path,
+    snapshot_interval_entries: int = 10_000,
+    log_retain_entries: int = 1_000,
+    cluster: ClusterShape = ONE_DATA_SHARD,
 ) -> NodeConfig:
     return NodeConfig(
         source=data_dir / "node.toml",
@@ -32,6 +36,7 @@ def single_node_config(
         peer_address=EPHEMERAL,
         client_address=EPHEMERAL,
         peers=(PeerConfig(1, EPHEMERAL, EPHEMERAL),),
+        cluster=cluster,
         raft=RaftSettings(
             tick_ms=1,
             snapshot_interval_entries=snapshot_interval_entries,
@@ -80,13 +85,13 @@ class NodeHarness:
         raise AssertionError(f"condition not reached within {max_turns} turns")
 
     def until_leader(self, max_turns: int = 5000) -> None:
-        """Turn until this node leads and has written everything its election produced."""
+        """Turn until this node leads every shard and has written everything its elections produced."""
         for _ in range(max_turns):
             self.node.turn()
-            replica = self.node.replicas[1]
-            if replica.is_leader and not replica.raft.has_ready():
+            replicas = self.node.replicas.values()
+            if all(r.is_leader and not r.raft.has_ready() for r in replicas):
                 return
-        raise AssertionError("the single node never became leader")
+        raise AssertionError("the single node never became leader of every shard")
 
     def close(self) -> None:
         self.client.close()

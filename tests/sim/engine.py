@@ -23,8 +23,10 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from confctl.client import operations
+from confmand.protocol.shardmap import META_SHARD
 from confmand.raft import MembershipChange, MembershipChangeKind, NotLeader, ProposalRejected, Role
 from confmand.server.faults import NO_FAULTS, DriverFaults
+from confmand.server.meta import stored_map
 from confmand.storage import StorageError
 from tests.fault.history import History
 from tests.sim.checks import ClusterChecker, Violation, check_history, final_changes, state_digest
@@ -230,6 +232,10 @@ class Simulation:
                 f"the final client's calls failed after healing: {failed[0].describe()}: {probe.last_error}",
             )
         leaders = {shard: self._converge(shard) for shard in self.shard_ids}
+        meta = leaders[META_SHARD].node
+        assert meta is not None
+        if stored_map(meta.replicas[META_SHARD].storage) != self.shard_map:
+            self.checker.fail("meta shard", "the meta shard does not hold the first shard map")
         problems = check_history(self.history, final_changes(leaders, self.keys, self.shard_map.shard_of))
         if problems:
             self.checker.fail("history", "\n".join(problems[:5]))

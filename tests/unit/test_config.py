@@ -112,6 +112,13 @@ def test_a_wildcard_bind_address_is_allowed_for_this_node(tmp_path: Path) -> Non
         ('[log]\nlevel = "loud"', 'log.level: must be one of debug, info, warning, error (got "loud")'),
         ("[storage]\nfsink = false", "storage.fsink: unknown field (did you mean fsync?)"),
         ("[limitz]\nmax_key_bytes = 1", "limitz: unknown field (did you mean limits?)"),
+        ("[cluster]\npartitions = 0", "cluster.partitions: must be an integer in [1, 65536] (got 0)"),
+        (
+            "[cluster]\npartitions = 4\ndata_shards = 8",
+            "cluster.data_shards: must be at most cluster.partitions",
+        ),
+        ("[cluster]\nreplication = 3", "cluster.replication: must be at most the 2 [[peers]] of the first"),
+        ("[cluster]\nshards = 3", "cluster.shards: unknown field (did you mean data_shards?)"),
     ],
 )
 def test_bad_fields_are_named_with_the_file(tmp_path: Path, section: str, message: str) -> None:
@@ -187,3 +194,17 @@ def test_joins_must_be_a_boolean(tmp_path: Path) -> None:
         MINIMAL.replace("id = 2\n", "id = 2\njoins = 1\n", 1),
         "peers[1].joins: must be true or false",
     )
+
+
+def test_the_cluster_shape_defaults_to_one_data_shard_on_every_node(tmp_path: Path) -> None:
+    config = load_config(_write(tmp_path, MINIMAL))
+    shard_map = config.initial_map()
+    assert (config.cluster.partitions, shard_map.data_shards) == (256, [1])
+    assert set(shard_map.replicas[1]) == {1, 2}
+
+
+def test_the_cluster_shape_sets_the_first_map(tmp_path: Path) -> None:
+    text = MINIMAL + "\n[cluster]\npartitions = 32\ndata_shards = 4\nreplication = 1\n"
+    shard_map = load_config(_write(tmp_path, text)).initial_map()
+    assert (shard_map.partitions, shard_map.data_shards) == (32, [1, 2, 3, 4])
+    assert all(len(shard_map.replicas[s]) == 1 for s in shard_map.data_shards)

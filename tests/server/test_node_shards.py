@@ -1,0 +1,165 @@
+"""A node hosting many shards: requests go to their namespace's shard, and never to another one."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from dataclasses import replace
+from pathlib import Path
+
+import msgpack
+import pytest
+
+from confmand.config import ClusterShape, PeerConfig
+from confmand.kv.queries import get_key
+from confmand.protocol.shardmap import ShardMap
+from confmand.server.meta import stored_map
+from confmand.storage import DataDirError
+from tests.server.node_harness import EPHEMERAL, NodeHarness, single_node_config
+
+SHAPE = ClusterShape(partitions=16, data_shards=4)
+
+
+@pytest.fixture
+def sharded(tmp_path: Path) -> Iterator[NodeHarness]:
+    h = NodeHarness(single_node_config(tmp_path / "data", cluster=SHAPE))
+    h.until_leader()
+    yield h
+    h.close()
+
+
+def _map(h: NodeHarness) -> ShardMap:
+    return h.node.shard_map
+
+
+def _namespaces_on_two_shards(h: NodeHarness) -> tuple[str, str]:
+    names = [f"ns{i}" for i in range(64)]
+    first = names[0]
+    other = next(n for n in names if _map(h).shard_of(n) != _map(h).shard_of(first))
+    return first, other
+
+
+def test_a_node_hosts_the_meta_shard_and_every_data_shard_of_its_map(sharded: NodeHarness) -> None:
+    assert sorted(sharded.node.replicas) == [0, 1, 2, 3, 4]
+
+
+def test_a_write_lands_in_the_shard_of_its_namespace_and_says_which(sharded: NodeHarness) -> None:
+    a, b = _namespaces_on_two_shards(sharded)
+
+    put_a = sharded.call("put", key=f"{a}/x", value=b"1")
+    put_b = sharded.call("put", key=f"{b}/x", value=b"2")
+
+    assert put_a["shard"] == _map(sharded).shard_of(a)
+    assert put_b["shard"] == _map(sharded).shard_of(b)
+    # Each shard numbers its own log: both writes are the first after their shard's bootstrap.
+    assert put_a["version"].split(":")[1] == put_b["version"].split(":")[1]
+
+
+def test_a_request_routed_to_another_shard_is_wrong_shard_and_writes_nothing(sharded: NodeHarness) -> None:
+    a, _ = _namespaces_on_two_shards(sharded)
+    owner = _map(sharded).shard_of(a)
+    elsewhere = next(s for s in _map(sharded).data_shards if s != owner)
+
+    refused = sharded.call("put", key=f"{a}/x", value=b"1", shard=elsewhere)
+    missing = sharded.call("get", key=f"{a}/x")
+
+    assert refused["error"]["code"] == "WRONG_SHARD"
+    assert (refused["error"]["shard"], refused["error"]["epoch"]) == (owner, 1)
+    assert missing["error"]["code"] == "NOT_FOUND"
+
+
+def test_a_request_for_a_shard_the_map_lacks_is_wrong_shard(sharded: NodeHarness) -> None:
+    for shard in (0, 99):
+        reply = sharded.call("list", prefix="", shard=shard)
+        assert reply["error"]["code"] == "WRONG_SHARD", reply
+        assert reply["error"]["shard"] is None
+
+
+def test_a_listing_that_may_span_namespaces_must_name_its_shard(sharded: NodeHarness) -> None:
+    a, b = _namespaces_on_two_shards(sharded)
+    sharded.call("put", key=f"{a}/x", value=b"1")
+    sharded.call("put", key=f"{b}/x", value=b"2")
+
+    unnamed = sharded.call("list", prefix="ns")
+    of_a = sharded.call("list", prefix="ns", shard=_map(sharded).shard_of(a))
+    within = sharded.call("list", prefix=f"{b}/")
+
+    assert unnamed["error"]["code"] == "INVALID_REQUEST"
+    assert "`shard`" in unnamed["error"]["message"]
+    assert [i["key"] for i in of_a["items"]] == [f"{a}/x"]
+    assert [i["key"] for i in within["items"]] == [f"{b}/x"]
+
+
+def test_a_transaction_across_two_namespaces_is_refused_naming_them(sharded: NodeHarness) -> None:
+    a, b = _namespaces_on_two_shards(sharded)
+    ops = [{"op": "put", "key": f"{a}/x", "value": b"1"}, {"op": "put", "key": f"{b}/x", "value": b"2"}]
+
+    reply = sharded.call("txn", compare=[], success=ops)
+
+    assert reply["error"]["code"] == "INVALID_REQUEST"
+    assert f"'{a}'" in reply["error"]["message"]
+    assert f"'{b}'" in reply["error"]["message"]
+    assert sharded.call("get", key=f"{a}/x")["error"]["code"] == "NOT_FOUND"
+
+
+def test_shard_map_answers_the_map_its_nodes_and_the_leaders_it_knows(sharded: NodeHarness) -> None:
+    reply = sharded.call("shard_map")
+
+    assert ShardMap.from_wire(reply) == _map(sharded)
+    assert reply["shard"] is None
+    assert {s["id"]: s["leader"] for s in reply["shards"]} == dict.fromkeys(range(5), 1)
+    assert [n["id"] for n in reply["nodes"]] == [1]
+
+
+def test_status_names_every_hosted_shard_and_shows_the_one_asked_for(sharded: NodeHarness) -> None:
+    default = sharded.call("status")
+    third = sharded.call("status", shard=3)
+
+    assert [s["shard_id"] for s in default["shards"]] == [0, 1, 2, 3, 4]
+    assert (default["shard_id"], third["shard_id"]) == (1, 3)
+
+
+def test_a_data_dir_refuses_a_config_of_another_cluster_shape(tmp_path: Path) -> None:
+    config = single_node_config(tmp_path / "data", cluster=SHAPE)
+    NodeHarness(config).close()
+
+    with pytest.raises(DataDirError, match=r"data_shards = 4 \(the config says 8\)"):
+        NodeHarness(replace(config, cluster=replace(SHAPE, data_shards=8)))
+    NodeHarness(config).close()  # the dir is untouched by the refusal
+
+
+def test_a_node_answers_wrong_shard_for_a_shard_it_holds_no_replica_of(tmp_path: Path) -> None:
+    peers = tuple(
+        PeerConfig(i, f"tcp://127.0.0.1:{19000 + i}", f"tcp://127.0.0.1:{19100 + i}") for i in (1, 2, 3)
+    )
+    config = replace(
+        single_node_config(
+            tmp_path / "data", cluster=ClusterShape(partitions=16, data_shards=3, replication=1)
+        ),
+        peers=peers,
+        peer_address=EPHEMERAL,
+        client_address=EPHEMERAL,
+    )
+    h = NodeHarness(config)
+    try:
+        shard_map = h.node.shard_map
+        absent = next(s for s in shard_map.data_shards if 1 not in shard_map.replicas[s])
+        key = next(f"ns{i}/x" for i in range(64) if shard_map.shard_of(f"ns{i}") == absent)
+
+        reply = h.call("get", key=key, consistency="stale")
+    finally:
+        h.close()
+
+    assert reply["error"]["code"] == "WRONG_SHARD"
+    assert reply["error"]["shard"] == absent
+    assert f"holds no replica of shard {absent}" in reply["error"]["message"]
+
+
+def test_the_meta_shard_leader_writes_the_first_map_and_the_node_registry(sharded: NodeHarness) -> None:
+    meta = sharded.node.replicas[0]
+
+    sharded.turn_until(lambda: stored_map(meta.storage) is not None)
+
+    assert stored_map(meta.storage) == _map(sharded)
+    record = get_key(meta.storage, "nodes/1")
+    assert record is not None
+    assert msgpack.unpackb(record.value)["client_address"] == sharded.node.config.client_address
