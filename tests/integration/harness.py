@@ -73,6 +73,7 @@ class ClusterOptions:
     log_retain_entries: int = 1_000
     limits: dict[str, int] = field(default_factory=dict)
     requests: dict[str, int] = field(default_factory=dict)
+    cluster: dict[str, int] = field(default_factory=dict)  # [cluster]: partitions, data_shards, replication
     fsync: bool = True
 
 
@@ -107,7 +108,11 @@ def render_config(
         f"fsync = {'true' if options.fsync else 'false'}",
         "",
     ]
-    for section, values in (("limits", options.limits), ("requests", options.requests)):
+    for section, values in (
+        ("limits", options.limits),
+        ("requests", options.requests),
+        ("cluster", options.cluster),
+    ):
         lines.append(f"[{section}]")
         lines += [f"{name} = {value}" for name, value in values.items()]
         lines.append("")
@@ -338,16 +343,18 @@ class Cluster:
     def call(self, node_id: int, request: dict[str, Any], timeout_s: float = 3.0) -> Reply | None:
         return self.conn(node_id).call(request, timeout_s)
 
-    def status(self, node_id: int, timeout_s: float = 1.0) -> Reply | None:
-        reply = self.call(node_id, {"op": "status"}, timeout_s)
+    def status(self, node_id: int, timeout_s: float = 1.0, shard: int | None = None) -> Reply | None:
+        """The node's status (of `shard`, else of its first data shard); None unless it answers ok."""
+        request: dict[str, Any] = {"op": "status"} if shard is None else {"op": "status", "shard": shard}
+        reply = self.call(node_id, request, timeout_s)
         return reply if reply is not None and reply.get("ok") else None
 
     def wait_for_leader(self, timeout_s: float = 15.0, among: list[int] | None = None) -> int:
-        """A node that says it leads and that every other answering node among `among` follows."""
+        """A node that leads shard 1 and that every other answering node among `among` follows there."""
         candidates = among or [n for n in self.node_ids if self.local.nodes[n].alive()]
 
         def agreed() -> int | None:
-            statuses = {n: self.status(n, 0.5) for n in candidates}
+            statuses = {n: self.status(n, 0.5, shard=1) for n in candidates}
             leaders = {n for n, s in statuses.items() if s is not None and s["role"] == "leader"}
             if len(leaders) != 1:
                 return None
