@@ -409,7 +409,8 @@ class FakeNode:
                     self.cluster = sharded.shards[shard]
                 else:
                     held = [s for s in sharded.map.shards_on(self.node_id) if s in sharded.shards]
-                    self.cluster = sharded.shards[req.get("shard") or held[0]]
+                    view = req.get("shard") or (held[0] if held else None)
+                    self.cluster = sharded.shards.get(view, FakeCluster()) if view else FakeCluster()
                 body = self._dispatch(req)
             except ReplyError as e:
                 return self._envelope(req["id"], error=e.body, shard=shard)

@@ -2,8 +2,8 @@
 
 `Client` (blocking) and `AsyncClient` (asyncio) have the same methods; every
 failure is a `ConfmanError` with `code`, `message` and `retryable`. The rules
-they follow — leader hints, retries, exactly-once sessions, read-your-writes —
-are written down in docs/protocol.md. Of confmand it imports only `confmand.protocol`,
+they follow — leader hints, retries, exactly-once sessions, read-your-writes,
+routing to shards — are written down in docs/protocol.md. Of confmand it imports only `confmand.protocol`,
 the one pure definition of the wire that the server uses too.
 """
 

@@ -7,7 +7,9 @@ shard 1, `app` in shard 2.
 
 from __future__ import annotations
 
+import ast
 import random
+from pathlib import Path
 from typing import Any
 
 import msgpack
@@ -356,3 +358,12 @@ def test_an_audit_page_is_not_cut_between_two_records_of_one_hlc() -> None:
     ]
     page = merge.audit_pages(pages, 2)
     assert ([(r.hlc, r.shard) for r in page.records], page.more) == ([(1, 1)], True)
+
+
+@pytest.mark.parametrize("module", ["shards", "merge"])
+def test_the_routing_and_merging_modules_do_no_io(module: str) -> None:
+    source = (Path(__file__).resolve().parents[2] / "confctl" / "client" / f"{module}.py").read_text()
+    tree = ast.parse(source)
+    imported = {a.name.split(".")[0] for n in ast.walk(tree) if isinstance(n, ast.Import) for a in n.names}
+    imported |= {n.module.split(".")[0] for n in ast.walk(tree) if isinstance(n, ast.ImportFrom) and n.module}
+    assert not imported & {"zmq", "asyncio", "time", "os", "socket", "threading", "selectors", "random"}
