@@ -196,7 +196,11 @@ class Call(Generic[T]):
     def _on_map_reply(self, reply: Reply, now: float) -> Step[T]:
         directory = self.core.shards
         if replies.is_ok(reply):
-            directory.learn(replies.shard_map_result(reply))
+            # A server that lists the op but predates sharding answers it like `ping`: no map.
+            if reply.get("owners") is None and reply.get("epoch") is None:
+                directory.learn_unsharded()
+            else:
+                directory.learn(replies.shard_map_result(reply))
             self.fetching_map = False
             return self._route(now)
         err = replies.error(reply)

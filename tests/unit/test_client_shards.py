@@ -163,6 +163,15 @@ def test_a_node_that_does_not_know_shard_map_is_an_old_server_spoken_to_unrouted
     assert sent(later)["op"] == "put"
 
 
+def test_a_server_that_answers_shard_map_with_no_map_is_spoken_to_unrouted() -> None:
+    """Servers from before the map was served list the op among the admin ops and answer it like ping."""
+    core = make_core()
+    c = call(core, *put("db/a"))
+    step = c.on_reply(ok(c.start(0)), 0.1)
+    assert (sent(step)["op"], "shard" in sent(step)) == ("put", False)
+    assert core.shards.unsharded
+
+
 def test_ping_and_status_are_never_routed_and_fetch_no_map() -> None:
     core = make_core()
     for request, parse in ((requests.ping(), replies.pong), (requests.status(), replies.status_result(""))):
