@@ -8,6 +8,16 @@ told to misbehave the ways real nodes do: be a follower (NOT_LEADER with a
 hint), drop requests (no reply), answer scripted errors, lag behind
 (NOT_CAUGHT_UP for `version` reads). Exactly-once is honoured: a write seen
 again with the same `client_id` and `seq` gets the first reply again.
+
+A `FakeCluster` node is an older, unsharded server: it answers `shard_map`
+UNSUPPORTED. A `FakeShardedCluster` fakes a sharded one: one `FakeCluster` per
+data shard (its own versions, its own leader), a `ShardMap` its nodes answer
+`shard_map` from, and the server's routing checks (WRONG_SHARD for a key of
+another shard or of a shard the node holds no replica of, INVALID_REQUEST for a
+list across namespaces or an audit without `shard`). `move` hands a partition to
+another shard, one epoch later, as a rebalance would (the keys stay behind: use
+fresh ones). `shard_map` requests are recorded apart (`map_requests`), and the
+misbehaviour switches leave them alone, so `requests` is what the client routed.
 """
 
 from __future__ import annotations
@@ -21,6 +31,7 @@ import msgpack
 import zmq
 
 from confmand.protocol import ErrorBody, ErrorCode, LeaderHint, ReplyEnvelope
+from confmand.protocol.shardmap import NAMESPACE_SEPARATOR, ShardMap
 
 Msg = dict[str, Any]
 
@@ -51,6 +62,17 @@ class ReplyError(Exception):
 
 
 @dataclass
+class HlcClock:
+    """HLC stamps for the audit log, shared by the shards of one fake so their logs interleave."""
+
+    last: int = 0
+
+    def tick(self) -> int:
+        self.last += 1 << 16
+        return self.last
+
+
+@dataclass
 class FakeCluster:
     """The shared state machine: keys, a log index, the dedup table, history and audit."""
 
@@ -63,6 +85,7 @@ class FakeCluster:
     applied_writes: int = 0
     leader: FakeNode | None = None
     lock: threading.Lock = field(default_factory=threading.Lock)
+    clock: HlcClock | None = None  # None: the stamp is the log index, shifted
 
     def version(self) -> tuple[int, int]:
         return (self.term, self.index)
@@ -109,7 +132,7 @@ class FakeCluster:
         else:
             create = old.create_version if old else self.version()
             self.data[key] = _Entry(value, self.version(), create, (old.changes if old else 0) + 1)
-        hlc = self.index << 16
+        hlc = self.index << 16 if self.clock is None else self.clock.tick()
         op = "delete" if value is None else "put"
         v = _token(self.version())
         self.history.setdefault(key, []).insert(
@@ -196,18 +219,105 @@ class FakeCluster:
 
 WRITES = frozenset({"put", "delete", "cas", "txn"})
 READS = frozenset({"get", "list", "history", "audit"})
+KEY_OPS = frozenset({"put", "get", "delete", "cas", "history"})
+
+
+class FakeShardedCluster:
+    """A sharded cluster's state: the map, one `FakeCluster` per data shard, and the nodes."""
+
+    def __init__(self, shard_map: ShardMap) -> None:
+        self.map = shard_map
+        self.lock = threading.Lock()
+        clock = HlcClock()
+        self.shards = {s: FakeCluster(lock=self.lock, clock=clock) for s in shard_map.data_shards}
+        self.nodes: dict[int, FakeNode] = {}
+
+    def start(self) -> list[FakeNode]:
+        """A node for every node id in the map, each shard led by its preferred leader."""
+        ids = sorted({n for held in self.map.replicas.values() for n in held})
+        started = [FakeNode(self, n) for n in ids]
+        for shard, state in self.shards.items():
+            state.leader = self.nodes[self.map.preferred_leader(shard)]
+        return started
+
+    def stop(self) -> None:
+        for node in self.nodes.values():
+            node.stop()
+
+    def lead(self, shard: int, node_id: int) -> None:
+        """Leadership of `shard` moves to `node_id` (the old leader answers NOT_LEADER from now on)."""
+        self.shards[shard].leader = self.nodes[node_id]
+
+    def move(self, partition: int, shard: int) -> None:
+        with self.lock:
+            self.map = self.map.moved(partition, shard)
+
+    def shard_map_reply(self, node_id: int) -> Msg:
+        wire = self.map.to_wire()
+        shards = wire["shards"]
+        assert isinstance(shards, list)
+        for item in shards:
+            state = self.shards.get(item["id"])
+            hosted = node_id in item["replicas"]
+            leader = state.leader if state is not None else None
+            if state is None:  # the meta shard: no fake state, its preferred leader leads
+                item["leader"] = item["replicas"][0] if hosted else None
+            else:
+                item["leader"] = leader.node_id if hosted and leader is not None else None
+        wire["nodes"] = [{"id": n, "address": node.address} for n, node in sorted(self.nodes.items())]
+        return wire
+
+    def route(self, req: Msg, node_id: int) -> int:
+        """The shard `node_id` serves `req` in, or the error a sharded server answers."""
+        op, asked = req["op"], req.get("shard")
+        key = _routing_key(req)
+        if key is None:
+            if len(self.map.data_shards) > 1 and asked is None:
+                raise ReplyError(ErrorCode.INVALID_REQUEST, f"{op} across shards needs 'shard'")
+            owner = asked if asked is not None else self.map.data_shards[0]
+            if owner not in self.shards:
+                raise ReplyError(ErrorCode.WRONG_SHARD, "no such shard", epoch=self.map.epoch, shard=None)
+        else:
+            owner = self.map.shard_of(key)
+            if asked is not None and asked != owner:
+                raise ReplyError(ErrorCode.WRONG_SHARD, "not that shard", epoch=self.map.epoch, shard=owner)
+        if node_id not in self.map.replicas[owner]:
+            raise ReplyError(ErrorCode.WRONG_SHARD, "no replica here", epoch=self.map.epoch, shard=owner)
+        return owner
+
+
+def _routing_key(req: Msg) -> str | None:
+    """The key a sharded server routes `req` by; None for a list across namespaces and the audit log."""
+    if req["op"] in KEY_OPS:
+        key: str = req["key"]
+        return key
+    if req["op"] == "txn":
+        for part in ("compare", "success", "failure"):
+            for item in req.get(part, []):
+                first: str = item["key"]
+                return first
+    if req["op"] == "list" and NAMESPACE_SEPARATOR in req["prefix"]:
+        prefix: str = req["prefix"]
+        return prefix
+    return None
 
 
 class FakeNode:
     """One fake node: a ROUTER bound to a random loopback port, served by its own thread."""
 
-    def __init__(self, cluster: FakeCluster, node_id: int, *, leader: bool = False) -> None:
-        self.cluster, self.node_id = cluster, node_id
+    def __init__(
+        self, cluster: FakeCluster | FakeShardedCluster, node_id: int, *, leader: bool = False
+    ) -> None:
+        self.sharded = cluster if isinstance(cluster, FakeShardedCluster) else None
+        # Unsharded: the one state; sharded: the state of the request being served.
+        self.cluster = cluster if isinstance(cluster, FakeCluster) else FakeCluster()
+        self.node_id = node_id
         self.drop_next = 0  # requests to swallow without a reply
         self.scripted_errors: list[str] = []  # error codes to answer, one per request, first
         self.frozen_applied: tuple[int, int] | None = None  # a lagging follower's applied version
         self.stray_replies = False  # precede each reply with one for an id nobody sent, and junk
         self.requests: list[Msg] = []
+        self.map_requests: list[Msg] = []
         self._seen = threading.Condition()
         self._ctx = zmq.Context()
         self._router = self._ctx.socket(zmq.ROUTER)
@@ -219,8 +329,10 @@ class FakeNode:
         self._stop_rx.bind(f"inproc://stop-{id(self)}")
         self._stop_tx.connect(f"inproc://stop-{id(self)}")
         self._thread = threading.Thread(target=self._serve, name=f"fake-node-{node_id}", daemon=True)
-        if leader:
+        if leader and isinstance(cluster, FakeCluster):
             cluster.leader = self
+        if self.sharded is not None:
+            self.sharded.nodes[node_id] = self
         self._thread.start()
 
     def wait_for_requests(self, count: int, timeout_s: float = 5.0) -> list[Msg]:
@@ -260,6 +372,8 @@ class FakeNode:
             req = msgpack.unpackb(frame, raw=False)
         except ValueError:
             return self._envelope(-1, error=ErrorBody.of(ErrorCode.INVALID_REQUEST, "bad msgpack"))
+        if req.get("op") == "shard_map":
+            return self._shard_map(req)
         with self._seen:
             self.requests.append(req)
             self._seen.notify_all()
@@ -269,12 +383,38 @@ class FakeNode:
         if self.scripted_errors:
             code = self.scripted_errors.pop(0)
             return self._envelope(req["id"], error=ErrorBody(code, "scripted", True))
+        if self.sharded is not None:
+            return self._handle_sharded(req, self.sharded)
         try:
             with self.cluster.lock:
                 body = self._dispatch(req)
         except ReplyError as e:
             return self._envelope(req["id"], error=e.body)
         return self._envelope(req["id"], **body)
+
+    def _shard_map(self, req: Msg) -> Msg:
+        self.map_requests.append(req)
+        if self.sharded is None:
+            return self._envelope(req["id"], error=ErrorBody.of(ErrorCode.UNSUPPORTED, "unknown op"))
+        with self.sharded.lock:
+            body = self.sharded.shard_map_reply(self.node_id)
+        return self._envelope(req["id"], shard=None, **body)
+
+    def _handle_sharded(self, req: Msg, sharded: FakeShardedCluster) -> Msg:
+        with sharded.lock:
+            shard: int | None = None
+            try:
+                if req["op"] in WRITES or req["op"] in READS:
+                    shard = sharded.route(req, self.node_id)
+                    self.cluster = sharded.shards[shard]
+                else:
+                    held = [s for s in sharded.map.shards_on(self.node_id) if s in sharded.shards]
+                    view = req.get("shard") or (held[0] if held else None)
+                    self.cluster = sharded.shards.get(view, FakeCluster()) if view else FakeCluster()
+                body = self._dispatch(req)
+            except ReplyError as e:
+                return self._envelope(req["id"], error=e.body, shard=shard)
+            return self._envelope(req["id"], shard=shard, **body)
 
     def _dispatch(self, req: Msg) -> Msg:
         op, is_leader = req["op"], self.cluster.leader is self
@@ -315,10 +455,13 @@ class FakeNode:
             }
         return status
 
-    def _envelope(self, rid: int, error: ErrorBody | None = None, **body: Any) -> Msg:
-        leader = self.cluster.leader
+    def _envelope(
+        self, rid: int, error: ErrorBody | None = None, shard: int | None = None, **body: Any
+    ) -> Msg:
+        leader = self.cluster.leader if self.sharded is None or shard is not None else None
         hint = LeaderHint(leader.node_id, leader.address) if leader else None
-        return ReplyEnvelope(rid, self.node_id, self.cluster.index << 16, hint, error).to_wire(body)
+        hlc = self.cluster.index << 16 if self.cluster.clock is None else self.cluster.clock.last
+        return ReplyEnvelope(rid, self.node_id, hlc, hint, error, shard).to_wire(body)
 
 
 def free_address() -> str:

@@ -2,8 +2,8 @@
 
 `Client` (blocking) and `AsyncClient` (asyncio) have the same methods; every
 failure is a `ConfmanError` with `code`, `message` and `retryable`. The rules
-they follow — leader hints, retries, exactly-once sessions, read-your-writes —
-are written down in docs/protocol.md. Of confmand it imports only `confmand.protocol`,
+they follow — leader hints, retries, exactly-once sessions, read-your-writes,
+routing to shards — are written down in docs/protocol.md. Of confmand it imports only `confmand.protocol`,
 the one pure definition of the wire that the server uses too.
 """
 
@@ -30,6 +30,7 @@ from confctl.client.errors import (
     Unavailable,
     UnknownVersion,
     Unsupported,
+    WrongShard,
 )
 from confctl.client.sync import Client
 from confctl.client.types import (
@@ -47,6 +48,8 @@ from confctl.client.types import (
     NodeStatus,
     PeerStatus,
     ReplyMeta,
+    ShardInfo,
+    ShardMapResult,
     TxnOp,
     TxnOpResult,
     TxnResult,
@@ -85,6 +88,8 @@ __all__ = [
     "RequestTimeout",
     "ServerError",
     "SessionExpired",
+    "ShardInfo",
+    "ShardMapResult",
     "StorageFailure",
     "TooLarge",
     "TxnOp",
@@ -95,4 +100,5 @@ __all__ = [
     "Unsupported",
     "Version",
     "WriteResult",
+    "WrongShard",
 ]

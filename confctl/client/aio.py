@@ -37,6 +37,7 @@ from confctl.client.types import (
     HistoryResult,
     ListResult,
     NodeStatus,
+    ShardMapResult,
     TxnOp,
     TxnResult,
     Version,
@@ -152,6 +153,10 @@ class AsyncClient:
 
     async def audit(self, after_hlc: int | None = None, limit: int = 100) -> AuditResult:
         return await self._run(*ops.audit(after_hlc, limit))
+
+    async def shard_map(self) -> ShardMapResult:
+        """The cluster's shard map as the first node to answer knows it (and the client routes by it)."""
+        return await self._run(*ops.shard_map())
 
     async def status(self, endpoint: str | None = None) -> NodeStatus:
         request, parse = ops.status(endpoint or "")

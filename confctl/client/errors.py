@@ -70,10 +70,27 @@ class NotCaughtUp(ServerError):
 
 
 class WrongShard(ServerError):
-    """The node holds no replica of the key's shard, or the client's shard map is old: refetch it."""
+    """The node holds no replica of the key's shard, or the client's shard map is old: refetch it.
+
+    `epoch` is the node's map epoch, `shard` the owner it knows (None: it knows none).
+    """
 
     code = ErrorCode.WRONG_SHARD.value
     default_retryable = ErrorCode.WRONG_SHARD.retryable
+
+    def __init__(
+        self,
+        message: str,
+        *,
+        retryable: bool | None = None,
+        code: str | None = None,
+        leader: LeaderHint | None = None,
+        epoch: int | None = None,
+        shard: int | None = None,
+    ) -> None:
+        super().__init__(message, retryable=retryable, code=code, leader=leader)
+        self.epoch = epoch
+        self.shard = shard
 
 
 class StorageFailure(ServerError):

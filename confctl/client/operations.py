@@ -20,6 +20,7 @@ from confctl.client.types import (
     HistoryResult,
     ListResult,
     NodeStatus,
+    ShardMapResult,
     TxnOp,
     TxnResult,
     Version,
@@ -91,3 +92,7 @@ def audit(after_hlc: int | None = None, limit: int = 100) -> tuple[Request, Call
 
 def status(endpoint: str) -> tuple[Request, Callable[[Reply], NodeStatus]]:
     return requests.status(), replies.status_result(endpoint)
+
+
+def shard_map() -> tuple[Request, Callable[[Reply], ShardMapResult]]:
+    return requests.shard_map(), replies.shard_map_result

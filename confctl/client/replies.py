@@ -14,9 +14,10 @@ from __future__ import annotations
 from collections.abc import Callable, Mapping
 from typing import Any, TypeVar
 
-from confctl.client.errors import SERVER_ERRORS, CasFailed, ProtocolError, ServerError
+from confctl.client.errors import SERVER_ERRORS, CasFailed, ProtocolError, ServerError, WrongShard
 from confctl.client.routing import is_endpoint
 from confctl.client.types import (
+    AuditRecord,
     AuditResult,
     GetResult,
     HistoryResult,
@@ -25,11 +26,15 @@ from confctl.client.types import (
     NodeStatus,
     PeerStatus,
     ReplyMeta,
+    ShardInfo,
+    ShardMapResult,
     TxnResult,
     WriteResult,
 )
 from confmand.protocol.replies import ErrorBody, decode_reply
-from confmand.protocol.types import AuditRecord, HistoryEntry, LeaderHint, TxnOpResult, Version, WireError
+from confmand.protocol.shardmap import ShardMap
+from confmand.protocol.types import AuditRecord as WireAuditRecord
+from confmand.protocol.types import HistoryEntry, LeaderHint, TxnOpResult, Version, WireError
 
 Reply = Mapping[str, Any]
 T = TypeVar("T")
@@ -96,6 +101,11 @@ def leader_hint(reply: Reply) -> LeaderHint | None:
     return LeaderHint(node_id, address)
 
 
+def shard(reply: Reply) -> int | None:
+    """The shard a reply's versions belong to; None from a node-level reply or an older server."""
+    return field(reply, "shard", int, optional=True)
+
+
 def meta(reply: Reply) -> ReplyMeta:
     node = reply.get("node")
     return ReplyMeta(
@@ -103,6 +113,7 @@ def meta(reply: Reply) -> ReplyMeta:
         leader=leader_hint(reply),
         applied=version(reply, "applied", optional=True),
         staleness_ms=field(reply, "staleness_ms", int, optional=True),
+        shard=shard(reply),
     )
 
 
@@ -119,6 +130,15 @@ def error(reply: Reply) -> ServerError:
             reply, "current_version", optional=True
         )
         return CasFailed(body.message, retryable=body.retryable, leader=hint, current_version=current)
+    if cls is WrongShard:
+        epoch, owner = body.extra.get("epoch"), body.extra.get("shard")
+        return WrongShard(
+            body.message,
+            retryable=body.retryable,
+            leader=hint,
+            epoch=epoch if isinstance(epoch, int) and not isinstance(epoch, bool) else None,
+            shard=owner if isinstance(owner, int) and not isinstance(owner, bool) else None,
+        )
     if cls is None:
         return ServerError(body.message, retryable=body.retryable, code=body.code, leader=hint)
     return cls(body.message, retryable=body.retryable, leader=hint)
@@ -188,11 +208,39 @@ def history_result(key: str) -> Callable[[Reply], HistoryResult]:
 
 
 def audit_result(reply: Reply) -> AuditResult:
+    source = shard(reply)
     try:
-        records = tuple(AuditRecord.from_wire(r) for r in maps(reply, "records"))
+        records = tuple(_audit_record(WireAuditRecord.from_wire(r), source) for r in maps(reply, "records"))
     except WireError as exc:
         raise ProtocolError(f"reply field 'records': {exc}") from None
     return AuditResult(records, bool(field(reply, "more", bool, optional=True)), meta(reply))
+
+
+def _audit_record(r: WireAuditRecord, source: int | None) -> AuditRecord:
+    return AuditRecord(r.hlc, r.version, r.principal, r.op, r.key, r.prev_version, r.new_version, source)
+
+
+def shard_map_result(reply: Reply) -> ShardMapResult:
+    """The map, each shard's known leader and the nodes' addresses (junk addresses are left out)."""
+    try:
+        shard_map = ShardMap.from_wire(reply)
+    except WireError as exc:
+        raise ProtocolError(str(exc)) from None
+    leaders: dict[int, int | None] = {}
+    for item in maps(reply, "shards"):
+        leader = item.get("leader")
+        leaders[need(item, "id", int)] = leader if _is_int(leader) else None
+    addresses: dict[int, str] = {}
+    for node in maps(reply, "nodes") if reply.get("nodes") is not None else []:
+        node_id, address = node.get("id"), node.get("address")
+        # An address that is not an endpoint would only fail at connect: route around that node.
+        if isinstance(node_id, int) and isinstance(address, str) and is_endpoint(address):
+            addresses[node_id] = address
+    shards = tuple(
+        ShardInfo(s, nodes, leaders.get(s), len(shard_map.partitions_of(s)))
+        for s, nodes in shard_map.replicas.items()
+    )
+    return ShardMapResult(shard_map, shards, addresses, meta(reply))
 
 
 def _ids(reply: Reply, name: str) -> tuple[int, ...]:

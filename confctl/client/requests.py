@@ -19,10 +19,11 @@ from confctl.client.errors import InvalidArgument
 from confctl.client.types import CONSISTENCIES, Compare, Consistency, TxnOp, Version
 from confmand.protocol import ops
 from confmand.protocol.requests import CONSISTENT_READ_OPS, WRITE_OPS
+from confmand.protocol.shardmap import namespace_of
 
 LIMIT_MAX = 1000
 READ_OPS = CONSISTENT_READ_OPS  # the reads that carry a consistency mode
-Op = Literal["ping", "put", "get", "delete", "cas", "list", "txn", "history", "audit", "status"]
+Op = Literal["ping", "put", "get", "delete", "cas", "list", "txn", "history", "audit", "status", "shard_map"]
 Fields = dict[str, object]
 
 
@@ -164,6 +165,10 @@ def ping() -> Request:
     return Request("ping")
 
 
+def shard_map() -> Request:
+    return Request("shard_map")
+
+
 def _compare(c: object) -> Compare:
     """`c` checked, with its operand in its wire type (a version token given as text parsed)."""
     if not isinstance(c, Compare):
@@ -205,4 +210,22 @@ def txn(compare: Sequence[object], success: Sequence[object], failure: Sequence[
         tuple(_txn_op(op) for op in success),
         tuple(_txn_op(op) for op in failure),
     )
+    # A namespace lives in one shard and a transaction commits in one shard's log.
+    keys = [c.key for c in shape.compare] + [op.key for op in (*shape.success, *shape.failure)]
+    namespaces = list(dict.fromkeys(namespace_of(key) for key in keys))
+    if len(namespaces) > 1:
+        first, second = namespaces[:2]
+        raise InvalidArgument(f"a transaction stays within one namespace: it names {first!r} and {second!r}")
     return Request("txn", shape.to_wire())
+
+
+def txn_key(fields: Fields) -> str | None:
+    """The first key a txn's wire fields name (all are of one namespace), or None for an empty txn."""
+    for part in ("compare", "success", "failure"):
+        items = fields.get(part)
+        if isinstance(items, list):
+            for item in items:
+                if isinstance(item, dict) and isinstance(item.get("key"), str):
+                    key: str = item["key"]
+                    return key
+    return None

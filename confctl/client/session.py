@@ -9,7 +9,12 @@ Invariants:
   them. A write leaves the outstanding set when it gets a final answer or when
   the call gives up (its outcome is then unknown, and it will never be retried).
 - `token` only grows: it is the newest version or applied index seen in any
-  reply, the floor of `version` reads when read-your-writes is on.
+  reply, the floor of `version` reads when read-your-writes is on. Against a
+  sharded cluster there is one token per shard (`tokens`): the shards' logs are
+  unrelated, so a write on one shard says nothing of how far another must be.
+  `token` is then left to calls that were not routed (an older, unsharded server).
+  Seqs stay one sequence for the whole session: a server keeps them per shard
+  and tolerates the gaps the other shards' writes leave.
 - `hlc` only grows: the largest HLC stamp seen, sent with every request so the
   audit order respects this client's causality.
 """
@@ -30,6 +35,7 @@ class Session:
     next_seq: int = 1
     outstanding: set[int] = field(default_factory=set)
     token: Version | None = None
+    tokens: dict[int, Version] = field(default_factory=dict)  # shard -> its token
     hlc: int = 0
 
     def __post_init__(self) -> None:
@@ -49,18 +55,25 @@ class Session:
     def ack(self) -> int:
         return min(self.outstanding, default=self.next_seq)
 
-    def observe_version(self, version: Version | None) -> None:
-        if version is not None and version.newer_than(self.token):
-            self.token = version
+    def observe_version(self, version: Version | None, shard: int | None = None) -> None:
+        """Raise the token of `shard` (None: of an unrouted call) to `version` if it is newer."""
+        if version is None:
+            return
+        if shard is None:
+            if version.newer_than(self.token):
+                self.token = version
+        elif version.newer_than(self.tokens.get(shard)):
+            self.tokens[shard] = version
 
     def observe_hlc(self, hlc: object) -> None:
         if isinstance(hlc, int) and not isinstance(hlc, bool) and hlc > self.hlc:
             self.hlc = hlc
 
-    def read_floor(self, explicit: Version | None) -> Version:
-        """The `min_version` of a `version` read: the caller's, else the session token, else 0:0."""
+    def read_floor(self, explicit: Version | None, shard: int | None = None) -> Version:
+        """The `min_version` of a `version` read: the caller's, else the shard's token, else 0:0."""
         if explicit is not None:
             return explicit
-        if self.read_your_writes and self.token is not None:
-            return self.token
+        token = self.token if shard is None else self.tokens.get(shard)
+        if self.read_your_writes and token is not None:
+            return token
         return ABSENT

@@ -30,6 +30,7 @@ from confctl.client.replies import Reply
 from confctl.client.requests import Request
 from confctl.client.routing import Backoff, Router, unique
 from confctl.client.session import CLIENT_ID_BYTES, Session
+from confctl.client.shards import ShardDirectory
 from confctl.client.types import (
     AuditResult,
     Compare,
@@ -38,6 +39,7 @@ from confctl.client.types import (
     HistoryResult,
     ListResult,
     NodeStatus,
+    ShardMapResult,
     TxnOp,
     TxnResult,
     Version,
@@ -70,6 +72,7 @@ def new_core(
         attempt_timeout_s=min(attempt_s, timeout_s),
         principal=principal,
         backoff=Backoff(rng=random.Random(os.urandom(8))),
+        shards=ShardDirectory(discover=True),
     )
 
 
@@ -170,6 +173,10 @@ class Client:
 
     def audit(self, after_hlc: int | None = None, limit: int = 100) -> AuditResult:
         return self._run(*ops.audit(after_hlc, limit))
+
+    def shard_map(self) -> ShardMapResult:
+        """The cluster's shard map as the first node to answer knows it (and the client routes by it)."""
+        return self._run(*ops.shard_map())
 
     def status(self, endpoint: str | None = None) -> NodeStatus:
         """One node's own view: `endpoint`'s, or whichever node the client reaches first."""

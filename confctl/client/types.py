@@ -11,9 +11,9 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Literal
 
+from confmand.protocol.shardmap import ShardMap
 from confmand.protocol.types import (
     ABSENT,
-    AuditRecord,
     Compare,
     CompareTarget,
     HistoryEntry,
@@ -23,6 +23,7 @@ from confmand.protocol.types import (
     TxnOpResult,
     Version,
 )
+from confmand.protocol.types import AuditRecord as WireAuditRecord
 from confmand.protocol.types import Consistency as ConsistencyMode
 
 __all__ = [
@@ -42,6 +43,8 @@ __all__ = [
     "NodeStatus",
     "PeerStatus",
     "ReplyMeta",
+    "ShardInfo",
+    "ShardMapResult",
     "TxnOp",
     "TxnOpKind",
     "TxnOpResult",
@@ -64,6 +67,18 @@ class ReplyMeta:
     leader: LeaderHint | None = None
     applied: Version | None = None  # reads only: the replica's applied version
     staleness_ms: int | None = None  # stale reads only
+    shard: int | None = None  # whose versions these are (None: unsharded, node-level or merged)
+
+
+@dataclass(frozen=True, slots=True)
+class AuditRecord(WireAuditRecord):
+    """The wire's audit record and the shard whose log it is from (None from an unsharded cluster).
+
+    Each shard has its own audit log; a merged page interleaves them by HLC, so the
+    shard says which log a record's `version` indexes.
+    """
+
+    shard: int | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -152,3 +167,29 @@ class NodeStatus:
     last_contact_ms: int | None = None
     peers: dict[int, PeerStatus] = field(default_factory=dict)
     error: str | None = None  # why it is unreachable
+
+
+@dataclass(frozen=True, slots=True)
+class ShardInfo:
+    id: int  # 0 is the meta shard
+    replicas: tuple[int, ...]  # node ids, the preferred leader first
+    leader: int | None  # the leader the answering node knows (None: it knows none)
+    partitions: int  # how many partitions the shard owns (0 for the meta shard)
+
+
+@dataclass(frozen=True, slots=True)
+class ShardMapResult:
+    """The `shard_map` reply: the map, the nodes' client addresses, and each shard's known leader."""
+
+    map: ShardMap
+    shards: tuple[ShardInfo, ...]
+    addresses: dict[int, str]  # node id -> client address
+    meta: ReplyMeta = field(default_factory=ReplyMeta)
+
+    @property
+    def epoch(self) -> int:
+        return self.map.epoch
+
+    @property
+    def partitions(self) -> int:
+        return self.map.partitions

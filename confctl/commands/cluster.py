@@ -1,4 +1,5 @@
-"""Cluster commands: `status` (every node's own view, side by side) and `audit` (the change log)."""
+"""Cluster commands: `status` (every node's own view, side by side), `shards` (the shard map) and
+`audit` (the change log)."""
 
 from __future__ import annotations
 
@@ -6,10 +7,12 @@ from typing import Annotated
 
 import typer
 
-from confctl.client.types import NodeStatus
+from confctl.client.errors import Unsupported
+from confctl.client.types import NodeStatus, ShardMapResult
 from confctl.commands.common import Env, command
-from confctl.exit_codes import ExitCode
+from confctl.exit_codes import ExitCode, for_error
 
+SHARD_COLUMNS = ["id", "replicas", "leader", "partitions"]
 STATUS_COLUMNS = ["id", "address", "role", "term", "leader", "commit", "applied", "lag", "last_contact_ms"]
 
 
@@ -64,6 +67,29 @@ def status(env: Env) -> ExitCode:
     return ExitCode.UNAVAILABLE
 
 
+def shard_rows(result: ShardMapResult) -> list[dict[str, object]]:
+    return [
+        {"id": s.id, "replicas": list(s.replicas), "leader": s.leader, "partitions": s.partitions}
+        for s in result.shards
+    ]
+
+
+@command
+def shards(env: Env) -> ExitCode:
+    """The shard map: its epoch and partition count, and per shard (0 is the meta shard) its
+    replicas (preferred leader first), its leader as the answering node knows it, and the
+    partitions it owns.
+    """
+    try:
+        result = env.client.shard_map()
+    except Unsupported as exc:
+        env.renderer.error(f"the cluster is not sharded: its nodes do not know 'shard_map' ({exc.message})")
+        return for_error(exc)
+    summary = {"epoch": result.epoch, "partitions": result.partitions}
+    env.renderer.record_with_rows(summary, "shards", shard_rows(result), SHARD_COLUMNS)
+    return ExitCode.OK
+
+
 @command
 def audit(
     env: Env,
@@ -83,6 +109,7 @@ def audit(
             "key": r.key,
             "prev_version": None if r.prev_version is None else str(r.prev_version),
             "new_version": None if r.new_version is None else str(r.new_version),
+            "shard": r.shard,
         }
         for r in result.records
     ]
@@ -93,4 +120,5 @@ def audit(
 
 def register(app: typer.Typer) -> None:
     app.command("status")(status)
+    app.command("shards")(shards)
     app.command("audit")(audit)

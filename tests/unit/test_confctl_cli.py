@@ -29,6 +29,7 @@ from confctl.client import (
     TxnOpResult,
     TxnResult,
     Unavailable,
+    Unsupported,
     Version,
 )
 from confctl.client.types import (
@@ -40,11 +41,14 @@ from confctl.client.types import (
     HistoryResult,
     ListItem,
     ListResult,
+    ShardInfo,
+    ShardMapResult,
     WriteResult,
 )
 from confctl.commands.common import ClientApi
 from confctl.exit_codes import ExitCode
 from confctl.settings import ClientSettings
+from confmand.protocol.shardmap import ShardMap
 
 EP = "tcp://10.0.0.1:7101"
 
@@ -134,6 +138,13 @@ class FakeClient:
         )
         follower = NodeStatus("tcp://10.0.0.2:7101", True, 2, "follower", 4, 1, 10, 8, 10, (1, 2), (), 40)
         return [leader, follower, NodeStatus("tcp://10.0.0.3:7101", False, error="no reply")]
+
+    def shard_map(self) -> ShardMapResult:
+        self._enter("shard_map")
+        shards = (ShardInfo(0, (1, 2, 3), 1, 0), ShardInfo(1, (2, 3), 2, 3), ShardInfo(2, (3, 1), None, 5))
+        return ShardMapResult(
+            ShardMap(4, (1, 2, 2, 1, 2, 1, 2, 2), {s.id: s.replicas for s in shards}), shards, {}
+        )
 
     def close(self) -> None:
         self.closed = True
@@ -244,6 +255,31 @@ def test_status_exits_5_when_no_node_answers(cli: Harness) -> None:
     result = cli.run("status")
     assert result.code == ExitCode.UNAVAILABLE
     assert EP in result.err
+
+
+def test_shards_prints_the_epoch_partitions_and_each_shards_replicas_leader_and_partitions(
+    cli: Harness,
+) -> None:
+    lines = [line.split() for line in cli.run("shards").out.splitlines()]
+    assert lines == [
+        ["epoch", "4"],
+        ["partitions", "8"],
+        [],
+        ["ID", "REPLICAS", "LEADER", "PARTITIONS"],
+        ["0", "1,2,3", "1", "0"],
+        ["1", "2,3", "2", "3"],
+        ["2", "3,1", "-", "5"],
+    ]
+    (as_json,) = cli.run("shards", "-o", "json").json()
+    assert (as_json["epoch"], as_json["partitions"]) == (4, 8)
+    assert as_json["shards"][2] == {"id": 2, "replicas": [3, 1], "leader": None, "partitions": 5}
+
+
+def test_shards_against_an_unsharded_cluster_says_so_and_exits_rejected(cli: Harness) -> None:
+    cli.client.fail = Unsupported("unknown op 'shard_map'")
+    result = cli.run("shards")
+    assert result.code == ExitCode.REJECTED
+    assert "not sharded" in result.err
 
 
 def test_get_with_min_version_implies_a_version_read(cli: Harness) -> None:
