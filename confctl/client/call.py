@@ -143,8 +143,9 @@ class Call(Generic[T]):
         self.endpoint = ""
         self.request_id = -1
         self.finished = False
-        # Routing: a pinned call goes where it is pinned, whatever the map says.
-        self.spread = Spread.NONE if pinned is not None else target(request)
+        # A pinned call goes where it is pinned, whatever the map says; it still names its shard
+        # (the node checks it), and the session keeps its versions under that shard's token.
+        self.spread = target(request)
         self.fetching_map = False  # the attempt in flight asks for the shard map
         self.map_refetches = 0
         self.shard: int | None = None  # the shard the request in flight is routed to (None: unrouted)
@@ -155,7 +156,7 @@ class Call(Generic[T]):
 
     def start(self, now: float) -> Send | Fail:
         if self.spread is not Spread.NONE and self.core.shards.needs_map:
-            return self._fetch_map(self.core.router.first(), now)
+            return self._fetch_map(self.pinned or self.core.router.first(), now)
         return self._route(now)
 
     def on_reply(self, reply: Reply, now: float) -> Step[T]:
@@ -215,6 +216,8 @@ class Call(Generic[T]):
 
     def _rotate_map(self) -> str:
         """Any node has the map: the configured endpoints in turn, then the nodes the map named."""
+        if self.pinned is not None:
+            return self.pinned
         everywhere = self.core.shards.all_addresses(self.core.router.endpoints)
         if self.endpoint in everywhere:
             return everywhere[(everywhere.index(self.endpoint) + 1) % len(everywhere)]

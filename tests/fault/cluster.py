@@ -301,11 +301,13 @@ class FaultCluster(Cluster):
                 self._all_conns.append(conn)
         return conns[node_id]
 
-    def status(self, node_id: int, timeout_s: float = STATUS_TIMEOUT_S) -> Reply | None:
+    def status(
+        self, node_id: int, timeout_s: float = STATUS_TIMEOUT_S, shard: int | None = None
+    ) -> Reply | None:
         """The node's own status, or None when it does not answer in time (dead, paused)."""
         if not self.alive(node_id) or node_id in self.paused:
             return None
-        return super().status(node_id, timeout_s)
+        return super().status(node_id, timeout_s, shard)
 
     def leader(self) -> int | None:
         """Of the running nodes that say they lead, the one with the highest term; None if none does.

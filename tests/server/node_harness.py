@@ -16,6 +16,8 @@ import msgpack
 import zmq
 
 from confmand.config import ClusterShape, NodeConfig, PeerConfig, RaftSettings
+from confmand.protocol.shardmap import META_SHARD
+from confmand.server.meta import stored_map
 from confmand.server.wiring import LocalNode
 
 EPHEMERAL = "tcp://127.0.0.1:*"
@@ -85,11 +87,17 @@ class NodeHarness:
         raise AssertionError(f"condition not reached within {max_turns} turns")
 
     def until_leader(self, max_turns: int = 5000) -> None:
-        """Turn until this node leads every shard and has written everything its elections produced."""
+        """Turn until this node leads every shard and has written everything its elections produced.
+
+        The meta shard's leader writes the first map once elected: that too, so a test's own
+        writes (and the disk faults it injects) meet no write of the node's.
+        """
         for _ in range(max_turns):
             self.node.turn()
-            replicas = self.node.replicas.values()
-            if all(r.is_leader and not r.raft.has_ready() for r in replicas):
+            replicas = self.node.replicas
+            if all(r.is_leader and not r.raft.has_ready() for r in replicas.values()) and (
+                META_SHARD not in replicas or stored_map(replicas[META_SHARD].storage) is not None
+            ):
                 return
         raise AssertionError("the single node never became leader of every shard")
 

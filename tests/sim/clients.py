@@ -31,6 +31,7 @@ from confctl.client.call import Call, ClientCore, Done, Fail, Send
 from confctl.client.errors import ConfmanError, ServerError
 from confctl.client.routing import Backoff, Router
 from confctl.client.session import Session
+from confctl.client.shards import ShardDirectory
 from confctl.client.types import Compare, GetResult, TxnOp, TxnResult, WriteResult
 from tests.fault.history import Op, Outcome, Value
 from tests.sim.world import World
@@ -65,6 +66,7 @@ class SimClient:
             timeout_s=CALL_TIMEOUT_S,
             attempt_timeout_s=ATTEMPT_TIMEOUT_S,
             backoff=Backoff(rng=world.scenario.rng(f"client/{process}/backoff")),
+            shards=ShardDirectory(discover=True),  # routed by the shard map, as the shells are
         )
         self.keys = keys
         self.in_service = in_service  # the endpoints of nodes not retired: where a call may be pinned

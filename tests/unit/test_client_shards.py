@@ -376,3 +376,19 @@ def test_the_routing_and_merging_modules_do_no_io(module: str) -> None:
     imported = {a.name.split(".")[0] for n in ast.walk(tree) if isinstance(n, ast.Import) for a in n.names}
     imported |= {n.module.split(".")[0] for n in ast.walk(tree) if isinstance(n, ast.ImportFrom) and n.module}
     assert not imported & {"zmq", "asyncio", "time", "os", "socket", "threading", "selectors", "random"}
+
+
+def test_a_pinned_call_stays_on_its_node_but_names_its_shard_and_raises_that_shards_token() -> None:
+    core = make_core()
+    pinned = core.call(*put("db/a"), now=0, endpoint=N1)
+    fetch = pinned.start(0)
+    assert isinstance(fetch, Send)
+    assert (fetch.endpoint, sent(fetch)["op"]) == (N1, "shard_map")
+    step = pinned.on_reply(map_reply(fetch), 0.1)
+    assert isinstance(step, Send)
+    assert (step.endpoint, sent(step)["shard"]) == (N1, DB)
+    assert isinstance(pinned.on_reply(ok(step, DB, **WRITE_OK), 0.2), Done)
+
+    read = call(core, requests.get("db/a", "version"), replies.get_result("db/a")).start(1)
+
+    assert sent(read)["min_version"] == "1:4"  # the pinned write's version is this shard's floor
