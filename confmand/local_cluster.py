@@ -188,6 +188,7 @@ def run_demo(config_dir: Path, log_dir: Path) -> int:
         endpoints = ",".join(n.config.client_address for n in cluster.nodes.values())
         for args in (
             ["status"],
+            ["shards"],
             ["put", "demo/greeting", "hello from confman"],
             ["get", "demo/greeting"],
             ["get", "demo/greeting", "--consistency", "stale"],
