@@ -151,8 +151,9 @@ class AsyncClient:
     ) -> HistoryResult:
         return await self._run(*ops.history(key, limit, consistency))
 
-    async def audit(self, after_hlc: int | None = None, limit: int = 100) -> AuditResult:
-        return await self._run(*ops.audit(after_hlc, limit))
+    async def audit(self, after_hlc: int | None = None, limit: int = 100, prefix: str = "") -> AuditResult:
+        """One page of every shard's audit records in HLC order; go on with `after_hlc=result.next_hlc`."""
+        return await self._run(*ops.audit(after_hlc, limit, prefix))
 
     async def shard_map(self) -> ShardMapResult:
         """The cluster's shard map as the first node to answer knows it (and the client routes by it)."""

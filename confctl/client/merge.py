@@ -28,15 +28,20 @@ def list_pages(pages: Sequence[ListResult], limit: int) -> ListResult:
 def audit_pages(pages: Sequence[tuple[int | None, AuditResult]], limit: int) -> AuditResult:
     """The first `limit` records of all shards by (hlc, shard), each record naming its shard.
 
-    A page cut between two records with one HLC would lose the second on the next
-    page (`after_hlc` is exclusive): the cut is moved before the tie, unless the tie
-    fills the whole page.
+    A shard whose page says `more` has looked only as far as its `next_hlc` (with a prefix,
+    perhaps not `limit` records far): records of the others past that horizon wait for the
+    next page, or a record of that shard below them would be skipped. A page cut between two
+    records with one HLC would lose the second on the next page (`after_hlc` is exclusive):
+    the cut is moved before the tie, unless the tie fills the whole page.
     """
+    horizons = [page.next_hlc for _, page in pages if page.more and page.next_hlc is not None]
+    horizon = min(horizons, default=None)
     records = sorted(
         (
             r if r.shard is not None else dataclasses.replace(r, shard=shard)
             for shard, page in pages
             for r in page.records
+            if horizon is None or r.hlc <= horizon
         ),
         key=lambda r: (r.hlc, r.shard or 0),
     )
@@ -47,4 +52,5 @@ def audit_pages(pages: Sequence[tuple[int | None, AuditResult]], limit: int) -> 
         before = [r for r in kept if r.hlc != tied]
         kept = before or kept
     more = cut or any(page.more for _, page in pages)
-    return AuditResult(tuple(kept), more, ReplyMeta())
+    next_hlc = (kept[-1].hlc if kept else None) if cut else horizon if more else None
+    return AuditResult(tuple(kept), more, ReplyMeta(), next_hlc)

@@ -86,8 +86,10 @@ def history(
     return requests.history(key, limit, consistency), replies.history_result(key)
 
 
-def audit(after_hlc: int | None = None, limit: int = 100) -> tuple[Request, Callable[[Reply], AuditResult]]:
-    return requests.audit(after_hlc, limit), replies.audit_result
+def audit(
+    after_hlc: int | None = None, limit: int = 100, prefix: str = ""
+) -> tuple[Request, Callable[[Reply], AuditResult]]:
+    return requests.audit(after_hlc, limit, prefix), replies.audit_result
 
 
 def status(endpoint: str) -> tuple[Request, Callable[[Reply], NodeStatus]]:

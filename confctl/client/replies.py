@@ -213,7 +213,11 @@ def audit_result(reply: Reply) -> AuditResult:
         records = tuple(_audit_record(WireAuditRecord.from_wire(r), source) for r in maps(reply, "records"))
     except WireError as exc:
         raise ProtocolError(f"reply field 'records': {exc}") from None
-    return AuditResult(records, bool(field(reply, "more", bool, optional=True)), meta(reply))
+    more = bool(field(reply, "more", bool, optional=True))
+    next_hlc = field(reply, "next_hlc", int, optional=True)
+    if more and next_hlc is None and records:  # a server from before `next_hlc`
+        next_hlc = records[-1].hlc
+    return AuditResult(records, more, meta(reply), next_hlc)
 
 
 def _audit_record(r: WireAuditRecord, source: int | None) -> AuditRecord:

@@ -151,10 +151,12 @@ def history(key: object, limit: object = 100, consistency: object = "linearizabl
     return Request("history", query.to_wire(), mode)
 
 
-def audit(after_hlc: object = None, limit: object = 100) -> Request:
+def audit(after_hlc: object = None, limit: object = 100, prefix: object = "") -> Request:
     checked_limit = int_arg(limit, "limit", 1, LIMIT_MAX)
     checked_after = None if after_hlc is None else int_arg(after_hlc, "after_hlc", 0, 2**64 - 1)
-    return Request("audit", ops.AuditQuery(checked_after, checked_limit).to_wire())
+    if not isinstance(prefix, str):
+        raise InvalidArgument(f"prefix must be a str, got {type(prefix).__name__}")
+    return Request("audit", ops.AuditQuery(checked_after, checked_limit, prefix).to_wire())
 
 
 def status() -> Request:

@@ -53,6 +53,9 @@ def target(request: Request) -> str | Spread:
             return prefix
         return Spread.ALL
     if request.op == "audit":
+        prefix = fields.get("prefix")
+        if isinstance(prefix, str) and NAMESPACE_SEPARATOR in prefix:
+            return prefix
         return Spread.ALL
     return Spread.NONE
 

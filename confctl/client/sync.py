@@ -171,8 +171,9 @@ class Client:
     def history(self, key: str, limit: int = 100, consistency: Consistency = "linearizable") -> HistoryResult:
         return self._run(*ops.history(key, limit, consistency))
 
-    def audit(self, after_hlc: int | None = None, limit: int = 100) -> AuditResult:
-        return self._run(*ops.audit(after_hlc, limit))
+    def audit(self, after_hlc: int | None = None, limit: int = 100, prefix: str = "") -> AuditResult:
+        """One page of every shard's audit records in HLC order; go on with `after_hlc=result.next_hlc`."""
+        return self._run(*ops.audit(after_hlc, limit, prefix))
 
     def shard_map(self) -> ShardMapResult:
         """The cluster's shard map as the first node to answer knows it (and the client routes by it)."""

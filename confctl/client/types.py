@@ -137,6 +137,7 @@ class AuditResult:
     records: tuple[AuditRecord, ...]  # oldest first
     more: bool
     meta: ReplyMeta = field(default_factory=ReplyMeta)
+    next_hlc: int | None = None  # with `more`: the `after_hlc` of the next page
 
 
 @dataclass(frozen=True, slots=True)

@@ -96,10 +96,18 @@ def audit(
     after_hlc: Annotated[
         int | None, typer.Option("--after-hlc", min=0, help="Records after this HLC stamp.")
     ] = None,
+    since: Annotated[
+        int | None, typer.Option("--since", min=1, help="Records at or after this HLC stamp.")
+    ] = None,
+    prefix: Annotated[
+        str, typer.Option("--prefix", "-p", help="Only changes of keys under this prefix.")
+    ] = "",
     limit: Annotated[int, typer.Option("--limit", "-n", min=1, max=1000, help="At most this many.")] = 100,
 ) -> None:
-    """The audit log, oldest first: who changed what, stamped with the HLC."""
-    result = env.client.audit(after_hlc=after_hlc, limit=limit)
+    """The audit log of every shard in one HLC order, oldest first: who changed what, and when."""
+    if since is not None:  # at or after `since` is after `since - 1`; the later of the two bounds wins
+        after_hlc = since - 1 if after_hlc is None else max(after_hlc, since - 1)
+    result = env.client.audit(after_hlc=after_hlc, limit=limit, prefix=prefix)
     rows = [
         {
             "hlc": r.hlc,
@@ -114,8 +122,9 @@ def audit(
         for r in result.records
     ]
     env.renderer.rows(rows, ["hlc", "version", "principal", "op", "key"])
-    if result.more and result.records:
-        env.renderer.note(f"more records follow: --after-hlc {result.records[-1].hlc}")
+    if result.more and result.next_hlc is not None:
+        again = f" --prefix {prefix}" if prefix else ""
+        env.renderer.note(f"more records follow: --after-hlc {result.next_hlc}{again}")
 
 
 def register(app: typer.Typer) -> None:

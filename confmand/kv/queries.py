@@ -10,6 +10,10 @@ remain, and `next` (the last key returned) is what the client passes as `after`.
 `audit_records` returns records oldest first strictly after `after_hlc`; because the next page
 is asked for by HLC alone, a page never splits the records that share one HLC (the changes of
 one entry): it may run past `limit` to finish that group, bounded by the changes of one entry.
+With a key `prefix` it keeps only records of keys under it, and looks at no more than
+`AUDIT_SCAN_LIMIT` records per page (a rare prefix must not stall the node's loop): a page can
+then hold fewer than `limit` records and still say `more`. `next_hlc` is where the next page
+starts (pass it as `after_hlc`): the last record looked at, kept or not.
 """
 
 from __future__ import annotations
@@ -32,6 +36,7 @@ from confmand.kv.store import KVStore
 from confmand.protocol.types import AuditRecord, HistoryEntry, Version
 
 MAX_LIMIT: Final = 1000
+AUDIT_SCAN_LIMIT: Final = 10_000  # audit records one page looks at, at most, when filtering by prefix
 DEFAULT_LIMIT: Final = 100
 
 
@@ -70,9 +75,10 @@ class ListPage:
 class AuditPage:
     records: tuple[AuditRecord, ...]
     more: bool
+    next_hlc: int | None = None  # with `more`: the `after_hlc` of the next page
 
     def to_reply(self) -> dict[str, object]:
-        return {"records": [r.to_wire() for r in self.records], "more": self.more}
+        return {"records": [r.to_wire() for r in self.records], "more": self.more, "next_hlc": self.next_hlc}
 
 
 def history_reply(records: list[HistoryEntry]) -> dict[str, object]:
@@ -151,7 +157,13 @@ def key_history(store: KVStore, key: str, limit: int = DEFAULT_LIMIT) -> list[Hi
     return found
 
 
-def audit_records(store: KVStore, after_hlc: int | None = None, limit: int = DEFAULT_LIMIT) -> AuditPage:
+def audit_records(
+    store: KVStore,
+    after_hlc: int | None = None,
+    limit: int = DEFAULT_LIMIT,
+    prefix: str = "",
+    scan_limit: int = AUDIT_SCAN_LIMIT,
+) -> AuditPage:
     """Audit records oldest first with hlc > after_hlc, about `limit` (see the module docstring)."""
     if after_hlc is not None and (type(after_hlc) is not int or not 0 <= after_hlc < 2**64):
         raise QueryError(f"after_hlc: want an int in 0..2**64-1, got {after_hlc!r}")
@@ -160,9 +172,13 @@ def audit_records(store: KVStore, after_hlc: int | None = None, limit: int = DEF
         return AuditPage((), False)
     start = b"" if after_hlc is None else u64(after_hlc + 1)
     records: list[AuditRecord] = []
+    looked, last_hlc = 0, None
     for _, raw in store.scan(AUDIT, start):
         record = decode_audit(raw)
-        if len(records) >= count and record.hlc != records[-1].hlc:
-            return AuditPage(tuple(records), more=True)
-        records.append(record)
+        at_boundary = last_hlc is not None and record.hlc != last_hlc
+        if at_boundary and (len(records) >= count or looked >= scan_limit):
+            return AuditPage(tuple(records), more=True, next_hlc=last_hlc)
+        looked, last_hlc = looked + 1, record.hlc
+        if record.key.startswith(prefix):
+            records.append(record)
     return AuditPage(tuple(records), more=False)

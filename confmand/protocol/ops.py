@@ -108,11 +108,14 @@ class HistoryQuery:
 class AuditQuery:
     after_hlc: int | None = None
     limit: int = 100
+    prefix: str = ""  # only records of keys under it
 
     def to_wire(self) -> dict[str, object]:
         fields: dict[str, object] = {"limit": self.limit}
         if self.after_hlc is not None:
             fields["after_hlc"] = self.after_hlc
+        if self.prefix:
+            fields["prefix"] = self.prefix
         return fields
 
 

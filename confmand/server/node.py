@@ -153,6 +153,9 @@ class Node:
         # The map every node starts from (the meta shard keeps later ones: docs/sharding.md).
         self.shard_map = config.initial_map()
         self._data_shards = tuple(self.shard_map.data_shards)
+        # When each peer was last heard, on any shard: the clock's health is the node's, and a
+        # follower of a shard hears only that shard's leader (monotonic seconds).
+        self.peer_contact: dict[int, float] = {}
         self._meta_checked_term = 0  # the meta shard term in which this node last looked for a map
         storage.check_cluster_shape(config.cluster.to_record(config.initial_voters))
         # The map's shards for this node, and any a leader started here before a restart.
@@ -366,6 +369,7 @@ class Node:
             if batch.from_node != sender:
                 self._drop("peer_spoofed", "batch from node %d claims node %d", sender, batch.from_node)
                 continue
+            self.peer_contact[sender] = self.now
             try:
                 self.clock.update(batch.hlc)
             except HlcError as exc:  # ClockSkewError included: keep Raft going, refuse the stamp
@@ -551,7 +555,7 @@ class Node:
                 self._forward(replica, incoming)
                 return
             self._refuse_if_stalled()
-            fault = clock_fault(self.clock, replica.peer_contact, self.now)
+            fault = clock_fault(self.clock, self.peer_contact, self.now)
             if fault is not None:  # a clock off from its peers' stamps nothing: lead elsewhere
                 self.counters["clock_fault_refused_writes"] += 1
                 target = replica.hand_off_for_clock_fault()
@@ -636,7 +640,7 @@ class Node:
         leader = None
         if leader_id is not None and leader_id in self._client_addresses:
             leader = LeaderHint(leader_id, self._client_addresses[leader_id])
-        faulty = replica is not None and clock_fault(self.clock, replica.peer_contact, self.now) is not None
+        faulty = clock_fault(self.clock, self.peer_contact, self.now) is not None
         error = None if reply.error is None else reply.error.body()
         # A clock off from its peers' hands out no stamp.
         envelope = ReplyEnvelope(

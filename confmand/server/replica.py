@@ -488,7 +488,7 @@ class Replica:
                 raise RequestError(ErrorCode.NOT_FOUND, f"no history for key {query.key!r}")
             return {"versions": [h.to_wire() for h in history]}
         assert isinstance(query, AuditQuery)
-        return audit_records(self.storage, query.after_hlc, query.limit).to_reply()
+        return audit_records(self.storage, query.after_hlc, query.limit, query.prefix).to_reply()
 
     def _fail_reads(self, reads: list[PendingRead], error: RequestError) -> None:
         for read in reads:

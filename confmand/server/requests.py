@@ -80,7 +80,7 @@ class ReadRequest:
         query = self.query
         if isinstance(query, GetQuery | HistoryQuery):
             return query.key
-        if isinstance(query, ListQuery) and NAMESPACE_SEPARATOR in query.prefix:
+        if isinstance(query, ListQuery | AuditQuery) and NAMESPACE_SEPARATOR in query.prefix:
             return query.prefix
         return None
 
@@ -284,7 +284,9 @@ def _read(common: Common, f: _Fields) -> ReadRequest:
     elif common.op == "history":
         query = HistoryQuery(f.key("key"), f.limit("limit", 100))
     else:
-        query = AuditQuery(f.optional_int("after_hlc"), f.limit("limit", 100))
+        query = AuditQuery(
+            f.optional_int("after_hlc"), f.limit("limit", 100), f.optional_text("prefix") or ""
+        )
     return ReadRequest(common, query, consistency, min_version)
 
 

@@ -23,20 +23,22 @@ def node_status(node: Node, replica: Replica | None) -> dict[str, object]:
     if replica is None:
         fields.update(shard_id=None, role="none", term=0, leader_id=None, commit_index=0, applied_index=0)
         fields.update(applied="0:0", last_index=0, first_index=0, snapshot_index=0, voters=[], learners=[])
-        fields.update(last_contact_ms=-1, clock_fault=None)
+        fields.update(last_contact_ms=-1)
         return fields
     fields.update(replica_status(node, replica))
     return fields
 
 
 def _node_fields(node: Node) -> dict[str, object]:
+    fault = clock_fault(node.clock, node.peer_contact, node.now)
     return {
         "node_id": node.node_id,
         "storage_error": node.storage_error,
         "client_address": node.config.client_address,
         "peer_address": node.config.peer_address,
         "counters": dict(sorted(node.counters.items())),
-        "hlc": node.clock.last,
+        "hlc": None if fault else node.clock.last,
+        "clock_fault": fault,  # why this node stamps nothing (its clock is off from its peers'), or nil
         "hlc_rejected": node.clock.rejected,  # peer stamps refused as too far ahead of this node's clock
         "hlc_ignored": node.clock.ignored,  # client stamps served without being merged (too far ahead)
         "clock_peer_offset_ms": node.clock.peer_offset_ms(),  # closest peer clock, + when ahead of ours
@@ -59,7 +61,6 @@ def _shard_line(replica: Replica) -> dict[str, object]:
 def replica_status(node: Node, replica: Replica) -> dict[str, object]:
     status = replica.raft.status()
     membership = status.membership
-    fault = clock_fault(node.clock, replica.peer_contact, node.now)
     fields: dict[str, object] = {
         "node_id": node.node_id,
         "shard_id": replica.shard_id,
@@ -75,8 +76,6 @@ def replica_status(node: Node, replica: Replica) -> dict[str, object]:
         "voters": sorted(membership.voters) if membership else [],
         "learners": sorted(membership.learners) if membership else [],
         "last_contact_ms": replica.staleness_ms(),
-        "hlc": None if fault else node.clock.last,
-        "clock_fault": fault,  # why this node stamps nothing (its clock is off from its peers'), or nil
     }
     if status.role is Role.LEADER:
         fields["peers"] = {

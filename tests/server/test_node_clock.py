@@ -39,10 +39,9 @@ def test_a_leader_whose_clock_is_off_from_its_peers_stamps_nothing_and_says_so(
     harness: NodeHarness,
 ) -> None:
     node = harness.node
-    replica = node.replicas[1]
     behind = pack(now_ms() - 47_000, 0)  # what two peers' stamps look like to a node 47 s ahead
     for peer in (2, 3):
-        replica.peer_contact[peer] = node.now
+        node.peer_contact[peer] = node.now
     node.clock.update(behind)
     node.clock.offset_ms = 1_100  # a later window (the test's shortcut for waiting a second)
     node.clock.update(behind)

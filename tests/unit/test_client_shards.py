@@ -296,7 +296,7 @@ def test_a_list_across_namespaces_asks_every_shard_the_same_page_and_merges_in_k
     assert ([i.key for i in page.items], page.more, page.next) == (["app/a", "app/z", "db/a"], True, "db/a")
 
 
-def test_audit_asks_every_shard_and_merges_by_hlc_naming_each_records_shard() -> None:
+def test_audit_asks_every_shard_and_merges_by_hlc_up_to_where_every_shard_has_looked() -> None:
     def record(hlc: int, key: str) -> dict[str, object]:
         return {"hlc": hlc, "version": "1:1", "principal": "p", "op": "put", "key": key}
 
@@ -308,12 +308,10 @@ def test_audit_asks_every_shard_and_merges_by_hlc_naming_each_records_shard() ->
 
     assert [sent(s)["after_hlc"] for s in (to_db, to_app)] == [10, 10]
     assert isinstance(done, Done)
-    assert [(r.hlc, r.key, r.shard) for r in done.value.records] == [
-        (11, "db/a", DB),
-        (20, "app/a", APP),
-        (30, "db/b", DB),
-    ]
-    assert done.value.more
+    # The app shard looked no further than hlc 20: db/b (30) waits for the next page, which
+    # starts after 20, or a record of app's between 20 and 30 would be skipped.
+    assert [(r.hlc, r.key, r.shard) for r in done.value.records] == [(11, "db/a", DB), (20, "app/a", APP)]
+    assert (done.value.more, done.value.next_hlc) == (True, 20)
 
 
 def test_a_txn_across_namespaces_is_refused_before_sending_naming_two_of_them() -> None:
@@ -392,3 +390,15 @@ def test_a_pinned_call_stays_on_its_node_but_names_its_shard_and_raises_that_sha
     read = call(core, requests.get("db/a", "version"), replies.get_result("db/a")).start(1)
 
     assert sent(read)["min_version"] == "1:4"  # the pinned write's version is this shard's floor
+
+
+def test_a_filtered_audit_page_of_one_shard_holds_back_the_others_records_past_its_horizon() -> None:
+    def record(hlc: int, key: str) -> AuditRecord:
+        return AuditRecord(hlc, Version(1, 1), "p", "put", key, None, Version(1, 1))
+
+    scanned_to_25 = AuditResult((), True, next_hlc=25)
+    both = AuditResult((record(11, "db/a"), record(30, "db/b")), False)
+
+    merged = merge.audit_pages([(APP, scanned_to_25), (DB, both)], limit=10)
+
+    assert ([r.key for r in merged.records], merged.more, merged.next_hlc) == (["db/a"], True, 25)

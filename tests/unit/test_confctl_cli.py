@@ -127,8 +127,8 @@ class FakeClient:
         self._enter("history", key, limit)
         return HistoryResult(key, (HistoryEntry(Version(1, 3), "put", b"\xff", 7, "ops"),))
 
-    def audit(self, after_hlc: int | None = None, limit: int = 100) -> AuditResult:
-        self._enter("audit", after_hlc, limit)
+    def audit(self, after_hlc: int | None = None, limit: int = 100, prefix: str = "") -> AuditResult:
+        self._enter("audit", after_hlc, limit, prefix)
         return AuditResult((AuditRecord(7, Version(1, 3), "ops", "put", "k", None, Version(1, 3)),), False)
 
     def status_all(self) -> builtins.list[NodeStatus]:
@@ -292,7 +292,12 @@ def test_history_and_audit_render_their_records(cli: Harness) -> None:
     assert cli.run("history", "k", "-o", "json").json()[0]["value_encoding"] == "base64"
     audit = cli.run("audit", "--after-hlc", "5")
     assert audit.out.splitlines()[1].split() == ["7", "1:3", "ops", "put", "k"]
-    assert cli.client.calls[-1] == ("audit", (5, 100))
+    assert cli.client.calls[-1] == ("audit", (5, 100, ""))
+
+
+def test_audit_since_an_hlc_includes_it_and_a_prefix_is_passed_on(cli: Harness) -> None:
+    cli.run("audit", "--since", "7", "--prefix", "app/")
+    assert cli.client.calls[-1] == ("audit", (6, 100, "app/"))
 
 
 def test_version_prints_the_bare_version_or_json(cli: Harness) -> None:

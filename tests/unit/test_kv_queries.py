@@ -145,3 +145,25 @@ def test_an_audit_page_never_splits_the_changes_of_one_entry() -> None:
 
 def test_audit_after_the_largest_hlc_is_empty() -> None:
     assert audit_records(MemoryKVStore(), after_hlc=2**64 - 1).records == ()
+
+
+def test_an_audit_with_a_prefix_keeps_only_the_records_of_keys_under_it() -> None:
+    s = MemoryShard()
+    s.apply(*(put(f"{'app' if i % 2 else 'db'}/k{i}", hlc=10 * i) for i in range(1, 7)))
+
+    page = audit_records(s.store, limit=2, prefix="app/")
+    rest = audit_records(s.store, after_hlc=page.next_hlc, limit=2, prefix="app/")
+
+    assert ([r.key for r in page.records], page.more, page.next_hlc) == (["app/k1", "app/k3"], True, 30)
+    assert ([r.key for r in rest.records], rest.more) == (["app/k5"], False)
+
+
+def test_a_filtered_audit_page_stops_after_its_scan_limit_and_says_where_to_go_on() -> None:
+    s = MemoryShard()
+    s.apply(*(put(f"db/k{i}", hlc=10 * i) for i in range(1, 6)), put("app/late", hlc=60))
+
+    page = audit_records(s.store, limit=2, prefix="app/", scan_limit=3)
+    rest = audit_records(s.store, after_hlc=page.next_hlc, limit=2, prefix="app/", scan_limit=3)
+
+    assert (page.records, page.more, page.next_hlc) == ((), True, 30)
+    assert ([r.key for r in rest.records], rest.more) == (["app/late"], False)
