@@ -37,7 +37,13 @@ class BenchError(RuntimeError):
 
 
 def node_config_toml(
-    node_id: int, data_dir: Path, peer_ports: list[int], client_ports: list[int], *, fsync: bool
+    node_id: int,
+    data_dir: Path,
+    peer_ports: list[int],
+    client_ports: list[int],
+    *,
+    fsync: bool,
+    extra: str = "",
 ) -> str:
     """The TOML of one node of the cluster (fields: config/README.md)."""
     peers = "".join(
@@ -50,7 +56,7 @@ def node_config_toml(
         f'[node]\ncluster_id = "{CLUSTER_ID}"\nnode_id = {node_id}\ndata_dir = "{data_dir}"\n'
         f'peer_address = "tcp://127.0.0.1:{peer_ports[i]}"\n'
         f'client_address = "tcp://127.0.0.1:{client_ports[i]}"\n'
-        f'{peers}\n[storage]\nfsync = {"true" if fsync else "false"}\n\n[log]\nlevel = "info"\n'
+        f'{peers}\n[storage]\nfsync = {"true" if fsync else "false"}\n\n[log]\nlevel = "info"\n{extra}'
     )
 
 
@@ -79,7 +85,10 @@ def proc_rss_bytes(pid: int) -> int:
 class BenchCluster:
     """Three confmand nodes on loopback in a temp dir; a context manager that always stops them."""
 
-    def __init__(self, *, fsync: bool = True, base_dir: Path | None = None, keep: bool = False) -> None:
+    def __init__(
+        self, *, fsync: bool = True, base_dir: Path | None = None, keep: bool = False, extra_toml: str = ""
+    ) -> None:
+        """`extra_toml` is added to every node's config (a `[cluster]` section, say)."""
         self.root = Path(tempfile.mkdtemp(prefix="confman-bench-", dir=base_dir))
         self.keep = keep
         ports = free_ports(2 * len(NODE_IDS))
@@ -88,7 +97,9 @@ class BenchCluster:
         for node_id in NODE_IDS:
             path = self.root / f"node{node_id}.toml"
             data_dir = self.root / f"data{node_id}"
-            path.write_text(node_config_toml(node_id, data_dir, peer_ports, client_ports, fsync=fsync))
+            path.write_text(
+                node_config_toml(node_id, data_dir, peer_ports, client_ports, fsync=fsync, extra=extra_toml)
+            )
             paths.append(path)
         self.local = LocalCluster(paths, self.root / "logs")
         self.addresses = {
@@ -142,6 +153,9 @@ class BenchCluster:
     def cpu_s(self) -> dict[int, float]:
         """CPU seconds used so far by each node."""
         return {nid: proc_cpu_s(pid) for nid, pid in self.pids().items()}
+
+    def rss_bytes_per_node(self) -> dict[int, int]:
+        return {nid: proc_rss_bytes(pid) for nid, pid in self.pids().items()}
 
     def rss_mib(self) -> float:
         """The resident memory of all nodes together."""

@@ -137,7 +137,7 @@ def _collect(proc: subprocess.Popen[bytes]) -> WorkerResult:
         raise BenchError(f"a generator process sent an unreadable result: {exc}") from exc
 
 
-def preload(address: str, keys: int, window: int = 256, timeout_s: float = 30.0) -> str:
+def preload(address: str, keys: int, window: int = 256, timeout_s: float = 30.0, namespaces: int = 0) -> str:
     """Put every key of the key space once (pipelined, `window` in flight); the last write's version."""
     value = bytes(VALUE_BYTES)
     context: zmq.Context[zmq.Socket[bytes]] = zmq.Context.instance()
@@ -155,7 +155,7 @@ def preload(address: str, keys: int, window: int = 256, timeout_s: float = 30.0)
             i = next(todo, None)
             if i is None:
                 return False
-            request = {"v": 1, "id": next(ids), "op": "put", "key": key_name(i), "value": value}
+            request = {"v": 1, "id": next(ids), "op": "put", "key": key_name(i, namespaces), "value": value}
             sock.send(msgpack.packb(request, use_bin_type=True))
             return True
 

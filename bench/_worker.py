@@ -41,7 +41,10 @@ VALUE_BYTES = 128
 RECEIVE_BURST = 256
 
 
-def key_name(i: int) -> str:
+def key_name(i: int, namespaces: int = 0) -> str:
+    """Key i: all in one namespace (`bench/`), or spread round-robin over `namespaces` of them."""
+    if namespaces:
+        return f"n{i % namespaces:05d}/k{i:09d}"
     return f"{KEY_PREFIX}{i:09d}"
 
 
@@ -58,6 +61,9 @@ class WorkerSpec:
     seed: int = 1
     drain_s: float = 5.0
     sessions: bool = True
+    namespaces: int = 0  # keys spread over this many namespaces (0: all in `bench/`)
+    # Per key, the index in `addresses` of the node to send it to (its shard's leader); None: by slot.
+    key_socket: list[int] | None = None
 
     def to_json(self) -> str:
         return json.dumps(asdict(self))
@@ -132,7 +138,7 @@ class _Requests:
         self.spec = spec
         self.rng = random.Random(spec.seed)
         self.value = self.rng.randbytes(VALUE_BYTES)
-        self.key_names = [key_name(i) for i in range(spec.keys)]
+        self.key_names = [key_name(i, spec.namespaces) for i in range(spec.keys)]
         # Sessions: a distinct client id per slot, fresh per run (a reused id with seq 1 is SESSION_EXPIRED);
         # closed loop, so every seq below the next one was answered.
         prefix = os.urandom(8)
@@ -140,15 +146,16 @@ class _Requests:
         self.seqs = [0] * spec.slots
         self.next_id = 1
 
-    def build(self, slot: int) -> tuple[int, bool, bytes]:
-        """(request id, is a write, frame)."""
+    def build(self, slot: int) -> tuple[int, bool, bytes, int]:
+        """(request id, is a write, frame, key index: -1 for a ping)."""
         rid = self.next_id
         self.next_id += 1
         spec = self.spec
         op = spec.op
         if op == "ping":
-            return rid, False, msgpack.packb({"v": 1, "id": rid, "op": "ping"})
-        key = self.key_names[self.rng.randrange(spec.keys)]
+            return rid, False, msgpack.packb({"v": 1, "id": rid, "op": "ping"}), -1
+        index = self.rng.randrange(spec.keys)
+        key = self.key_names[index]
         write = op == "put" or (op == "mix" and self.rng.random() < spec.write_fraction)
         request: dict[str, Any]
         if write:
@@ -164,7 +171,7 @@ class _Requests:
             request = {"v": 1, "id": rid, "op": "get", "key": key, "consistency": "stale"}
         else:
             request = {"v": 1, "id": rid, "op": "get", "key": key}  # linearizable: the default
-        return rid, write, msgpack.packb(request, use_bin_type=True)
+        return rid, write, msgpack.packb(request, use_bin_type=True), index
 
 
 class Worker:
@@ -187,9 +194,11 @@ class Worker:
             sock.close()
 
     def _send(self, slot: int) -> None:
-        rid, write, frame = self.requests.build(slot)
+        rid, write, frame, index = self.requests.build(slot)
         self.inflight[rid] = (slot, write, time.monotonic())
-        self.sockets[slot % len(self.sockets)].send(frame)
+        routes = self.spec.key_socket
+        target = routes[index] if routes is not None and index >= 0 else slot % len(self.sockets)
+        self.sockets[target].send(frame)
         self.result.sent += 1
 
     def run(self, start: float, measure: float, end: float) -> WorkerResult:

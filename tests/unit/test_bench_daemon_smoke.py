@@ -85,6 +85,20 @@ def test_daemon_benchmark_runs_every_scenario_without_errors() -> None:
     assert report["mix_writes_per_s"] > 0
 
 
+def test_shards_benchmark_loads_each_shard_count_through_its_leaders_and_measures_idle_cost() -> None:
+    report = run_json(
+        "shards.py",
+        *("--shards", "1,4", "--idle-shards", "8", "--duration", "0.4", "--warmup", "0.1", "--idle", "0.3"),
+        *("--clients", "8", "--processes", "2", "--keys", "64", "--namespaces", "16"),
+    )
+    for count in (1, 4):
+        assert report[f"shards_{count}_writes_per_s"] > 0
+        assert (report[f"shards_{count}_errors"], report[f"shards_{count}_unanswered"]) == (0, 0)
+        assert report[f"shards_{count}_put_p99_ms"] >= report[f"shards_{count}_put_p50_ms"] > 0
+    assert report["idle_8_idle_cpu_pct_per_node_max"] >= 0
+    assert report["idle_8_rss_mib_per_node_max"] > 0
+
+
 def test_floor_benchmark_reports_fsync_zmq_and_msgpack() -> None:
     report = run_json(
         "floor.py",
