@@ -86,6 +86,7 @@ class RaftSettings:
     snapshot_interval_entries: int = 10_000
     log_retain_entries: int = 1_000
     max_append_entries: int = 1024
+    quiet_shards: bool = True  # an idle, settled shard stops ticking until work or a failure wakes it
 
 
 @dataclass(frozen=True, slots=True)
@@ -286,6 +287,7 @@ _RAFT_READERS: Final[dict[str, _Reader]] = {
     "snapshot_interval_entries": _POSITIVE,
     "log_retain_entries": _int(0),
     "max_append_entries": _int(1, 1_000_000),
+    "quiet_shards": _bool,
 }
 _LIMITS_READERS: Final[dict[str, _Reader]] = {
     "max_key_bytes": _int(1, 64 * 1024),

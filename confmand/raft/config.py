@@ -37,6 +37,9 @@ class RaftConfig:
     # A leader that has not heard from a quorum within election_ticks steps down,
     # and replicas that heard from a leader within election_ticks ignore votes.
     check_quorum: bool = True
+    # An idle leader whose peers hold its whole log goes quiet: no ticks, no heartbeats, until a
+    # request or a message wakes the shard (or the driver suspects its leader's node is gone).
+    quiesce: bool = False
     max_append_entries: int = 1024
     max_append_bytes: int = 1 << 20
     max_inflight_msgs: int = 64

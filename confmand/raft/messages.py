@@ -92,6 +92,9 @@ class Heartbeat:
     dst: NodeId
     leader_commit: int
     read_seq: int
+    # The leader goes quiet: a follower that holds exactly the log through leader_commit stops
+    # its election timer until the shard wakes (docs/raft.md, *Quiet shards*).
+    quiesce: bool = False
 
 
 @dataclass(frozen=True, slots=True)

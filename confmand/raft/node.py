@@ -16,6 +16,7 @@ Where the rules of the Raft paper live:
 - §7 snapshots, InstallSnapshot in chunks ..... `_on_install_snapshot`, replication.py
 - §6 / thesis §4 membership (single-server) .... `propose_membership`, membership.py
 - thesis §3.10 leadership transfer ............. `transfer_leadership`, `_on_timeout_now`
+- quiet shards (no ticks while idle) ........... `_maybe_quiesce`, `_on_heartbeat`, `wake`
 
 Rules this file keeps:
 - A replica never sends a message that promises something (a vote, an
@@ -111,6 +112,7 @@ class RaftNode:
         self._ready_number = 0
         self._advanced_number = 0
         self._last_hard_state = hard
+        self._quiet = False
         self.replicator = Replicator(self)
 
     # ------------------------------------------------------------------ introspection
@@ -159,7 +161,41 @@ class RaftNode:
 
     # ------------------------------------------------------------------ time
 
+    @property
+    def quiet(self) -> bool:
+        """Idle and settled: ticks do nothing until `wake` (docs/raft.md, *Quiet shards*)."""
+        return self._quiet
+
+    def wake(self, leader_suspected: bool = False) -> None:
+        """Leave the quiet state. `leader_suspected`: the driver lost contact with the leader's node,
+        so this follower's lease is over and its election timer runs on from there."""
+        if not self._quiet:
+            return
+        self._quiet = False
+        if self.role is Role.LEADER:
+            # CheckQuorum counts only peers heard from now on, and the followers wake at once.
+            self._election_elapsed = 0
+            self._heartbeat_elapsed = 0
+            self.replicator.forget_activity()
+            self.replicator.broadcast_heartbeat()
+        elif leader_suspected:
+            self._election_elapsed = self.config.election_ticks
+
+    def _maybe_quiesce(self) -> bool:
+        """Whether this leader may go quiet: nothing in flight, every peer holds the whole log."""
+        log = self.log
+        return (
+            self.config.quiesce
+            and self._transferee is None
+            and not self.reads.waiting
+            and log.commit == log.last_index == log.stable
+            and self.members.latest_index <= log.commit
+            and self.replicator.all_hold(log.last_index)
+        )
+
     def tick(self) -> None:
+        if self._quiet:
+            return
         if self.role is Role.LEADER:
             self._tick_leader()
             return
@@ -184,7 +220,9 @@ class RaftNode:
         self.replicator.tick()
         if self._heartbeat_elapsed >= cfg.heartbeat_ticks:
             self._heartbeat_elapsed = 0
-            self.replicator.broadcast_heartbeat()
+            quiesce = self._maybe_quiesce()
+            self.replicator.broadcast_heartbeat(quiesce)
+            self._quiet = quiesce
 
     def _new_election_timeout(self) -> int:
         ticks = self.config.election_ticks
@@ -286,6 +324,7 @@ class RaftNode:
         self._append_own([_new_entry(Entry, (self.term, self._noop_index, EntryKind.NOOP, b""))], track=False)
 
     def _reset_role_state(self) -> None:
+        self._quiet = False
         self._election_elapsed = 0
         self._heartbeat_elapsed = 0
         self._randomized_timeout = self._new_election_timeout()
@@ -302,11 +341,22 @@ class RaftNode:
         if reason is not None:
             self.dropped[reason] += 1
             return
+        if isinstance(msg, RequestVote) and msg.src == self.leader_id and self.role is not Role.LEADER:
+            # Our leader campaigns: it lost its leadership (it restarted). Nothing is left to
+            # protect with a lease, and a quiet follower would otherwise wait for it forever.
+            self._quiet = False
+            self._election_elapsed = max(self._election_elapsed, self.config.election_ticks)
+        if self._quiet and self.role is Role.LEADER and isinstance(msg, RequestVote):
+            # A peer campaigns: it missed the quiesce heartbeat, or restarted. Waking heartbeats it
+            # back into line (the vote itself still meets the lease below).
+            self.wake()
         if msg.term > self.term and not self._step_higher_term(msg):
             return
         if msg.term < self.term:
             self._step_lower_term(msg)
             return
+        if self._quiet and _wakes(msg):
+            self.wake()
         self._dispatch(msg)
 
     def _step_higher_term(self, msg: Message) -> bool:
@@ -430,11 +480,14 @@ class RaftNode:
         self.members.on_truncate(index)
 
     def _on_heartbeat(self, msg: Heartbeat) -> None:
-        commit = min(msg.leader_commit, self.log.last_index)
-        self.log.commit = max(self.log.commit, commit)
-        self.send(
-            HeartbeatResponse(self.shard, self.term, self.id, msg.src, msg.read_seq, self.log.last_index)
-        )
+        log = self.log
+        commit = min(msg.leader_commit, log.last_index)
+        log.commit = max(log.commit, commit)
+        self.send(HeartbeatResponse(self.shard, self.term, self.id, msg.src, msg.read_seq, log.last_index))
+        # Quiet only holding exactly the leader's log, all of it committed: anything else needs
+        # the leader awake, and this follower's timer then wakes it in time.
+        if msg.quiesce and log.last_index == msg.leader_commit == log.commit:
+            self._quiet = True
 
     def _on_install_snapshot(self, msg: InstallSnapshot) -> None:
         if msg.meta.index <= self.log.commit:
@@ -480,6 +533,7 @@ class RaftNode:
     def propose_batch(self, commands: list[bytes] | tuple[bytes, ...]) -> tuple[int, int, int]:
         """Append commands as consecutive entries; returns (term, first index, last index)."""
         self._check_can_propose(len(commands))
+        self.wake()
         term = self.term
         first = self.log.last_index + 1
         count = len(commands)
@@ -492,6 +546,7 @@ class RaftNode:
     def propose_membership(self, change: MembershipChange) -> tuple[int, int]:
         """One single-server change (see docs/raft.md); returns the (term, index) of its entry."""
         self._check_can_propose(1)
+        self.wake()
         current = self.members.current
         assert current is not None  # a leader always knows its membership
         if self.members.latest_index > self.log.commit:
@@ -529,6 +584,7 @@ class RaftNode:
         """Ask for a linearizable read; a ReadState with `context` arrives in a later Ready."""
         if self.role is not Role.LEADER:
             raise NotLeader(self.leader_id)
+        self.wake()
         if self.faults.read_index_without_heartbeat:
             self.reads.serve_now(context, self.log.commit)
         elif self.log.commit < self._noop_index:
@@ -552,6 +608,7 @@ class RaftNode:
             return
         if membership is None or target not in membership.voters:
             raise ProposalRejected(f"node {target} is not a voter", self.id)
+        self.wake()
         self._transferee = target
         self._transfer_elapsed = 0
         self.replicator.transfer_to(target)
@@ -691,3 +748,13 @@ class RaftNode:
         entries = log.slice(log.handed_out + 1, upto + 1)
         log.handed_out = upto
         return entries
+
+
+def _wakes(msg: Message) -> bool:
+    """Messages that need the shard awake: a leader's traffic, a campaign, a transfer.
+
+    Answers (to the quiesce heartbeat itself, or late ones) do not wake a quiet leader.
+    """
+    if isinstance(msg, Heartbeat):
+        return not msg.quiesce
+    return isinstance(msg, AppendEntries | InstallSnapshot | RequestVote | TimeoutNow)

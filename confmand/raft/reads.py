@@ -27,6 +27,11 @@ class ReadTracker:
         self.read_seq = 0
         self.ready: list[ReadState] = []
 
+    @property
+    def waiting(self) -> bool:
+        """Whether any read awaits its round or the leader's first commit."""
+        return bool(self._pending or self._before_commit or self.ready)
+
     def clear(self) -> None:
         """Leadership lost: pending reads are abandoned (the driver fails them on the role change)."""
         self._pending.clear()

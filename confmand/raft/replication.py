@@ -161,16 +161,25 @@ class Replicator:
         self._broadcast = self._read_round = self._commit_news = False
         self._wanted.clear()
 
-    def broadcast_heartbeat(self) -> None:
+    def broadcast_heartbeat(self, quiesce: bool = False) -> None:
         seq = self.node.reads.next_round()
         for peer, pr in self.progress.items():
-            self._send_heartbeat(peer, pr, seq)
+            self._send_heartbeat(peer, pr, seq, quiesce)
 
-    def _send_heartbeat(self, peer: NodeId, pr: Progress, seq: int) -> None:
+    def _send_heartbeat(self, peer: NodeId, pr: Progress, seq: int, quiesce: bool = False) -> None:
         node = self.node
         # Only what the follower is known to match may be committed through a heartbeat.
         commit = min(pr.match, node.log.commit)
-        node.send(Heartbeat(node.shard, node.term, node.id, peer, commit, seq))
+        node.send(Heartbeat(node.shard, node.term, node.id, peer, commit, seq, quiesce))
+
+    def all_hold(self, index: int) -> bool:
+        """Whether every peer, learners included, is known to hold the log through `index`."""
+        return all(pr.match >= index for pr in self.progress.values())
+
+    def forget_activity(self) -> None:
+        """CheckQuorum starts afresh: only answers from now on count (a quiet leader woke)."""
+        for pr in self.progress.values():
+            pr.recent_active = False
 
     def _send_appends(self, peer: NodeId, pr: Progress) -> bool:
         """Send `peer` what its window allows; returns whether anything left."""

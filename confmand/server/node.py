@@ -156,6 +156,9 @@ class Node:
         # When each peer was last heard, on any shard: the clock's health is the node's, and a
         # follower of a shard hears only that shard's leader (monotonic seconds).
         self.peer_contact: dict[int, float] = {}
+        self._remote_peers = sorted(config.remote_peer_addresses)
+        self._election_s = self._tick_s * config.raft.election_ticks
+        self._silent: set[int] = set()  # peers not heard from for an election timeout
         self._meta_checked_term = 0  # the meta shard term in which this node last looked for a map
         storage.check_cluster_shape(config.cluster.to_record(config.initial_voters))
         # The map's shards for this node, and any a leader started here before a restart.
@@ -187,6 +190,7 @@ class Node:
             pre_vote=raft.pre_vote,
             check_quorum=raft.check_quorum,
             max_append_entries=raft.max_append_entries,
+            quiesce=raft.quiet_shards,
             faults=self.faults.raft,
         )
         settings = ReplicaSettings(
@@ -260,6 +264,28 @@ class Node:
             ticks += 1
         if now >= self._next_tick:  # fell far behind (a pause): resume the beat from now
             self._next_tick = now + self._tick_s
+        if ticks:
+            self._keep_alive(now)
+
+    def _keep_alive(self, now: float) -> None:
+        """Once per tick: every peer hears from this node, and a silent peer's quiet shards wake.
+
+        A quiet shard sends nothing, so its followers judge the leader by the node: one batch per
+        peer per tick (empty unless the turn had more to say) says this node is up. A follower
+        that has heard nothing from its quiet leader's node for an election timeout wakes with
+        the leader suspected and elects within one more (docs/raft.md, *Quiet shards*).
+        """
+        for peer_id in self._remote_peers:
+            self._outbox[peer_id]
+        silent = {p for p in self._remote_peers if now - self.peer_contact.get(p, -1e18) > self._election_s}
+        newly, self._silent = silent - self._silent, silent
+        if not newly:
+            return
+        for replica in self.replicas.values():
+            raft = replica.raft
+            if raft.quiet and raft.leader_id in newly and not replica.is_leader:
+                raft.wake(leader_suspected=True)
+                self.counters["quiet_woken_leader_silent"] += 1
 
     def _ready_cycle(self) -> None:
         """Persist every replica's Ready in one batch and fsync, send, then apply in a second batch."""

@@ -253,7 +253,7 @@ _LAYOUTS: Final[dict[type, tuple[int, tuple[tuple[str, tuple[_Encoder, _Checker]
             ("conflict_term", _U),
         ),
     ),
-    Heartbeat: (4, (("leader_commit", _U), ("read_seq", _U))),
+    Heartbeat: (4, (("leader_commit", _U), ("read_seq", _U), ("quiesce", _B))),
     HeartbeatResponse: (5, (("read_seq", _U), ("last_index", _U))),
     InstallSnapshot: (
         6,

@@ -78,6 +78,7 @@ def node_config(scenario: Scenario, node_id: int) -> NodeConfig:
             snapshot_interval_entries=scenario.snapshot_interval_entries,
             log_retain_entries=scenario.log_retain_entries,
             max_append_entries=scenario.max_append_entries,
+            quiet_shards=scenario.quiet_shards,
         ),
         requests=RequestSettings(request_timeout_ms=scenario.request_timeout_ms, version_read_wait_ms=500),
     )

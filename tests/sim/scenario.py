@@ -54,6 +54,7 @@ class Scenario:
     keys: int
     data_shards: int  # the cluster's shape: how many data shards, on how many nodes each
     replication: int
+    quiet_shards: bool  # idle shards stop ticking (raft.quiet_shards)
     # network
     delay_min_s: float
     delay_max_s: float
@@ -115,6 +116,7 @@ class Scenario:
         shape = random.Random(f"{seed}/shape")
         data_shards = shape.choice((1, 1, 2, 3, 4))
         replication = 3 if node_count == 5 and shape.random() < 0.5 else node_count
+        quiet_shards = shape.random() < 0.7
 
         return cls(
             seed=seed,
@@ -128,6 +130,7 @@ class Scenario:
             keys=2 if stale else rng.randint(2, 6),  # reads of a key a new leader has written
             data_shards=data_shards,
             replication=replication,
+            quiet_shards=quiet_shards,
             delay_min_s=0.0002,
             delay_max_s=rng.choice((0.02, 0.04) if profile == "elections" else (0.001, 0.003, 0.02)),
             drop_rate=0.05 if profile in ("lossy", "mixed") else 0.002 if profile != "calm" else 0.0,
@@ -179,7 +182,8 @@ class Scenario:
         faults = ",".join(self.faults.on()) or "none"
         return (
             f"seed {self.seed}: {self.profile}, {self.node_count} nodes (+{self.joins} may join), "
-            f"{self.data_shards} data shards x {self.replication}, {self.duration_s:.1f}s, "
+            f"{self.data_shards} data shards x {self.replication}{' quiet when idle' * self.quiet_shards}, "
+            f"{self.duration_s:.1f}s, "
             f"{self.clients} clients on {self.keys} keys; delay {self.delay_min_s * 1000:.1f}-"
             f"{self.delay_max_s * 1000:.1f}ms drop {self.drop_rate} dup {self.duplicate_rate}; "
             f"per s: crash {self.crash_rate:.2f} pause {self.pause_rate:.2f} partition "

@@ -175,8 +175,8 @@ def _decodes_cleanly_or_fails_cleanly(data: bytes) -> None:
         assert decode_peer_batch(encode_peer_batch(batch)) == batch
 
 
-# A structurally valid Heartbeat as it goes on the wire: shard, tag, term, src, dst, commit, read_seq.
-HEARTBEAT = (0, 4, 1, SENDER, 2, 0, 0)
+# A structurally valid Heartbeat on the wire: shard, tag, term, src, dst, commit, read_seq, quiesce.
+HEARTBEAT = (0, 4, 1, SENDER, 2, 0, 0, False)
 BAD_WIRES = {
     "not msgpack": (b"\xc1", "not a msgpack peer batch"),
     "trailing bytes": (_wire() + b"\x00", "not a msgpack peer batch"),
@@ -187,10 +187,16 @@ BAD_WIRES = {
     "sender as bool": (_wire(sender=True), "from_node: must be a node id >= 1"),
     "unknown tag": (_wire((0, 99, 1, SENDER, 2)), "raft[0]: unknown message tag 99"),
     "short message": (_wire((0, 4, 1)), "raft[0]: must be an array [shard, tag"),
-    "extra field": (_wire((*HEARTBEAT, 0)), "raft[0]: Heartbeat must have 7 items (got 8)"),
-    "negative term": (_wire((0, 4, -1, SENDER, 2, 0, 0)), "raft[0]: Heartbeat.term: must be a non-negative"),
-    "negative index": (_wire((0, 4, 1, SENDER, 2, -5, 0)), "Heartbeat.leader_commit: must be a non-negative"),
-    "forged sender": (_wire((0, 4, 1, 3, 2, 0, 0)), "Heartbeat.src: node 3 in a batch from node 1"),
+    "extra field": (_wire((*HEARTBEAT, 0)), "raft[0]: Heartbeat must have 8 items (got 9)"),
+    "negative term": (
+        _wire((0, 4, -1, SENDER, 2, 0, 0, False)),
+        "raft[0]: Heartbeat.term: must be a non-negative",
+    ),
+    "negative index": (
+        _wire((0, 4, 1, SENDER, 2, -5, 0, False)),
+        "Heartbeat.leader_commit: must be a non-negative",
+    ),
+    "forged sender": (_wire((0, 4, 1, 3, 2, 0, 0, False)), "Heartbeat.src: node 3 in a batch from node 1"),
     "string for bool": (_wire((0, 1, 1, SENDER, 2, "yes", False)), "vote_granted: must be a boolean"),
     "int for bool": (_wire((0, 1, 1, SENDER, 2, 1, False)), "vote_granted: must be a boolean"),
     "str for bytes": (
