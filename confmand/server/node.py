@@ -140,6 +140,12 @@ class Node:
         self.clients = clients
         self._rng = rng
         self.replicas: dict[int, Replica] = {}
+        # Each turn works only on the replicas that need it, so a thousand idle shards cost little:
+        # `_awake` are ticked (not quiet); `_touched` got input this turn; `_busy` still wait for
+        # something (requests, a Ready) from an earlier turn.
+        self._awake: dict[int, Replica] = {}
+        self._touched: dict[int, Replica] = {}
+        self._busy: dict[int, Replica] = {}
         self._client_addresses = config.client_addresses
         self._outbox: dict[int, _PeerOutbox] = defaultdict(_PeerOutbox)
         self._replies: list[Reply] = []
@@ -201,7 +207,20 @@ class Node:
         )
         # Each replica's election jitter comes from the node's generator (seeded in the simulator).
         rng = random.Random(self._rng.getrandbits(64))
-        self.replicas[shard_id] = Replica(shard_id, raft_config, shard, settings, rng=rng, faults=self.faults)
+        replica = Replica(shard_id, raft_config, shard, settings, rng=rng, faults=self.faults)
+        self.replicas[shard_id] = self._awake[shard_id] = replica
+        self._touch(replica)
+
+    def nudge(self, shard_id: int) -> None:
+        """Someone outside the loop gave this shard's Raft node work (a transfer, a membership
+        change): the next turn looks at it."""
+        self._busy[shard_id] = self.replicas[shard_id]
+
+    def _touch(self, replica: Replica) -> Replica:
+        """`replica` takes input this turn: it is worked on until nothing of it is pending."""
+        replica.now = self.now
+        self._touched[replica.shard_id] = replica
+        return replica
 
     # ------------------------------------------------------------------ the turn
 
@@ -209,30 +228,44 @@ class Node:
         now = self._time.monotonic()
         if self._stall is not None:  # neither ticks nor Readies matter until the disk takes the batch
             return max(0.0, min(self._stall.next_retry, now + self._tick_s) - now)
-        if any(r.raft.has_ready() for r in self.replicas.values()):
+        if any(r.raft.has_ready() for r in self._busy.values()):
             return 0.0
         return max(0.0, self._next_tick - now)
 
     def turn(self) -> None:
         self.counters["turns"] += 1
         self.now = now = self._time.monotonic()
-        for replica in self.replicas.values():
-            replica.now = now
+        for replica in self._busy.values():
+            self._touch(replica)
         self._receive_peers()
         self._receive_clients()
         if self._stall is not None:
             self._retry_stall()
-        for replica in self.replicas.values():
+        for replica in self._busy.values():
             replica.expire()
         if self._stall is None:
             self._tick(now)
             self._seed_meta()
-            for replica in self.replicas.values():
+            for replica in self._touched.values():
                 replica.flush_requests()
             self._ready_cycle()
         self._expire_forwards(now)
         self._flush_peers()
         self._flush_replies()
+        self._end_turn()
+
+    def _end_turn(self) -> None:
+        """Carry over what still waits; a replica that went quiet is no longer ticked."""
+        busy: dict[int, Replica] = {}
+        for shard_id, replica in self._touched.items():
+            if replica.has_pending() or replica.raft.has_ready():
+                busy[shard_id] = replica
+            if replica.raft.quiet:
+                self._awake.pop(shard_id, None)
+            else:
+                self._awake[shard_id] = replica
+        self._busy = busy
+        self._touched = {}
 
     def _seed_meta(self) -> None:
         """As the meta shard's leader, once per term: write the first map if it holds none.
@@ -248,6 +281,7 @@ class Node:
         self._meta_checked_term = meta.raft.term
         if stored_map(meta.storage) is not None:
             return
+        self._touch(meta)
         deadline = self.now + self.config.requests.request_timeout_ms / 1000
         command = seed_command(self.shard_map, self.config.peers, self.clock.now())
         meta.accept_write(command, DaemonSink(), 0, deadline)
@@ -258,8 +292,8 @@ class Node:
     def _tick(self, now: float) -> None:
         ticks = 0
         while now >= self._next_tick and ticks < MAX_TICKS_PER_TURN:
-            for replica in self.replicas.values():
-                replica.tick()
+            for replica in self._awake.values():
+                self._touch(replica).tick()
             self._next_tick += self._tick_s
             ticks += 1
         if now >= self._next_tick:  # fell far behind (a pause): resume the beat from now
@@ -284,12 +318,12 @@ class Node:
         for replica in self.replicas.values():
             raft = replica.raft
             if raft.quiet and raft.leader_id in newly and not replica.is_leader:
-                raft.wake(leader_suspected=True)
+                self._touch(replica).raft.wake(leader_suspected=True)
                 self.counters["quiet_woken_leader_silent"] += 1
 
     def _ready_cycle(self) -> None:
         """Persist every replica's Ready in one batch and fsync, send, then apply in a second batch."""
-        active = [r for r in self.replicas.values() if r.raft.has_ready()]
+        active = [r for r in self._touched.values() if r.raft.has_ready()]
         if not active:
             return
         batch = self.storage.new_batch()
@@ -423,7 +457,7 @@ class Node:
                     "peer_misaddressed", "message for shard %d from node %d misaddressed", shard_id, sender
                 )
                 continue
-            replica.step(msg)
+            self._touch(replica).step(msg)
 
     def _starts_replica(self, shard_id: int, sender: int, msg: Message) -> bool:
         """A leader reaching this node for a shard of the map it holds no replica of: start one.
@@ -477,7 +511,7 @@ class Node:
                 self._admin(request, sink)
                 return
             shard_id = self._route(request)
-            self._dispatch(request, self.replicas[shard_id], payload, sink, forwarded)
+            self._dispatch(request, self._touch(self.replicas[shard_id]), payload, sink, forwarded)
         except RequestError as exc:
             self._replies.append(Reply(sink, rid, shard_id, {}, exc))
 
@@ -546,9 +580,9 @@ class Node:
         if asked is not None:
             if asked not in self.replicas:
                 raise self._wrong_shard(asked, f"node {self.node_id} holds no replica of shard {asked}")
-            return self.replicas[asked]
+            return self._touch(self.replicas[asked])
         hosted = [s for s in self._data_shards if s in self.replicas] or sorted(self.replicas)
-        return self.replicas[hosted[0]] if hosted else None
+        return self._touch(self.replicas[hosted[0]]) if hosted else None
 
     def _shard_map_fields(self) -> dict[str, object]:
         """The map as this node knows it, with the leader it knows of each shard it hosts."""
@@ -636,7 +670,7 @@ class Node:
             self._replies.append(Reply(f.sink, f.request_id, f.shard_id, {}, error))
 
     def _flush_replies(self) -> None:
-        for replica in self.replicas.values():
+        for replica in self._touched.values():
             self._replies.extend(replica.replies)
             replica.replies.clear()
         if not self._replies:
@@ -695,6 +729,7 @@ class Node:
         for replica in self.replicas.values():
             target = replica.hand_off_leadership()
             if target is not None:
+                self.nudge(replica.shard_id)
                 log.info("shard %d: handing leadership to node %d before stopping", replica.shard_id, target)
                 started = True
         return started

@@ -138,6 +138,19 @@ class Replica:
     def tick(self) -> None:
         self.raft.tick()
 
+    def has_pending(self) -> bool:
+        """Whether requests wait here (to be proposed, committed, read or answered)."""
+        return bool(
+            self._queued
+            or self._pending_writes
+            or self._read_round
+            or self._read_batches
+            or self._reads_at
+            or self._version_waits
+            or self.replies
+            or self._staged is not None
+        )
+
     @property
     def applied(self) -> Version:
         """What the state machine has applied: the core's applied index (the one owner of it)."""

@@ -401,7 +401,10 @@ class Simulation:
             if others:
                 target = rng.choice(others)
                 self._try(
-                    leader, f"transfer shard {shard} to {target}", lambda: raft.transfer_leadership(target)
+                    leader,
+                    shard,
+                    f"transfer shard {shard} to {target}",
+                    lambda: raft.transfer_leadership(target),
                 )
 
     def _change_membership(self, leader: SimHost, shard: int, rng: random.Random) -> None:
@@ -426,7 +429,7 @@ class Simulation:
         else:
             return
         what = f"{change.kind.value} {change.node} (shard {shard})"
-        if not self._try(leader, what, lambda: raft.propose_membership(change)):
+        if not self._try(leader, shard, what, lambda: raft.propose_membership(change)):
             return
         if change.kind is kind.REMOVE:
             self.removed.add(change.node)
@@ -459,7 +462,7 @@ class Simulation:
             and node_id not in membership.members
         )
 
-    def _try(self, leader: SimHost, what: str, call: Callable[[], object]) -> bool:
+    def _try(self, leader: SimHost, shard: int, what: str, call: Callable[[], object]) -> bool:
         try:
             call()
         except (NotLeader, ProposalRejected) as exc:
@@ -467,6 +470,8 @@ class Simulation:
             return False
         self.world.count("operator_" + what.split(maxsplit=1)[0])
         self._note(f"the operator asks leader {leader.id}: {what}")
+        assert leader.node is not None
+        leader.node.nudge(shard)
         leader.poke()
         return True
 
