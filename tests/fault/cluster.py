@@ -110,7 +110,8 @@ class FaultCluster(Cluster):
         self._planned_exits: set[subprocess.Popen[bytes]] = set()
         self._reported: set[subprocess.Popen[bytes]] = set()
         self.unplanned_exits: list[UnplannedExit] = []
-        base = options or ClusterOptions(cluster_id="fault")
+        # Four data shards: every workload's keys (one namespace each) spread over them.
+        base = options or ClusterOptions(cluster_id="fault", cluster={"partitions": 64, "data_shards": 4})
         super().__init__(root, dataclasses.replace(base, size=size))
 
     # ---------------------------------------------------------------- configs

@@ -4,10 +4,10 @@
 nemesis schedule in another, stops the clients when the schedule is over, heals, reads the
 final state, and judges the history:
 
-- the `reg/*` keys with the linearizability checker (register model);
-- the `set/*` keys: every acknowledged element present, nothing never attempted, no duplicate;
-- the `ryw/*` keys: no read with a client's own version token is older than its write;
-- the `eo/*` keys: each key's `changes` lies between its acknowledged and attempted writes.
+- the `regN/*` keys with the linearizability checker (register model);
+- the `setN/*` keys: every acknowledged element present, nothing never attempted, no duplicate;
+- the `rywN/*` keys: no read with a client's own version token is older than its write;
+- the `eoN/*` keys: each key's `changes` lies between its acknowledged and attempted writes.
 
 Any node that exits by itself (the cluster did not kill or stop it) fails the run too:
 `RunResult.exits` holds its id, exit code and last log lines, and the summary shows them.
@@ -239,16 +239,16 @@ def _client_loop(workload: Any, ctx: ClientContext, stop: threading.Event) -> No
 def _judge(cluster: FaultCluster, settings: RunSettings, history: History) -> tuple[CheckResult, list[str]]:
     """The linearizability verdict of the registers, and the problems the other checks found."""
     ops = list(history)
-    registers = History(op for op in ops if op.key.startswith("reg/"))
+    registers = History(op for op in ops if op.key.startswith("reg"))
     linearizability = check(registers, deadline_s=settings.checker_deadline_s)
     problems: list[str] = []
-    set_keys = sorted({op.key for op in ops if op.key.startswith("set/")})
+    set_keys = sorted({op.key for op in ops if op.key.startswith("set")})
     finals = {key: _as_list(_final_reply(cluster, key)) for key in set_keys}
     problems += check_sets(finals, [op for op in ops if op.kind == "add"])
-    problems += check_read_your_writes([op for op in ops if op.key.startswith("ryw/")], write_kinds=("put",))
-    eo_keys = sorted({op.key for op in ops if op.key.startswith("eo/")})
+    problems += check_read_your_writes([op for op in ops if op.key.startswith("ryw")], write_kinds=("put",))
+    eo_keys = sorted({op.key for op in ops if op.key.startswith("eo")})
     changes = {key: _changes(cluster, key) for key in eo_keys}
-    problems += check_change_counts(changes, [op for op in ops if op.key.startswith("eo/")])
+    problems += check_change_counts(changes, [op for op in ops if op.key.startswith("eo")])
     return linearizability, problems
 
 

@@ -109,7 +109,7 @@ class Registers:
     counter: int = 0
 
     def step(self, ctx: ClientContext) -> None:
-        key = f"reg/{ctx.rng.randrange(self.keys)}"
+        key = f"reg{ctx.rng.randrange(self.keys)}/r"
         roll = ctx.rng.random()
         if roll < 0.4:
             self._put(ctx, key)
@@ -201,7 +201,7 @@ class Sets:
     name: str = "sets"
 
     def step(self, ctx: ClientContext) -> None:
-        key = f"set/{ctx.rng.randrange(self.keys)}"
+        key = f"set{ctx.rng.randrange(self.keys)}/s"
         element = f"{ctx.process}-{ctx.rng.randrange(1 << 40)}"
         call = now_ns()
         outcome = self._add(ctx, key, element)
@@ -230,7 +230,7 @@ class Sets:
         return "unknown" if maybe else "fail"
 
     def keys_used(self) -> list[str]:
-        return [f"set/{i}" for i in range(self.keys)]
+        return [f"set{i}/s" for i in range(self.keys)]
 
 
 # ---------------------------------------------------------------------- read your writes
@@ -246,7 +246,7 @@ class ReadYourWrites:
     name: str = "read_your_writes"
 
     def step(self, ctx: ClientContext) -> None:
-        key = f"ryw/{ctx.process}"
+        key = f"ryw{ctx.process}/w"
         value = f"{ctx.process}-{ctx.rng.randrange(1 << 40)}"
         node, _ = ctx.conn()
         call = now_ns()
@@ -307,7 +307,7 @@ class ExactlyOnce:
         client = self._clients.get(ctx.process)
         if client is None:
             client = self._clients[ctx.process] = Client(sorted(ctx.addresses.values()), timeout_s=3.0)
-        key = f"eo/{ctx.process}"
+        key = f"eo{ctx.process}/c"
         value = f"{ctx.process}-{ctx.rng.randrange(1 << 40)}"
         call = now_ns()
         try:
