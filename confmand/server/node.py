@@ -176,6 +176,8 @@ class Node:
         # (simulator seed 1002911: a put acknowledged with another write's result before it
         # was applied). Drawn after the replicas' generators, so seeded runs keep their history.
         self._next_forward_id = self._rng.getrandbits(62) + 1
+        self.incarnation = self._rng.getrandbits(62) + 1  # tells the peers when this node restarted
+        self._peer_incarnations: dict[int, int] = {}
 
     def _open_replica(self, shard_id: int) -> None:
         shard = self.storage.shard(shard_id)
@@ -312,7 +314,9 @@ class Node:
         for peer_id in self._remote_peers:
             self._outbox[peer_id]
         silent = {p for p in self._remote_peers if now - self.peer_contact.get(p, -1e18) > self._election_s}
-        newly, self._silent = silent - self._silent, silent
+        newly, back, self._silent = silent - self._silent, self._silent - silent, silent
+        for peer_id in back:
+            self._peer_back(peer_id, restarted=False)
         if not newly:
             return
         for replica in self.replicas.values():
@@ -320,6 +324,24 @@ class Node:
             if raft.quiet and raft.leader_id in newly and not replica.is_leader:
                 self._touch(replica).raft.wake(leader_suspected=True)
                 self.counters["quiet_woken_leader_silent"] += 1
+
+    def _peer_back(self, peer_id: int, restarted: bool) -> None:
+        """A peer is heard again after a silence, or restarted: its quiet shards here wake.
+
+        The quiet shards this node leads with it heartbeat it at once (it may know no leader);
+        a quiet follower whose leader restarted drops its lease (that leader leads no more).
+        """
+        for replica in self.replicas.values():
+            raft = replica.raft
+            if not raft.quiet:
+                continue
+            membership = raft.membership
+            if replica.is_leader and membership is not None and peer_id in membership.members:
+                self._touch(replica).raft.wake()
+                self.counters["quiet_woken_peer_back"] += 1
+            elif restarted and raft.leader_id == peer_id:
+                self._touch(replica).raft.wake(leader_suspected=True)
+                self.counters["quiet_woken_leader_restarted"] += 1
 
     def _ready_cycle(self) -> None:
         """Persist every replica's Ready in one batch and fsync, send, then apply in a second batch."""
@@ -430,6 +452,11 @@ class Node:
                 self._drop("peer_spoofed", "batch from node %d claims node %d", sender, batch.from_node)
                 continue
             self.peer_contact[sender] = self.now
+            known = self._peer_incarnations.get(sender)
+            if known != batch.incarnation:
+                self._peer_incarnations[sender] = batch.incarnation
+                if known is not None:
+                    self._peer_back(sender, restarted=True)
             try:
                 self.clock.update(batch.hlc)
             except HlcError as exc:  # ClockSkewError included: keep Raft going, refuse the stamp
@@ -479,7 +506,7 @@ class Node:
         stamp = self.clock.now()
         for peer_id, box in self._outbox.items():
             payload = encode_peer_batch(
-                PeerBatch(self.node_id, stamp, box.raft, box.forwards, box.forward_replies)
+                PeerBatch(self.node_id, stamp, box.raft, box.forwards, box.forward_replies, self.incarnation)
             )
             try:
                 sent = self.peers.send(peer_id, payload)

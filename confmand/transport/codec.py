@@ -86,6 +86,8 @@ class PeerBatch:
     raft: list[tuple[int, Message]]  # (shard_id, message)
     forwards: list[ForwardRequest]
     forward_replies: list[ForwardReply]
+    # Drawn at random by each start of the sender: a new one tells the peers it restarted.
+    incarnation: int = 0
 
 
 class _Bad(Exception):
@@ -313,6 +315,7 @@ def encode_peer_batch(batch: PeerBatch) -> bytes:
         [_encode_message(shard_id, msg) for shard_id, msg in batch.raft],
         [(f.forward_id, f.shard_id, f.request) for f in batch.forwards],
         [(r.forward_id, r.reply) for r in batch.forward_replies],
+        batch.incarnation,
     )
     try:
         return msgpack.packb(body, use_bin_type=True)
@@ -331,7 +334,7 @@ def decode_peer_batch(data: bytes) -> PeerBatch:
         raise PeerDecodeError(f"not a msgpack peer batch: {type(exc).__name__}: {exc}") from None
     where = "batch"
     try:
-        version, from_node, hlc, raft, forwards, replies = _array(body, 6)
+        version, from_node, hlc, raft, forwards, replies, incarnation = _array(body, 7)
         if version != VERSION or type(version) is not int:
             raise _Bad(f"unsupported peer codec version {_show(version)} (this node speaks {VERSION})")
         where = "from_node"
@@ -340,6 +343,8 @@ def decode_peer_batch(data: bytes) -> PeerBatch:
         stamp = _uint(hlc)
         if stamp > _MAX_UINT64:
             raise _Bad("must fit in 64 bits")
+        where = "incarnation"
+        started = _uint(incarnation)
         messages = []
         for position, item in enumerate(_array(raft)):
             where = f"raft[{position}]"
@@ -356,7 +361,7 @@ def decode_peer_batch(data: bytes) -> PeerBatch:
             reply_list.append(ForwardReply(_uint(forward_id), _bytes(reply)))
     except _Bad as exc:
         raise PeerDecodeError(f"{where}: {exc}") from None
-    return PeerBatch(sender, stamp, messages, forward_list, reply_list)
+    return PeerBatch(sender, stamp, messages, forward_list, reply_list, started)
 
 
 def _decode_message(item: object, sender: int) -> tuple[int, Message]:

@@ -88,6 +88,10 @@ class UnplannedExit:
         return "\n".join([head, *(f"    {line}" for line in self.log_tail)])
 
 
+# The runs' shape (runner.py): every workload's keys, one namespace each, spread over four shards.
+SHARDED = ClusterOptions(cluster_id="fault", cluster={"partitions": 64, "data_shards": 4})
+
+
 class FaultCluster(Cluster):
     """`size` real nodes under `root` behind per-direction proxies; see the module docstring."""
 
@@ -110,8 +114,7 @@ class FaultCluster(Cluster):
         self._planned_exits: set[subprocess.Popen[bytes]] = set()
         self._reported: set[subprocess.Popen[bytes]] = set()
         self.unplanned_exits: list[UnplannedExit] = []
-        # Four data shards: every workload's keys (one namespace each) spread over them.
-        base = options or ClusterOptions(cluster_id="fault", cluster={"partitions": 64, "data_shards": 4})
+        base = options or ClusterOptions(cluster_id="fault")
         super().__init__(root, dataclasses.replace(base, size=size))
 
     # ---------------------------------------------------------------- configs

@@ -31,7 +31,7 @@ from pathlib import Path
 from typing import Any
 
 from tests.fault.checks import check_change_counts, check_read_your_writes, check_sets
-from tests.fault.cluster import FaultCluster, UnplannedExit
+from tests.fault.cluster import SHARDED, FaultCluster, UnplannedExit
 from tests.fault.history import History, Op
 from tests.fault.linearizability import CheckResult, check, explain
 from tests.fault.nemesis import FaultWindow, describe, needs_power, run_schedule, schedule
@@ -144,7 +144,7 @@ def run(settings: RunSettings, root: Path, behind_the_back: Meddle | None = None
     events = schedule(settings.seed, settings.duration_s, settings.nemeses, size=settings.size)
     line = describe(settings.seed, settings.duration_s, settings.nemeses, events)
     cluster_type = PowerCluster if needs_power(settings.nemeses) else FaultCluster
-    cluster = cluster_type(root, size=settings.size, seed=settings.seed)
+    cluster = cluster_type(root, size=settings.size, seed=settings.seed, options=SHARDED)
     try:
         cluster.boot()
         recorder = Recorder()
