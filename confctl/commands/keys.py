@@ -45,13 +45,20 @@ def _token(v: Version | None) -> str | None:
 
 
 def write_row(key: str, result: WriteResult) -> dict[str, object]:
-    return {"key": key, "version": str(result.version), "prev_version": _token(result.prev_version)}
+    # A version names an entry of one shard's log: the shard goes beside it.
+    return {
+        "key": key,
+        "shard": result.meta.shard,
+        "version": str(result.version),
+        "prev_version": _token(result.prev_version),
+    }
 
 
 def get_row(result: GetResult) -> dict[str, object]:
     return {
         "key": result.key,
         **value_fields(result.value),
+        "shard": result.meta.shard,
         "version": str(result.version),
         "create_version": str(result.create_version),
         "changes": result.changes,
