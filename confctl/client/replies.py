@@ -273,6 +273,7 @@ def _peers(reply: Reply) -> dict[int, PeerStatus]:
 
 def status_result(endpoint: str) -> Callable[[Reply], NodeStatus]:
     def parse(reply: Reply) -> NodeStatus:
+        hosted, led = _shard_counts(reply)
         return NodeStatus(
             endpoint=endpoint,
             reachable=True,
@@ -287,9 +288,20 @@ def status_result(endpoint: str) -> Callable[[Reply], NodeStatus]:
             learners=_ids(reply, "learners"),
             last_contact_ms=field(reply, "last_contact_ms", int, optional=True),
             peers=_peers(reply),
+            shards_hosted=hosted,
+            shards_led=led,
         )
 
     return parse
+
+
+def _shard_counts(reply: Reply) -> tuple[int | None, int | None]:
+    """From `shards` (one line per hosted shard), if the node sent it: how many, and how many it leads."""
+    lines = reply.get("shards")
+    if not isinstance(lines, list):
+        return None, None
+    led = sum(1 for line in lines if isinstance(line, dict) and line.get("role") == "leader")
+    return len(lines), led
 
 
 def pong(reply: Reply) -> None:

@@ -168,6 +168,8 @@ class NodeStatus:
     last_contact_ms: int | None = None
     peers: dict[int, PeerStatus] = field(default_factory=dict)
     error: str | None = None  # why it is unreachable
+    shards_hosted: int | None = None  # how many shards the node holds a replica of (None: not said)
+    shards_led: int | None = None  # how many of them it leads
 
 
 @dataclass(frozen=True, slots=True)

@@ -13,7 +13,18 @@ from confctl.commands.common import Env, command
 from confctl.exit_codes import ExitCode, for_error
 
 SHARD_COLUMNS = ["id", "replicas", "leader", "partitions"]
-STATUS_COLUMNS = ["id", "address", "role", "term", "leader", "commit", "applied", "lag", "last_contact_ms"]
+STATUS_COLUMNS = [
+    "id",
+    "address",
+    "role",
+    "term",
+    "leader",
+    "commit",
+    "applied",
+    "lag",
+    "last_contact_ms",
+    "leads",
+]
 
 
 def _leader(statuses: list[NodeStatus]) -> NodeStatus | None:
@@ -47,6 +58,8 @@ def status_rows(statuses: list[NodeStatus]) -> list[dict[str, object]]:
             "applied": s.applied_index,
             "lag": _lag(s, leader),
             "last_contact_ms": s.last_contact_ms,
+            # "3/5": leader of 3 of the 5 shards it holds (the other columns are of one shard)
+            "leads": None if s.shards_hosted is None else f"{s.shards_led}/{s.shards_hosted}",
             "error": s.error,
         }
         for s in statuses

@@ -402,3 +402,20 @@ def test_a_filtered_audit_page_of_one_shard_holds_back_the_others_records_past_i
     merged = merge.audit_pages([(APP, scanned_to_25), (DB, both)], limit=10)
 
     assert ([r.key for r in merged.records], merged.more, merged.next_hlc) == (["db/a"], True, 25)
+
+
+def test_a_status_reply_says_how_many_of_its_shards_the_node_leads() -> None:
+    lines = [{"shard_id": s, "role": role} for s, role in enumerate(("leader", "follower", "leader"))]
+    base: dict[str, object] = {
+        "node_id": 2,
+        "role": "follower",
+        "term": 3,
+        "commit_index": 9,
+        "applied_index": 9,
+    }
+
+    sharded = replies.status_result(N2)({**base, "shards": lines})
+    older = replies.status_result(N2)(base)
+
+    assert (sharded.shards_led, sharded.shards_hosted) == (2, 3)
+    assert (older.shards_led, older.shards_hosted) == (None, None)
