@@ -231,9 +231,12 @@ def shard_map_result(reply: Reply) -> ShardMapResult:
     except WireError as exc:
         raise ProtocolError(str(exc)) from None
     leaders: dict[int, int | None] = {}
+    members: dict[int, tuple[int, ...]] = {}
     for item in maps(reply, "shards"):
-        leader = item.get("leader")
-        leaders[need(item, "id", int)] = leader if _is_int(leader) else None
+        shard_id, leader, held = need(item, "id", int), item.get("leader"), item.get("members")
+        leaders[shard_id] = leader if _is_int(leader) else None
+        if isinstance(held, list) and all(_is_int(n) for n in held):
+            members[shard_id] = tuple(held)
     addresses: dict[int, str] = {}
     for node in maps(reply, "nodes") if reply.get("nodes") is not None else []:
         node_id, address = node.get("id"), node.get("address")
@@ -241,7 +244,7 @@ def shard_map_result(reply: Reply) -> ShardMapResult:
         if isinstance(node_id, int) and isinstance(address, str) and is_endpoint(address):
             addresses[node_id] = address
     shards = tuple(
-        ShardInfo(s, nodes, leaders.get(s), len(shard_map.partitions_of(s)))
+        ShardInfo(s, nodes, leaders.get(s), len(shard_map.partitions_of(s)), members.get(s, ()))
         for s, nodes in shard_map.replicas.items()
     )
     return ShardMapResult(shard_map, shards, addresses, meta(reply))

@@ -67,6 +67,7 @@ class ShardDirectory:
     unsharded: bool = False
     addresses: dict[int, str] = field(default_factory=dict)  # node id -> client address
     leaders: dict[int, str] = field(default_factory=dict)  # shard -> its leader's address
+    members: dict[int, tuple[int, ...]] = field(default_factory=dict)  # shard -> members a holder named
 
     @property
     def needs_map(self) -> bool:
@@ -81,6 +82,8 @@ class ShardDirectory:
             address = self.addresses.get(info.leader) if info.leader is not None else None
             if address is not None:
                 self.leaders[info.id] = address
+            if info.members:
+                self.members[info.id] = info.members
 
     def learn_unsharded(self) -> None:
         """A node does not know `shard_map`: route nothing, as with every server before shards."""
@@ -96,11 +99,13 @@ class ShardDirectory:
         return [self.map.shard_of(spread)]
 
     def candidates(self, shard: int, fallback: Sequence[str]) -> tuple[str, ...]:
-        """Where to send a request of `shard`, in order: its leader, its replicas, then `fallback`."""
+        """Where to send a request of `shard`, in order: its leader, its members as a holder named
+        them, the map's replicas (a membership change may have moved the shard off them), `fallback`."""
         found: list[str] = []
         leader = self.leaders.get(shard)
         if leader is not None:
             found.append(leader)
+        found.extend(self.addresses[n] for n in self.members.get(shard, ()) if n in self.addresses)
         if self.map is not None and shard in self.map.replicas:
             found.extend(self.addresses[n] for n in self.map.replicas[shard] if n in self.addresses)
         found.extend(fallback)

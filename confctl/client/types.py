@@ -178,6 +178,7 @@ class ShardInfo:
     replicas: tuple[int, ...]  # node ids, the preferred leader first
     leader: int | None  # the leader the answering node knows (None: it knows none)
     partitions: int  # how many partitions the shard owns (0 for the meta shard)
+    members: tuple[int, ...] = ()  # its members as the answering node knows them (): it holds none
 
 
 @dataclass(frozen=True, slots=True)

@@ -616,8 +616,13 @@ class Node:
         shards = []
         for shard_id, holders in self.shard_map.replicas.items():
             replica = self.replicas.get(shard_id)
-            leader = None if replica is None else replica.raft.leader_id
-            shards.append({"id": shard_id, "replicas": list(holders), "leader": leader})
+            line: dict[str, object] = {"id": shard_id, "replicas": list(holders), "leader": None}
+            membership = None if replica is None else replica.raft.membership
+            if replica is not None and membership is not None:
+                # The shard's members now, which a membership change may have moved off the map's.
+                line["leader"] = replica.raft.leader_id
+                line["members"] = sorted(membership.voters) + sorted(membership.learners)
+            shards.append(line)
         return {
             **self.shard_map.to_wire(),
             "shards": shards,

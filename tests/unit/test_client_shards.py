@@ -419,3 +419,18 @@ def test_a_status_reply_says_how_many_of_its_shards_the_node_leads() -> None:
 
     assert (sharded.shards_led, sharded.shards_hosted) == (2, 3)
     assert (older.shards_led, older.shards_hosted) == (None, None)
+
+
+def test_a_shard_moved_off_its_map_replicas_is_asked_at_the_members_its_holder_named_first() -> None:
+    core = make_core()
+    c = call(core, *put("db/a"))
+    fetch = c.start(0)
+    wire = map_wire()
+    for item in wire["shards"]:
+        if item["id"] == DB:
+            item["members"] = [1]  # node 1 holds shard DB now; the map still says nodes 2 and 3
+
+    step = c.on_reply(ok(fetch, **wire), 0.1)
+
+    assert step.endpoint == N1
+    assert core.shards.candidates(DB, ())[:3] == (N1, N2, N3)
