@@ -312,7 +312,7 @@ class Node:
         the leader suspected and elects within one more (docs/raft.md, *Quiet shards*).
         """
         for peer_id in self._remote_peers:
-            self._outbox[peer_id]
+            self._outbox[peer_id]  # the defaultdict makes this turn's batch for the peer: empty is enough
         silent = {p for p in self._remote_peers if now - self.peer_contact.get(p, -1e18) > self._election_s}
         newly, back, self._silent = silent - self._silent, self._silent - silent, silent
         for peer_id in back:
