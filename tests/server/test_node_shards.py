@@ -107,7 +107,7 @@ def test_shard_map_answers_the_map_its_nodes_and_the_leaders_it_knows(sharded: N
     assert ShardMap.from_wire(reply) == _map(sharded)
     assert reply["shard"] is None
     assert {s["id"]: s["leader"] for s in reply["shards"]} == dict.fromkeys(range(5), 1)
-    assert {s["id"]: s["members"] for s in reply["shards"]} == dict.fromkeys(range(5), [1])
+    assert all(s["members"] == [1] for s in reply["shards"])
     assert [n["id"] for n in reply["nodes"]] == [1]
 
 
