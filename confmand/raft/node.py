@@ -179,7 +179,12 @@ class RaftNode:
             self.replicator.forget_activity()
             self.replicator.broadcast_heartbeat()
         elif leader_suspected:
-            self._election_elapsed = self.config.election_ticks
+            self._end_lease()
+
+    def _end_lease(self) -> None:
+        """The leader this follower heard is taken for gone: votes may be granted, its timer runs on."""
+        self._quiet = False
+        self._election_elapsed = max(self._election_elapsed, self.config.election_ticks)
 
     def _maybe_quiesce(self) -> bool:
         """Whether this leader may go quiet: nothing in flight, every peer holds the whole log."""
@@ -344,8 +349,7 @@ class RaftNode:
         if isinstance(msg, RequestVote) and msg.src == self.leader_id and self.role is not Role.LEADER:
             # Our leader campaigns: it lost its leadership (it restarted). Nothing is left to
             # protect with a lease, and a quiet follower would otherwise wait for it forever.
-            self._quiet = False
-            self._election_elapsed = max(self._election_elapsed, self.config.election_ticks)
+            self._end_lease()
         if self._quiet and self.role is Role.LEADER and isinstance(msg, RequestVote):
             # A peer campaigns: it missed the quiesce heartbeat, or restarted. Waking heartbeats it
             # back into line (the vote itself still meets the lease below).

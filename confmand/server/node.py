@@ -165,7 +165,8 @@ class Node:
         self._remote_peers = sorted(config.remote_peer_addresses)
         self._election_s = self._tick_s * config.raft.election_ticks
         self._silent: set[int] = set()  # peers not heard from for an election timeout
-        self._meta_checked_term = 0  # the meta shard term in which this node last looked for a map
+        self._meta_seeded = False  # the meta shard holds a map (it never loses it again)
+        self._meta_retry_at = 0.0  # when this node, leading the meta shard, may write the first map again
         storage.check_cluster_shape(config.cluster.to_record(config.initial_voters))
         # The map's shards for this node, and any a leader started here before a restart.
         for shard_id in sorted({*self.shard_map.shards_on(self.node_id), *storage.shard_ids()}):
@@ -270,21 +271,23 @@ class Node:
         self._touched = {}
 
     def _seed_meta(self) -> None:
-        """As the meta shard's leader, once per term: write the first map if it holds none.
+        """As the meta shard's leader: write the first map if it holds none, once per request timeout.
 
         Only once the leader has applied its own term's first entry, so that the state it
-        looks at holds everything earlier leaders committed.
+        looks at holds everything earlier leaders committed. The write is guarded by "no map
+        yet", so writing again after a lost or late attempt changes nothing.
         """
         meta = self.replicas.get(META_SHARD)
-        if meta is None or not meta.is_leader or self._meta_checked_term == meta.raft.term:
+        if self._meta_seeded or meta is None or not meta.is_leader or self.now < self._meta_retry_at:
             return
         if meta.applied.term != meta.raft.term:
             return
-        self._meta_checked_term = meta.raft.term
         if stored_map(meta.storage) is not None:
+            self._meta_seeded = True
             return
         self._touch(meta)
-        deadline = self.now + self.config.requests.request_timeout_ms / 1000
+        timeout_s = self.config.requests.request_timeout_ms / 1000
+        self._meta_retry_at = deadline = self.now + timeout_s
         command = seed_command(self.shard_map, self.config.peers, self.clock.now())
         meta.accept_write(command, DaemonSink(), 0, deadline)
         log.info(
@@ -707,12 +710,12 @@ class Node:
             replica.replies.clear()
         if not self._replies:
             return
-        stamp = self.clock.now()
+        # A clock off from its peers' hands out no stamp.
+        stamp = None if clock_fault(self.clock, self.peer_contact, self.now) else self.clock.now()
         for reply in self._replies:
             if isinstance(reply.sink, DaemonSink):
-                if reply.error is not None:  # look again (and write again) on the next turn
+                if reply.error is not None:  # _seed_meta writes again after its retry time
                     log.warning("shard %d: the node's own write failed: %s", reply.shard_id, reply.error)
-                    self._meta_checked_term = 0
                 continue
             payload = self._encode_reply(reply, stamp)
             if isinstance(reply.sink, ClientSink):
@@ -726,18 +729,14 @@ class Node:
         if self._outbox:
             self._flush_peers()
 
-    def _encode_reply(self, reply: Reply, stamp: int) -> bytes:
+    def _encode_reply(self, reply: Reply, stamp: int | None) -> bytes:
         replica = None if reply.shard_id is None else self.replicas.get(reply.shard_id)
         leader_id = replica.raft.leader_id if replica is not None else None
         leader = None
         if leader_id is not None and leader_id in self._client_addresses:
             leader = LeaderHint(leader_id, self._client_addresses[leader_id])
-        faulty = clock_fault(self.clock, self.peer_contact, self.now) is not None
         error = None if reply.error is None else reply.error.body()
-        # A clock off from its peers' hands out no stamp.
-        envelope = ReplyEnvelope(
-            reply.request_id, self.node_id, None if faulty else stamp, leader, error, reply.shard_id
-        )
+        envelope = ReplyEnvelope(reply.request_id, self.node_id, stamp, leader, error, reply.shard_id)
         return envelope.encode(reply.fields)
 
     @property
