@@ -69,6 +69,13 @@ class NotCaughtUp(ServerError):
     default_retryable = ErrorCode.NOT_CAUGHT_UP.retryable
 
 
+class PartitionMoving(ServerError):
+    """The key's partition is between two shards (a move is under way): the same request, later."""
+
+    code = ErrorCode.PARTITION_MOVING.value
+    default_retryable = ErrorCode.PARTITION_MOVING.retryable
+
+
 class WrongShard(ServerError):
     """The node holds no replica of the key's shard, or the client's shard map is old: refetch it.
 
@@ -199,6 +206,7 @@ SERVER_ERRORS: dict[str, type[ServerError]] = {
         NoQuorum,
         RequestTimeout,
         NotCaughtUp,
+        PartitionMoving,
         WrongShard,
         StorageFailure,
         InvalidRequest,

@@ -44,6 +44,7 @@ from confmand.kv.commands import (
     Txn,
     TxnOp,
 )
+from confmand.kv.partitions import OP_NAMES, Drop, Freeze, Ingest, MapMove, PartitionOp
 from confmand.protocol.types import Version
 
 WIRE_FORMAT: Final = 1
@@ -51,6 +52,11 @@ OP_PUT: Final = 1
 OP_DELETE: Final = 2
 OP_CAS: Final = 3
 OP_TXN: Final = 4
+# The steps of a partition move (kv/partitions.py): written by the daemon, never by a client.
+OP_FREEZE: Final = 5
+OP_INGEST: Final = 6
+OP_DROP: Final = 7
+OP_MAP_MOVE: Final = 8
 
 MAX_UINT64: Final = 2**64 - 1
 MAX_PRINCIPAL_BYTES: Final = 128
@@ -84,7 +90,15 @@ def _version(v: Version | None) -> list[int] | None:
     return None if v is None else [v.term, v.index]
 
 
-def _encode_op(op: Operation) -> tuple[int, list[Any]]:
+def _encode_op(op: Operation | PartitionOp) -> tuple[int, list[Any]]:
+    if isinstance(op, Freeze):
+        return OP_FREEZE, [op.partition, op.to_shard]
+    if isinstance(op, Ingest):
+        return OP_INGEST, [op.partition, op.gen, op.from_shard, op.export]
+    if isinstance(op, Drop):
+        return OP_DROP, [op.partition, op.gen]
+    if isinstance(op, MapMove):
+        return OP_MAP_MOVE, [op.partition, op.from_shard, op.to_shard, op.gen]
     if isinstance(op, Put):
         return OP_PUT, [op.key, op.value]
     if isinstance(op, Delete):
@@ -184,6 +198,12 @@ def _validate_op(op: object) -> None:
             _validate_version(op.expected_version, "cas.expected_version")
         else:
             _bytes(op.expected_value, "cas.expected_value")
+    elif isinstance(op, Freeze | Ingest | Drop | MapMove):
+        for name, value in ((n, getattr(op, n)) for n in op.__dataclass_fields__):
+            if name == "export":
+                _bytes(value, "ingest.export")
+            else:
+                _uint(value, f"{OP_NAMES[type(op)]}.{name}")
     elif isinstance(op, Txn):
         for i, c in enumerate(op.compare):
             _validate_compare(c, f"txn.compare[{i}]")
@@ -280,7 +300,9 @@ def _decode_version(raw: object, where: str) -> Version:
     return Version(_uint(term, f"{where}.term"), _uint(index, f"{where}.index"))
 
 
-def _decode_op(op_code: object, body: object) -> Operation:
+def _decode_op(op_code: object, body: object) -> Operation | PartitionOp:
+    if type(op_code) is int and OP_FREEZE <= op_code <= OP_MAP_MOVE:
+        return _decode_partition_op(op_code, body)
     if op_code == OP_PUT and type(op_code) is int:
         key, value = _list(body, "put", 2)
         return Put(key=validate_key(key, "put.key"), value=_bytes(value, "put.value"))
@@ -309,6 +331,30 @@ def _decode_op(op_code: object, body: object) -> Operation:
             failure=_decode_branch(failure, "txn.failure"),
         )
     raise CommandDecodeError(f"unknown op code {op_code!r}")
+
+
+def _decode_partition_op(op_code: int, body: object) -> PartitionOp:
+    if op_code == OP_FREEZE:
+        partition, to_shard = _list(body, "partition_freeze", 2)
+        return Freeze(_uint(partition, "freeze.partition"), _uint(to_shard, "freeze.to_shard"))
+    if op_code == OP_INGEST:
+        partition, gen, from_shard, export = _list(body, "partition_ingest", 4)
+        return Ingest(
+            _uint(partition, "ingest.partition"),
+            _uint(gen, "ingest.gen", low=1),
+            _uint(from_shard, "ingest.from_shard"),
+            _bytes(export, "ingest.export"),
+        )
+    if op_code == OP_DROP:
+        partition, gen = _list(body, "partition_drop", 2)
+        return Drop(_uint(partition, "drop.partition"), _uint(gen, "drop.gen", low=1))
+    partition, from_shard, to_shard, gen = _list(body, "map_move", 4)
+    return MapMove(
+        _uint(partition, "map_move.partition"),
+        _uint(from_shard, "map_move.from_shard"),
+        _uint(to_shard, "map_move.to_shard"),
+        _uint(gen, "map_move.gen", low=1),
+    )
 
 
 def _seq(value: object, where: str) -> list[Any]:

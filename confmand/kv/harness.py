@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from confmand.kv.codec import encode_command
 from confmand.kv.commands import Command
+from confmand.kv.partitions import Ownership
 from confmand.kv.results import WriteResult
 from confmand.kv.snapshot import STATE_KINDS
 from confmand.kv.state_machine import ConfigStateMachine
@@ -27,6 +28,7 @@ class MemoryShard:
         history_limit: int = 10,
         session_ttl_ms: int = 3_600_000,
         max_session_results: int = 1024,
+        ownership: Ownership | None = None,
     ) -> None:
         self.store = MemoryKVStore() if store is None else store
         self.term = term
@@ -37,6 +39,7 @@ class MemoryShard:
             history_limit=history_limit,
             session_ttl_ms=session_ttl_ms,
             max_session_results=max_session_results,
+            ownership=ownership,
         )
 
     def entries(self, *items: Command | bytes) -> list[tuple[Version, bytes]]:

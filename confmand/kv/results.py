@@ -24,6 +24,9 @@ NOT_FOUND: Final = ErrorCode.NOT_FOUND.value
 CAS_FAILED: Final = ErrorCode.CAS_FAILED.value
 SESSION_EXPIRED: Final = ErrorCode.SESSION_EXPIRED.value
 ERROR_CODES: Final = frozenset({INVALID_REQUEST, NOT_FOUND, CAS_FAILED, SESSION_EXPIRED})
+# Answered before a session is consulted, so never cached: the write may be retried elsewhere.
+PARTITION_MOVING: Final = ErrorCode.PARTITION_MOVING.value
+WRONG_SHARD: Final = ErrorCode.WRONG_SHARD.value
 
 OPS: Final = frozenset({"put", "delete", "cas", "txn", "invalid"})
 
@@ -45,10 +48,17 @@ class WriteResult:
     current_version: Version | None = None  # CAS_FAILED: what the key's mod version is (0:0 absent)
     succeeded: bool | None = None  # txn: whether the compares held
     results: tuple[TxnOpResult, ...] = ()  # txn: one per applied op
+    shard: int | None = None  # WRONG_SHARD: the shard the key's partition moved to (never cached)
 
     @staticmethod
     def failure(
-        op: str, version: Version, code: str, message: str, current_version: Version | None = None
+        op: str,
+        version: Version,
+        code: str,
+        message: str,
+        *,
+        current_version: Version | None = None,
+        shard: int | None = None,
     ) -> WriteResult:
         return WriteResult(
             ok=False,
@@ -57,6 +67,7 @@ class WriteResult:
             error_message=message,
             op=op,
             current_version=current_version,
+            shard=shard,
         )
 
     def to_reply(self) -> dict[str, object]:
@@ -64,6 +75,8 @@ class WriteResult:
         if not self.ok:
             if self.error_code == CAS_FAILED:
                 return {"current_version": version_text(self.current_version)}
+            if self.error_code == WRONG_SHARD:
+                return {"shard": self.shard}
             return {}
         if self.op == "txn":
             return {

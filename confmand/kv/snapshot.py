@@ -18,6 +18,7 @@ from typing import Final
 
 import msgpack
 
+from confmand.kv.partitions import PARTITION, decode_partition_state
 from confmand.kv.records import (
     AUDIT,
     DATA,
@@ -37,7 +38,16 @@ from confmand.kv.records import (
 from confmand.kv.store import KVStore, WriteSet
 
 SNAPSHOT_FORMAT: Final = 1
-STATE_KINDS: Final[tuple[bytes, ...]] = (DATA, HISTORY_HEADER, HISTORY, AUDIT, SESSION, RESULT, SWEEP)
+STATE_KINDS: Final[tuple[bytes, ...]] = (
+    DATA,
+    HISTORY_HEADER,
+    HISTORY,
+    AUDIT,
+    SESSION,
+    RESULT,
+    SWEEP,
+    PARTITION,  # which partitions moved in or out (kv/partitions.py): ownership travels with the state
+)
 
 _DECODERS: Final[dict[bytes, Callable[[bytes], object]]] = {
     DATA: DataRecord.decode,
@@ -47,6 +57,7 @@ _DECODERS: Final[dict[bytes, Callable[[bytes], object]]] = {
     SESSION: SessionHeader.decode,
     RESULT: decode_result,
     SWEEP: SweepState.decode,
+    PARTITION: decode_partition_state,
 }
 
 

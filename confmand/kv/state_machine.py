@@ -27,8 +27,18 @@ from collections.abc import Sequence
 
 from confmand.kv.changes import KeyChanges
 from confmand.kv.codec import decode_command
-from confmand.kv.commands import Cas, Command, CommandDecodeError, Compare, Delete, Put, Txn, TxnOp
+from confmand.kv.commands import Cas, Command, CommandDecodeError, Compare, Delete, Operation, Put, Txn, TxnOp
 from confmand.kv.overlay import OverlayStore
+from confmand.kv.partitions import (
+    OP_NAMES,
+    Drop,
+    Freeze,
+    Ingest,
+    MapMove,
+    Ownership,
+    apply_partition_op,
+    refusal,
+)
 from confmand.kv.results import CAS_FAILED, INVALID_REQUEST, NOT_FOUND, WriteResult
 from confmand.kv.sessions import SessionTable, hlc_ms
 from confmand.kv.store import KVStore, WriteSet
@@ -36,8 +46,10 @@ from confmand.protocol.types import ABSENT, TxnOpResult, Version
 
 
 def op_name(cmd: Command) -> str:
-    """The protocol's name of a command's operation: put, delete, cas or txn."""
+    """The protocol's name of a command's operation: put, delete, cas, txn or a move's step."""
     op = cmd.op
+    if isinstance(op, Freeze | Ingest | Drop | MapMove):
+        return OP_NAMES[type(op)]
     if isinstance(op, Put):
         return "put"
     if isinstance(op, Delete):
@@ -48,7 +60,7 @@ def op_name(cmd: Command) -> str:
 class ConfigStateMachine:
     """The config store of one shard, over a KVStore the driver owns and persists."""
 
-    __slots__ = ("_history_limit", "_max_session_results", "_session_ttl_ms", "_store")
+    __slots__ = ("_history_limit", "_max_session_results", "_ownership", "_session_ttl_ms", "_store")
 
     def __init__(
         self,
@@ -56,7 +68,9 @@ class ConfigStateMachine:
         history_limit: int = 10,
         session_ttl_ms: int = 3_600_000,
         max_session_results: int = 1024,
+        ownership: Ownership | None = None,
     ) -> None:
+        """`ownership` None: the shard holds every key (the meta shard; a store without partitions)."""
         for name, value in (
             ("history_limit", history_limit),
             ("session_ttl_ms", session_ttl_ms),
@@ -68,6 +82,7 @@ class ConfigStateMachine:
         self._history_limit = history_limit
         self._session_ttl_ms = session_ttl_ms
         self._max_session_results = max_session_results
+        self._ownership = ownership
 
     def apply_batch(self, entries: Sequence[tuple[Version, bytes]]) -> tuple[WriteSet, list[WriteResult]]:
         """Apply committed NORMAL entries in log order; returns the writes and one result each.
@@ -97,7 +112,22 @@ class ConfigStateMachine:
         except CommandDecodeError as exc:
             return WriteResult.failure("invalid", version, INVALID_REQUEST, f"undecodable command: {exc}")
         sessions.sweep(hlc_ms(cmd.hlc))
+        op = cmd.op
+        if isinstance(op, Freeze | Ingest | Drop | MapMove):
+            return apply_partition_op(
+                overlay,
+                self._ownership,
+                op=op,
+                version=version,
+                hlc=cmd.hlc,
+                history_limit=self._history_limit,
+            )
         name = op_name(cmd)
+        # Before the session: a write refused here was not applied, and may be retried elsewhere.
+        key = routing_key(op)
+        refused = None if key is None else refusal(overlay, self._ownership, key, name, version)
+        if refused is not None:
+            return refused
 
         def apply() -> WriteResult:
             changes = KeyChanges(
@@ -115,8 +145,17 @@ class ConfigStateMachine:
         return sessions.run(cmd.session, cmd.hlc, name, version, apply)
 
 
+def routing_key(op: Operation) -> str | None:
+    """The key whose partition decides where `op` belongs (a txn's keys share one namespace)."""
+    if isinstance(op, Txn):
+        keys = [c.key for c in op.compare] + [o.key for o in (*op.success, *op.failure)]
+        return keys[0] if keys else None
+    return op.key
+
+
 def _apply_op(changes: KeyChanges, cmd: Command, version: Version) -> WriteResult:
     op = cmd.op
+    assert not isinstance(op, Freeze | Ingest | Drop | MapMove)
     if isinstance(op, Put):
         return WriteResult(ok=True, version=version, op="put", prev_version=changes.put(op.key, op.value))
     if isinstance(op, Delete):

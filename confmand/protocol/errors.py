@@ -31,6 +31,7 @@ class ErrorCode(enum.StrEnum):
     TIMEOUT = "TIMEOUT"
     NOT_CAUGHT_UP = "NOT_CAUGHT_UP"
     WRONG_SHARD = "WRONG_SHARD"
+    PARTITION_MOVING = "PARTITION_MOVING"
     STORAGE = "STORAGE"
     INVALID_REQUEST = "INVALID_REQUEST"
     UNSUPPORTED = "UNSUPPORTED"
@@ -87,6 +88,9 @@ SERVER_CODES: dict[ErrorCode, CodeInfo] = {
     ),
     ErrorCode.WRONG_SHARD: CodeInfo(
         True, False, f"{_SAME_SEQ}, after fetching the shard map again, at the owning shard's leader"
+    ),
+    ErrorCode.PARTITION_MOVING: CodeInfo(
+        True, False, f"{_SAME_SEQ}, after a backoff (the key's partition is between shards)"
     ),
     ErrorCode.STORAGE: CodeInfo(True, False, f"{_SAME_SEQ}, at the next endpoint, with backoff"),
     ErrorCode.INVALID_REQUEST: CodeInfo(False, False, "nothing: fix the request"),

@@ -106,7 +106,7 @@ def test_results_and_final_state_match_a_dict_model(ops: list[Operation], cuts: 
         batch = commands[position : position + cuts[turn % len(cuts)]]
         results = shard.apply(*batch)
         for offset, (c, r) in enumerate(zip(batch, results, strict=True)):
-            assert observed(r) == model.apply(c.op, position + offset + 1), c
+            assert observed(r) == model.apply(ops[position + offset], position + offset + 1), c
         position, turn = position + len(batch), turn + 1
     expected = {k: (row.value, row.create, row.mod, row.changes) for k, row in model.rows.items()}
     actual = {

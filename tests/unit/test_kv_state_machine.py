@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Iterator
+from typing import Any
 
 import pytest
 
@@ -268,7 +269,7 @@ def test_entries_out_of_order_are_refused_as_a_driver_bug() -> None:
 
 
 @pytest.mark.parametrize("bad", [{"history_limit": 0}, {"session_ttl_ms": -1}, {"max_session_results": 0}])
-def test_limits_below_one_are_refused(bad: dict[str, int]) -> None:
+def test_limits_below_one_are_refused(bad: dict[str, Any]) -> None:
     with pytest.raises(ValueError, match="must be an int >= 1"):
         ConfigStateMachine(MemoryKVStore(), **bad)
 

@@ -57,6 +57,7 @@ def test_the_retryable_codes_are_those_a_client_retries() -> None:
         ErrorCode.TIMEOUT,
         ErrorCode.NOT_CAUGHT_UP,
         ErrorCode.WRONG_SHARD,
+        ErrorCode.PARTITION_MOVING,
         ErrorCode.STORAGE,
     }
 

@@ -1,0 +1,380 @@
+"""Which partitions a data shard owns, and the four commands that move one to another shard.
+
+A shard starts owning the partitions the first map gives it (`Ownership.initial`); a record of
+kind `p` per partition that ever moved overrides that:
+
+| state | meaning | requests for its keys |
+|---|---|---|
+| `OWNED` | moved here (by an ingest of move `gen`) | served |
+| `LEAVING` | frozen for move `gen` to shard `peer` | refused: PARTITION_MOVING (retryable) |
+| `GONE` | moved to shard `peer` by move `gen`; its records dropped | refused: WRONG_SHARD naming `peer` |
+
+A move of partition P from shard S to shard T (docs/sharding.md, *Moving a partition*):
+1. `Freeze(P, T)` on S: P becomes LEAVING with gen = its last gen + 1. Every write of P's keys
+   after it in S's log is refused at apply, so what S holds of P is final from here on.
+2. `Ingest(P, gen, S, export)` on T: P's keys, their history, their audit records and S's
+   sessions (a retried write must find its cached answer on T) are installed; P is OWNED.
+3. `MapMove(P, S, T, gen)` on the meta shard: the stored map names T as P's owner, one epoch on.
+4. `Drop(P, gen)` on S: P's records go; P is GONE.
+Every step is idempotent by `gen`, so the driver may repeat any of them after a lost reply, a
+crash or a change of leader (a stale repeat of an older move's step changes nothing).
+
+Versions are a shard's log positions, so a moved key is restamped: its create and mod versions
+become the ingest entry's (a cas against a version read before the move fails with CAS_FAILED
+and the new version), and its history records keep their own versions and HLC stamps but are
+filed under indexes just below the ingest's, so that T's later writes sort after them.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from dataclasses import dataclass
+from typing import Final
+
+import msgpack
+
+from confmand.kv.changes import KeyChanges
+from confmand.kv.overlay import OverlayStore
+from confmand.kv.queries import get_key
+from confmand.kv.records import (
+    AUDIT,
+    DATA,
+    HISTORY,
+    HISTORY_HEADER,
+    RESULT,
+    SESSION,
+    DataRecord,
+    SessionHeader,
+    audit_key,
+    data_key,
+    decode_audit,
+    encode_history_header,
+    history_key,
+    history_range,
+    pack,
+    result_bound,
+    result_key,
+    result_prefix,
+    unpack,
+)
+from confmand.kv.results import (
+    INVALID_REQUEST,
+    PARTITION_MOVING,
+    WRONG_SHARD,
+    RecordDecodeError,
+    WriteResult,
+    expect_bytes,
+    expect_int,
+    expect_list,
+)
+from confmand.kv.store import KVStore
+from confmand.protocol.shardmap import ShardMap, partition_of
+from confmand.protocol.types import Version
+
+PARTITION: Final = b"p"
+OWNED: Final = 0
+LEAVING: Final = 1
+GONE: Final = 2
+MAP_KEY: Final = "shardmap"  # the meta shard's map (confmand/server/meta.py)
+MOVE_GEN_PREFIX: Final = "moves/"  # the meta shard's last move gen per partition
+
+
+@dataclass(frozen=True, slots=True)
+class Ownership:
+    """What a shard's state machine needs to know of the map: how keys hash, what it began with."""
+
+    partitions: int
+    initial: frozenset[int]
+
+
+@dataclass(frozen=True, slots=True)
+class PartitionState:
+    state: int  # OWNED, LEAVING or GONE
+    gen: int  # the move that put it in this state (0: the first map's)
+    peer: int | None  # LEAVING, GONE: the shard it goes or went to; OWNED: where it came from
+
+
+# ---------------------------------------------------------------- the commands
+
+
+@dataclass(frozen=True, slots=True)
+class Freeze:
+    partition: int
+    to_shard: int
+
+
+@dataclass(frozen=True, slots=True)
+class Ingest:
+    partition: int
+    gen: int
+    from_shard: int
+    export: bytes  # `export_partition`'s msgpack
+
+
+@dataclass(frozen=True, slots=True)
+class Drop:
+    partition: int
+    gen: int
+
+
+@dataclass(frozen=True, slots=True)
+class MapMove:
+    partition: int
+    from_shard: int
+    to_shard: int
+    gen: int
+
+
+PartitionOp = Freeze | Ingest | Drop | MapMove
+OP_NAMES: Final = {
+    Freeze: "partition_freeze",
+    Ingest: "partition_ingest",
+    Drop: "partition_drop",
+    MapMove: "map_move",
+}
+
+
+# ---------------------------------------------------------------- ownership
+
+
+def partition_key(partition: int) -> bytes:
+    return partition.to_bytes(4, "big")
+
+
+def state_of(store: KVStore, ownership: Ownership, partition: int) -> PartitionState:
+    raw = store.get(PARTITION, partition_key(partition))
+    if raw is None:
+        return PartitionState(OWNED if partition in ownership.initial else GONE, 0, None)
+    return decode_partition_state(raw)
+
+
+def decode_partition_state(raw: bytes) -> PartitionState:
+    state, gen, peer = expect_list(unpack(raw, "partition"), "partition", 3)
+    if state not in (OWNED, LEAVING, GONE):
+        raise RecordDecodeError(f"partition: unknown state {state!r}")
+    return PartitionState(
+        state, expect_int(gen, "partition.gen"), None if peer is None else expect_int(peer, "partition.peer")
+    )
+
+
+def moves(store: KVStore) -> Iterator[tuple[int, PartitionState]]:
+    """Every partition with a record (it moved in or out at least once), in partition order."""
+    for key, raw in store.scan(PARTITION):
+        yield int.from_bytes(key, "big"), decode_partition_state(raw)
+
+
+def refusal(
+    store: KVStore, ownership: Ownership | None, key: str, op: str, version: Version
+) -> WriteResult | None:
+    """Why this shard must not serve `key` now (None: it may): PARTITION_MOVING or WRONG_SHARD."""
+    if ownership is None:
+        return None
+    partition = partition_of(key, ownership.partitions)
+    st = state_of(store, ownership, partition)
+    if st.state == OWNED:
+        return None
+    if st.state == LEAVING:
+        return WriteResult.failure(
+            op,
+            version,
+            PARTITION_MOVING,
+            f"partition {partition} of {key!r} is moving to shard {st.peer}: retry",
+        )
+    where = f"moved to shard {st.peer}" if st.peer is not None else "not in this shard"
+    return WriteResult.failure(
+        op, version, WRONG_SHARD, f"partition {partition} of {key!r} is {where}", shard=st.peer
+    )
+
+
+def _set(overlay: OverlayStore, partition: int, st: PartitionState) -> None:
+    overlay.put(PARTITION, partition_key(partition), pack([st.state, st.gen, st.peer]))
+
+
+# ---------------------------------------------------------------- applying them
+
+
+def apply_partition_op(
+    overlay: OverlayStore,
+    ownership: Ownership | None,
+    *,
+    op: PartitionOp,
+    version: Version,
+    hlc: int,
+    history_limit: int,
+) -> WriteResult:
+    name = OP_NAMES[type(op)]
+    if isinstance(op, MapMove):
+        return _map_move(overlay, op, version, hlc, history_limit)
+    if ownership is None or not 0 <= op.partition < ownership.partitions:
+        return WriteResult.failure(name, version, INVALID_REQUEST, f"no data partition {op.partition} here")
+    st = state_of(overlay, ownership, op.partition)
+    if isinstance(op, Freeze):
+        if st.state == LEAVING and st.peer == op.to_shard:
+            return WriteResult(ok=True, version=version, op=name)
+        if st.state != OWNED:
+            return WriteResult.failure(
+                name, version, INVALID_REQUEST, f"partition {op.partition} is not owned here"
+            )
+        _set(overlay, op.partition, PartitionState(LEAVING, st.gen + 1, op.to_shard))
+        return WriteResult(ok=True, version=version, op=name)
+    if isinstance(op, Drop):
+        if st.state == GONE and st.gen >= op.gen:
+            return WriteResult(ok=True, version=version, op=name)
+        if st.state != LEAVING or st.gen != op.gen:
+            return WriteResult.failure(
+                name, version, INVALID_REQUEST, f"partition {op.partition} is not leaving by move {op.gen}"
+            )
+        _drop(overlay, ownership, op.partition)
+        _set(overlay, op.partition, PartitionState(GONE, op.gen, st.peer))
+        return WriteResult(ok=True, version=version, op=name)
+    if st.gen >= op.gen:  # an ingest repeated, or one of a move overtaken by a later one
+        return WriteResult(ok=True, version=version, op=name)
+    if st.state != GONE:
+        return WriteResult.failure(
+            name, version, INVALID_REQUEST, f"partition {op.partition} is already here"
+        )
+    _ingest(overlay, op, version, history_limit)
+    _set(overlay, op.partition, PartitionState(OWNED, op.gen, op.from_shard))
+    return WriteResult(ok=True, version=version, op=name)
+
+
+def _keys_of(store: KVStore, ownership: Ownership, partition: int, kind: bytes) -> list[tuple[str, bytes]]:
+    found = []
+    for raw_key, value in store.scan(kind):
+        key = raw_key.decode("utf-8")
+        if partition_of(key, ownership.partitions) == partition:
+            found.append((key, value))
+    return found
+
+
+def _audit_of(store: KVStore, ownership: Ownership, partition: int) -> list[tuple[bytes, bytes]]:
+    return [
+        (at, raw)
+        for at, raw in store.scan(AUDIT)
+        if partition_of(decode_audit(raw).key, ownership.partitions) == partition
+    ]
+
+
+def _drop(overlay: OverlayStore, ownership: Ownership, partition: int) -> None:
+    for kind in (DATA, HISTORY_HEADER):
+        for key, _ in _keys_of(overlay, ownership, partition, kind):
+            overlay.delete(kind, data_key(key))
+            start, stop = history_range(key)
+            for hkey, _ in list(overlay.scan(HISTORY, start, stop)):
+                overlay.delete(HISTORY, hkey)
+    for at, _ in _audit_of(overlay, ownership, partition):
+        overlay.delete(AUDIT, at)
+
+
+# ---------------------------------------------------------------- the export
+
+
+def export_partition(store: KVStore, ownership: Ownership, partition: int) -> bytes:
+    """What an ingest carries: P's keys (live and deleted, with history), audit records, all sessions.
+
+    `[keys, audit, sessions]` with keys `[key, data record or nil, [history record, ...]]`,
+    audit `[[audit key, record], ...]` and sessions `[[client id, header, [[seq, result], ...]], ...]`.
+    """
+    keys: list[list[object]] = []
+    for kind in (DATA, HISTORY_HEADER):
+        for key, raw in _keys_of(store, ownership, partition, kind):
+            start, stop = history_range(key)
+            history = [value for _, value in store.scan(HISTORY, start, stop)]
+            keys.append([key, raw if kind == DATA else None, history])
+    audit = [[at, raw] for at, raw in _audit_of(store, ownership, partition)]
+    sessions = []
+    for client_id, header in store.scan(SESSION):
+        start, stop = result_bound(client_id, 0), result_bound(client_id, 1 << 64)
+        width = len(result_prefix(client_id))
+        results = [[int.from_bytes(k[width:], "big"), v] for k, v in store.scan(RESULT, start, stop)]
+        sessions.append([client_id, header, results])
+    packed: bytes = msgpack.packb([keys, audit, sessions], use_bin_type=True)
+    return packed
+
+
+def _ingest(overlay: OverlayStore, op: Ingest, version: Version, history_limit: int) -> None:
+    keys, audit, sessions = expect_list(unpack(op.export, "export"), "export", 3)
+    for raw_key, data, history in keys:
+        key = str(raw_key)
+        kept = list(history)[-min(len(history), version.index, history_limit) :] if history else []
+        # Filed just below the ingest's index, in their order: T's later writes sort after them.
+        indexes = tuple(range(version.index - len(kept) + 1, version.index + 1))
+        for index, raw in zip(indexes, kept, strict=True):
+            overlay.put(HISTORY, history_key(key, index), expect_bytes(raw, "export history"))
+        if data is None:
+            overlay.put(HISTORY_HEADER, data_key(key), encode_history_header(indexes))
+            continue
+        old = DataRecord.decode(expect_bytes(data, "export data"))
+        moved = DataRecord(old.value, version, version, old.changes, indexes)
+        overlay.put(DATA, data_key(key), moved.encode())
+    for raw_at, raw in audit:
+        slot = expect_bytes(raw_at, "export audit key")
+        record = decode_audit(expect_bytes(raw, "export audit"))
+        ordinal = int.from_bytes(slot[16:], "big")
+        while overlay.get(AUDIT, slot) is not None:  # another shard's stamp, index and ordinal: rare
+            ordinal += 1
+            slot = audit_key(record.hlc, record.version.index, ordinal % (1 << 16))
+        overlay.put(AUDIT, slot, raw)
+    for client_id, header, results in sessions:
+        _merge_session(
+            overlay, expect_bytes(client_id, "export session"), SessionHeader.decode(header), results
+        )
+
+
+def _merge_session(
+    overlay: OverlayStore, client_id: bytes, moved: SessionHeader, results: list[list[object]]
+) -> None:
+    """One client's session here and the one from the source, as one: the higher floor, all results above it.
+
+    A client numbers its writes with one sequence across shards, so the two caches hold distinct
+    seqs. Below the higher floor no seq may apply again, on either shard.
+    """
+    raw = overlay.get(SESSION, client_id)
+    here = None if raw is None else SessionHeader.decode(raw)
+    floor = moved.floor if here is None else max(here.floor, moved.floor)
+    start, stop = result_bound(client_id, 0), result_bound(client_id, 1 << 64)
+    width = len(result_prefix(client_id))
+    cached = {int.from_bytes(k[width:], "big"): v for k, v in overlay.scan(RESULT, start, stop)}
+    for seq, value in results:
+        cached.setdefault(expect_int(seq, "export seq"), expect_bytes(value, "export result"))
+    count = 0
+    for seq, value in sorted(cached.items()):
+        if seq < floor:
+            overlay.delete(RESULT, result_key(client_id, seq))
+        else:
+            overlay.put(RESULT, result_key(client_id, seq), value)
+            count += 1
+    last_hlc = moved.last_hlc if here is None else max(here.last_hlc, moved.last_hlc)
+    top = moved.top if here is None else max(here.top, moved.top)
+    overlay.put(SESSION, client_id, SessionHeader(last_hlc, floor, count, floor, top).encode())
+
+
+# ---------------------------------------------------------------- the meta shard's map
+
+
+def _map_move(
+    overlay: OverlayStore, op: MapMove, version: Version, hlc: int, history_limit: int
+) -> WriteResult:
+    name = OP_NAMES[MapMove]
+    record = get_key(overlay, MAP_KEY)
+    if record is None:
+        return WriteResult.failure(name, version, INVALID_REQUEST, "this shard holds no shard map")
+    current = ShardMap.from_wire(msgpack.unpackb(record.value, raw=False))
+    gen_key = f"{MOVE_GEN_PREFIX}{op.partition}"
+    gen_record = get_key(overlay, gen_key)
+    done = 0 if gen_record is None else int(msgpack.unpackb(gen_record.value))
+    if done >= op.gen:
+        return WriteResult(ok=True, version=version, op=name)  # this move, or a later one, is in
+    if not 0 <= op.partition < current.partitions or current.owners[op.partition] != op.from_shard:
+        return WriteResult.failure(
+            name, version, INVALID_REQUEST, f"partition {op.partition} is not shard {op.from_shard}'s"
+        )
+    if op.to_shard not in current.data_shards:
+        return WriteResult.failure(name, version, INVALID_REQUEST, f"there is no data shard {op.to_shard}")
+    changes = KeyChanges(
+        overlay, history_limit=history_limit, version=version, hlc=hlc, principal="confmand", op=name
+    )
+    moved = current.moved(op.partition, op.to_shard)
+    changes.put(MAP_KEY, msgpack.packb(moved.to_wire(), use_bin_type=True))
+    changes.put(gen_key, msgpack.packb(op.gen))
+    return WriteResult(ok=True, version=version, op=name)
