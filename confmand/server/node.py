@@ -22,6 +22,7 @@ forwarding to another leader.
 
 from __future__ import annotations
 
+import dataclasses
 import enum
 import logging
 import random
@@ -31,25 +32,38 @@ from dataclasses import dataclass, field
 from confmand.config import NodeConfig
 from confmand.hlc import HlcError, HybridClock
 from confmand.kv.commands import Command
+from confmand.kv.partitions import Drop, Freeze, Ingest, MapMove, Ownership, export_partition
 from confmand.protocol.errors import ErrorCode
-from confmand.protocol.replies import ReplyEnvelope
+from confmand.protocol.replies import ReplyEnvelope, decode_reply
+from confmand.protocol.requests import INTERNAL_MOVE_OPS
 from confmand.protocol.shardmap import META_SHARD
-from confmand.protocol.types import Consistency, LeaderHint
+from confmand.protocol.types import Consistency, LeaderHint, WireError
 from confmand.raft import Membership, Message, RaftConfig
 from confmand.raft.messages import AppendEntries, Heartbeat, InstallSnapshot
 from confmand.server.clock_health import clock_fault
 from confmand.server.errors import RequestError
 from confmand.server.faults import NO_FAULTS, DriverFaults
 from confmand.server.links import ClientLink, Clock, PeerLink
-from confmand.server.meta import seed_command, stored_map
-from confmand.server.pending import ClientSink, DaemonSink, ForwardSink, PendingRead, Reply, ReplySink
+from confmand.server.meta import PRINCIPAL, seed_command, stored_map
+from confmand.server.mover import PartitionMover, Send
+from confmand.server.pending import (
+    ClientSink,
+    DaemonSink,
+    ForwardSink,
+    MoverSink,
+    PendingRead,
+    Reply,
+    ReplySink,
+)
 from confmand.server.replica import EXPIRY_CHECK_S, Replica, ReplicaSettings
 from confmand.server.requests import (
     AdminRequest,
     BadRequest,
+    MoveRequest,
     ReadRequest,
     Request,
     WriteRequest,
+    move_step_frame,
     parse_request,
 )
 from confmand.server.status import node_status
@@ -70,6 +84,7 @@ MAX_RECEIVE_PER_TURN = 2048
 MAX_TICKS_PER_TURN = 5  # after a long stall, do not fire a burst of elections at once
 STALL_RETRY_S = 0.5
 FORWARD_GRACE_S = 0.5  # the leader answers TIMEOUT itself; wait a little longer for that answer
+PEER_REQUEST_BYTES = 256 << 20  # a forwarded move step carries a whole partition (the peer frame cap)
 
 
 @dataclass(slots=True)
@@ -81,7 +96,7 @@ class _PeerOutbox:
 
 @dataclass(slots=True)
 class _Forwarded:
-    sink: ClientSink
+    sink: ClientSink | MoverSink
     request_id: int
     shard_id: int
     deadline: float
@@ -157,8 +172,11 @@ class Node:
         self.now = clock.monotonic()
         self._next_tick = self.now + self._tick_s
         # The map every node starts from (the meta shard keeps later ones: docs/sharding.md).
-        self.shard_map = config.initial_map()
+        self.shard_map = self._initial_map = config.initial_map()
         self._data_shards = tuple(self.shard_map.data_shards)
+        self.mover = PartitionMover()
+        self._moves_changed: dict[int, Replica] = {}  # replicas the mover should look at again
+        self._peer_limits = dataclasses.replace(config.limits, max_request_bytes=PEER_REQUEST_BYTES)
         # When each peer was last heard, on any shard: the clock's health is the node's, and a
         # follower of a shard hears only that shard's leader (monotonic seconds).
         self.peer_contact: dict[int, float] = {}
@@ -207,6 +225,11 @@ class Node:
             session_ttl_ms=self.config.requests.session_ttl_ms,
             snapshot_interval_entries=raft.snapshot_interval_entries,
             log_retain_entries=raft.log_retain_entries,
+            ownership=None
+            if shard_id == META_SHARD
+            else Ownership(
+                self._initial_map.partitions, frozenset(self._initial_map.partitions_of(shard_id))
+            ),
         )
         # Each replica's election jitter comes from the node's generator (seeded in the simulator).
         rng = random.Random(self._rng.getrandbits(64))
@@ -249,6 +272,7 @@ class Node:
         if self._stall is None:
             self._tick(now)
             self._seed_meta()
+            self._drive_moves()
             for replica in self._touched.values():
                 replica.flush_requests()
             self._ready_cycle()
@@ -293,6 +317,117 @@ class Node:
         log.info(
             "shard 0: writing the first shard map (epoch %d) and the node registry", self.shard_map.epoch
         )
+
+    def _adopt_stored_map(self, meta: Replica) -> None:
+        """A newer map in the meta shard (a partition moved) becomes this node's map."""
+        try:
+            stored = stored_map(meta.storage)
+        except WireError as exc:
+            self._drop("meta_map_undecodable", "shard 0: the stored map is not one: %s", exc)
+            return
+        if stored is None or stored.epoch <= self.shard_map.epoch:
+            return
+        log.info("shard map epoch %d -> %d", self.shard_map.epoch, stored.epoch)
+        self.shard_map = stored
+        self._data_shards = tuple(stored.data_shards)
+
+    # ------------------------------------------------------------------ partition moves
+
+    def _drive_moves(self) -> None:
+        """As leader of a shard a partition leaves: send the move's next step (mover.py)."""
+        changed = [r for r in self._touched.values() if r.moves_changed]
+        if self._moves_changed:
+            changed += [r for r in self._moves_changed.values() if r.moves_changed]
+            self._moves_changed = {}
+        if changed or self.mover.busy:
+            self.mover.look(self.replicas, changed)
+        if not self.mover.busy:
+            return
+        now = self.now
+        self.mover.expire(now)
+        exports = {}
+        for task in self.mover.wants_export(now):
+            source, partition, _ = task
+            ownership = self.replicas[source].settings.ownership
+            assert ownership is not None  # a data shard
+            exports[task] = export_partition(self.replicas[source].storage, ownership, partition)
+        for send in self.mover.due(now, exports):
+            self._send_step(send)
+
+    def _send_step(self, send: Send) -> None:
+        sink = MoverSink(send.task, send.step)
+        deadline = self.now + self.config.requests.request_timeout_ms / 1000
+        replica = self.replicas.get(send.shard)
+        if replica is not None and replica.is_leader:
+            command = Command(send.op, self.clock.now(), PRINCIPAL, None)
+            self._touch(replica).accept_write(command, sink, 0, deadline)
+            return
+        node = send.node
+        if node is None and replica is not None:
+            node = replica.raft.leader_id
+        if node is None or node == self.node_id:
+            holders = [n for n in self.shard_map.replicas.get(send.shard, ()) if n != self.node_id]
+            node = holders[self._rng.randrange(len(holders))] if holders else None
+        if node is None:
+            self.mover.answered(send.task, send.step, ok=False, now=self.now, leader=None, shard=send.shard)
+            return
+        forward_id = self._next_forward_id
+        self._next_forward_id += 1
+        self._forwards[forward_id] = _Forwarded(sink, 0, send.shard, deadline + FORWARD_GRACE_S)
+        payload = move_step_frame(forward_id, send.op, send.shard, self.clock.now())
+        self._outbox[node].forwards.append(ForwardRequest(forward_id, send.shard, payload))
+
+    def _step_answered(self, sink: MoverSink, ok: bool, leader: int | None, shard: int | None) -> None:
+        if shard is None:
+            shard = -1
+        self.mover.answered(sink.task, sink.step, ok=ok, now=self.now, leader=leader, shard=shard)
+
+    def _forwarded_step_answered(self, sink: MoverSink, shard: int, payload: bytes) -> None:
+        reply = decode_reply(payload)
+        ok = reply is not None and reply.get("ok") is True
+        hint = None if reply is None else reply.get("leader")
+        leader = hint.get("id") if isinstance(hint, dict) else None
+        self._step_answered(sink, ok, leader if isinstance(leader, int) else None, shard)
+
+    def _move_request(self, request: MoveRequest, sink: ReplySink, payload: bytes, forwarded: bool) -> None:
+        """A step of a move: `move_partition` from an operator, or a step another node drives."""
+        common = request.common
+        step = request.step
+        if common.op in INTERNAL_MOVE_OPS and not forwarded:
+            raise RequestError(ErrorCode.INVALID_REQUEST, f"{common.op} is a step a node sends, not a client")
+        shard_map = self.shard_map
+        if isinstance(step, Freeze):
+            if not 0 <= step.partition < shard_map.partitions:
+                raise RequestError(
+                    ErrorCode.INVALID_REQUEST,
+                    f"no partition {step.partition} (the map has {shard_map.partitions})",
+                )
+            shard_id = shard_map.owners[step.partition]
+            if step.to_shard not in self._data_shards or step.to_shard == shard_id:
+                raise RequestError(
+                    ErrorCode.INVALID_REQUEST,
+                    f"partition {step.partition} is in shard {shard_id}; to_shard must be another data shard "
+                    f"(have {list(self._data_shards)})",
+                )
+        elif isinstance(step, MapMove):
+            shard_id = META_SHARD
+        else:
+            assert isinstance(step, Ingest | Drop)
+            if common.shard is None:
+                raise RequestError(ErrorCode.INVALID_REQUEST, f"{common.op} names no shard")
+            shard_id = common.shard
+        replica = self.replicas.get(shard_id)
+        if replica is None:
+            raise self._wrong_shard(shard_id, f"node {self.node_id} holds no replica of shard {shard_id}")
+        self._touch(replica)
+        timeout_s = self.config.requests.request_timeout_ms / 1000
+        if not replica.is_leader:
+            incoming = _Incoming(payload, sink, forwarded, common.request_id, self.now + timeout_s)
+            self._forward(replica, incoming)
+            return
+        self._refuse_if_stalled()
+        command = Command(step, self.clock.now(), common.principal, None)
+        replica.accept_write(command, sink, common.request_id, self.now + timeout_s)
 
     def _tick(self, now: float) -> None:
         ticks = 0
@@ -391,6 +526,10 @@ class Node:
     def _after_apply(self, active: list[Replica]) -> None:
         for replica in active:
             replica.after_apply()
+            if replica.shard_id == META_SHARD:
+                self._adopt_stored_map(replica)
+            if replica.moves_changed:
+                self._moves_changed[replica.shard_id] = replica
             self._replies.extend(replica.replies)
             replica.replies.clear()
         self._maybe_snapshot(active)
@@ -470,7 +609,11 @@ class Node:
                 self._handle_request(forward.request, sink, forwarded=True)
             for answer in batch.forward_replies:
                 waiting = self._forwards.pop(answer.forward_id, None)
-                if waiting is not None:
+                if waiting is None:
+                    continue
+                if isinstance(waiting.sink, MoverSink):
+                    self._forwarded_step_answered(waiting.sink, waiting.shard_id, answer.reply)
+                else:
                     self.clients.reply(list(waiting.sink.envelope), answer.reply)
 
     def _step_raft(self, sender: int, batch: PeerBatch) -> None:
@@ -528,7 +671,7 @@ class Node:
 
     def _handle_request(self, payload: bytes, sink: ReplySink, forwarded: bool) -> None:
         try:
-            request = parse_request(payload, self.config.limits)
+            request = parse_request(payload, self._peer_limits if forwarded else self.config.limits)
         except BadRequest as bad:
             self.counters[f"rejected_{bad.error.code.lower()}"] += 1
             self._replies.append(Reply(sink, bad.request_id, None, {}, bad.error))
@@ -539,6 +682,9 @@ class Node:
             self._observe_hlc(request)
             if isinstance(request, AdminRequest):
                 self._admin(request, sink)
+                return
+            if isinstance(request, MoveRequest):
+                self._move_request(request, sink, payload, forwarded)
                 return
             shard_id = self._route(request)
             self._dispatch(request, self._touch(self.replicas[shard_id]), payload, sink, forwarded)
@@ -684,7 +830,7 @@ class Node:
         if leader is None:
             raise RequestError(ErrorCode.NO_QUORUM, "no leader is known for this shard right now")
         sink = incoming.sink
-        if incoming.forwarded or not isinstance(sink, ClientSink) or leader == self.node_id:
+        if incoming.forwarded or not isinstance(sink, ClientSink | MoverSink) or leader == self.node_id:
             raise RequestError(ErrorCode.NOT_LEADER, f"node {leader} leads this shard")
         forward_id = self._next_forward_id
         self._next_forward_id += 1
@@ -713,6 +859,12 @@ class Node:
         # A clock off from its peers' hands out no stamp.
         stamp = None if clock_fault(self.clock, self.peer_contact, self.now) else self.clock.now()
         for reply in self._replies:
+            if isinstance(reply.sink, MoverSink):
+                leader = None
+                if reply.error is not None and reply.shard_id in self.replicas:
+                    leader = self.replicas[reply.shard_id].raft.leader_id
+                self._step_answered(reply.sink, reply.error is None, leader, reply.shard_id)
+                continue
             if isinstance(reply.sink, DaemonSink):
                 if reply.error is not None:  # _seed_meta writes again after its retry time
                     log.warning("shard %d: the node's own write failed: %s", reply.shard_id, reply.error)

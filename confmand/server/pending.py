@@ -33,7 +33,15 @@ class DaemonSink:
     """A request the node made itself (the meta shard's first map): its answer goes nowhere."""
 
 
-ReplySink = ClientSink | ForwardSink | DaemonSink
+@dataclass(frozen=True, slots=True)
+class MoverSink:
+    """A step of a partition move this node drives: its answer goes to the mover (mover.py)."""
+
+    task: tuple[int, int, int]  # (source shard, partition, move gen)
+    step: str
+
+
+ReplySink = ClientSink | ForwardSink | DaemonSink | MoverSink
 
 
 @dataclass(slots=True)

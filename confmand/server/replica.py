@@ -25,16 +25,19 @@ from __future__ import annotations
 import dataclasses
 import logging
 import random
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 
 from confmand.kv.codec import encode_command
 from confmand.kv.commands import Command
+from confmand.kv.partitions import OP_NAMES, Ownership, refusal
 from confmand.kv.queries import audit_records, get_key, key_history, list_keys
 from confmand.kv.results import WriteResult
 from confmand.kv.snapshot import STATE_KINDS, decode_state, export_state
 from confmand.kv.state_machine import ConfigStateMachine
 from confmand.protocol.errors import ErrorCode
 from confmand.protocol.ops import AuditQuery, GetQuery, HistoryQuery, ListQuery
+from confmand.protocol.shardmap import partition_of
 from confmand.protocol.types import Consistency, Version
 from confmand.raft import (
     Entry,
@@ -58,6 +61,7 @@ from confmand.storage import DataDirError, ShardStorage, StorageError, WriteBatc
 
 log = logging.getLogger(__name__)
 
+MOVE_STEP_NAMES = frozenset(OP_NAMES.values())
 EXPIRY_CHECK_S = 0.05  # how often deadlines are looked at (a tick of the default config)
 CLOCK_HANDOFF_S = 1.0  # a leader whose clock is off tries a hand-off at most this often
 
@@ -68,6 +72,7 @@ class ReplicaSettings:
     session_ttl_ms: int = 3_600_000
     snapshot_interval_entries: int = 10_000
     log_retain_entries: int = 1_000
+    ownership: Ownership | None = None  # a data shard's partitions (None: the meta shard holds all)
 
 
 @dataclass(slots=True)
@@ -104,9 +109,13 @@ class Replica:
                 f"shard {shard_id}: the state machine applied {applied_term}:{applied_index}, "
                 f"but the log says {self.applied}: the data dir is inconsistent"
             )
-        self.machine = ConfigStateMachine(storage, settings.history_limit, settings.session_ttl_ms)
+        self.machine = ConfigStateMachine(
+            storage, settings.history_limit, settings.session_ttl_ms, ownership=settings.ownership
+        )
         self.role = Role.FOLLOWER
         self.leader_id: int | None = None
+        # Its partitions' move states may have changed since the mover last looked (mover.py).
+        self.moves_changed = True
         self.last_leader_contact = 0.0  # monotonic seconds; 0: never
         self.peer_contact: dict[int, float] = {}
         self.replies: list[Reply] = []
@@ -254,6 +263,7 @@ class Replica:
             records = decode_state(rd.snapshot.data)
             self.storage.stage_install_state(records, STATE_KINDS, meta.term, meta.index, batch)
             staged.installed_snapshot = Version(meta.term, meta.index)
+            self.moves_changed = True
         self._staged = staged
         return staged.sync
 
@@ -276,6 +286,8 @@ class Replica:
         normal = [(Version(e.term, e.index), e.data) for e in entries if e.kind is EntryKind.NORMAL]
         writes, results = self.machine.apply_batch(normal)
         by_index = dict(zip((v.index for v, _ in normal), results, strict=True))
+        if any(r.op in MOVE_STEP_NAMES for r in results):
+            self.moves_changed = True
         for e in entries:
             staged.results[e.index] = by_index.get(e.index)
             staged.terms[e.index] = e.term
@@ -486,22 +498,49 @@ class Replica:
             fields["staleness_ms"] = self.staleness_ms()
         self.replies.append(Reply(read.sink, rid, self.shard_id, fields))
 
+    def _refuse_unowned(self, keys: Iterable[str]) -> None:
+        """A read must not see a partition this shard does not own now (kv/partitions.py)."""
+        ownership = self.settings.ownership
+        if ownership is None:
+            return
+        looked: set[int] = set()
+        for key in keys:
+            partition = partition_of(key, ownership.partitions)
+            if partition in looked:
+                continue
+            looked.add(partition)
+            refused = refusal(self.storage, ownership, key, "read", self.applied)
+            if refused is not None:
+                code = ErrorCode(refused.error_code or "INTERNAL")
+                raise RequestError(code, refused.error_message, **refused.to_reply())
+
     def _query(self, request: ReadRequest) -> dict[str, object]:
         query = request.query
+        key = request.routing_key
+        if key is not None:
+            self._refuse_unowned([key])
         if isinstance(query, GetQuery):
             record = get_key(self.storage, query.key)
             if record is None:
                 raise RequestError(ErrorCode.NOT_FOUND, f"no key {query.key!r}")
             return record.to_reply()
-        if isinstance(query, ListQuery):
-            return list_keys(self.storage, query.prefix, query.after, query.limit, query.keys_only).to_reply()
         if isinstance(query, HistoryQuery):
             history = key_history(self.storage, query.key, query.limit)
             if not history:
                 raise RequestError(ErrorCode.NOT_FOUND, f"no history for key {query.key!r}")
             return {"versions": [h.to_wire() for h in history]}
+        # A scan across namespaces may meet a partition on its way out (never one gone: its
+        # records went with it), which it must not show: the partition's new shard may change it.
+        if isinstance(query, ListQuery):
+            page = list_keys(self.storage, query.prefix, query.after, query.limit, query.keys_only)
+            if key is None:
+                self._refuse_unowned(r.key for r in page.items)
+            return page.to_reply()
         assert isinstance(query, AuditQuery)
-        return audit_records(self.storage, query.after_hlc, query.limit, query.prefix).to_reply()
+        audit = audit_records(self.storage, query.after_hlc, query.limit, query.prefix)
+        if key is None:
+            self._refuse_unowned(r.key for r in audit.records)
+        return audit.to_reply()
 
     def _fail_reads(self, reads: list[PendingRead], error: RequestError) -> None:
         for read in reads:
@@ -511,6 +550,8 @@ class Replica:
         soft = rd.soft_state
         was_leader = self.role is Role.LEADER
         self.role, self.leader_id = soft.role, soft.leader_id
+        if soft.role is Role.LEADER and not was_leader:
+            self.moves_changed = True  # a new leader finishes the moves its predecessor left
         if was_leader and soft.role is not Role.LEADER:
             # ReadIndex rounds of a deposed leader never complete: answer them now.
             error = _not_leader(NotLeader(soft.leader_id))

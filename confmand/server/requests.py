@@ -9,12 +9,14 @@ garbage is one INVALID_REQUEST reply, never an exception elsewhere.
 
 from __future__ import annotations
 
+import dataclasses
 from dataclasses import dataclass
 from typing import Any
 
 import msgpack
 
 from confmand.config import Limits
+from confmand.kv.partitions import OP_NAMES, Drop, Freeze, Ingest, MapMove, PartitionOp
 from confmand.protocol.errors import ErrorCode
 from confmand.protocol.ops import (
     AuditQuery,
@@ -30,8 +32,10 @@ from confmand.protocol.ops import (
 )
 from confmand.protocol.requests import (
     ADMIN_OPS,
+    INTERNAL_MOVE_OPS,
     MAX_CLIENT_ID_BYTES,
     MAX_PRINCIPAL_BYTES,
+    MOVE_OPS,
     NO_REQUEST_ID,
     PROTOCOL_VERSION,
     READ_OPS,
@@ -86,11 +90,19 @@ class ReadRequest:
 
 
 @dataclass(frozen=True, slots=True)
+class MoveRequest:
+    """A step of a partition move: `move_partition` from an operator, the others from a node."""
+
+    common: Common
+    step: PartitionOp
+
+
+@dataclass(frozen=True, slots=True)
 class AdminRequest:
     common: Common  # op is "ping" or "status"
 
 
-Request = WriteRequest | ReadRequest | AdminRequest
+Request = WriteRequest | ReadRequest | AdminRequest | MoveRequest
 
 
 class BadRequest(Exception):
@@ -187,7 +199,31 @@ def parse_map(obj: dict[str, Any], limits: Limits) -> Request:
         return _read(common, fields)
     if op in ADMIN_OPS:
         return AdminRequest(common)
+    if op in MOVE_OPS or op in INTERNAL_MOVE_OPS:
+        return MoveRequest(common, _move_step(op, fields))
     raise RequestError(ErrorCode.UNSUPPORTED, f"unknown op {op!r}")
+
+
+def _move_step(op: str, f: _Fields) -> PartitionOp:
+    if op == "move_partition":
+        return Freeze(f.integer("partition"), f.integer("to_shard"))
+    if op == "partition_ingest":
+        export = f.optional_bytes("export")
+        if export is None:
+            raise _invalid("partition_ingest needs 'export'")
+        return Ingest(f.integer("partition"), f.integer("gen"), f.integer("from_shard"), export)
+    if op == "partition_drop":
+        return Drop(f.integer("partition"), f.integer("gen"))
+    return MapMove(f.integer("partition"), f.integer("from_shard"), f.integer("to_shard"), f.integer("gen"))
+
+
+def move_step_frame(request_id: int, step: PartitionOp, shard: int, hlc: int) -> bytes:
+    """The request a node sends another for a step of a move it drives (parsed by `_move_step`)."""
+    fields: dict[str, object] = {"v": PROTOCOL_VERSION, "id": request_id, "shard": shard, "hlc": hlc}
+    fields["op"] = "move_partition" if isinstance(step, Freeze) else OP_NAMES[type(step)]
+    fields.update(dataclasses.asdict(step))
+    packed: bytes = msgpack.packb(fields, use_bin_type=True)
+    return packed
 
 
 def _operation(op: str, f: _Fields) -> Operation:

@@ -11,7 +11,7 @@ import pytest
 
 from confmand.config import ClusterShape, PeerConfig
 from confmand.kv.queries import get_key
-from confmand.protocol.shardmap import ShardMap
+from confmand.protocol.shardmap import ShardMap, partition_of
 from confmand.server.meta import stored_map
 from confmand.storage import DataDirError
 from tests.server.node_harness import EPHEMERAL, NodeHarness, single_node_config
@@ -164,3 +164,33 @@ def test_the_meta_shard_leader_writes_the_first_map_and_the_node_registry(sharde
     record = get_key(meta.storage, "nodes/1")
     assert record is not None
     assert msgpack.unpackb(record.value)["client_address"] == sharded.node.config.client_address
+
+
+def test_a_moved_partition_takes_its_keys_history_and_audit_to_the_new_shard(sharded: NodeHarness) -> None:
+    a, _ = _namespaces_on_two_shards(sharded)
+    partition = partition_of(a, SHAPE.partitions)
+    source = _map(sharded).shard_of(a)
+    target = next(s for s in _map(sharded).data_shards if s != source)
+    sharded.call("put", key=f"{a}/x", value=b"1")
+    sharded.call("put", key=f"{a}/x", value=b"2")
+
+    started = sharded.call("move_partition", partition=partition, to_shard=target)
+    sharded.turn_until(lambda: _map(sharded).owners[partition] == target and not sharded.node.mover.busy)
+
+    assert started["ok"], started
+    got = sharded.call("get", key=f"{a}/x")
+    assert (got["ok"], got["value"], got["shard"]) == (True, b"2", target)
+    history = sharded.call("history", key=f"{a}/x")
+    assert [v["value"] for v in history["versions"]] == [b"2", b"1"]
+    assert sharded.call("put", key=f"{a}/x", value=b"3")["shard"] == target
+    stale = sharded.call("get", key=f"{a}/x", shard=source)
+    assert stale["error"]["code"] == "WRONG_SHARD"
+    source_audit = sharded.call("audit", shard=source)
+    assert all(not r["key"].startswith(f"{a}/") for r in source_audit["records"])
+    assert stored_map(sharded.node.replicas[0].storage) == _map(sharded)
+
+
+def test_a_client_cannot_send_a_step_only_a_node_may(sharded: NodeHarness) -> None:
+    refused = sharded.call("partition_drop", partition=0, gen=1, shard=1)
+
+    assert refused["error"]["code"] == "INVALID_REQUEST"
