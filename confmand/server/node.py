@@ -29,6 +29,8 @@ import random
 from collections import defaultdict
 from dataclasses import dataclass, field
 
+import msgpack
+
 from confmand.config import NodeConfig
 from confmand.hlc import HlcError, HybridClock
 from confmand.kv.commands import Command
@@ -36,7 +38,7 @@ from confmand.kv.partitions import Drop, Freeze, Ingest, MapMove, Ownership, exp
 from confmand.protocol.errors import ErrorCode
 from confmand.protocol.replies import ReplyEnvelope, decode_reply
 from confmand.protocol.requests import INTERNAL_MOVE_OPS
-from confmand.protocol.shardmap import META_SHARD
+from confmand.protocol.shardmap import META_SHARD, ShardMap
 from confmand.protocol.types import Consistency, LeaderHint, WireError
 from confmand.raft import Membership, Message, RaftConfig
 from confmand.raft.messages import AppendEntries, Heartbeat, InstallSnapshot
@@ -50,6 +52,7 @@ from confmand.server.pending import (
     ClientSink,
     DaemonSink,
     ForwardSink,
+    MapSink,
     MoverSink,
     PendingRead,
     Reply,
@@ -96,7 +99,7 @@ class _PeerOutbox:
 
 @dataclass(slots=True)
 class _Forwarded:
-    sink: ClientSink | MoverSink
+    sink: ClientSink | MoverSink | MapSink
     request_id: int
     shard_id: int
     deadline: float
@@ -176,6 +179,7 @@ class Node:
         self._data_shards = tuple(self.shard_map.data_shards)
         self.mover = PartitionMover()
         self._moves_changed: dict[int, Replica] = {}  # replicas the mover should look at again
+        self._map_fetch_until = 0.0  # a newer map asked of a peer: no second request before then
         self._peer_limits = dataclasses.replace(config.limits, max_request_bytes=PEER_REQUEST_BYTES)
         # When each peer was last heard, on any shard: the clock's health is the node's, and a
         # follower of a shard hears only that shard's leader (monotonic seconds).
@@ -189,6 +193,8 @@ class Node:
         # The map's shards for this node, and any a leader started here before a restart.
         for shard_id in sorted({*self.shard_map.shards_on(self.node_id), *storage.shard_ids()}):
             self._open_replica(shard_id)
+        if META_SHARD in self.replicas:  # the map as it was when this node stopped
+            self._adopt_stored_map(self.replicas[META_SHARD])
         # Each incarnation numbers its forwards from a random point: a leader may answer a forward
         # after this node restarted, and under an id the new incarnation had reused the answer
         # would go to another client, which took it for its own when the request ids matched
@@ -201,7 +207,7 @@ class Node:
     def _open_replica(self, shard_id: int) -> None:
         shard = self.storage.shard(shard_id)
         if not shard.is_bootstrapped():
-            voters = frozenset(self.shard_map.replicas.get(shard_id, ()))
+            voters = frozenset(self._initial_map.replicas.get(shard_id, ()))
             if self.node_id in voters:
                 batch = self.storage.new_batch()
                 shard.stage_bootstrap(Membership(voters), batch)
@@ -312,11 +318,42 @@ class Node:
         self._touch(meta)
         timeout_s = self.config.requests.request_timeout_ms / 1000
         self._meta_retry_at = deadline = self.now + timeout_s
-        command = seed_command(self.shard_map, self.config.peers, self.clock.now())
+        command = seed_command(self._initial_map, self.config.peers, self.clock.now())
         meta.accept_write(command, DaemonSink(), 0, deadline)
         log.info(
-            "shard 0: writing the first shard map (epoch %d) and the node registry", self.shard_map.epoch
+            "shard 0: writing the first shard map (epoch %d) and the node registry", self._initial_map.epoch
         )
+
+    def _fetch_map_from(self, peer_id: int) -> None:
+        """A peer's map is newer (how a node without a meta replica learns maps): ask it, one at a time."""
+        if self.now < self._map_fetch_until:
+            return
+        timeout_s = self.config.requests.request_timeout_ms / 1000
+        self._map_fetch_until = self.now + timeout_s
+        forward_id = self._next_forward_id
+        self._next_forward_id += 1
+        self._forwards[forward_id] = _Forwarded(MapSink(), 0, META_SHARD, self.now + timeout_s)
+        frame = msgpack.packb({"v": 1, "id": forward_id, "op": "shard_map"})
+        self._outbox[peer_id].forwards.append(ForwardRequest(forward_id, META_SHARD, frame))
+
+    def _map_answered(self, payload: bytes) -> None:
+        self._map_fetch_until = 0.0
+        reply = decode_reply(payload)
+        if reply is None or reply.get("ok") is not True:
+            return
+        try:
+            shard_map = ShardMap.from_wire(reply)
+        except WireError as exc:
+            self._drop("peer_map_undecodable", "a peer's shard map is not one: %s", exc)
+            return
+        self._adopt(shard_map)
+
+    def _adopt(self, shard_map: ShardMap) -> None:
+        if shard_map.epoch <= self.shard_map.epoch:
+            return
+        log.info("shard map epoch %d -> %d", self.shard_map.epoch, shard_map.epoch)
+        self.shard_map = shard_map
+        self._data_shards = tuple(shard_map.data_shards)
 
     def _adopt_stored_map(self, meta: Replica) -> None:
         """A newer map in the meta shard (a partition moved) becomes this node's map."""
@@ -325,11 +362,8 @@ class Node:
         except WireError as exc:
             self._drop("meta_map_undecodable", "shard 0: the stored map is not one: %s", exc)
             return
-        if stored is None or stored.epoch <= self.shard_map.epoch:
-            return
-        log.info("shard map epoch %d -> %d", self.shard_map.epoch, stored.epoch)
-        self.shard_map = stored
-        self._data_shards = tuple(stored.data_shards)
+        if stored is not None:
+            self._adopt(stored)
 
     # ------------------------------------------------------------------ partition moves
 
@@ -603,6 +637,8 @@ class Node:
                 self.clock.update(batch.hlc)
             except HlcError as exc:  # ClockSkewError included: keep Raft going, refuse the stamp
                 self._drop("peer_clock_rejected", "node %d: %s", sender, exc)
+            if batch.map_epoch > self.shard_map.epoch:
+                self._fetch_map_from(sender)
             self._step_raft(sender, batch)
             for forward in batch.forwards:
                 sink = ForwardSink(sender, forward.forward_id)
@@ -611,7 +647,9 @@ class Node:
                 waiting = self._forwards.pop(answer.forward_id, None)
                 if waiting is None:
                     continue
-                if isinstance(waiting.sink, MoverSink):
+                if isinstance(waiting.sink, MapSink):
+                    self._map_answered(answer.reply)
+                elif isinstance(waiting.sink, MoverSink):
                     self._forwarded_step_answered(waiting.sink, waiting.shard_id, answer.reply)
                 else:
                     self.clients.reply(list(waiting.sink.envelope), answer.reply)
@@ -652,7 +690,15 @@ class Node:
         stamp = self.clock.now()
         for peer_id, box in self._outbox.items():
             payload = encode_peer_batch(
-                PeerBatch(self.node_id, stamp, box.raft, box.forwards, box.forward_replies, self.incarnation)
+                PeerBatch(
+                    self.node_id,
+                    stamp,
+                    box.raft,
+                    box.forwards,
+                    box.forward_replies,
+                    self.incarnation,
+                    self.shard_map.epoch,
+                )
             )
             try:
                 sent = self.peers.send(peer_id, payload)
@@ -859,6 +905,9 @@ class Node:
         # A clock off from its peers' hands out no stamp.
         stamp = None if clock_fault(self.clock, self.peer_contact, self.now) else self.clock.now()
         for reply in self._replies:
+            if isinstance(reply.sink, MapSink):
+                self._map_fetch_until = 0.0  # unanswered: the next newer epoch a peer shows asks again
+                continue
             if isinstance(reply.sink, MoverSink):
                 leader = None
                 if reply.error is not None and reply.shard_id in self.replicas:

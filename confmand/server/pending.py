@@ -41,7 +41,12 @@ class MoverSink:
     step: str
 
 
-ReplySink = ClientSink | ForwardSink | DaemonSink | MoverSink
+@dataclass(frozen=True, slots=True)
+class MapSink:
+    """This node's request for a peer's newer shard map: its answer becomes this node's map."""
+
+
+ReplySink = ClientSink | ForwardSink | DaemonSink | MoverSink | MapSink
 
 
 @dataclass(slots=True)

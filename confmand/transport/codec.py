@@ -88,6 +88,8 @@ class PeerBatch:
     forward_replies: list[ForwardReply]
     # Drawn at random by each start of the sender: a new one tells the peers it restarted.
     incarnation: int = 0
+    # The epoch of the sender's shard map: a node that learns of a newer one asks the sender for it.
+    map_epoch: int = 0
 
 
 class _Bad(Exception):
@@ -316,6 +318,7 @@ def encode_peer_batch(batch: PeerBatch) -> bytes:
         [(f.forward_id, f.shard_id, f.request) for f in batch.forwards],
         [(r.forward_id, r.reply) for r in batch.forward_replies],
         batch.incarnation,
+        batch.map_epoch,
     )
     try:
         return msgpack.packb(body, use_bin_type=True)
@@ -334,7 +337,7 @@ def decode_peer_batch(data: bytes) -> PeerBatch:
         raise PeerDecodeError(f"not a msgpack peer batch: {type(exc).__name__}: {exc}") from None
     where = "batch"
     try:
-        version, from_node, hlc, raft, forwards, replies, incarnation = _array(body, 7)
+        version, from_node, hlc, raft, forwards, replies, incarnation, map_epoch = _array(body, 8)
         if version != VERSION or type(version) is not int:
             raise _Bad(f"unsupported peer codec version {_show(version)} (this node speaks {VERSION})")
         where = "from_node"
@@ -345,6 +348,8 @@ def decode_peer_batch(data: bytes) -> PeerBatch:
             raise _Bad("must fit in 64 bits")
         where = "incarnation"
         started = _uint(incarnation)
+        where = "map_epoch"
+        epoch = _uint(map_epoch)
         messages = []
         for position, item in enumerate(_array(raft)):
             where = f"raft[{position}]"
@@ -361,7 +366,7 @@ def decode_peer_batch(data: bytes) -> PeerBatch:
             reply_list.append(ForwardReply(_uint(forward_id), _bytes(reply)))
     except _Bad as exc:
         raise PeerDecodeError(f"{where}: {exc}") from None
-    return PeerBatch(sender, stamp, messages, forward_list, reply_list, started)
+    return PeerBatch(sender, stamp, messages, forward_list, reply_list, started, epoch)
 
 
 def _decode_message(item: object, sender: int) -> tuple[int, Message]:

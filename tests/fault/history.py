@@ -37,7 +37,7 @@ Value: TypeAlias = "bool | int | str | tuple[Value, ...] | None"
 Outcome = Literal["ok", "fail", "unknown"]
 OUTCOMES: frozenset[str] = frozenset(get_args(Outcome))
 
-_FIELDS = ("process", "kind", "key", "input", "call_ns", "return_ns", "outcome", "output", "version")
+_FIELDS = ("process", "kind", "key", "input", "call_ns", "return_ns", "outcome", "output", "version", "shard")
 
 
 class HistoryError(ValueError):
@@ -70,6 +70,7 @@ class Op:
     outcome: Outcome
     output: Value = None
     version: str | None = None
+    shard: int | None = None  # whose log `version` is in: versions of two shards do not compare
 
     def __post_init__(self) -> None:
         where = f"op {self.kind!r} on {self.key!r} by process {self.process}"
@@ -92,6 +93,8 @@ class Op:
             )
         if self.outcome == "unknown" and self.output is not None:
             raise HistoryError(f"{where}: an unknown op has no output, got {self.output!r}")
+        if self.shard is not None and (not isinstance(self.shard, int) or isinstance(self.shard, bool)):
+            raise HistoryError(f"{where}: shard must be an int, not {self.shard!r}")
         if self.version is not None and not isinstance(self.version, str):
             raise HistoryError(f"{where}: version must be a 'term:index' str, not {self.version!r}")
         _check_value(self.input, f"{where}: input")

@@ -5,7 +5,8 @@ from __future__ import annotations
 import time
 from pathlib import Path
 
-from confmand.protocol.shardmap import ShardMap
+from confctl.client import Client
+from confmand.protocol.shardmap import ShardMap, partition_of
 from tests.integration.harness import ClusterOptions, Reply, error_code, ok, running, wait_until
 
 SIXTEEN = {"partitions": 64, "data_shards": 16}
@@ -86,3 +87,46 @@ def _led_by(status: Reply | None, node: int) -> list[int]:
     if status is None:
         return []
     return [s for s, leader in _leaders(status).items() if leader == node]
+
+
+def test_a_partition_moved_under_write_load_loses_and_repeats_no_write(tmp_path: Path) -> None:
+    with running(tmp_path, ClusterOptions(cluster=SIXTEEN)) as cluster:
+        cluster.boot()
+        endpoints = [cluster.client_address(n) for n in cluster.node_ids]
+        with Client(endpoints, timeout_s=10.0) as client:
+            first = client.shard_map().map
+            source = first.shard_of("moving")
+            target = next(s for s in first.data_shards if s != source)
+            partition = partition_of("moving", first.partitions)
+            written: list[tuple[float, float]] = []  # (start, took) of each acknowledged write
+            for i in range(40):
+                start = time.monotonic()
+                client.put(f"moving/k{i % 4}", f"v{i}")
+                written.append((start, time.monotonic() - start))
+
+            started = ok(
+                cluster.call(1, {"op": "move_partition", "partition": partition, "to_shard": target})
+            )
+            moved_at = time.monotonic()
+            for i in range(40, 200):
+                start = time.monotonic()
+                client.put(f"moving/k{i % 4}", f"v{i}")
+                written.append((start, time.monotonic() - start))
+
+            def everywhere_moved() -> bool:
+                maps = [
+                    ShardMap.from_wire(ok(cluster.call(n, {"op": "shard_map"}))) for n in cluster.node_ids
+                ]
+                return all(m.owners[partition] == target for m in maps)
+
+            wait_until(everywhere_moved, 10.0, f"every node's map to give partition {partition} to {target}")
+            records = {k: client.get(f"moving/k{k}") for k in range(4)}
+            history = client.history("moving/k0", limit=100)
+
+    assert started["shard"] == source
+    for k, record in records.items():
+        assert record.value == f"v{196 + k}".encode()  # the last write of each key
+        assert record.changes == 50  # every acknowledged write once, none twice
+    assert [v.value for v in history.versions][:3] == [b"v196", b"v192", b"v188"]
+    pause = max(took for start, took in written if start >= moved_at - 1.0)
+    assert pause < 5.0, f"writes paused {pause:.2f} s"

@@ -227,19 +227,33 @@ class SimClient:
         if isinstance(result, GetResult):
             text = result.value.decode()
             self._seen[key] = text
-            return Op(self.process, kind, key, None, call_ns, now_ns, "ok", text, str(result.version))
+            return Op(
+                self.process,
+                kind,
+                key,
+                None,
+                call_ns,
+                now_ns,
+                "ok",
+                text,
+                str(result.version),
+                result.meta.shard,
+            )
         if isinstance(result, TxnResult):
             if result.succeeded:
                 self._seen[key] = _new_of(value)
             # A txn whose compare failed wrote nothing: its version says nothing about the key.
             version = str(result.version) if result.succeeded else None
-            return Op(self.process, kind, key, value, call_ns, now_ns, "ok", result.succeeded, version)
+            shard = result.meta.shard
+            return Op(self.process, kind, key, value, call_ns, now_ns, "ok", result.succeeded, version, shard)
         assert isinstance(result, WriteResult)
         if kind == "cas":
             self._seen[key] = _new_of(value)
-            return Op(self.process, kind, key, value, call_ns, now_ns, "ok", True, str(result.version))
+            shard = result.meta.shard
+            return Op(self.process, kind, key, value, call_ns, now_ns, "ok", True, str(result.version), shard)
         self._seen[key] = value if isinstance(value, str) else None
-        return Op(self.process, kind, key, value, call_ns, now_ns, "ok", None, str(result.version))
+        shard = result.meta.shard
+        return Op(self.process, kind, key, value, call_ns, now_ns, "ok", None, str(result.version), shard)
 
     def _may_have_applied(self, error: ConfmanError) -> bool:
         assert self._op is not None

@@ -23,10 +23,13 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from confctl.client import operations
-from confmand.protocol.shardmap import META_SHARD
+from confmand.kv.commands import Command
+from confmand.kv.partitions import Freeze
+from confmand.protocol.shardmap import META_SHARD, partition_of
 from confmand.raft import MembershipChange, MembershipChangeKind, NotLeader, ProposalRejected, Role
 from confmand.server.faults import NO_FAULTS, DriverFaults
 from confmand.server.meta import stored_map
+from confmand.server.pending import DaemonSink
 from confmand.storage import StorageError
 from tests.fault.history import History
 from tests.sim.checks import ClusterChecker, Violation, check_history, final_changes, state_digest
@@ -234,9 +237,14 @@ class Simulation:
         leaders = {shard: self._converge(shard) for shard in self.shard_ids}
         meta = leaders[META_SHARD].node
         assert meta is not None
-        if stored_map(meta.replicas[META_SHARD].storage) != self.shard_map:
-            self.checker.fail("meta shard", "the meta shard does not hold the first shard map")
-        problems = check_history(self.history, final_changes(leaders, self.keys, self.shard_map.shard_of))
+        final_map = stored_map(meta.replicas[META_SHARD].storage)
+        if final_map is None or final_map.replicas != self.shard_map.replicas:
+            self.checker.fail(
+                "meta shard", f"the meta shard holds no map with the first map's replicas: {final_map}"
+            )
+        assert final_map is not None
+        self.world.count("partition_moved", final_map.epoch - self.shard_map.epoch)
+        problems = check_history(self.history, final_changes(leaders, self.keys, final_map.shard_of))
         if problems:
             self.checker.fail("history", "\n".join(problems[:5]))
 
@@ -387,6 +395,8 @@ class Simulation:
         self._retire_removed()
         if self.calm:
             return
+        if s.move_rate and rng.random() < s.move_rate * OPERATOR_EVERY_S:
+            self._move_partition(rng)
         shard = rng.choice(self.shard_ids)
         leader = self._leader(shard)
         if leader is None or leader.node is None:
@@ -406,6 +416,29 @@ class Simulation:
                     f"transfer shard {shard} to {target}",
                     lambda: raft.transfer_leadership(target),
                 )
+
+    def _move_partition(self, rng: random.Random) -> None:
+        """Start moving the partition of a key the clients use to another data shard, on its leader."""
+        partition = partition_of(rng.choice(self.keys), self.shard_map.partitions)
+        leaders = [h for h in self.hosts.values() if h.node is not None and not h.paused]
+        owners = {h.node.shard_map.owners[partition] for h in leaders if h.node is not None}
+        if len(owners) != 1:  # the nodes disagree while a move settles: wait
+            return
+        (source,) = owners
+        leader = self._leader(source)
+        if leader is None or leader.node is None:
+            return
+        targets = [d for d in self.shard_map.data_shards if d != source]
+        target = rng.choice(targets)
+        command = Command(Freeze(partition, target), leader.node.clock.now(), "operator", None)
+        replica = leader.node.replicas[source]
+        deadline = leader.node.now + 5.0
+        self._try(
+            leader,
+            source,
+            f"move partition {partition} from shard {source} to {target}",
+            lambda: replica.accept_write(command, DaemonSink(), 0, deadline),
+        )
 
     def _change_membership(self, leader: SimHost, shard: int, rng: random.Random) -> None:
         assert leader.node is not None

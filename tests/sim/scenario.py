@@ -49,6 +49,7 @@ class Scenario:
     joins: int  # how many more nodes the operator may add (ids node_count+1 ..)
     membership_rate: float  # membership changes proposed per second
     transfer_rate: float  # leadership transfers asked per second
+    move_rate: float  # partition moves started per second (with more than one data shard)
     duration_s: float  # the faulty part; then everything heals for the final phase
     clients: int
     keys: int
@@ -125,6 +126,7 @@ class Scenario:
             joins=joins,
             membership_rate=2.0 if membership else 0.0,
             transfer_rate=0.5 if membership else 0.0,
+            move_rate=0.0 if profile == "calm" or data_shards == 1 else 2.0,
             duration_s=drawn_s if duration_s is None else duration_s,
             clients=rng.randint(3, 6) + (4 if stale else 0),  # more clients, fewer keys: more
             keys=2 if stale else rng.randint(2, 6),  # reads of a key a new leader has written

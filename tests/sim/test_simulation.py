@@ -116,6 +116,8 @@ def test_a_run_exercises_the_driver_paths_it_is_there_for() -> None:
         "operator_promote",
         "operator_remove",
         "operator_transfer",
+        "operator_move",
+        "partition_moved",
         "retired",
         "graceful_stop",
         "pause",

@@ -113,7 +113,7 @@ def _batch(*messages: Message) -> PeerBatch:
 
 
 def _wire(*raft: tuple[object, ...], version: int = VERSION, sender: object = SENDER) -> bytes:
-    return msgpack.packb((version, sender, 7, list(raft), [], [], 1))
+    return msgpack.packb((version, sender, 7, list(raft), [], [], 1, 1))
 
 
 def test_every_message_type_has_a_layout_covering_exactly_its_fields() -> None:
@@ -181,7 +181,7 @@ BAD_WIRES = {
     "not msgpack": (b"\xc1", "not a msgpack peer batch"),
     "trailing bytes": (_wire() + b"\x00", "not a msgpack peer batch"),
     "not an array": (msgpack.packb({"v": 1}), "batch: must be an array"),
-    "short batch": (msgpack.packb((1, 1, 0)), "batch: must be an array of 7 items"),
+    "short batch": (msgpack.packb((1, 1, 0)), "batch: must be an array of 8 items"),
     "future version": (_wire(version=2), "unsupported peer codec version 2"),
     "sender 0": (_wire(sender=0), "from_node: must be a node id >= 1"),
     "sender as bool": (_wire(sender=True), "from_node: must be a node id >= 1"),
@@ -221,14 +221,15 @@ BAD_WIRES = {
         "InstallSnapshot.meta: snapshot meta: nodes [1] are both voter and learner",
     ),
     "bad forward": (
-        msgpack.packb((1, 1, 0, [], [(1, 2)], [], 1)),
+        msgpack.packb((1, 1, 0, [], [(1, 2)], [], 1, 1)),
         "forwards[0]: must be an array of 3 items",
     ),
     "bad forward reply": (
-        msgpack.packb((1, 1, 0, [], [], [(-1, b"")], 1)),
+        msgpack.packb((1, 1, 0, [], [], [(-1, b"")], 1, 1)),
         "forward_replies[0]: must be a non",
     ),
-    "negative incarnation": (msgpack.packb((1, 1, 0, [], [], [], -1)), "incarnation: must be a non"),
+    "negative incarnation": (msgpack.packb((1, 1, 0, [], [], [], -1, 1)), "incarnation: must be a non"),
+    "negative map epoch": (msgpack.packb((1, 1, 0, [], [], [], 1, -1)), "map_epoch: must be a non"),
 }
 
 
