@@ -423,8 +423,8 @@ class Node:
         leader = hint.get("id") if isinstance(hint, dict) else None
         self._step_answered(sink, ok, leader if isinstance(leader, int) else None, shard)
 
-    def _move_request(self, request: MoveRequest, sink: ReplySink, payload: bytes, forwarded: bool) -> None:
-        """A step of a move: `move_partition` from an operator, or a step another node drives."""
+    def _move_shard(self, request: MoveRequest, forwarded: bool) -> int:
+        """The shard that applies a step of a move."""
         common = request.common
         step = request.step
         if common.op in INTERNAL_MOVE_OPS and not forwarded:
@@ -443,13 +443,20 @@ class Node:
                     f"partition {step.partition} is in shard {shard_id}; to_shard must be another data shard "
                     f"(have {list(self._data_shards)})",
                 )
-        elif isinstance(step, MapMove):
-            shard_id = META_SHARD
-        else:
-            assert isinstance(step, Ingest | Drop)
-            if common.shard is None:
-                raise RequestError(ErrorCode.INVALID_REQUEST, f"{common.op} names no shard")
-            shard_id = common.shard
+            return shard_id
+        if isinstance(step, MapMove):
+            return META_SHARD
+        assert isinstance(step, Ingest | Drop)
+        if common.shard is None:
+            raise RequestError(ErrorCode.INVALID_REQUEST, f"{common.op} names no shard")
+        return common.shard
+
+    def _move_request(
+        self, request: MoveRequest, shard_id: int, sink: ReplySink, payload: bytes, forwarded: bool
+    ) -> None:
+        """A step of a move: `move_partition` from an operator, or a step another node drives."""
+        common = request.common
+        step = request.step
         replica = self.replicas.get(shard_id)
         if replica is None:
             raise self._wrong_shard(shard_id, f"node {self.node_id} holds no replica of shard {shard_id}")
@@ -730,7 +737,8 @@ class Node:
                 self._admin(request, sink)
                 return
             if isinstance(request, MoveRequest):
-                self._move_request(request, sink, payload, forwarded)
+                shard_id = self._move_shard(request, forwarded)  # named in the reply: its leader hint
+                self._move_request(request, shard_id, sink, payload, forwarded)
                 return
             shard_id = self._route(request)
             self._dispatch(request, self._touch(self.replicas[shard_id]), payload, sink, forwarded)

@@ -38,6 +38,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
+from confmand.protocol.shardmap import ShardMap, partition_of
 from tests.fault.cluster import FaultCluster
 from tests.fault.power import PowerCluster
 
@@ -241,6 +242,32 @@ def _nothing(cluster: FaultCluster, done: Params) -> None:
     pass
 
 
+MOVED_NAMESPACES = ("reg0", "reg1", "set0", "set1", "ryw0", "ryw1", "eo0", "eo1")  # workloads.py's
+
+
+def _plan_move(rng: random.Random, size: int) -> Params:
+    return {"namespace": rng.randrange(len(MOVED_NAMESPACES)), "to": rng.randrange(1 << 16)}
+
+
+def _move_partition(cluster: FaultCluster, params: Params) -> Params:
+    """Move a workload namespace's partition to another data shard, as an operator would."""
+    namespace = MOVED_NAMESPACES[params["namespace"]]
+    for node in sorted(cluster.running()):
+        reply = cluster.call(node, {"op": "shard_map"}, timeout_s=1.0)
+        if reply is None or not reply.get("ok"):
+            continue
+        shard_map = ShardMap.from_wire(reply)
+        source = shard_map.shard_of(namespace)
+        others = [s for s in shard_map.data_shards if s != source]
+        if not others:
+            return {}
+        target = others[params["to"] % len(others)]
+        partition = partition_of(namespace, shard_map.partitions)
+        moved = cluster.call(node, {"op": "move_partition", "partition": partition, "to_shard": target}, 3.0)
+        return {"partition": partition, "from": source, "to": target, "ok": bool(moved and moved.get("ok"))}
+    return {}
+
+
 NEMESES: dict[str, Nemesis] = {
     n.name: n
     for n in (
@@ -281,6 +308,13 @@ NEMESES: dict[str, Nemesis] = {
         ),
         Nemesis(
             "restart", "SIGTERM a planned node and start it again at once", _plan_node, _restart, _nothing
+        ),
+        Nemesis(
+            "move-partition",
+            "move a workload namespace's partition to another data shard (the move finishes by itself)",
+            _plan_move,
+            _move_partition,
+            _nothing,
         ),
     )
 }

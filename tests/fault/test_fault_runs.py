@@ -22,7 +22,8 @@ from tests.fault.runner import RunSettings, run
 QUICK_RUNS = [
     RunSettings(seed=1, duration_s=12, nemeses=("kill-leader", "partition-majority-minority", "clock-step")),
     RunSettings(seed=2, duration_s=12, nemeses=("isolate-leader", "pause-random", "one-way-loss")),
-    RunSettings(seed=3, duration_s=12, nemeses=("kill-random", "bridge", "restart")),
+    RunSettings(seed=3, duration_s=12, nemeses=("kill-random", "bridge", "restart", "move-partition")),
+    RunSettings(seed=4, duration_s=12, nemeses=("move-partition", "kill-leader", "one-way-loss")),
 ]
 
 
