@@ -98,3 +98,8 @@ def status(endpoint: str) -> tuple[Request, Callable[[Reply], NodeStatus]]:
 
 def shard_map() -> tuple[Request, Callable[[Reply], ShardMapResult]]:
     return requests.shard_map(), replies.shard_map_result
+
+
+def move_partition(partition: int, to_shard: int) -> tuple[Request, Callable[[Reply], Version]]:
+    """The version of the freeze: the move has begun, and finishes by itself (docs/sharding.md)."""
+    return requests.move_partition(partition, to_shard), lambda reply: replies.need_version(reply, "version")

@@ -23,7 +23,20 @@ from confmand.protocol.shardmap import namespace_of
 
 LIMIT_MAX = 1000
 READ_OPS = CONSISTENT_READ_OPS  # the reads that carry a consistency mode
-Op = Literal["ping", "put", "get", "delete", "cas", "list", "txn", "history", "audit", "status", "shard_map"]
+Op = Literal[
+    "ping",
+    "put",
+    "get",
+    "delete",
+    "cas",
+    "list",
+    "txn",
+    "history",
+    "audit",
+    "status",
+    "shard_map",
+    "move_partition",
+]
 Fields = dict[str, object]
 
 
@@ -169,6 +182,14 @@ def ping() -> Request:
 
 def shard_map() -> Request:
     return Request("shard_map")
+
+
+def move_partition(partition: object, to_shard: object) -> Request:
+    """Start moving `partition` to data shard `to_shard` (any node passes it to the right leader)."""
+    for name, value in (("partition", partition), ("to_shard", to_shard)):
+        if not isinstance(value, int) or isinstance(value, bool) or value < 0:
+            raise InvalidArgument(f"{name} must be an int >= 0, got {value!r}")
+    return Request("move_partition", {"partition": partition, "to_shard": to_shard})
 
 
 def _compare(c: object) -> Compare:

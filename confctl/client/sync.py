@@ -179,6 +179,14 @@ class Client:
         """The cluster's shard map as the first node to answer knows it (and the client routes by it)."""
         return self._run(*ops.shard_map())
 
+    def move_partition(self, partition: int, to_shard: int) -> Version:
+        """Start moving `partition` to data shard `to_shard`; the cluster finishes it by itself.
+
+        Returns the version of the freeze in the partition's shard. Watch `shard_map()` until its
+        `owners[partition]` is `to_shard` (docs/sharding.md, *Moving a partition*).
+        """
+        return self._run(*ops.move_partition(partition, to_shard))
+
     def status(self, endpoint: str | None = None) -> NodeStatus:
         """One node's own view: `endpoint`'s, or whichever node the client reaches first."""
         request, parse = ops.status(endpoint or "")

@@ -1,8 +1,9 @@
-"""Cluster commands: `status` (every node's own view, side by side), `shards` (the shard map) and
-`audit` (the change log)."""
+"""Cluster commands: `status` (every node's own view, side by side), `shards` (the shard map),
+`move` (a partition to another shard) and `audit` (the change log)."""
 
 from __future__ import annotations
 
+import time
 from typing import Annotated
 
 import typer
@@ -103,6 +104,38 @@ def shards(env: Env) -> ExitCode:
     return ExitCode.OK
 
 
+MOVE_POLL_S = 0.2
+
+
+@command
+def move(
+    env: Env,
+    partition: Annotated[int, typer.Argument(min=0, help="The partition (see `confctl shards`).")],
+    to_shard: Annotated[int, typer.Argument(min=1, help="The data shard to move it to.")],
+    wait_s: Annotated[
+        float, typer.Option("--wait", min=0, help="Seconds to wait for the new map (0: do not wait).")
+    ] = 30.0,
+) -> ExitCode:
+    """Move a partition (every key of the namespaces that hash to it) to another data shard, online.
+
+    Writes to its keys pause for a moment; nothing is lost. Waits until the shard map names the
+    new shard (exit code 5 if it does not within --wait).
+    """
+    started = env.client.move_partition(partition, to_shard)
+    env.renderer.note(f"partition {partition} frozen at {started}: moving to shard {to_shard}")
+    deadline = time.monotonic() + wait_s
+    while wait_s:
+        result = env.client.shard_map()
+        if result.map.owners[partition] == to_shard:
+            env.renderer.record({"partition": partition, "shard": to_shard, "epoch": result.epoch})
+            return ExitCode.OK
+        if time.monotonic() >= deadline:
+            env.renderer.error(f"partition {partition} is not in shard {to_shard} after {wait_s:g} s")
+            return ExitCode.UNAVAILABLE
+        time.sleep(MOVE_POLL_S)
+    return ExitCode.OK
+
+
 @command
 def audit(
     env: Env,
@@ -143,4 +176,5 @@ def audit(
 def register(app: typer.Typer) -> None:
     app.command("status")(status)
     app.command("shards")(shards)
+    app.command("move")(move)
     app.command("audit")(audit)

@@ -11,6 +11,7 @@ KV owns these one-byte kinds (the node's storage owns h, l, s, n, x, m):
 | `c` session header | client_id | `[last_hlc, floor, count, low, top]` |
 | `r` session result | len(client_id) (1 byte) + client_id + seq (8 BE) | a `WriteResult.to_wire()` |
 | `e` sweep | `b"sessions"` | `[next_sweep_ms, cursor or nil]` (where the session sweep is) |
+| `p` partition | partition (4 BE) | `[state, gen, peer shard or nil]` (partitions.py: it moved) |
 
 Versions are `[term, index]`. Integers in keys are fixed-width big-endian so key order is
 numeric order: a key's history is one contiguous range ordered by index, a session's results

@@ -104,9 +104,7 @@ def test_a_partition_moved_under_write_load_loses_and_repeats_no_write(tmp_path:
                 client.put(f"moving/k{i % 4}", f"v{i}")
                 written.append((start, time.monotonic() - start))
 
-            started = ok(
-                cluster.call(1, {"op": "move_partition", "partition": partition, "to_shard": target})
-            )
+            started = client.move_partition(partition, target)
             moved_at = time.monotonic()
             for i in range(40, 200):
                 start = time.monotonic()
@@ -123,10 +121,11 @@ def test_a_partition_moved_under_write_load_loses_and_repeats_no_write(tmp_path:
             records = {k: client.get(f"moving/k{k}") for k in range(4)}
             history = client.history("moving/k0", limit=100)
 
-    assert started["shard"] == source
+    assert started.index > 0
     for k, record in records.items():
         assert record.value == f"v{196 + k}".encode()  # the last write of each key
         assert record.changes == 50  # every acknowledged write once, none twice
     assert [v.value for v in history.versions][:3] == [b"v196", b"v192", b"v188"]
     pause = max(took for start, took in written if start >= moved_at - 1.0)
+    print(f"longest write during the move: {pause * 1000:.1f} ms")  # docs/sharding.md quotes it
     assert pause < 5.0, f"writes paused {pause:.2f} s"

@@ -60,6 +60,9 @@ class FakeClient:
     data: dict[str, bytes] = field(default_factory=dict)
     fail: ConfmanError | None = None
     calls: builtins.list[tuple[str, tuple[object, ...]]] = field(default_factory=list)
+    moves: builtins.list[tuple[int, int]] = field(
+        default_factory=list
+    )  # (partition, to shard), applied at once
     closed: bool = False
     index: int = 0
 
@@ -142,9 +145,16 @@ class FakeClient:
     def shard_map(self) -> ShardMapResult:
         self._enter("shard_map")
         shards = (ShardInfo(0, (1, 2, 3), 1, 0), ShardInfo(1, (2, 3), 2, 3), ShardInfo(2, (3, 1), None, 5))
-        return ShardMapResult(
-            ShardMap(4, (1, 2, 2, 1, 2, 1, 2, 2), {s.id: s.replicas for s in shards}), shards, {}
-        )
+        owners = [1, 2, 2, 1, 2, 1, 2, 2]
+        for partition, shard in self.moves:
+            owners[partition] = shard
+        shard_map = ShardMap(4 + len(self.moves), tuple(owners), {s.id: s.replicas for s in shards})
+        return ShardMapResult(shard_map, shards, {})
+
+    def move_partition(self, partition: int, to_shard: int) -> Version:
+        self._enter("move_partition", partition, to_shard)
+        self.moves.append((partition, to_shard))
+        return Version(2, 40)
 
     def close(self) -> None:
         self.closed = True
@@ -273,6 +283,14 @@ def test_shards_prints_the_epoch_partitions_and_each_shards_replicas_leader_and_
     (as_json,) = cli.run("shards", "-o", "json").json()
     assert (as_json["epoch"], as_json["partitions"]) == (4, 8)
     assert as_json["shards"][2] == {"id": 2, "replicas": [3, 1], "leader": None, "partitions": 5}
+
+
+def test_move_starts_a_partition_move_and_waits_for_the_map_to_name_the_new_shard(cli: Harness) -> None:
+    result = cli.run("move", "0", "2", "-o", "json")
+
+    assert result.code == ExitCode.OK
+    assert cli.client.calls[-2:] == [("move_partition", (0, 2)), ("shard_map", ())]
+    assert result.json() == [{"partition": 0, "shard": 2, "epoch": 5}]
 
 
 def test_shards_against_an_unsharded_cluster_says_so_and_exits_rejected(cli: Harness) -> None:
