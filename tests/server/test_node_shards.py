@@ -194,3 +194,52 @@ def test_a_client_cannot_send_a_step_only_a_node_may(sharded: NodeHarness) -> No
     refused = sharded.call("partition_drop", partition=0, gen=1, shard=1)
 
     assert refused["error"]["code"] == "INVALID_REQUEST"
+
+
+def _move(h: NodeHarness, namespace: str) -> tuple[int, int, int]:
+    """Move `namespace`'s partition to another shard, to the end; (partition, source, target)."""
+    partition = partition_of(namespace, SHAPE.partitions)
+    source = _map(h).shard_of(namespace)
+    target = next(s for s in _map(h).data_shards if s != source)
+    assert h.call("move_partition", partition=partition, to_shard=target)["ok"]
+    h.turn_until(lambda: _map(h).owners[partition] == target and not h.node.mover.busy)
+    return partition, source, target
+
+
+def test_a_node_with_an_old_map_never_answers_for_a_partition_its_shard_gave_away(
+    sharded: NodeHarness,
+) -> None:
+    a, _ = _namespaces_on_two_shards(sharded)
+    sharded.call("put", key=f"{a}/x", value=b"1")
+    old_map = _map(sharded)
+    _, _, target = _move(sharded, a)
+    sharded.node.shard_map = old_map  # as a node that has not heard of the move yet
+
+    read = sharded.call("get", key=f"{a}/x")
+    write = sharded.call("put", key=f"{a}/x", value=b"2")
+
+    assert (read["error"]["code"], read["error"]["shard"]) == ("WRONG_SHARD", target)
+    assert (write["error"]["code"], write["error"]["shard"]) == ("WRONG_SHARD", target)
+
+
+def test_a_partition_on_its_way_out_serves_no_read_and_takes_no_write(
+    sharded: NodeHarness, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    a, _ = _namespaces_on_two_shards(sharded)
+    sharded.call("put", key=f"{a}/x", value=b"1")
+    monkeypatch.setattr(sharded.node.mover, "due", lambda now, export: [])  # the move stays frozen
+    partition = partition_of(a, SHAPE.partitions)
+    target = next(s for s in _map(sharded).data_shards if s != _map(sharded).shard_of(a))
+    assert sharded.call("move_partition", partition=partition, to_shard=target)["ok"]
+
+    codes = {
+        (op, mode): sharded.call(op, key=f"{a}/x", consistency=mode)["error"]["code"]
+        for op in ("get", "history")
+        for mode in ("linearizable", "stale")
+    }
+    listed = sharded.call("list", prefix="", shard=_map(sharded).shard_of(a))
+    write = sharded.call("put", key=f"{a}/x", value=b"2")
+
+    assert set(codes.values()) == {"PARTITION_MOVING"}, codes
+    assert listed["error"]["code"] == "PARTITION_MOVING"
+    assert write["error"]["code"] == "PARTITION_MOVING"
