@@ -1,5 +1,6 @@
 """Cluster commands: `status` (every node's own view, side by side), `shards` (the shard map),
-`move` (a partition to another shard) and `audit` (the change log)."""
+`move` (a partition to another shard), `rebalance` (even out the partitions) and `audit` (the change
+log)."""
 
 from __future__ import annotations
 
@@ -12,6 +13,7 @@ from confctl.client.errors import Unsupported
 from confctl.client.types import NodeStatus, ShardMapResult
 from confctl.commands.common import Env, command
 from confctl.exit_codes import ExitCode, for_error
+from confmand.protocol.shardmap import balancing_moves
 
 SHARD_COLUMNS = ["id", "replicas", "leader", "partitions"]
 STATUS_COLUMNS = [
@@ -105,6 +107,19 @@ def shards(env: Env) -> ExitCode:
 
 
 MOVE_POLL_S = 0.2
+MOVE_COLUMNS = ["partition", "from", "to"]
+
+
+def _wait_moved(env: Env, partition: int, to_shard: int, wait_s: float) -> ShardMapResult | None:
+    """The map once it names `to_shard` as the partition's owner; None if it does not within wait_s."""
+    deadline = time.monotonic() + wait_s
+    while True:
+        result = env.client.shard_map()
+        if result.map.owners[partition] == to_shard:
+            return result
+        if time.monotonic() >= deadline:
+            return None
+        time.sleep(MOVE_POLL_S)
 
 
 @command
@@ -123,16 +138,45 @@ def move(
     """
     started = env.client.move_partition(partition, to_shard)
     env.renderer.note(f"partition {partition} frozen at {started}: moving to shard {to_shard}")
-    deadline = time.monotonic() + wait_s
-    while wait_s:
+    if not wait_s:
+        return ExitCode.OK
+    result = _wait_moved(env, partition, to_shard, wait_s)
+    if result is None:
+        env.renderer.error(f"partition {partition} is not in shard {to_shard} after {wait_s:g} s")
+        return ExitCode.UNAVAILABLE
+    env.renderer.record({"partition": partition, "shard": to_shard, "epoch": result.epoch})
+    return ExitCode.OK
+
+
+@command
+def rebalance(
+    env: Env,
+    dry_run: Annotated[bool, typer.Option("--dry-run", help="Show the moves; make none.")] = False,
+    wait_s: Annotated[float, typer.Option("--wait", min=1, help="Seconds to wait for each move.")] = 30.0,
+) -> ExitCode:
+    """Even out the partitions the data shards own (to within one), one partition move at a time.
+
+    Prints the planned moves; without --dry-run makes them in turn, each finished before the
+    next starts. Exit code 5 if a move does not finish within --wait.
+    """
+    try:
         result = env.client.shard_map()
-        if result.map.owners[partition] == to_shard:
-            env.renderer.record({"partition": partition, "shard": to_shard, "epoch": result.epoch})
-            return ExitCode.OK
-        if time.monotonic() >= deadline:
+    except Unsupported as exc:
+        env.renderer.error(f"the cluster is not sharded: its nodes do not know 'shard_map' ({exc.message})")
+        return for_error(exc)
+    moves = balancing_moves(result.map)
+    env.renderer.rows([{"partition": p, "from": s, "to": t} for p, s, t in moves], MOVE_COLUMNS)
+    if dry_run or not moves:
+        env.renderer.note(
+            "balanced: no move needed" if not moves else f"{len(moves)} moves planned (dry run)"
+        )
+        return ExitCode.OK
+    for done, (partition, _, to_shard) in enumerate(moves, 1):
+        env.client.move_partition(partition, to_shard)
+        if _wait_moved(env, partition, to_shard, wait_s) is None:
             env.renderer.error(f"partition {partition} is not in shard {to_shard} after {wait_s:g} s")
             return ExitCode.UNAVAILABLE
-        time.sleep(MOVE_POLL_S)
+        env.renderer.note(f"moved {done}/{len(moves)}: partition {partition} to shard {to_shard}")
     return ExitCode.OK
 
 
@@ -177,4 +221,5 @@ def register(app: typer.Typer) -> None:
     app.command("status")(status)
     app.command("shards")(shards)
     app.command("move")(move)
+    app.command("rebalance")(rebalance)
     app.command("audit")(audit)

@@ -215,3 +215,20 @@ def _balanced_leaders(holders: Mapping[int, list[int]], nodes: list[int]) -> dic
             previous, shard = came_from[node]
             leaders[shard] = node
             node = previous
+
+
+def balancing_moves(shard_map: ShardMap) -> list[tuple[int, int, int]]:
+    """Partition moves `(partition, from shard, to shard)` after which every data shard owns as many
+    partitions as any other, give or take one: each takes a partition of the shard owning the most
+    (its highest-numbered) to the shard owning the fewest, until they differ by at most one.
+    """
+    owned = {shard: shard_map.partitions_of(shard) for shard in shard_map.data_shards}
+    moves: list[tuple[int, int, int]] = []
+    while True:
+        most = max(owned, key=lambda s: (len(owned[s]), -s))
+        fewest = min(owned, key=lambda s: (len(owned[s]), s))
+        if len(owned[most]) - len(owned[fewest]) <= 1:
+            return moves
+        partition = owned[most].pop()
+        owned[fewest].append(partition)
+        moves.append((partition, most, fewest))

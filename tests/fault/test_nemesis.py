@@ -24,7 +24,8 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from confmand.hlc import unpack
-from tests.fault.cluster import FaultCluster, assert_nothing_left_running
+from confmand.protocol.shardmap import ShardMap
+from tests.fault.cluster import SHARDED, FaultCluster, assert_nothing_left_running
 from tests.fault.nemesis import (
     NEMESES,
     FaultEvent,
@@ -238,12 +239,17 @@ def test_a_printed_schedule_parses_back_to_the_same_events(seed: int) -> None:
     assert parse_schedule(line) == events
 
 
+NOT_NODES = frozenset({"offset_ms", "namespace", "to"})  # a clock step's size; which partition moves where
+
+
 @given(seed=st.integers(0, 2**32), size=st.sampled_from([3, 5]))
 def test_planned_parameters_name_only_nodes_of_the_cluster(seed: int, size: int) -> None:
     events = schedule(seed, 60.0, list(NEMESES), size=size)
 
     for event in events:
-        nodes = [node for name, value in event.params.items() if name != "offset_ms" for node in _flat(value)]
+        nodes = [
+            node for name, value in event.params.items() if name not in NOT_NODES for node in _flat(value)
+        ]
         assert all(1 <= node <= size for node in nodes), event
         assert len(nodes) == len(set(nodes)), f"a node named twice: {event}"
 
@@ -450,7 +456,7 @@ def test_a_fault_that_fails_is_raised_by_join_and_the_cluster_is_still_recovered
 
 
 @pytest.mark.slow
-@pytest.mark.parametrize("name", list(NEMESES))
+@pytest.mark.parametrize("name", [n for n in NEMESES if n != "move-partition"])  # that one: below
 def test_every_nemesis_starts_and_stops_and_the_cluster_serves_after(
     cluster: FaultCluster, name: str
 ) -> None:
@@ -462,6 +468,27 @@ def test_every_nemesis_starts_and_stops_and_the_cluster_serves_after(
     assert [w.name for w in windows] == [name]
     assert windows[0].done, f"{name} did nothing: {windows[0]}"
     ok(cluster.call(leader, {"op": "put", "key": f"after/{name}", "value": b"v"}))
+
+
+def test_the_move_partition_nemesis_moves_a_workload_namespace_to_another_shard(tmp_path: Path) -> None:
+    sharded = FaultCluster(tmp_path, size=3, seed=7, options=SHARDED)
+    try:
+        sharded.boot()
+        events = [FaultEvent(0.0, "move-partition", NEMESES["move-partition"].plan(random.Random(3), 3), 0.5)]
+
+        (window,) = run_schedule(sharded, events).join(timeout_s=30.0)
+
+        done = window.done
+        assert done["ok"], window
+        assert done["from"] != done["to"]
+
+        def moved() -> bool:
+            reply = sharded.call(1, {"op": "shard_map"})
+            return reply is not None and ShardMap.from_wire(reply).owners[done["partition"]] == done["to"]
+
+        wait_until(moved, 10.0, f"partition {done['partition']} in shard {done['to']}")
+    finally:
+        sharded.close()
 
 
 def test_closing_the_cluster_twice_leaves_no_process_thread_or_port(booted: FaultCluster) -> None:

@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import json
+import subprocess
+import sys
 import time
 from pathlib import Path
 
@@ -129,3 +132,27 @@ def test_a_partition_moved_under_write_load_loses_and_repeats_no_write(tmp_path:
     pause = max(took for start, took in written if start >= moved_at - 1.0)
     print(f"longest write during the move: {pause * 1000:.1f} ms")  # docs/sharding.md quotes it
     assert pause < 5.0, f"writes paused {pause:.2f} s"
+
+
+def test_confctl_move_and_rebalance_move_partitions_and_even_them_out_again(tmp_path: Path) -> None:
+    with running(tmp_path, ClusterOptions(cluster={"partitions": 8, "data_shards": 2})) as cluster:
+        cluster.boot()
+        endpoints = ",".join(cluster.client_address(n) for n in cluster.node_ids)
+
+        def confctl(*args: str) -> subprocess.CompletedProcess[str]:
+            command = [sys.executable, "-m", "confctl", "--endpoints", endpoints, "--output", "json", *args]
+            return subprocess.run(command, capture_output=True, text=True, timeout=60, check=False)
+
+        moved = confctl("move", "0", "2")  # partition 0 starts in shard 1: now shard 2 owns five
+        plan = confctl("rebalance", "--dry-run")
+        rebalanced = confctl("rebalance")
+        after = confctl("rebalance", "--dry-run")
+
+    assert moved.returncode == 0, moved.stderr
+    assert json.loads(moved.stdout)["shard"] == 2
+    assert plan.returncode == 0, plan.stderr
+    (step,) = [json.loads(line) for line in plan.stdout.splitlines()]  # one JSON object per row
+    assert (step["from"], step["to"]) == (2, 1)
+    assert rebalanced.returncode == 0, rebalanced.stderr
+    assert "moved 1/1" in rebalanced.stderr
+    assert after.stdout.strip() == ""  # no row: nothing left to move

@@ -293,6 +293,22 @@ def test_move_starts_a_partition_move_and_waits_for_the_map_to_name_the_new_shar
     assert result.json() == [{"partition": 0, "shard": 2, "epoch": 5}]
 
 
+def test_rebalance_dry_run_plans_moves_that_even_out_the_partitions_and_makes_none(cli: Harness) -> None:
+    result = cli.run("rebalance", "--dry-run", "-o", "json")  # shard 1 owns 3 partitions, shard 2 five
+
+    assert result.code == ExitCode.OK
+    assert result.json() == [{"partition": 7, "from": 2, "to": 1}]
+    assert cli.client.moves == []
+
+
+def test_rebalance_makes_each_planned_move_in_turn(cli: Harness) -> None:
+    result = cli.run("rebalance")
+
+    assert result.code == ExitCode.OK
+    assert cli.client.moves == [(7, 1)]
+    assert "moved 1/1" in result.err
+
+
 def test_shards_against_an_unsharded_cluster_says_so_and_exits_rejected(cli: Harness) -> None:
     cli.client.fail = Unsupported("unknown op 'shard_map'")
     result = cli.run("shards")

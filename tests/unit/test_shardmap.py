@@ -13,6 +13,7 @@ from hypothesis import strategies as st
 from confmand.protocol.shardmap import (
     META_SHARD,
     ShardMap,
+    balancing_moves,
     initial_map,
     meta_replica_count,
     namespace_of,
@@ -121,3 +122,27 @@ def test_the_first_map_refuses_impossible_shapes() -> None:
         initial_map([1, 2], 1, 3, 16)
     with pytest.raises(ValueError, match="data_shards <= partitions"):
         initial_map([1, 2, 3], 8, 3, 4)
+
+
+@given(st.integers(1, 6), st.lists(st.integers(0, 5), min_size=1, max_size=64))
+def test_balancing_moves_leave_every_data_shard_within_one_partition_of_the_others(
+    data_shards: int, owners: list[int]
+) -> None:
+    first = initial_map([1, 2, 3], data_shards, 3, max(len(owners), data_shards))
+    skewed = ShardMap(
+        2, tuple(o % data_shards + 1 for o in owners) + first.owners[len(owners) :], first.replicas
+    )
+
+    moves = balancing_moves(skewed)
+
+    after = list(skewed.owners)
+    for partition, source, target in moves:
+        assert after[partition] == source
+        after[partition] = target
+    counts = [after.count(s) for s in skewed.data_shards]
+    assert max(counts) - min(counts) <= 1
+    assert len(moves) == len({p for p, _, _ in moves})  # no partition moved twice
+
+
+def test_a_balanced_map_needs_no_moves() -> None:
+    assert balancing_moves(initial_map([1, 2, 3], 4, 3, 64)) == []
