@@ -20,6 +20,7 @@ from confmand.server.replica import Replica
 
 RETRY_S: Final = 0.2  # after an error
 ANSWER_WAIT_S: Final = 2.0  # a step unanswered this long is sent again
+HINT_RETRY_S: Final = 0.01  # after a refusal that names the leader (it may name itself: a hand-off)
 STEPS: Final = ("ingest", "map", "drop")
 
 Task = tuple[int, int, int]  # (source shard, partition, move gen)
@@ -32,6 +33,7 @@ class _Progress:
     waiting: bool = False  # a step is out, not yet answered
     not_before: float = 0.0
     leader_guess: dict[int, int] = field(default_factory=dict)  # shard -> the node to send to
+    failed: bool = False  # the last try failed without naming a leader: try another node
 
 
 @dataclass(frozen=True, slots=True)
@@ -41,6 +43,7 @@ class Send:
     shard: int  # the shard whose leader must apply `op`
     op: PartitionOp
     node: int | None  # where to send it (None: the mover does not know; the node chooses)
+    blind: bool = False  # the last try went unanswered: the node's own idea of the leader may be stale
 
 
 class PartitionMover:
@@ -97,7 +100,7 @@ class PartitionMover:
                 shard, op = source, Drop(partition, gen)
             progress.waiting = True
             progress.not_before = now + ANSWER_WAIT_S  # unanswered by then: `expire` sends it again
-            sends.append(Send(task, step, shard, op, progress.leader_guess.get(shard)))
+            sends.append(Send(task, step, shard, op, progress.leader_guess.get(shard), progress.failed))
         return sends
 
     def wants_export(self, now: float) -> list[Task]:
@@ -114,6 +117,7 @@ class PartitionMover:
         if progress is None or STEPS[progress.step] != step:
             return  # an old answer: the task moved on, or was dropped
         progress.waiting = False
+        progress.failed = not ok and leader is None
         if ok:
             if progress.step + 1 < len(STEPS):
                 progress.step += 1
@@ -123,7 +127,7 @@ class PartitionMover:
             return  # after the drop the next `look` finds the partition GONE and ends the task
         if leader is not None:
             progress.leader_guess[shard] = leader
-            progress.not_before = now
+            progress.not_before = now + HINT_RETRY_S
         else:
             progress.leader_guess.pop(shard, None)
             progress.not_before = now + RETRY_S

@@ -99,7 +99,7 @@ class _PeerOutbox:
 
 @dataclass(slots=True)
 class _Forwarded:
-    sink: ClientSink | MoverSink | MapSink
+    sink: ClientSink | MoverSink | MapSink  # a client's request, or one this node makes itself
     request_id: int
     shard_id: int
     deadline: float
@@ -393,15 +393,26 @@ class Node:
         deadline = self.now + self.config.requests.request_timeout_ms / 1000
         replica = self.replicas.get(send.shard)
         if replica is not None and replica.is_leader:
+            if clock_fault(self.clock, self.peer_contact, self.now) is not None:  # it would stamp the entry
+                self.mover.answered(
+                    send.task, send.step, ok=False, now=self.now, leader=None, shard=send.shard
+                )
+                return
             command = Command(send.op, self.clock.now(), PRINCIPAL, None)
             self._touch(replica).accept_write(command, sink, 0, deadline)
             return
         node = send.node
-        if node is None and replica is not None:
+        if node is None and replica is not None and not send.blind:
             node = replica.raft.leader_id
         if node is None or node == self.node_id:
-            holders = [n for n in self.shard_map.replicas.get(send.shard, ()) if n != self.node_id]
-            node = holders[self._rng.randrange(len(holders))] if holders else None
+            # Any holder: a follower that is not the leader names it. This node's replica may be
+            # one removed from the shard, whose idea of the leader is stale (simulator seed 1000834).
+            holders = set(self.shard_map.replicas.get(send.shard, ()))
+            membership = None if replica is None else replica.raft.membership
+            if membership is not None:
+                holders |= membership.members
+            candidates = sorted(holders - {self.node_id})
+            node = candidates[self._rng.randrange(len(candidates))] if candidates else None
         if node is None:
             self.mover.answered(send.task, send.step, ok=False, now=self.now, leader=None, shard=send.shard)
             return
@@ -467,6 +478,12 @@ class Node:
             self._forward(replica, incoming)
             return
         self._refuse_if_stalled()
+        fault = clock_fault(self.clock, self.peer_contact, self.now)
+        if fault is not None:  # as for any write: a clock off from its peers' stamps nothing
+            target = replica.hand_off_for_clock_fault()
+            raise RequestError(
+                ErrorCode.NOT_LEADER, f"{fault}: this node stamps no write (handing off to {target})"
+            )
         command = Command(step, self.clock.now(), common.principal, None)
         replica.accept_write(command, sink, common.request_id, self.now + timeout_s)
 
@@ -884,7 +901,7 @@ class Node:
         if leader is None:
             raise RequestError(ErrorCode.NO_QUORUM, "no leader is known for this shard right now")
         sink = incoming.sink
-        if incoming.forwarded or not isinstance(sink, ClientSink | MoverSink) or leader == self.node_id:
+        if incoming.forwarded or not isinstance(sink, ClientSink) or leader == self.node_id:
             raise RequestError(ErrorCode.NOT_LEADER, f"node {leader} leads this shard")
         forward_id = self._next_forward_id
         self._next_forward_id += 1
@@ -917,9 +934,10 @@ class Node:
                 self._map_fetch_until = 0.0  # unanswered: the next newer epoch a peer shows asks again
                 continue
             if isinstance(reply.sink, MoverSink):
-                leader = None
-                if reply.error is not None and reply.shard_id in self.replicas:
-                    leader = self.replicas[reply.shard_id].raft.leader_id
+                leader = None  # a local refusal (NOT_LEADER): the leader our replica knows now
+                if reply.error is not None and reply.error.code is ErrorCode.NOT_LEADER:
+                    local = self.replicas.get(reply.shard_id) if reply.shard_id is not None else None
+                    leader = None if local is None else local.raft.leader_id
                 self._step_answered(reply.sink, reply.error is None, leader, reply.shard_id)
                 continue
             if isinstance(reply.sink, DaemonSink):
