@@ -87,6 +87,7 @@ class RaftSettings:
     log_retain_entries: int = 1_000
     max_append_entries: int = 1024
     quiet_shards: bool = True  # an idle, settled shard stops ticking until work or a failure wakes it
+    map_membership: bool = True  # a shard's leader changes its membership to the map's replicas
 
 
 @dataclass(frozen=True, slots=True)
@@ -288,6 +289,7 @@ _RAFT_READERS: Final[dict[str, _Reader]] = {
     "log_retain_entries": _int(0),
     "max_append_entries": _int(1, 1_000_000),
     "quiet_shards": _bool,
+    "map_membership": _bool,
 }
 _LIMITS_READERS: Final[dict[str, _Reader]] = {
     "max_key_bytes": _int(1, 64 * 1024),

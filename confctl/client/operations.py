@@ -103,3 +103,8 @@ def shard_map() -> tuple[Request, Callable[[Reply], ShardMapResult]]:
 def move_partition(partition: int, to_shard: int) -> tuple[Request, Callable[[Reply], Version]]:
     """The version of the freeze: the move has begun, and finishes by itself (docs/sharding.md)."""
     return requests.move_partition(partition, to_shard), lambda reply: replies.need_version(reply, "version")
+
+
+def set_replicas(shard: int, nodes: Sequence[int]) -> tuple[Request, Callable[[Reply], Version]]:
+    """The version of the map change in the meta shard; the shard's leader then moves its replicas."""
+    return requests.set_replicas(shard, list(nodes)), lambda reply: replies.need_version(reply, "version")

@@ -36,6 +36,7 @@ Op = Literal[
     "status",
     "shard_map",
     "move_partition",
+    "set_replicas",
 ]
 Fields = dict[str, object]
 
@@ -182,6 +183,19 @@ def ping() -> Request:
 
 def shard_map() -> Request:
     return Request("shard_map")
+
+
+def set_replicas(shard: object, nodes: object) -> Request:
+    """Place data shard `shard` on `nodes` (the first its preferred leader); its leader follows."""
+    if not isinstance(shard, int) or isinstance(shard, bool) or shard < 1:
+        raise InvalidArgument(f"shard must be a data shard id >= 1, got {shard!r}")
+    if not isinstance(nodes, list | tuple) or not nodes:
+        raise InvalidArgument(f"nodes must be a non-empty list of node ids, got {nodes!r}")
+    if not all(isinstance(n, int) and not isinstance(n, bool) and n >= 1 for n in nodes) or len(
+        set(nodes)
+    ) != len(nodes):
+        raise InvalidArgument(f"nodes must be distinct node ids >= 1, got {list(nodes)}")
+    return Request("set_replicas", {"data_shard": shard, "replicas": list(nodes)})
 
 
 def move_partition(partition: object, to_shard: object) -> Request:

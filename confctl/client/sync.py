@@ -187,6 +187,14 @@ class Client:
         """
         return self._run(*ops.move_partition(partition, to_shard))
 
+    def set_replicas(self, shard: int, nodes: Sequence[int]) -> Version:
+        """Place data shard `shard` on `nodes` (the first its preferred leader), through the map.
+
+        The shard's leader then adds the new nodes as learners, promotes them once caught up and
+        removes the others, one step at a time (docs/sharding.md, *Moving a replica*).
+        """
+        return self._run(*ops.set_replicas(shard, nodes))
+
     def status(self, endpoint: str | None = None) -> NodeStatus:
         """One node's own view: `endpoint`'s, or whichever node the client reaches first."""
         request, parse = ops.status(endpoint or "")

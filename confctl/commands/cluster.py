@@ -149,6 +149,48 @@ def move(
 
 
 @command
+def replicas(
+    env: Env,
+    shard: Annotated[int, typer.Argument(min=1, help="The data shard.")],
+    nodes: Annotated[
+        str, typer.Argument(help="Its nodes, comma-separated, the preferred leader first: 1,2,4.")
+    ],
+    wait_s: Annotated[
+        float,
+        typer.Option("--wait", min=0, help="Seconds to wait for its members to follow (0: do not wait)."),
+    ] = 60.0,
+) -> ExitCode:
+    """Place a data shard's replicas on these nodes: new ones join as learners, catch up and are
+    promoted, then the others leave (one step at a time; the shard serves throughout).
+
+    Add a node by naming it here for the shards it should hold; retire one by naming the others.
+    Waits until the shard's members are these nodes (exit code 5 if not within --wait).
+    """
+    try:
+        wanted = [int(n) for n in nodes.split(",") if n.strip()]
+    except ValueError:
+        env.renderer.error(f"nodes must be node ids separated by commas, got {nodes!r}")
+        return ExitCode.USAGE
+    started = env.client.set_replicas(shard, wanted)
+    env.renderer.note(
+        f"the map places shard {shard} on {wanted} (at {started}); its leader moves replicas now"
+    )
+    deadline = time.monotonic() + wait_s
+    while wait_s:
+        result = env.client.shard_map()
+        line = next((s for s in result.shards if s.id == shard), None)
+        if line is not None and sorted(line.members) == sorted(wanted):
+            env.renderer.record({"shard": shard, "members": list(line.members), "epoch": result.epoch})
+            return ExitCode.OK
+        if time.monotonic() >= deadline:
+            have = None if line is None else list(line.members)
+            env.renderer.error(f"shard {shard}'s members are {have}, not {wanted}, after {wait_s:g} s")
+            return ExitCode.UNAVAILABLE
+        time.sleep(MOVE_POLL_S)
+    return ExitCode.OK
+
+
+@command
 def rebalance(
     env: Env,
     dry_run: Annotated[bool, typer.Option("--dry-run", help="Show the moves; make none.")] = False,
@@ -222,4 +264,5 @@ def register(app: typer.Typer) -> None:
     app.command("shards")(shards)
     app.command("move")(move)
     app.command("rebalance")(rebalance)
+    app.command("replicas")(replicas)
     app.command("audit")(audit)

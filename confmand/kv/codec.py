@@ -44,7 +44,7 @@ from confmand.kv.commands import (
     Txn,
     TxnOp,
 )
-from confmand.kv.partitions import OP_NAMES, Drop, Freeze, Ingest, MapMove, PartitionOp
+from confmand.kv.partitions import OP_NAMES, Drop, Freeze, Ingest, MapMove, MapReplicas, PartitionOp
 from confmand.protocol.types import Version
 
 WIRE_FORMAT: Final = 1
@@ -57,6 +57,7 @@ OP_FREEZE: Final = 5
 OP_INGEST: Final = 6
 OP_DROP: Final = 7
 OP_MAP_MOVE: Final = 8
+OP_MAP_REPLICAS: Final = 9
 
 MAX_UINT64: Final = 2**64 - 1
 MAX_PRINCIPAL_BYTES: Final = 128
@@ -99,6 +100,8 @@ def _encode_op(op: Operation | PartitionOp) -> tuple[int, list[Any]]:
         return OP_DROP, [op.partition, op.gen]
     if isinstance(op, MapMove):
         return OP_MAP_MOVE, [op.partition, op.from_shard, op.to_shard, op.gen]
+    if isinstance(op, MapReplicas):
+        return OP_MAP_REPLICAS, [op.data_shard, list(op.nodes)]
     if isinstance(op, Put):
         return OP_PUT, [op.key, op.value]
     if isinstance(op, Delete):
@@ -198,6 +201,10 @@ def _validate_op(op: object) -> None:
             _validate_version(op.expected_version, "cas.expected_version")
         else:
             _bytes(op.expected_value, "cas.expected_value")
+    elif isinstance(op, MapReplicas):
+        _uint(op.data_shard, "set_replicas.shard")
+        for node in op.nodes:
+            _uint(node, "set_replicas.node", low=1)
     elif isinstance(op, Freeze | Ingest | Drop | MapMove):
         for name, value in ((n, getattr(op, n)) for n in op.__dataclass_fields__):
             if name == "export":
@@ -301,7 +308,7 @@ def _decode_version(raw: object, where: str) -> Version:
 
 
 def _decode_op(op_code: object, body: object) -> Operation | PartitionOp:
-    if type(op_code) is int and OP_FREEZE <= op_code <= OP_MAP_MOVE:
+    if type(op_code) is int and OP_FREEZE <= op_code <= OP_MAP_REPLICAS:
         return _decode_partition_op(op_code, body)
     if op_code == OP_PUT and type(op_code) is int:
         key, value = _list(body, "put", 2)
@@ -348,6 +355,10 @@ def _decode_partition_op(op_code: int, body: object) -> PartitionOp:
     if op_code == OP_DROP:
         partition, gen = _list(body, "partition_drop", 2)
         return Drop(_uint(partition, "drop.partition"), _uint(gen, "drop.gen", low=1))
+    if op_code == OP_MAP_REPLICAS:
+        shard, nodes = _list(body, "set_replicas", 2)
+        held = tuple(_uint(n, "set_replicas.node", low=1) for n in _seq(nodes, "set_replicas.nodes"))
+        return MapReplicas(_uint(shard, "set_replicas.shard"), held)
     partition, from_shard, to_shard, gen = _list(body, "map_move", 4)
     return MapMove(
         _uint(partition, "map_move.partition"),

@@ -27,6 +27,7 @@ filed under indexes just below the ingest's, so that T's later writes sort after
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import Final
@@ -48,7 +49,9 @@ from confmand.kv.records import (
     audit_key,
     data_key,
     decode_audit,
+    decode_result,
     encode_history_header,
+    encode_result,
     history_key,
     history_range,
     pack,
@@ -69,7 +72,7 @@ from confmand.kv.results import (
 )
 from confmand.kv.store import KVStore
 from confmand.protocol.shardmap import ShardMap, partition_of
-from confmand.protocol.types import Version
+from confmand.protocol.types import Version, WireError
 
 PARTITION: Final = b"p"
 OWNED: Final = 0
@@ -125,8 +128,17 @@ class MapMove:
     gen: int
 
 
-PartitionOp = Freeze | Ingest | Drop | MapMove
+@dataclass(frozen=True, slots=True)
+class MapReplicas:
+    """The meta shard's map places `data_shard` on `nodes` (its leader then follows: placement.py)."""
+
+    data_shard: int
+    nodes: tuple[int, ...]
+
+
+PartitionOp = Freeze | Ingest | Drop | MapMove | MapReplicas
 OP_NAMES: Final = {
+    MapReplicas: "set_replicas",
     Freeze: "partition_freeze",
     Ingest: "partition_ingest",
     Drop: "partition_drop",
@@ -205,6 +217,8 @@ def apply_partition_op(
     name = OP_NAMES[type(op)]
     if isinstance(op, MapMove):
         return _map_move(overlay, op, version, hlc, history_limit)
+    if isinstance(op, MapReplicas):
+        return _map_replicas(overlay, op, version, hlc, history_limit)
     if ownership is None or not 0 <= op.partition < ownership.partitions:
         return WriteResult.failure(name, version, INVALID_REQUEST, f"no data partition {op.partition} here")
     st = state_of(overlay, ownership, op.partition)
@@ -317,17 +331,24 @@ def _ingest(overlay: OverlayStore, op: Ingest, version: Version, history_limit: 
         overlay.put(AUDIT, slot, raw)
     for client_id, header, results in sessions:
         _merge_session(
-            overlay, expect_bytes(client_id, "export session"), SessionHeader.decode(header), results
+            overlay, expect_bytes(client_id, "export session"), SessionHeader.decode(header), results, version
         )
 
 
 def _merge_session(
-    overlay: OverlayStore, client_id: bytes, moved: SessionHeader, results: list[list[object]]
+    overlay: OverlayStore,
+    client_id: bytes,
+    moved: SessionHeader,
+    results: list[list[object]],
+    version: Version,
 ) -> None:
     """One client's session here and the one from the source, as one: the higher floor, all results above it.
 
     A client numbers its writes with one sequence across shards, so the two caches hold distinct
-    seqs. Below the higher floor no seq may apply again, on either shard.
+    seqs. Below the higher floor no seq may apply again, on either shard. A result from the
+    source is restamped with the ingest's `version`, as its keys are: answered again here, its
+    versions must be this shard's, or the client's token for this shard would name a place in
+    another shard's log (simulator seed 18).
     """
     raw = overlay.get(SESSION, client_id)
     here = None if raw is None else SessionHeader.decode(raw)
@@ -335,8 +356,12 @@ def _merge_session(
     start, stop = result_bound(client_id, 0), result_bound(client_id, 1 << 64)
     width = len(result_prefix(client_id))
     cached = {int.from_bytes(k[width:], "big"): v for k, v in overlay.scan(RESULT, start, stop)}
-    for seq, value in results:
-        cached.setdefault(expect_int(seq, "export seq"), expect_bytes(value, "export result"))
+    for raw_seq, value in results:
+        seq = expect_int(raw_seq, "export seq")
+        if seq not in cached:
+            cached[seq] = encode_result(
+                _restamped(decode_result(expect_bytes(value, "export result")), version)
+            )
     count = 0
     for seq, value in sorted(cached.items()):
         if seq < floor:
@@ -347,6 +372,22 @@ def _merge_session(
     last_hlc = moved.last_hlc if here is None else max(here.last_hlc, moved.last_hlc)
     top = moved.top if here is None else max(here.top, moved.top)
     overlay.put(SESSION, client_id, SessionHeader(last_hlc, floor, count, floor, top).encode())
+
+
+def _restamped(result: WriteResult, version: Version) -> WriteResult:
+    def at(v: Version | None) -> Version | None:
+        return None if v is None else version
+
+    return dataclasses.replace(
+        result,
+        version=version,
+        prev_version=at(result.prev_version),
+        current_version=at(result.current_version),
+        results=tuple(
+            dataclasses.replace(r, version=at(r.version), prev_version=at(r.prev_version))
+            for r in result.results
+        ),
+    )
 
 
 # ---------------------------------------------------------------- the meta shard's map
@@ -377,4 +418,27 @@ def _map_move(
     moved = current.moved(op.partition, op.to_shard)
     changes.put(MAP_KEY, msgpack.packb(moved.to_wire(), use_bin_type=True))
     changes.put(gen_key, msgpack.packb(op.gen))
+    return WriteResult(ok=True, version=version, op=name)
+
+
+def _map_replicas(
+    overlay: OverlayStore, op: MapReplicas, version: Version, hlc: int, history_limit: int
+) -> WriteResult:
+    name = OP_NAMES[MapReplicas]
+    record = get_key(overlay, MAP_KEY)
+    if record is None:
+        return WriteResult.failure(name, version, INVALID_REQUEST, "this shard holds no shard map")
+    current = ShardMap.from_wire(msgpack.unpackb(record.value, raw=False))
+    if op.data_shard not in current.data_shards:
+        return WriteResult.failure(name, version, INVALID_REQUEST, f"there is no data shard {op.data_shard}")
+    if current.replicas[op.data_shard] == op.nodes:
+        return WriteResult(ok=True, version=version, op=name)
+    try:
+        placed = current.with_replicas(op.data_shard, op.nodes)
+    except WireError as exc:
+        return WriteResult.failure(name, version, INVALID_REQUEST, str(exc))
+    changes = KeyChanges(
+        overlay, history_limit=history_limit, version=version, hlc=hlc, principal="confmand", op=name
+    )
+    changes.put(MAP_KEY, msgpack.packb(placed.to_wire(), use_bin_type=True))
     return WriteResult(ok=True, version=version, op=name)

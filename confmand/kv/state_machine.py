@@ -35,6 +35,7 @@ from confmand.kv.partitions import (
     Freeze,
     Ingest,
     MapMove,
+    MapReplicas,
     Ownership,
     apply_partition_op,
     refusal,
@@ -48,7 +49,7 @@ from confmand.protocol.types import ABSENT, TxnOpResult, Version
 def op_name(cmd: Command) -> str:
     """The protocol's name of a command's operation: put, delete, cas, txn or a move's step."""
     op = cmd.op
-    if isinstance(op, Freeze | Ingest | Drop | MapMove):
+    if isinstance(op, Freeze | Ingest | Drop | MapMove | MapReplicas):
         return OP_NAMES[type(op)]
     if isinstance(op, Put):
         return "put"
@@ -113,7 +114,7 @@ class ConfigStateMachine:
             return WriteResult.failure("invalid", version, INVALID_REQUEST, f"undecodable command: {exc}")
         sessions.sweep(hlc_ms(cmd.hlc))
         op = cmd.op
-        if isinstance(op, Freeze | Ingest | Drop | MapMove):
+        if isinstance(op, Freeze | Ingest | Drop | MapMove | MapReplicas):
             return apply_partition_op(
                 overlay,
                 self._ownership,
@@ -155,7 +156,7 @@ def routing_key(op: Operation) -> str | None:
 
 def _apply_op(changes: KeyChanges, cmd: Command, version: Version) -> WriteResult:
     op = cmd.op
-    assert not isinstance(op, Freeze | Ingest | Drop | MapMove)
+    assert not isinstance(op, Freeze | Ingest | Drop | MapMove | MapReplicas)
     if isinstance(op, Put):
         return WriteResult(ok=True, version=version, op="put", prev_version=changes.put(op.key, op.value))
     if isinstance(op, Delete):

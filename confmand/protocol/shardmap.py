@@ -84,6 +84,12 @@ class ShardMap:
         owners[partition] = shard
         return ShardMap(self.epoch + 1, tuple(owners), self.replicas)
 
+    def with_replicas(self, shard: int, nodes: tuple[int, ...]) -> ShardMap:
+        """This map with `shard` placed on `nodes` (the first its preferred leader), one epoch later."""
+        if shard not in self.replicas:
+            raise ValueError(f"no shard {shard}")
+        return ShardMap(self.epoch + 1, self.owners, {**self.replicas, shard: nodes})
+
     # ------------------------------------------------------------------ the wire
 
     def to_wire(self) -> dict[str, object]:

@@ -34,13 +34,13 @@ import msgpack
 from confmand.config import NodeConfig
 from confmand.hlc import HlcError, HybridClock
 from confmand.kv.commands import Command
-from confmand.kv.partitions import Drop, Freeze, Ingest, MapMove, Ownership, export_partition
+from confmand.kv.partitions import Drop, Freeze, Ingest, MapMove, MapReplicas, Ownership, export_partition
 from confmand.protocol.errors import ErrorCode
 from confmand.protocol.replies import ReplyEnvelope, decode_reply
 from confmand.protocol.requests import INTERNAL_MOVE_OPS
 from confmand.protocol.shardmap import META_SHARD, ShardMap
 from confmand.protocol.types import Consistency, LeaderHint, WireError
-from confmand.raft import Membership, Message, RaftConfig
+from confmand.raft import Membership, Message, ProposalRejected, RaftConfig
 from confmand.raft.messages import AppendEntries, Heartbeat, InstallSnapshot
 from confmand.server.clock_health import clock_fault
 from confmand.server.errors import RequestError
@@ -58,6 +58,7 @@ from confmand.server.pending import (
     Reply,
     ReplySink,
 )
+from confmand.server.placement import Transfer, next_step
 from confmand.server.replica import EXPIRY_CHECK_S, Replica, ReplicaSettings
 from confmand.server.requests import (
     AdminRequest,
@@ -87,6 +88,7 @@ MAX_RECEIVE_PER_TURN = 2048
 MAX_TICKS_PER_TURN = 5  # after a long stall, do not fire a burst of elections at once
 STALL_RETRY_S = 0.5
 FORWARD_GRACE_S = 0.5  # the leader answers TIMEOUT itself; wait a little longer for that answer
+PLACEMENT_CHECK_S = 0.25  # how often a leader compares its shards' memberships with the map
 PEER_REQUEST_BYTES = 256 << 20  # a forwarded move step carries a whole partition (the peer frame cap)
 
 
@@ -180,6 +182,7 @@ class Node:
         self.mover = PartitionMover()
         self._moves_changed: dict[int, Replica] = {}  # replicas the mover should look at again
         self._map_fetch_until = 0.0  # a newer map asked of a peer: no second request before then
+        self._next_placement = 0.0
         self._peer_limits = dataclasses.replace(config.limits, max_request_bytes=PEER_REQUEST_BYTES)
         # When each peer was last heard, on any shard: the clock's health is the node's, and a
         # follower of a shard hears only that shard's leader (monotonic seconds).
@@ -279,6 +282,7 @@ class Node:
             self._tick(now)
             self._seed_meta()
             self._drive_moves()
+            self._place_replicas()
             for replica in self._touched.values():
                 replica.flush_requests()
             self._ready_cycle()
@@ -364,6 +368,37 @@ class Node:
             return
         if stored is not None:
             self._adopt(stored)
+
+    # ------------------------------------------------------------------ placement
+
+    def _place_replicas(self) -> None:
+        """As a data shard's leader: one membership step towards the map's replicas (placement.py)."""
+        if not self.config.raft.map_membership or self.now < self._next_placement:
+            return
+        self._next_placement = self.now + PLACEMENT_CHECK_S
+        for shard_id, replica in self.replicas.items():
+            wanted = self.shard_map.replicas.get(shard_id)
+            raft = replica.raft
+            membership = raft.membership
+            if shard_id == META_SHARD or wanted is None or not replica.is_leader or membership is None:
+                continue
+            if membership.voters == frozenset(wanted) and not membership.learners:
+                continue
+            status = raft.status()
+            matched = {peer: p.match for peer, p in status.peers.items()}
+            step = next_step(membership, wanted, self.node_id, matched, status.commit_index)
+            try:
+                if isinstance(step, Transfer):
+                    raft.transfer_leadership(step.node)
+                elif step is not None:
+                    raft.propose_membership(step)
+                else:
+                    continue
+            except ProposalRejected:  # a change or a transfer under way: the next check goes on
+                continue
+            log.info("shard %d: towards replicas %s: %s", shard_id, list(wanted), step)
+            self.counters["placement_steps"] += 1
+            self._touch(replica)  # this turn's Ready carries the change (nudge is for calls between turns)
 
     # ------------------------------------------------------------------ partition moves
 
@@ -456,6 +491,15 @@ class Node:
                 )
             return shard_id
         if isinstance(step, MapMove):
+            return META_SHARD
+        if isinstance(step, MapReplicas):
+            unknown = sorted(set(step.nodes) - set(self.config.client_addresses))
+            if step.data_shard not in self._data_shards or unknown:
+                raise RequestError(
+                    ErrorCode.INVALID_REQUEST,
+                    f"set_replicas: data shards are {list(self._data_shards)}, nodes "
+                    f"{sorted(self.config.client_addresses)}" + (f"; no node {unknown}" if unknown else ""),
+                )
             return META_SHARD
         assert isinstance(step, Ingest | Drop)
         if common.shard is None:

@@ -16,7 +16,7 @@ from typing import Any
 import msgpack
 
 from confmand.config import Limits
-from confmand.kv.partitions import OP_NAMES, Drop, Freeze, Ingest, MapMove, PartitionOp
+from confmand.kv.partitions import OP_NAMES, Drop, Freeze, Ingest, MapMove, MapReplicas, PartitionOp
 from confmand.protocol.errors import ErrorCode
 from confmand.protocol.ops import (
     AuditQuery,
@@ -207,6 +207,13 @@ def parse_map(obj: dict[str, Any], limits: Limits) -> Request:
 def _move_step(op: str, f: _Fields) -> PartitionOp:
     if op == "move_partition":
         return Freeze(f.integer("partition"), f.integer("to_shard"))
+    if op == "set_replicas":
+        nodes = f.obj.get("replicas")
+        if not isinstance(nodes, list) or not nodes or not all(type(n) is int and n >= 1 for n in nodes):
+            raise _invalid("set_replicas needs 'replicas': a non-empty list of node ids")
+        if len(set(nodes)) != len(nodes):
+            raise _invalid(f"set_replicas: {nodes} names a node twice")
+        return MapReplicas(f.integer("data_shard"), tuple(nodes))
     if op == "partition_ingest":
         export = f.optional_bytes("export")
         if export is None:

@@ -74,6 +74,7 @@ class ClusterOptions:
     limits: dict[str, int] = field(default_factory=dict)
     requests: dict[str, int] = field(default_factory=dict)
     cluster: dict[str, int] = field(default_factory=dict)  # [cluster]: partitions, data_shards, replication
+    joins: int = 0  # the last this many nodes are not in the first membership (peers' `joins = true`)
     fsync: bool = True
 
 
@@ -94,6 +95,7 @@ def render_config(
             f"id = {peer_id}",
             f'peer_address = "tcp://127.0.0.1:{peer_port}"',
             f'client_address = "tcp://127.0.0.1:{client_port}"',
+            *(["joins = true"] if peer_id > options.size - options.joins else []),
             "",
         ]
     lines += [

@@ -156,3 +156,36 @@ def test_confctl_move_and_rebalance_move_partitions_and_even_them_out_again(tmp_
     assert rebalanced.returncode == 0, rebalanced.stderr
     assert "moved 1/1" in rebalanced.stderr
     assert after.stdout.strip() == ""  # no row: nothing left to move
+
+
+def test_a_node_added_takes_replicas_through_the_map_and_a_node_removed_gives_them_up(tmp_path: Path) -> None:
+    options = ClusterOptions(size=4, joins=1, cluster={"partitions": 16, "data_shards": 4})
+    with running(tmp_path, options) as cluster:
+        cluster.boot()
+        endpoints = [cluster.client_address(n) for n in cluster.node_ids]
+        with Client(endpoints, timeout_s=10.0) as client:
+            first = client.shard_map().map
+            assert all(4 not in first.replicas[s] for s in first.data_shards)  # node 4 joins empty
+            for i in range(20):
+                client.put(f"ns{i}/k", f"v{i}")
+            # Node 4 takes node 3's place in every data shard: added to each, node 3 removed.
+            for shard in first.data_shards:
+                client.set_replicas(shard, [4 if n == 3 else n for n in first.replicas[shard]])
+
+            def placed() -> bool:
+                statuses = [cluster.status(4, shard=s) for s in first.data_shards]
+                return all(
+                    s is not None and sorted(s["voters"]) == [1, 2, 4] and not s["learners"] for s in statuses
+                )
+
+            wait_until(placed, 30.0, "node 4 a voter of every data shard, node 3 of none")
+            for i in range(20, 40):
+                client.put(f"ns{i}/k", f"v{i}")
+            cluster.kill(3)  # it holds no data shard any more: nothing is lost, every shard serves
+            values = [client.get(f"ns{i}/k").value for i in range(40)]
+            on_node_4 = [
+                cluster.call(4, {"op": "get", "key": f"ns{i}/k", "consistency": "stale"}) for i in range(40)
+            ]
+
+    assert values == [f"v{i}".encode() for i in range(40)]
+    assert all(r is not None and r.get("value") == f"v{i}".encode() for i, r in enumerate(on_node_4))

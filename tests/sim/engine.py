@@ -24,7 +24,7 @@ from pathlib import Path
 
 from confctl.client import operations
 from confmand.kv.commands import Command
-from confmand.kv.partitions import Freeze
+from confmand.kv.partitions import Freeze, MapReplicas
 from confmand.protocol.shardmap import META_SHARD, partition_of
 from confmand.raft import MembershipChange, MembershipChangeKind, NotLeader, ProposalRejected, Role
 from confmand.server.faults import NO_FAULTS, DriverFaults
@@ -197,7 +197,7 @@ class Simulation:
         for process in range(1, scenario.clients + 1):
             self._add_client(process).start()
         world.at(FAULT_EVERY_S, self._fault_roll)
-        if scenario.membership_rate or scenario.transfer_rate:
+        if scenario.membership_rate or scenario.transfer_rate or scenario.move_rate or scenario.place_rate:
             world.at(OPERATOR_EVERY_S, self._operator)
         world.run_until(scenario.duration_s)
         self._final_phase()
@@ -234,13 +234,14 @@ class Simulation:
                 "liveness",
                 f"the final client's calls failed after healing: {failed[0].describe()}: {probe.last_error}",
             )
+        self._settle_placement()
         leaders = {shard: self._converge(shard) for shard in self.shard_ids}
         meta = leaders[META_SHARD].node
         assert meta is not None
         final_map = stored_map(meta.replicas[META_SHARD].storage)
-        if final_map is None or final_map.replicas != self.shard_map.replicas:
+        if final_map is None or final_map.replicas[META_SHARD] != self.shard_map.replicas[META_SHARD]:
             self.checker.fail(
-                "meta shard", f"the meta shard holds no map with the first map's replicas: {final_map}"
+                "meta shard", f"the meta shard holds no map, or moved its own replicas: {final_map}"
             )
         assert final_map is not None
         self.world.count("partition_moved", final_map.epoch - self.shard_map.epoch)
@@ -397,6 +398,8 @@ class Simulation:
             return
         if s.move_rate and rng.random() < s.move_rate * OPERATOR_EVERY_S:
             self._move_partition(rng)
+        if s.place_rate and rng.random() < s.place_rate * OPERATOR_EVERY_S:
+            self._place_replica(rng)
         shard = rng.choice(self.shard_ids)
         leader = self._leader(shard)
         if leader is None or leader.node is None:
@@ -438,6 +441,52 @@ class Simulation:
             source,
             f"move partition {partition} from shard {source} to {target}",
             lambda: replica.accept_write(command, DaemonSink(), 0, deadline),
+        )
+
+    def _place_replica(self, rng: random.Random) -> None:
+        """Move one replica of a data shard to a node that holds none, by changing the map."""
+        leader = self._leader(META_SHARD)
+        if leader is None or leader.node is None:
+            return
+        shard_map = leader.node.shard_map
+        shard = rng.choice(shard_map.data_shards)
+        current = shard_map.replicas[shard]
+        spare = [h.id for h in self.active if h.id not in current]
+        if not spare:
+            return
+        leaving, joining = rng.choice(current), rng.choice(spare)
+        placed = tuple(joining if n == leaving else n for n in current)
+        command = Command(MapReplicas(shard, placed), leader.node.clock.now(), "operator", None)
+        replica = leader.node.replicas[META_SHARD]
+        deadline = leader.node.now + 5.0
+        self._try(
+            leader,
+            META_SHARD,
+            f"place shard {shard} on {list(placed)} (was {list(current)})",
+            lambda: replica.accept_write(command, DaemonSink(), 0, deadline),
+        )
+
+    def _settle_placement(self) -> None:
+        """Wait until every data shard's voters are the map's replicas (when leaders follow the map)."""
+        if self.scenario.membership_rate:
+            return
+        world, end = self.world, self.world.now + CONVERGE_S
+        unsettled: dict[int, object] = {}
+        while world.now < end:
+            unsettled = {}
+            for shard in self.shard_ids:
+                leader = self._leader(shard)
+                if shard == META_SHARD or leader is None or leader.node is None:
+                    continue
+                membership = leader.node.replicas[shard].raft.membership
+                wanted = frozenset(leader.node.shard_map.replicas[shard])
+                if membership is None or membership.voters != wanted or membership.learners:
+                    unsettled[shard] = (membership, sorted(wanted))
+            if not unsettled:
+                return
+            world.run_until(world.now + 0.1)
+        self.checker.fail(
+            "placement", f"memberships are not the map's replicas within {CONVERGE_S}s: {unsettled}"
         )
 
     def _change_membership(self, leader: SimHost, shard: int, rng: random.Random) -> None:

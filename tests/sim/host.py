@@ -79,6 +79,8 @@ def node_config(scenario: Scenario, node_id: int) -> NodeConfig:
             log_retain_entries=scenario.log_retain_entries,
             max_append_entries=scenario.max_append_entries,
             quiet_shards=scenario.quiet_shards,
+            # The membership profile changes memberships itself; elsewhere leaders follow the map.
+            map_membership=scenario.membership_rate == 0,
         ),
         requests=RequestSettings(request_timeout_ms=scenario.request_timeout_ms, version_read_wait_ms=500),
     )

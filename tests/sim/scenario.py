@@ -50,6 +50,7 @@ class Scenario:
     membership_rate: float  # membership changes proposed per second
     transfer_rate: float  # leadership transfers asked per second
     move_rate: float  # partition moves started per second (with more than one data shard)
+    place_rate: float  # replicas moved to another node through the map, per second
     duration_s: float  # the faulty part; then everything heals for the final phase
     clients: int
     keys: int
@@ -127,6 +128,7 @@ class Scenario:
             membership_rate=2.0 if membership else 0.0,
             transfer_rate=0.5 if membership else 0.0,
             move_rate=0.0 if profile == "calm" or data_shards == 1 else 2.0,
+            place_rate=0.0 if profile in ("calm", "membership") or replication == node_count else 1.0,
             duration_s=drawn_s if duration_s is None else duration_s,
             clients=rng.randint(3, 6) + (4 if stale else 0),  # more clients, fewer keys: more
             keys=2 if stale else rng.randint(2, 6),  # reads of a key a new leader has written

@@ -118,6 +118,7 @@ def test_a_run_exercises_the_driver_paths_it_is_there_for() -> None:
         "operator_transfer",
         "operator_move",
         "partition_moved",
+        "operator_place",
         "retired",
         "graceful_stop",
         "pause",

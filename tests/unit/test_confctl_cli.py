@@ -151,6 +151,10 @@ class FakeClient:
         shard_map = ShardMap(4 + len(self.moves), tuple(owners), {s.id: s.replicas for s in shards})
         return ShardMapResult(shard_map, shards, {})
 
+    def set_replicas(self, shard: int, nodes: Sequence[int]) -> Version:
+        self._enter("set_replicas", shard, tuple(nodes))
+        return Version(2, 41)
+
     def move_partition(self, partition: int, to_shard: int) -> Version:
         self._enter("move_partition", partition, to_shard)
         self.moves.append((partition, to_shard))

@@ -111,7 +111,7 @@ GOOD_PUT = [1, 1, 7, "alice", None, ["a/b", b"v"]]
     ("fields", "complaint"),
     [
         ([2, *GOOD_PUT[1:]], "format"),
-        ([1, 9, 7, "alice", None, ["a"]], "unknown op code"),
+        ([1, 99, 7, "alice", None, ["a"]], "unknown op code"),
         ([1, True, 7, "alice", None, ["a", b"v"]], "unknown op code"),
         ([1, 1, -1, "alice", None, ["a", b"v"]], "hlc"),
         ([1, 1, 7, b"alice", None, ["a", b"v"]], "principal"),
