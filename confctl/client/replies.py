@@ -153,7 +153,10 @@ def is_ok(reply: Reply) -> bool:
 
 def write_result(reply: Reply) -> WriteResult:
     return WriteResult(
-        need_version(reply, "version"), version(reply, "prev_version", optional=True), meta(reply)
+        need_version(reply, "version"),
+        version(reply, "prev_version", optional=True),
+        meta(reply),
+        moved=reply.get("moved") is True,
     )
 
 
@@ -193,7 +196,13 @@ def txn_result(reply: Reply) -> TxnResult:
         results = tuple(TxnOpResult.from_wire(r) for r in raw)
     except WireError as exc:
         raise ProtocolError(f"reply field 'results': {exc}") from None
-    return TxnResult(need(reply, "succeeded", bool), need_version(reply, "version"), results, meta(reply))
+    return TxnResult(
+        need(reply, "succeeded", bool),
+        need_version(reply, "version"),
+        results,
+        meta(reply),
+        moved=reply.get("moved") is True,
+    )
 
 
 def history_result(key: str) -> Callable[[Reply], HistoryResult]:

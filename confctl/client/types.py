@@ -88,6 +88,9 @@ class WriteResult:
     version: Version
     prev_version: Version | None
     meta: ReplyMeta = field(default_factory=ReplyMeta)
+    # The write was applied before its key's partition moved and answered again after: `version`
+    # is the move's in the new shard (the first there that includes the write), not the write's.
+    moved: bool = False
 
 
 @dataclass(frozen=True, slots=True)
@@ -123,6 +126,7 @@ class TxnResult:
     version: Version
     results: tuple[TxnOpResult, ...]
     meta: ReplyMeta = field(default_factory=ReplyMeta)
+    moved: bool = False  # as WriteResult.moved
 
 
 @dataclass(frozen=True, slots=True)

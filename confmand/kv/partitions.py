@@ -380,6 +380,7 @@ def _restamped(result: WriteResult, version: Version) -> WriteResult:
 
     return dataclasses.replace(
         result,
+        moved=True,
         version=version,
         prev_version=at(result.prev_version),
         current_version=at(result.current_version),

@@ -49,6 +49,9 @@ class WriteResult:
     succeeded: bool | None = None  # txn: whether the compares held
     results: tuple[TxnOpResult, ...] = ()  # txn: one per applied op
     shard: int | None = None  # WRONG_SHARD: the shard the key's partition moved to (never cached)
+    # Applied in the shard the key's partition left, answered again from the cache it brought:
+    # `version` is then the move's in this shard (the first that includes the write), not the write's.
+    moved: bool = False
 
     @staticmethod
     def failure(
@@ -78,13 +81,15 @@ class WriteResult:
             if self.error_code == WRONG_SHARD:
                 return {"shard": self.shard}
             return {}
+        moved: dict[str, object] = {"moved": True} if self.moved else {}
         if self.op == "txn":
             return {
                 "succeeded": bool(self.succeeded),
                 "version": str(self.version),
                 "results": [r.to_wire() for r in self.results],
+                **moved,
             }
-        return {"version": str(self.version), "prev_version": version_text(self.prev_version)}
+        return {"version": str(self.version), "prev_version": version_text(self.prev_version), **moved}
 
     def to_wire(self) -> list[object]:
         """A msgpack-able form; `from_wire(to_wire())` gives back an equal result."""
@@ -98,11 +103,14 @@ class WriteResult:
             _v(self.current_version),
             self.succeeded,
             [[r.op, r.key, _v(r.version), _v(r.prev_version)] for r in self.results],
+            *([True] if self.moved else []),  # a 10th field only when set: older caches have 9
         ]
 
     @staticmethod
     def from_wire(raw: object) -> WriteResult:
-        f = expect_list(raw, "write result", 9)
+        f = expect_array(raw, "write result")
+        if len(f) not in (9, 10) or (len(f) == 10 and f[9] is not True):
+            raise RecordDecodeError(f"write result: want 9 fields (10 if moved), got {f!r:.80}")
         op = expect_str(f[0], "result.op")
         if op not in OPS:
             raise RecordDecodeError(f"result.op: unknown op {op!r}")
@@ -122,6 +130,7 @@ class WriteResult:
             current_version=decode_optional_version(f[6], "result.current_version"),
             succeeded=f[7],
             results=results,
+            moved=len(f) == 10,
         )
 
 

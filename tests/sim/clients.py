@@ -242,18 +242,19 @@ class SimClient:
         if isinstance(result, TxnResult):
             if result.succeeded:
                 self._seen[key] = _new_of(value)
-            # A txn whose compare failed wrote nothing: its version says nothing about the key.
-            version = str(result.version) if result.succeeded else None
+            # A txn whose compare failed wrote nothing: its version says nothing about the key. A
+            # moved one's is the move's, which says only that the write is at or before it.
+            version = str(result.version) if result.succeeded and not result.moved else None
             shard = result.meta.shard
             return Op(self.process, kind, key, value, call_ns, now_ns, "ok", result.succeeded, version, shard)
         assert isinstance(result, WriteResult)
         if kind == "cas":
             self._seen[key] = _new_of(value)
             shard = result.meta.shard
-            return Op(self.process, kind, key, value, call_ns, now_ns, "ok", True, str(result.version), shard)
+            return Op(self.process, kind, key, value, call_ns, now_ns, "ok", True, _version_of(result), shard)
         self._seen[key] = value if isinstance(value, str) else None
         shard = result.meta.shard
-        return Op(self.process, kind, key, value, call_ns, now_ns, "ok", None, str(result.version), shard)
+        return Op(self.process, kind, key, value, call_ns, now_ns, "ok", None, _version_of(result), shard)
 
     def _may_have_applied(self, error: ConfmanError) -> bool:
         assert self._op is not None
@@ -288,3 +289,8 @@ def _new_of(value: Value) -> str | None:
     assert isinstance(value, tuple)
     new = value[1]
     return new if isinstance(new, str) else None
+
+
+def _version_of(result: WriteResult) -> str | None:
+    """The write's own version; None for one answered after a move (its version is the move's)."""
+    return None if result.moved else str(result.version)

@@ -102,6 +102,8 @@ def test_a_write_retried_after_the_move_gets_its_first_answer_in_the_new_shards_
     assert (again.ok, again.op) == (first.ok, first.op)
     # The version a client's token for the new shard takes is one of its log, the key's own.
     assert again.version == record.version != first.version
+    assert again.moved
+    assert again.to_reply()["moved"] is True  # the client learns the version is the move's
 
 
 def test_every_step_repeated_changes_nothing() -> None:
