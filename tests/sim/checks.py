@@ -15,7 +15,11 @@ shard by shard (`ShardChecker`):
   is committed (a node's commit never passes an entry of another term);
 - durable commit: when a leader commits a new index, a majority of its voters
   hold that entry on disk, *synced*, at that moment (`SimHost.durable_term`):
-  the promise behind every acknowledged write;
+  the promise behind every acknowledged write. The voters are those of the
+  membership the leader had after its previous turn or has after this one: a
+  leader may commit under one and append a change to it in the same turn
+  (simulator seed 1000757), and single-server changes keep the two majorities
+  overlapping;
 - applied never passes committed, and an applied entry is the committed one;
 - no committed entry lost: no node's disk overwrites a committed entry with
   another term's.
@@ -119,6 +123,7 @@ class ShardChecker:
         self._seen_commit: dict[int, int] = {}  # node -> the commit index already checked
         self.votes: dict[tuple[int, int], int] = {}  # (node, term) -> the candidate it voted for
         self._leading: dict[int, tuple[int, int]] = {}  # node -> (term it was last seen leading, commit)
+        self._voters_before: dict[int, frozenset[int]] = {}  # node -> its voters after its last turn
 
     def fail(self, invariant: str, details: str) -> NoReturn:
         prefix = f"shard {self.shard_id}: "
@@ -164,6 +169,8 @@ class ShardChecker:
         for index in range(max(seen, log.snapshot_index) + 1, commit + 1):
             self._committed(host, index, log.term_at(index), raft.role is Role.LEADER, term)
         self._seen_commit[host.id] = max(seen, commit)
+        membership = raft.membership
+        self._voters_before[host.id] = frozenset() if membership is None else membership.voters
         applied = replica.applied
         if applied.index > commit:
             self.fail("applied <= committed", f"node {host.id} applied {applied} past its commit {commit}")
@@ -207,16 +214,22 @@ class ShardChecker:
             return
         assert host.node is not None
         membership = host.node.replicas[self.shard_id].raft.membership
-        voters = sorted(membership.voters) if membership else []
-        holding = [
-            v for v in voters if self.hosts[v].durable_term(self.shard_id, index, self.cluster.now) == term
-        ]
-        if 2 * len(holding) <= len(voters):
-            self.fail(
-                "durable commit",
-                f"leader {host.id} committed {index} (term {term}) while only {holding} of voters "
-                f"{voters} had it synced to disk",
+        now_voters = frozenset(membership.voters) if membership else frozenset()
+        before = self._voters_before.get(host.id, now_voters)
+        now = self.cluster.now
+        problems = []
+        for voters in {now_voters, before}:
+            holding = sorted(
+                v for v in voters if self.hosts[v].durable_term(self.shard_id, index, now) == term
             )
+            if 2 * len(holding) > len(voters):
+                return  # a majority of the membership it committed under holds it
+            problems.append(f"only {holding} of voters {sorted(voters)}")
+        shown = " and ".join(problems)
+        self.fail(
+            "durable commit",
+            f"leader {host.id} committed {index} (term {term}) while {shown} had it synced to disk",
+        )
 
 
 def check_history(history: History, changes: Mapping[str, int]) -> list[str]:
