@@ -242,6 +242,7 @@ def _nothing(cluster: FaultCluster, done: Params) -> None:
     pass
 
 
+MOVE_TRY_S = 5.0
 MOVED_NAMESPACES = ("reg0", "reg1", "set0", "set1", "ryw0", "ryw1", "eo0", "eo1")  # workloads.py's
 
 
@@ -250,22 +251,39 @@ def _plan_move(rng: random.Random, size: int) -> Params:
 
 
 def _move_partition(cluster: FaultCluster, params: Params) -> Params:
-    """Move a workload namespace's partition to another data shard, as an operator would."""
+    """Move a workload namespace's partition to another data shard, as an operator would.
+
+    Asked of each running node in turn until one takes it (a shard may be electing), for up to
+    MOVE_TRY_S; the move then finishes by itself.
+    """
     namespace = MOVED_NAMESPACES[params["namespace"]]
-    for node in sorted(cluster.running()):
-        reply = cluster.call(node, {"op": "shard_map"}, timeout_s=1.0)
-        if reply is None or not reply.get("ok"):
-            continue
-        shard_map = ShardMap.from_wire(reply)
-        source = shard_map.shard_of(namespace)
-        others = [s for s in shard_map.data_shards if s != source]
-        if not others:
-            return {}
-        target = others[params["to"] % len(others)]
-        partition = partition_of(namespace, shard_map.partitions)
-        moved = cluster.call(node, {"op": "move_partition", "partition": partition, "to_shard": target}, 3.0)
-        return {"partition": partition, "from": source, "to": target, "ok": bool(moved and moved.get("ok"))}
-    return {}
+    deadline = time.monotonic() + MOVE_TRY_S
+    done: Params = {}
+    while time.monotonic() < deadline:
+        for node in sorted(cluster.running()):
+            reply = cluster.call(node, {"op": "shard_map"}, timeout_s=1.0)
+            if reply is None or not reply.get("ok"):
+                continue
+            shard_map = ShardMap.from_wire(reply)
+            source = shard_map.shard_of(namespace)
+            others = [s for s in shard_map.data_shards if s != source]
+            if not others:
+                return {}
+            target = others[params["to"] % len(others)]
+            partition = partition_of(namespace, shard_map.partitions)
+            moved = cluster.call(
+                node, {"op": "move_partition", "partition": partition, "to_shard": target}, 3.0
+            )
+            done = {
+                "partition": partition,
+                "from": source,
+                "to": target,
+                "ok": bool(moved and moved.get("ok")),
+            }
+            if done["ok"]:
+                return done
+        time.sleep(0.2)
+    return done
 
 
 NEMESES: dict[str, Nemesis] = {
