@@ -271,7 +271,7 @@ class Call(Generic[T]):
             # drop it, so the next call is not refused again; causality across nodes is lost
             # for this client until it sees stamps again.
             self.core.session.hlc = 0
-        if isinstance(err, WrongShard) and self.core.shards.discover and self.pinned is None:
+        if isinstance(err, WrongShard) and self.core.shards.discover:  # pinned too: its map may be old
             return self._on_wrong_shard(err, now)
         if not err.retryable:
             return self._finish(Fail(err))
