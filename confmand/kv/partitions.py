@@ -394,14 +394,18 @@ def _restamped(result: WriteResult, version: Version) -> WriteResult:
 # ---------------------------------------------------------------- the meta shard's map
 
 
+def _stored_map(overlay: OverlayStore) -> ShardMap | None:
+    record = get_key(overlay, MAP_KEY)
+    return None if record is None else ShardMap.from_wire(msgpack.unpackb(record.value, raw=False))
+
+
 def _map_move(
     overlay: OverlayStore, op: MapMove, version: Version, hlc: int, history_limit: int
 ) -> WriteResult:
     name = OP_NAMES[MapMove]
-    record = get_key(overlay, MAP_KEY)
-    if record is None:
+    current = _stored_map(overlay)
+    if current is None:
         return WriteResult.failure(name, version, INVALID_REQUEST, "this shard holds no shard map")
-    current = ShardMap.from_wire(msgpack.unpackb(record.value, raw=False))
     gen_key = f"{MOVE_GEN_PREFIX}{op.partition}"
     gen_record = get_key(overlay, gen_key)
     done = 0 if gen_record is None else int(msgpack.unpackb(gen_record.value))
@@ -426,10 +430,9 @@ def _map_replicas(
     overlay: OverlayStore, op: MapReplicas, version: Version, hlc: int, history_limit: int
 ) -> WriteResult:
     name = OP_NAMES[MapReplicas]
-    record = get_key(overlay, MAP_KEY)
-    if record is None:
+    current = _stored_map(overlay)
+    if current is None:
         return WriteResult.failure(name, version, INVALID_REQUEST, "this shard holds no shard map")
-    current = ShardMap.from_wire(msgpack.unpackb(record.value, raw=False))
     if op.data_shard not in current.data_shards:
         return WriteResult.failure(name, version, INVALID_REQUEST, f"there is no data shard {op.data_shard}")
     if current.replicas[op.data_shard] == op.nodes:

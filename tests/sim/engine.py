@@ -24,7 +24,7 @@ from pathlib import Path
 
 from confctl.client import operations
 from confmand.kv.commands import Command
-from confmand.kv.partitions import Freeze, MapReplicas
+from confmand.kv.partitions import Freeze, MapReplicas, PartitionOp
 from confmand.protocol.shardmap import META_SHARD, partition_of
 from confmand.raft import MembershipChange, MembershipChangeKind, NotLeader, ProposalRejected, Role
 from confmand.server.faults import NO_FAULTS, DriverFaults
@@ -433,14 +433,11 @@ class Simulation:
             return
         targets = [d for d in self.shard_map.data_shards if d != source]
         target = rng.choice(targets)
-        command = Command(Freeze(partition, target), leader.node.clock.now(), "operator", None)
-        replica = leader.node.replicas[source]
-        deadline = leader.node.now + 5.0
-        self._try(
+        self._propose(
             leader,
             source,
+            Freeze(partition, target),
             f"move partition {partition} from shard {source} to {target}",
-            lambda: replica.accept_write(command, DaemonSink(), 0, deadline),
         )
 
     def _place_replica(self, rng: random.Random) -> None:
@@ -456,15 +453,20 @@ class Simulation:
             return
         leaving, joining = rng.choice(current), rng.choice(spare)
         placed = tuple(joining if n == leaving else n for n in current)
-        command = Command(MapReplicas(shard, placed), leader.node.clock.now(), "operator", None)
-        replica = leader.node.replicas[META_SHARD]
-        deadline = leader.node.now + 5.0
-        self._try(
+        self._propose(
             leader,
             META_SHARD,
+            MapReplicas(shard, placed),
             f"place shard {shard} on {list(placed)} (was {list(current)})",
-            lambda: replica.accept_write(command, DaemonSink(), 0, deadline),
         )
+
+    def _propose(self, leader: SimHost, shard: int, op: PartitionOp, what: str) -> None:
+        """Have `leader` propose a step an operator asks for (its answer goes nowhere)."""
+        assert leader.node is not None
+        command = Command(op, leader.node.clock.now(), "operator", None)
+        replica = leader.node.replicas[shard]
+        deadline = leader.node.now + 5.0
+        self._try(leader, shard, what, lambda: replica.accept_write(command, DaemonSink(), 0, deadline))
 
     def _settle_placement(self) -> None:
         """Wait until every data shard's voters are the map's replicas (when leaders follow the map)."""
