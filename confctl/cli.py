@@ -15,7 +15,7 @@ import typer
 
 from confctl import __version__
 from confctl.client.sync import Client
-from confctl.commands import cluster, keys, txn
+from confctl.commands import cluster, keys, placement, txn
 from confctl.commands.common import (
     AppState,
     ClientApi,
@@ -65,7 +65,7 @@ def build_app(client_factory: ClientFactory = real_client) -> typer.Typer:
         """Operate a Confman cluster: keys, transactions, history, audit and node status."""
         ctx.obj = AppState(client_factory, GlobalOptions(endpoints, config, timeout, output, principal))
 
-    for group in (keys, txn, cluster):
+    for group in (keys, txn, cluster, placement):
         group.register(app)
     app.command("version")(version)
     return app

@@ -108,3 +108,8 @@ def move_partition(partition: int, to_shard: int) -> tuple[Request, Callable[[Re
 def set_replicas(shard: int, nodes: Sequence[int]) -> tuple[Request, Callable[[Reply], Version]]:
     """The version of the map change in the meta shard; the shard's leader then moves its replicas."""
     return requests.set_replicas(shard, list(nodes)), lambda reply: replies.need_version(reply, "version")
+
+
+def add_shard(shard: int, nodes: Sequence[int]) -> tuple[Request, Callable[[Reply], Version]]:
+    """The version of the map change in the meta shard; the founders then start the new shard."""
+    return requests.add_shard(shard, list(nodes)), lambda reply: replies.need_version(reply, "version")

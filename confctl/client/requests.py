@@ -37,6 +37,7 @@ Op = Literal[
     "shard_map",
     "move_partition",
     "set_replicas",
+    "add_shard",
 ]
 Fields = dict[str, object]
 
@@ -186,16 +187,28 @@ def shard_map() -> Request:
 
 
 def set_replicas(shard: object, nodes: object) -> Request:
-    """Place data shard `shard` on `nodes` (the first its preferred leader); its leader follows."""
+    """Place shard `shard` (0: the meta shard) on `nodes` (the first its preferred leader); its
+    leader follows."""
+    if not isinstance(shard, int) or isinstance(shard, bool) or shard < 0:
+        raise InvalidArgument(f"shard must be a shard id >= 0, got {shard!r}")
+    return Request("set_replicas", {"data_shard": shard, "replicas": _node_ids(nodes)})
+
+
+def add_shard(shard: object, nodes: object) -> Request:
+    """Add data shard `shard` (an id the map does not have yet) on `nodes`, owning no partition."""
     if not isinstance(shard, int) or isinstance(shard, bool) or shard < 1:
         raise InvalidArgument(f"shard must be a data shard id >= 1, got {shard!r}")
+    return Request("add_shard", {"data_shard": shard, "replicas": _node_ids(nodes)})
+
+
+def _node_ids(nodes: object) -> list[int]:
     if not isinstance(nodes, list | tuple) or not nodes:
         raise InvalidArgument(f"nodes must be a non-empty list of node ids, got {nodes!r}")
     if not all(isinstance(n, int) and not isinstance(n, bool) and n >= 1 for n in nodes) or len(
         set(nodes)
     ) != len(nodes):
         raise InvalidArgument(f"nodes must be distinct node ids >= 1, got {list(nodes)}")
-    return Request("set_replicas", {"data_shard": shard, "replicas": list(nodes)})
+    return list(nodes)
 
 
 def move_partition(partition: object, to_shard: object) -> Request:

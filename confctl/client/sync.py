@@ -188,12 +188,21 @@ class Client:
         return self._run(*ops.move_partition(partition, to_shard))
 
     def set_replicas(self, shard: int, nodes: Sequence[int]) -> Version:
-        """Place data shard `shard` on `nodes` (the first its preferred leader), through the map.
+        """Place shard `shard` (0: the meta shard) on `nodes` (the first its preferred leader), through
+        the map.
 
         The shard's leader then adds the new nodes as learners, promotes them once caught up and
         removes the others, one step at a time (docs/sharding.md, *Moving a replica*).
         """
         return self._run(*ops.set_replicas(shard, nodes))
+
+    def add_shard(self, shard: int, nodes: Sequence[int]) -> Version:
+        """Add data shard `shard` (a new id) on `nodes`, owning no partition until one moves to it.
+
+        The nodes named start it once they learn the new map; move partitions to it with
+        `move_partition` (docs/sharding.md, *Adding and splitting shards*).
+        """
+        return self._run(*ops.add_shard(shard, nodes))
 
     def status(self, endpoint: str | None = None) -> NodeStatus:
         """One node's own view: `endpoint`'s, or whichever node the client reaches first."""
@@ -214,6 +223,22 @@ class Client:
             unreachable_status(c.pinned or "", o) if isinstance(o, ConfmanError) else o
             for c, o in zip(calls, outcomes, strict=True)
         ]
+
+    def shard_map_all(self) -> builtins.list[ShardMapResult]:
+        """The map as every node of the map knows it, asked at once (those that answer).
+
+        Each node names the leader and members only of the shards it holds: merge them to see
+        every shard's (`confctl` waits on them after a placement change).
+        """
+        first = self.shard_map()
+        now = time.monotonic()
+        endpoints = sorted(set(first.addresses.values()))
+        calls = [
+            self.core.call(*ops.shard_map(), now, endpoint=ep, timeout_s=self.core.attempt_timeout_s)
+            for ep in endpoints
+        ]
+        outcomes = self._drive(calls, raise_first=False)
+        return [first, *(o for o in outcomes if isinstance(o, ShardMapResult))]
 
     def close(self) -> None:
         for sock in self._sockets.values():

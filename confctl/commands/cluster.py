@@ -1,10 +1,8 @@
-"""Cluster commands: `status` (every node's own view, side by side), `shards` (the shard map),
-`move` (a partition to another shard), `rebalance` (even out the partitions) and `audit` (the change
-log)."""
+"""Cluster commands: `status` (every node's own view, side by side), `shards` (the shard map) and
+`audit` (the change log). Commands that change the map are in placement.py."""
 
 from __future__ import annotations
 
-import time
 from typing import Annotated
 
 import typer
@@ -13,7 +11,6 @@ from confctl.client.errors import Unsupported
 from confctl.client.types import NodeStatus, ShardMapResult
 from confctl.commands.common import Env, command
 from confctl.exit_codes import ExitCode, for_error
-from confmand.protocol.shardmap import balancing_moves
 
 SHARD_COLUMNS = ["id", "replicas", "leader", "partitions"]
 STATUS_COLUMNS = [
@@ -106,122 +103,6 @@ def shards(env: Env) -> ExitCode:
     return ExitCode.OK
 
 
-MOVE_POLL_S = 0.2
-MOVE_COLUMNS = ["partition", "from", "to"]
-
-
-def _wait_moved(env: Env, partition: int, to_shard: int, wait_s: float) -> ShardMapResult | None:
-    """The map once it names `to_shard` as the partition's owner; None if it does not within wait_s."""
-    deadline = time.monotonic() + wait_s
-    while True:
-        result = env.client.shard_map()
-        if result.map.owners[partition] == to_shard:
-            return result
-        if time.monotonic() >= deadline:
-            return None
-        time.sleep(MOVE_POLL_S)
-
-
-@command
-def move(
-    env: Env,
-    partition: Annotated[int, typer.Argument(min=0, help="The partition (see `confctl shards`).")],
-    to_shard: Annotated[int, typer.Argument(min=1, help="The data shard to move it to.")],
-    wait_s: Annotated[
-        float, typer.Option("--wait", min=0, help="Seconds to wait for the new map (0: do not wait).")
-    ] = 30.0,
-) -> ExitCode:
-    """Move a partition (every key of the namespaces that hash to it) to another data shard, online.
-
-    Writes to its keys pause for a moment; nothing is lost. Waits until the shard map names the
-    new shard (exit code 5 if it does not within --wait).
-    """
-    started = env.client.move_partition(partition, to_shard)
-    env.renderer.note(f"partition {partition} frozen at {started}: moving to shard {to_shard}")
-    if not wait_s:
-        return ExitCode.OK
-    result = _wait_moved(env, partition, to_shard, wait_s)
-    if result is None:
-        env.renderer.error(f"partition {partition} is not in shard {to_shard} after {wait_s:g} s")
-        return ExitCode.UNAVAILABLE
-    env.renderer.record({"partition": partition, "shard": to_shard, "epoch": result.epoch})
-    return ExitCode.OK
-
-
-@command
-def replicas(
-    env: Env,
-    shard: Annotated[int, typer.Argument(min=1, help="The data shard.")],
-    nodes: Annotated[
-        str, typer.Argument(help="Its nodes, comma-separated, the preferred leader first: 1,2,4.")
-    ],
-    wait_s: Annotated[
-        float,
-        typer.Option("--wait", min=0, help="Seconds to wait for its members to follow (0: do not wait)."),
-    ] = 60.0,
-) -> ExitCode:
-    """Place a data shard's replicas on these nodes: new ones join as learners, catch up and are
-    promoted, then the others leave (one step at a time; the shard serves throughout).
-
-    Add a node by naming it here for the shards it should hold; retire one by naming the others.
-    Waits until the shard's members are these nodes (exit code 5 if not within --wait).
-    """
-    try:
-        wanted = [int(n) for n in nodes.split(",") if n.strip()]
-    except ValueError:
-        env.renderer.error(f"nodes must be node ids separated by commas, got {nodes!r}")
-        return ExitCode.USAGE
-    started = env.client.set_replicas(shard, wanted)
-    env.renderer.note(
-        f"the map places shard {shard} on {wanted} (at {started}); its leader moves replicas now"
-    )
-    deadline = time.monotonic() + wait_s
-    while wait_s:
-        result = env.client.shard_map()
-        line = next((s for s in result.shards if s.id == shard), None)
-        if line is not None and sorted(line.members) == sorted(wanted):
-            env.renderer.record({"shard": shard, "members": list(line.members), "epoch": result.epoch})
-            return ExitCode.OK
-        if time.monotonic() >= deadline:
-            have = None if line is None else list(line.members)
-            env.renderer.error(f"shard {shard}'s members are {have}, not {wanted}, after {wait_s:g} s")
-            return ExitCode.UNAVAILABLE
-        time.sleep(MOVE_POLL_S)
-    return ExitCode.OK
-
-
-@command
-def rebalance(
-    env: Env,
-    dry_run: Annotated[bool, typer.Option("--dry-run", help="Show the moves; make none.")] = False,
-    wait_s: Annotated[float, typer.Option("--wait", min=1, help="Seconds to wait for each move.")] = 30.0,
-) -> ExitCode:
-    """Even out the partitions the data shards own (to within one), one partition move at a time.
-
-    Prints the planned moves; without --dry-run makes them in turn, each finished before the
-    next starts. Exit code 5 if a move does not finish within --wait.
-    """
-    try:
-        result = env.client.shard_map()
-    except Unsupported as exc:
-        env.renderer.error(f"the cluster is not sharded: its nodes do not know 'shard_map' ({exc.message})")
-        return for_error(exc)
-    moves = balancing_moves(result.map)
-    env.renderer.rows([{"partition": p, "from": s, "to": t} for p, s, t in moves], MOVE_COLUMNS)
-    if dry_run or not moves:
-        env.renderer.note(
-            "balanced: no move needed" if not moves else f"{len(moves)} moves planned (dry run)"
-        )
-        return ExitCode.OK
-    for done, (partition, _, to_shard) in enumerate(moves, 1):
-        env.client.move_partition(partition, to_shard)
-        if _wait_moved(env, partition, to_shard, wait_s) is None:
-            env.renderer.error(f"partition {partition} is not in shard {to_shard} after {wait_s:g} s")
-            return ExitCode.UNAVAILABLE
-        env.renderer.note(f"moved {done}/{len(moves)}: partition {partition} to shard {to_shard}")
-    return ExitCode.OK
-
-
 @command
 def audit(
     env: Env,
@@ -262,7 +143,4 @@ def audit(
 def register(app: typer.Typer) -> None:
     app.command("status")(status)
     app.command("shards")(shards)
-    app.command("move")(move)
-    app.command("rebalance")(rebalance)
-    app.command("replicas")(replicas)
     app.command("audit")(audit)

@@ -44,7 +44,16 @@ from confmand.kv.commands import (
     Txn,
     TxnOp,
 )
-from confmand.kv.partitions import OP_NAMES, Drop, Freeze, Ingest, MapMove, MapReplicas, PartitionOp
+from confmand.kv.partitions import (
+    OP_NAMES,
+    Drop,
+    Freeze,
+    Ingest,
+    MapAddShard,
+    MapMove,
+    MapReplicas,
+    PartitionOp,
+)
 from confmand.protocol.types import Version
 
 WIRE_FORMAT: Final = 1
@@ -58,6 +67,7 @@ OP_INGEST: Final = 6
 OP_DROP: Final = 7
 OP_MAP_MOVE: Final = 8
 OP_MAP_REPLICAS: Final = 9
+OP_MAP_ADD_SHARD: Final = 10
 
 MAX_UINT64: Final = 2**64 - 1
 MAX_PRINCIPAL_BYTES: Final = 128
@@ -102,6 +112,8 @@ def _encode_op(op: Operation | PartitionOp) -> tuple[int, list[Any]]:
         return OP_MAP_MOVE, [op.partition, op.from_shard, op.to_shard, op.gen]
     if isinstance(op, MapReplicas):
         return OP_MAP_REPLICAS, [op.data_shard, list(op.nodes)]
+    if isinstance(op, MapAddShard):
+        return OP_MAP_ADD_SHARD, [op.shard, list(op.nodes)]
     if isinstance(op, Put):
         return OP_PUT, [op.key, op.value]
     if isinstance(op, Delete):
@@ -205,6 +217,10 @@ def _validate_op(op: object) -> None:
         _uint(op.data_shard, "set_replicas.shard")
         for node in op.nodes:
             _uint(node, "set_replicas.node", low=1)
+    elif isinstance(op, MapAddShard):
+        _uint(op.shard, "add_shard.shard", low=1)
+        for node in op.nodes:
+            _uint(node, "add_shard.node", low=1)
     elif isinstance(op, Freeze | Ingest | Drop | MapMove):
         for name, value in ((n, getattr(op, n)) for n in op.__dataclass_fields__):
             if name == "export":
@@ -308,7 +324,7 @@ def _decode_version(raw: object, where: str) -> Version:
 
 
 def _decode_op(op_code: object, body: object) -> Operation | PartitionOp:
-    if type(op_code) is int and OP_FREEZE <= op_code <= OP_MAP_REPLICAS:
+    if type(op_code) is int and OP_FREEZE <= op_code <= OP_MAP_ADD_SHARD:
         return _decode_partition_op(op_code, body)
     if op_code == OP_PUT and type(op_code) is int:
         key, value = _list(body, "put", 2)
@@ -359,6 +375,10 @@ def _decode_partition_op(op_code: int, body: object) -> PartitionOp:
         shard, nodes = _list(body, "set_replicas", 2)
         held = tuple(_uint(n, "set_replicas.node", low=1) for n in _seq(nodes, "set_replicas.nodes"))
         return MapReplicas(_uint(shard, "set_replicas.shard"), held)
+    if op_code == OP_MAP_ADD_SHARD:
+        shard, nodes = _list(body, "add_shard", 2)
+        held = tuple(_uint(n, "add_shard.node", low=1) for n in _seq(nodes, "add_shard.nodes"))
+        return MapAddShard(_uint(shard, "add_shard.shard", low=1), held)
     partition, from_shard, to_shard, gen = _list(body, "map_move", 4)
     return MapMove(
         _uint(partition, "map_move.partition"),

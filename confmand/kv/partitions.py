@@ -130,15 +130,27 @@ class MapMove:
 
 @dataclass(frozen=True, slots=True)
 class MapReplicas:
-    """The meta shard's map places `data_shard` on `nodes` (its leader then follows: placement.py)."""
+    """The meta shard's map places shard `data_shard` (the meta shard itself too, as 0) on `nodes`;
+    the shard's leader then follows (placement.py)."""
 
     data_shard: int
     nodes: tuple[int, ...]
 
 
-PartitionOp = Freeze | Ingest | Drop | MapMove | MapReplicas
+@dataclass(frozen=True, slots=True)
+class MapAddShard:
+    """The meta shard's map gains data shard `shard` on `nodes` (its founders), owning no partition.
+
+    Repeating it with the same nodes changes nothing, so a retried request adds one shard."""
+
+    shard: int
+    nodes: tuple[int, ...]
+
+
+PartitionOp = Freeze | Ingest | Drop | MapMove | MapReplicas | MapAddShard
 OP_NAMES: Final = {
     MapReplicas: "set_replicas",
+    MapAddShard: "add_shard",
     Freeze: "partition_freeze",
     Ingest: "partition_ingest",
     Drop: "partition_drop",
@@ -219,6 +231,8 @@ def apply_partition_op(
         return _map_move(overlay, op, version, hlc, history_limit)
     if isinstance(op, MapReplicas):
         return _map_replicas(overlay, op, version, hlc, history_limit)
+    if isinstance(op, MapAddShard):
+        return _map_add_shard(overlay, op, version, hlc, history_limit)
     if ownership is None or not 0 <= op.partition < ownership.partitions:
         return WriteResult.failure(name, version, INVALID_REQUEST, f"no data partition {op.partition} here")
     st = state_of(overlay, ownership, op.partition)
@@ -433,8 +447,8 @@ def _map_replicas(
     current = _stored_map(overlay)
     if current is None:
         return WriteResult.failure(name, version, INVALID_REQUEST, "this shard holds no shard map")
-    if op.data_shard not in current.data_shards:
-        return WriteResult.failure(name, version, INVALID_REQUEST, f"there is no data shard {op.data_shard}")
+    if op.data_shard not in current.replicas:
+        return WriteResult.failure(name, version, INVALID_REQUEST, f"there is no shard {op.data_shard}")
     if current.replicas[op.data_shard] == op.nodes:
         return WriteResult(ok=True, version=version, op=name)
     try:
@@ -445,4 +459,26 @@ def _map_replicas(
         overlay, history_limit=history_limit, version=version, hlc=hlc, principal="confmand", op=name
     )
     changes.put(MAP_KEY, msgpack.packb(placed.to_wire(), use_bin_type=True))
+    return WriteResult(ok=True, version=version, op=name)
+
+
+def _map_add_shard(
+    overlay: OverlayStore, op: MapAddShard, version: Version, hlc: int, history_limit: int
+) -> WriteResult:
+    name = OP_NAMES[MapAddShard]
+    current = _stored_map(overlay)
+    if current is None:
+        return WriteResult.failure(name, version, INVALID_REQUEST, "this shard holds no shard map")
+    if op.shard in current.replicas:
+        if current.founders.get(op.shard) == op.nodes:
+            return WriteResult(ok=True, version=version, op=name)  # a retry of this very add
+        return WriteResult.failure(name, version, INVALID_REQUEST, f"shard {op.shard} exists already")
+    try:
+        added = current.with_shard(op.shard, op.nodes)
+    except WireError as exc:
+        return WriteResult.failure(name, version, INVALID_REQUEST, str(exc))
+    changes = KeyChanges(
+        overlay, history_limit=history_limit, version=version, hlc=hlc, principal="confmand", op=name
+    )
+    changes.put(MAP_KEY, msgpack.packb(added.to_wire(), use_bin_type=True))
     return WriteResult(ok=True, version=version, op=name)

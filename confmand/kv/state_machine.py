@@ -31,12 +31,8 @@ from confmand.kv.commands import Cas, Command, CommandDecodeError, Compare, Dele
 from confmand.kv.overlay import OverlayStore
 from confmand.kv.partitions import (
     OP_NAMES,
-    Drop,
-    Freeze,
-    Ingest,
-    MapMove,
-    MapReplicas,
     Ownership,
+    PartitionOp,
     apply_partition_op,
     refusal,
 )
@@ -49,7 +45,7 @@ from confmand.protocol.types import ABSENT, TxnOpResult, Version
 def op_name(cmd: Command) -> str:
     """The protocol's name of a command's operation: put, delete, cas, txn or a move's step."""
     op = cmd.op
-    if isinstance(op, Freeze | Ingest | Drop | MapMove | MapReplicas):
+    if isinstance(op, PartitionOp):
         return OP_NAMES[type(op)]
     if isinstance(op, Put):
         return "put"
@@ -114,7 +110,7 @@ class ConfigStateMachine:
             return WriteResult.failure("invalid", version, INVALID_REQUEST, f"undecodable command: {exc}")
         sessions.sweep(hlc_ms(cmd.hlc))
         op = cmd.op
-        if isinstance(op, Freeze | Ingest | Drop | MapMove | MapReplicas):
+        if isinstance(op, PartitionOp):
             return apply_partition_op(
                 overlay,
                 self._ownership,
@@ -156,7 +152,7 @@ def routing_key(op: Operation) -> str | None:
 
 def _apply_op(changes: KeyChanges, cmd: Command, version: Version) -> WriteResult:
     op = cmd.op
-    assert not isinstance(op, Freeze | Ingest | Drop | MapMove | MapReplicas)
+    assert not isinstance(op, PartitionOp)
     if isinstance(op, Put):
         return WriteResult(ok=True, version=version, op="put", prev_version=changes.put(op.key, op.value))
     if isinstance(op, Delete):

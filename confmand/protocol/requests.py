@@ -28,7 +28,7 @@ READ_OPS: Final = frozenset({"get", "list", "history", "audit"})
 ADMIN_OPS: Final = frozenset({"ping", "status", "shard_map"})
 # A partition move (docs/sharding.md): an operator starts one; the daemon sends the other steps
 # to the shards' leaders over the peer link, and a client socket refuses them.
-MOVE_OPS: Final = frozenset({"move_partition", "set_replicas"})
+MOVE_OPS: Final = frozenset({"move_partition", "set_replicas", "add_shard"})
 INTERNAL_MOVE_OPS: Final = frozenset({"partition_ingest", "partition_drop", "map_move"})
 # Reads that take a `consistency` (audit is always served by the leader).
 CONSISTENT_READ_OPS: Final = frozenset({"get", "list", "history"})

@@ -22,8 +22,9 @@ from __future__ import annotations
 import zlib
 from collections import Counter
 from collections.abc import Iterable, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from types import MappingProxyType
+from typing import TypeGuard
 
 from confmand.protocol.types import WireError
 
@@ -47,12 +48,16 @@ class ShardMap:
     owners: tuple[int, ...]  # partition -> the data shard that owns it
     # shard -> the nodes holding a replica, distinct; the first is the preferred leader
     replicas: Mapping[int, tuple[int, ...]]
+    # shard -> its first voters, for each shard added after the first map (`with_shard`): its
+    # log entry 1 on every founder; never changed, whatever its replicas become later
+    founders: Mapping[int, tuple[int, ...]] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
         problem = _problem(self)
         if problem is not None:
             raise WireError(f"not a shard map: {problem}")
         object.__setattr__(self, "replicas", MappingProxyType(dict(sorted(self.replicas.items()))))
+        object.__setattr__(self, "founders", MappingProxyType(dict(sorted(self.founders.items()))))
 
     @property
     def partitions(self) -> int:
@@ -82,13 +87,21 @@ class ShardMap:
             raise ValueError(f"no partition {partition} (the map has {len(self.owners)})")
         owners = list(self.owners)
         owners[partition] = shard
-        return ShardMap(self.epoch + 1, tuple(owners), self.replicas)
+        return ShardMap(self.epoch + 1, tuple(owners), self.replicas, self.founders)
 
     def with_replicas(self, shard: int, nodes: tuple[int, ...]) -> ShardMap:
         """This map with `shard` placed on `nodes` (the first its preferred leader), one epoch later."""
         if shard not in self.replicas:
             raise ValueError(f"no shard {shard}")
-        return ShardMap(self.epoch + 1, self.owners, {**self.replicas, shard: nodes})
+        return ShardMap(self.epoch + 1, self.owners, {**self.replicas, shard: nodes}, self.founders)
+
+    def with_shard(self, shard: int, nodes: tuple[int, ...]) -> ShardMap:
+        """This map with a new data shard on `nodes`, owning no partition yet, one epoch later."""
+        if shard in self.replicas:
+            raise ValueError(f"shard {shard} exists")
+        return ShardMap(
+            self.epoch + 1, self.owners, {**self.replicas, shard: nodes}, {**self.founders, shard: nodes}
+        )
 
     # ------------------------------------------------------------------ the wire
 
@@ -97,7 +110,11 @@ class ShardMap:
         return {
             "epoch": self.epoch,
             "owners": list(self.owners),
-            "shards": [{"id": shard, "replicas": list(nodes)} for shard, nodes in self.replicas.items()],
+            "shards": [
+                {"id": shard, "replicas": list(nodes)}
+                | ({"founders": list(self.founders[shard])} if shard in self.founders else {})
+                for shard, nodes in self.replicas.items()
+            ],
         }
 
     @staticmethod
@@ -114,17 +131,27 @@ class ShardMap:
         if not isinstance(shards, list):
             raise WireError("shard map: 'shards' must be a list of {id, replicas}")
         nodes: dict[int, tuple[int, ...]] = {}
+        founders: dict[int, tuple[int, ...]] = {}
         for item in shards:
             shard = item.get("id") if isinstance(item, Mapping) else None
             held = item.get("replicas") if isinstance(item, Mapping) else None
-            if type(shard) is not int or not isinstance(held, list) or not all(type(n) is int for n in held):
+            if type(shard) is not int or not _node_list(held):
                 raise WireError(f"shard map: {item!r} is not {{id, replicas: [node ids]}}")
             if shard in nodes:
                 raise WireError(f"shard map: shard {shard} is listed twice")
             nodes[shard] = tuple(held)
+            first = item.get("founders")
+            if first is not None:
+                if not _node_list(first):
+                    raise WireError(f"shard map: shard {shard}'s founders {first!r} are not node ids")
+                founders[shard] = tuple(first)
         if type(epoch) is not int:
             raise WireError("shard map: 'epoch' must be an integer")
-        return ShardMap(epoch, tuple(owners), nodes)
+        return ShardMap(epoch, tuple(owners), nodes, founders)
+
+
+def _node_list(raw: object) -> TypeGuard[list[int]]:
+    return isinstance(raw, list) and all(type(n) is int for n in raw)
 
 
 def _problem(m: ShardMap) -> str | None:
@@ -139,6 +166,11 @@ def _problem(m: ShardMap) -> str | None:
             return f"shard {shard} has no replicas"
         if len(set(nodes)) != len(nodes) or min(nodes) < 1:
             return f"shard {shard}'s replicas {list(nodes)} are not distinct node ids >= 1"
+    for shard, nodes in m.founders.items():
+        if shard not in m.replicas or shard == META_SHARD:
+            return f"founders of {shard}, which is not a data shard"
+        if not nodes or len(set(nodes)) != len(nodes) or min(nodes) < 1:
+            return f"shard {shard}'s founders {list(nodes)} are not distinct node ids >= 1"
     if not m.owners:
         return "no partitions"
     data = set(m.replicas) - {META_SHARD}
@@ -161,7 +193,7 @@ def initial_map(nodes: Iterable[int], data_shards: int, replication: int, partit
     (the meta shard's leader, the first node, is dealt last), so every node holds the same
     number of data replicas give or take one. Each shard's preferred
     leader (its first replica) is chosen so that leader counts per node, the meta shard's
-    included, differ as little as the replicas allow (`_balanced_leaders`). Partition p belongs
+    included, differ as little as the replicas allow (`balanced_leaders`). Partition p belongs
     to data shard p mod data_shards + 1.
     """
     ids = sorted(set(nodes))
@@ -175,13 +207,13 @@ def initial_map(nodes: Iterable[int], data_shards: int, replication: int, partit
     for shard in range(1, data_shards + 1):
         start = (shard - 1) * replication + 1
         holders[shard] = [ids[(start + r) % len(ids)] for r in range(replication)]
-    leaders = _balanced_leaders(holders, ids)
+    leaders = balanced_leaders(holders, ids)
     replicas = {s: (leaders[s], *(n for n in held if n != leaders[s])) for s, held in holders.items()}
     owners = tuple(p % data_shards + 1 for p in range(partitions))
     return ShardMap(1, owners, replicas)
 
 
-def _balanced_leaders(holders: Mapping[int, list[int]], nodes: list[int]) -> dict[int, int]:
+def balanced_leaders(holders: Mapping[int, list[int]], nodes: list[int]) -> dict[int, int]:
     """A leader per shard, among its holders, with the leader counts of the nodes balanced.
 
     Start with each shard's first holder, then, while some node leads two more shards than
@@ -221,20 +253,3 @@ def _balanced_leaders(holders: Mapping[int, list[int]], nodes: list[int]) -> dic
             previous, shard = came_from[node]
             leaders[shard] = node
             node = previous
-
-
-def balancing_moves(shard_map: ShardMap) -> list[tuple[int, int, int]]:
-    """Partition moves `(partition, from shard, to shard)` after which every data shard owns as many
-    partitions as any other, give or take one: each takes a partition of the shard owning the most
-    (its highest-numbered) to the shard owning the fewest, until they differ by at most one.
-    """
-    owned = {shard: shard_map.partitions_of(shard) for shard in shard_map.data_shards}
-    moves: list[tuple[int, int, int]] = []
-    while True:
-        most = max(owned, key=lambda s: (len(owned[s]), -s))
-        fewest = min(owned, key=lambda s: (len(owned[s]), s))
-        if len(owned[most]) - len(owned[fewest]) <= 1:
-            return moves
-        partition = owned[most].pop()
-        owned[fewest].append(partition)
-        moves.append((partition, most, fewest))

@@ -34,7 +34,16 @@ import msgpack
 from confmand.config import NodeConfig
 from confmand.hlc import HlcError, HybridClock
 from confmand.kv.commands import Command
-from confmand.kv.partitions import Drop, Freeze, Ingest, MapMove, MapReplicas, Ownership, export_partition
+from confmand.kv.partitions import (
+    Drop,
+    Freeze,
+    Ingest,
+    MapAddShard,
+    MapMove,
+    MapReplicas,
+    Ownership,
+    export_partition,
+)
 from confmand.protocol.errors import ErrorCode
 from confmand.protocol.replies import ReplyEnvelope, decode_reply
 from confmand.protocol.requests import INTERNAL_MOVE_OPS
@@ -210,7 +219,9 @@ class Node:
     def _open_replica(self, shard_id: int) -> None:
         shard = self.storage.shard(shard_id)
         if not shard.is_bootstrapped():
-            voters = frozenset(self._initial_map.replicas.get(shard_id, ()))
+            # Its first voters: the founders of a shard added later, else the first map's replicas.
+            first = self.shard_map.founders.get(shard_id) or self._initial_map.replicas.get(shard_id, ())
+            voters = frozenset(first)
             if self.node_id in voters:
                 batch = self.storage.new_batch()
                 shard.stage_bootstrap(Membership(voters), batch)
@@ -358,6 +369,13 @@ class Node:
         log.info("shard map epoch %d -> %d", self.shard_map.epoch, shard_map.epoch)
         self.shard_map = shard_map
         self._data_shards = tuple(shard_map.data_shards)
+        for shard_id, founders in shard_map.founders.items():
+            # A shard added with this node among its founders starts here now; other nodes it is
+            # placed on later start it when its leader's first append reaches them.
+            placed = shard_map.replicas[shard_id]
+            if shard_id not in self.replicas and self.node_id in founders and self.node_id in placed:
+                log.info("shard %d: added with founders %s; starting it here", shard_id, list(founders))
+                self._open_replica(shard_id)
 
     def _adopt_stored_map(self, meta: Replica) -> None:
         """A newer map in the meta shard (a partition moved) becomes this node's map."""
@@ -372,7 +390,8 @@ class Node:
     # ------------------------------------------------------------------ placement
 
     def _place_replicas(self) -> None:
-        """As a data shard's leader: one membership step towards the map's replicas (placement.py)."""
+        """As a shard's leader (the meta shard's too): one membership step towards the map's
+        replicas (placement.py)."""
         if not self.config.raft.map_membership or self.now < self._next_placement:
             return
         self._next_placement = self.now + PLACEMENT_CHECK_S
@@ -380,7 +399,7 @@ class Node:
             wanted = self.shard_map.replicas.get(shard_id)
             raft = replica.raft
             membership = raft.membership
-            if shard_id == META_SHARD or wanted is None or not replica.is_leader or membership is None:
+            if wanted is None or not replica.is_leader or membership is None:
                 continue
             if membership.voters == frozenset(wanted) and not membership.learners:
                 continue
@@ -492,12 +511,19 @@ class Node:
             return shard_id
         if isinstance(step, MapMove):
             return META_SHARD
-        if isinstance(step, MapReplicas):
+        if isinstance(step, MapReplicas | MapAddShard):
             unknown = sorted(set(step.nodes) - set(self.config.client_addresses))
-            if step.data_shard not in self._data_shards or unknown:
+            if isinstance(step, MapAddShard):
+                if unknown:
+                    raise RequestError(
+                        ErrorCode.INVALID_REQUEST,
+                        f"add_shard: no node {unknown} (nodes {sorted(self.config.client_addresses)})",
+                    )
+                return META_SHARD
+            if step.data_shard not in shard_map.replicas or unknown:
                 raise RequestError(
                     ErrorCode.INVALID_REQUEST,
-                    f"set_replicas: data shards are {list(self._data_shards)}, nodes "
+                    f"set_replicas: shards are {list(shard_map.replicas)}, nodes "
                     f"{sorted(self.config.client_addresses)}" + (f"; no node {unknown}" if unknown else ""),
                 )
             return META_SHARD

@@ -16,7 +16,16 @@ from typing import Any
 import msgpack
 
 from confmand.config import Limits
-from confmand.kv.partitions import OP_NAMES, Drop, Freeze, Ingest, MapMove, MapReplicas, PartitionOp
+from confmand.kv.partitions import (
+    OP_NAMES,
+    Drop,
+    Freeze,
+    Ingest,
+    MapAddShard,
+    MapMove,
+    MapReplicas,
+    PartitionOp,
+)
 from confmand.protocol.errors import ErrorCode
 from confmand.protocol.ops import (
     AuditQuery,
@@ -214,6 +223,16 @@ def _move_step(op: str, f: _Fields) -> PartitionOp:
         if len(set(nodes)) != len(nodes):
             raise _invalid(f"set_replicas: {nodes} names a node twice")
         return MapReplicas(f.integer("data_shard"), tuple(nodes))
+    if op == "add_shard":
+        nodes = f.obj.get("replicas")
+        if not isinstance(nodes, list) or not nodes or not all(type(n) is int and n >= 1 for n in nodes):
+            raise _invalid("add_shard needs 'replicas': a non-empty list of node ids")
+        if len(set(nodes)) != len(nodes):
+            raise _invalid(f"add_shard: {nodes} names a node twice")
+        shard = f.integer("data_shard")
+        if shard < 1:
+            raise _invalid(f"add_shard: 'data_shard' must be a data shard id >= 1, got {shard}")
+        return MapAddShard(shard, tuple(nodes))
     if op == "partition_ingest":
         export = f.optional_bytes("export")
         if export is None:

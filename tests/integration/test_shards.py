@@ -158,7 +158,44 @@ def test_confctl_move_and_rebalance_move_partitions_and_even_them_out_again(tmp_
     assert after.stdout.strip() == ""  # no row: nothing left to move
 
 
-def test_a_node_added_takes_replicas_through_the_map_and_a_node_removed_gives_them_up(tmp_path: Path) -> None:
+def _confctl(endpoints: list[str], *args: str, timeout_s: float = 120) -> subprocess.CompletedProcess[str]:
+    command = [sys.executable, "-m", "confctl", "--endpoints", ",".join(endpoints), "--output", "json", *args]
+    return subprocess.run(command, capture_output=True, text=True, timeout=timeout_s, check=False)
+
+
+def test_confctl_split_adds_a_shard_that_takes_half_the_partitions_with_their_keys_and_survives_a_restart(
+    tmp_path: Path,
+) -> None:
+    with running(tmp_path, ClusterOptions(cluster={"partitions": 8, "data_shards": 2})) as cluster:
+        cluster.boot()
+        endpoints = [cluster.client_address(n) for n in cluster.node_ids]
+        with Client(endpoints, timeout_s=10.0) as client:
+            for i in range(40):
+                client.put(f"ns{i}/k", f"v{i}")
+        split = _confctl(endpoints, "split", "1")
+        for node in cluster.node_ids:  # every node starts again from its disk
+            cluster.kill(node)
+        for node in cluster.node_ids:
+            cluster.start(node)
+        with Client(endpoints, timeout_s=10.0) as client:
+            after = client.shard_map().map
+            values = [client.get(f"ns{i}/k").value for i in range(40)]
+            in_new_shard = [i for i in range(40) if after.shard_of(f"ns{i}/k") == 3]
+            written = client.put(f"ns{in_new_shard[0]}/k", "again")
+
+    assert split.returncode == 0, split.stderr
+    assert "moved 2/2" in split.stderr
+    assert after.data_shards == [1, 2, 3]
+    assert after.partitions_of(3) == [4, 6]
+    assert after.partitions_of(1) == [0, 2]
+    assert values == [f"v{i}".encode() for i in range(40)]
+    assert in_new_shard
+    assert written.meta.shard == 3
+
+
+def test_a_node_added_takes_replicas_through_the_map_and_a_drained_node_gives_them_all_up(
+    tmp_path: Path,
+) -> None:
     options = ClusterOptions(size=4, joins=1, cluster={"partitions": 16, "data_shards": 4})
     with running(tmp_path, options) as cluster:
         cluster.boot()
@@ -168,24 +205,21 @@ def test_a_node_added_takes_replicas_through_the_map_and_a_node_removed_gives_th
             assert all(4 not in first.replicas[s] for s in first.data_shards)  # node 4 joins empty
             for i in range(20):
                 client.put(f"ns{i}/k", f"v{i}")
-            # Node 4 takes node 3's place in every data shard: added to each, node 3 removed.
-            for shard in first.data_shards:
-                client.set_replicas(shard, [4 if n == 3 else n for n in first.replicas[shard]])
-
-            def placed() -> bool:
-                statuses = [cluster.status(4, shard=s) for s in first.data_shards]
-                return all(
-                    s is not None and sorted(s["voters"]) == [1, 2, 4] and not s["learners"] for s in statuses
-                )
-
-            wait_until(placed, 30.0, "node 4 a voter of every data shard, node 3 of none")
+            # Node 4 takes node 3's place in every shard, the meta shard's too.
+            drained = _confctl(endpoints, "drain", "3")
+            statuses = [cluster.status(4, shard=s) for s in [0, *first.data_shards]]
             for i in range(20, 40):
                 client.put(f"ns{i}/k", f"v{i}")
-            cluster.kill(3)  # it holds no data shard any more: nothing is lost, every shard serves
+            cluster.kill(3)  # it holds no shard any more: nothing is lost, every shard serves
             values = [client.get(f"ns{i}/k").value for i in range(40)]
             on_node_4 = [
                 cluster.call(4, {"op": "get", "key": f"ns{i}/k", "consistency": "stale"}) for i in range(40)
             ]
+            moved = client.move_partition(0, 2 if first.owners[0] != 2 else 1)  # the meta shard serves
 
+    assert drained.returncode == 0, drained.stderr
+    assert "node 3 holds no replica now" in drained.stderr
+    assert all(s is not None and 3 not in s["voters"] and 4 in s["voters"] for s in statuses)
     assert values == [f"v{i}".encode() for i in range(40)]
     assert all(r is not None and r.get("value") == f"v{i}".encode() for i, r in enumerate(on_node_4))
+    assert moved.index > 0

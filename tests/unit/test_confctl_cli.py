@@ -60,9 +60,10 @@ class FakeClient:
     data: dict[str, bytes] = field(default_factory=dict)
     fail: ConfmanError | None = None
     calls: builtins.list[tuple[str, tuple[object, ...]]] = field(default_factory=list)
-    moves: builtins.list[tuple[int, int]] = field(
-        default_factory=list
-    )  # (partition, to shard), applied at once
+    moves: builtins.list[tuple[int, int]] = field(default_factory=list)  # (partition, to), done at once
+    placements: builtins.list[tuple[int, tuple[int, ...]]] = field(default_factory=list)  # set/add, in order
+    placed: dict[int, tuple[int, ...]] = field(default_factory=dict)  # shard -> its nodes, placed at once
+    nodes: tuple[int, ...] = (1, 2, 3)
     closed: bool = False
     index: int = 0
 
@@ -144,16 +145,32 @@ class FakeClient:
 
     def shard_map(self) -> ShardMapResult:
         self._enter("shard_map")
-        shards = (ShardInfo(0, (1, 2, 3), 1, 0), ShardInfo(1, (2, 3), 2, 3), ShardInfo(2, (3, 1), None, 5))
+        replicas = {0: (1, 2, 3), 1: (2, 3), 2: (3, 1), **self.placed}
         owners = [1, 2, 2, 1, 2, 1, 2, 2]
         for partition, shard in self.moves:
             owners[partition] = shard
-        shard_map = ShardMap(4 + len(self.moves), tuple(owners), {s.id: s.replicas for s in shards})
-        return ShardMapResult(shard_map, shards, {})
+        epoch = 4 + len(self.moves) + len(self.placements)
+        shard_map = ShardMap(epoch, tuple(owners), replicas)
+        shards = tuple(
+            ShardInfo(s, held, None if s == 2 and s not in self.placed else held[0], owners.count(s), held)
+            for s, held in replicas.items()
+        )
+        return ShardMapResult(shard_map, shards, dict.fromkeys(self.nodes, EP))
+
+    def shard_map_all(self) -> builtins.list[ShardMapResult]:
+        return [self.shard_map()]
 
     def set_replicas(self, shard: int, nodes: Sequence[int]) -> Version:
         self._enter("set_replicas", shard, tuple(nodes))
+        self.placements.append((shard, tuple(nodes)))
+        self.placed[shard] = tuple(nodes)
         return Version(2, 41)
+
+    def add_shard(self, shard: int, nodes: Sequence[int]) -> Version:
+        self._enter("add_shard", shard, tuple(nodes))
+        self.placements.append((shard, tuple(nodes)))
+        self.placed[shard] = tuple(nodes)
+        return Version(2, 42)
 
     def move_partition(self, partition: int, to_shard: int) -> Version:
         self._enter("move_partition", partition, to_shard)
@@ -311,6 +328,70 @@ def test_rebalance_makes_each_planned_move_in_turn(cli: Harness) -> None:
     assert result.code == ExitCode.OK
     assert cli.client.moves == [(7, 1)]
     assert "moved 1/1" in result.err
+
+
+def test_add_shard_places_a_new_shard_on_the_nodes_holding_fewest_and_waits_for_it(cli: Harness) -> None:
+    result = cli.run("add-shard", "-o", "json")  # data replicas: node 1 holds 1, node 2 one, node 3 two
+
+    assert result.code == ExitCode.OK
+    assert cli.client.placements == [(3, (1, 2))]
+    assert result.json() == [{"shard": 3, "replicas": [1, 2]}]
+
+
+def test_split_adds_a_shard_and_moves_the_upper_half_of_the_partitions_to_it(cli: Harness) -> None:
+    result = cli.run("split", "2")  # shard 2 owns partitions 1, 2, 4, 6, 7
+
+    assert result.code == ExitCode.OK
+    assert cli.client.placements == [(3, (1, 2))]
+    assert cli.client.moves == [(4, 3), (6, 3), (7, 3)]
+    assert "moved 3/3" in result.err
+
+
+def test_split_of_a_shard_owning_one_partition_is_refused(cli: Harness) -> None:
+    cli.client.moves.extend([(0, 2), (3, 2), (5, 2)])  # shard 1 keeps nothing; one to give back
+    cli.client.moves.append((5, 1))
+
+    result = cli.run("split", "1")
+
+    assert result.code == ExitCode.USAGE
+    assert "nothing to split" in result.err
+    assert cli.client.placements == []
+
+
+def test_drain_moves_every_replica_of_the_node_away_the_meta_shards_too(cli: Harness) -> None:
+    cli.client.nodes = (1, 2, 3, 4)
+
+    result = cli.run("drain", "3")
+
+    assert result.code == ExitCode.OK
+    assert cli.client.placements == [(0, (1, 2, 4)), (1, (2, 4)), (2, (1, 2))]
+    assert "node 3 holds no replica now" in result.err
+
+
+def test_drain_dry_run_shows_the_plan_and_changes_nothing(cli: Harness) -> None:
+    cli.client.nodes = (1, 2, 3, 4)
+
+    result = cli.run("drain", "3", "--dry-run", "-o", "json")
+
+    assert result.json()[0] == {"shard": 0, "from": [1, 2, 3], "to": [1, 2, 4]}
+    assert cli.client.placements == []
+
+
+def test_drain_with_no_node_to_take_a_replica_is_refused(cli: Harness) -> None:
+    result = cli.run("drain", "3")  # the meta shard is on all three nodes
+
+    assert result.code == ExitCode.USAGE
+    assert "no other node" in result.err
+
+
+def test_rebalance_moves_replicas_onto_a_new_node_and_spreads_the_preferred_leaders(cli: Harness) -> None:
+    cli.client.nodes = (1, 2, 3, 4)
+    cli.client.placed = {1: (2, 3, 1), 2: (3, 1, 2)}  # node 4 holds nothing
+
+    result = cli.run("rebalance", "--dry-run", "-o", "json")
+
+    placements = [r for r in result.json() if "shard" in r]
+    assert placements == [{"shard": 2, "from": [3, 1, 2], "to": [4, 1, 2]}]
 
 
 def test_shards_against_an_unsharded_cluster_says_so_and_exits_rejected(cli: Harness) -> None:

@@ -10,10 +10,10 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
+from confmand.protocol.planning import balancing_moves
 from confmand.protocol.shardmap import (
     META_SHARD,
     ShardMap,
-    balancing_moves,
     initial_map,
     meta_replica_count,
     namespace_of,
