@@ -291,7 +291,8 @@ def rebalance(
     if isinstance(result, ExitCode):
         return result
     moves = balancing_moves(result.map)
-    plan = replica_plan(result.map, _nodes(result))
+    lines = shard_lines(env.client.shard_map_all())
+    plan = replica_plan(result.map, _nodes(result), {s: line.leader for s, line in lines.items()})
     env.renderer.rows([{"partition": p, "from": s, "to": t} for p, s, t in moves], MOVE_COLUMNS)
     env.renderer.rows(_placement_rows(result.map, plan), PLACEMENT_COLUMNS)
     if dry_run or not (moves or plan):

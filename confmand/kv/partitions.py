@@ -449,9 +449,7 @@ def _map_replicas(
         return WriteResult.failure(name, version, INVALID_REQUEST, "this shard holds no shard map")
     if op.data_shard not in current.replicas:
         return WriteResult.failure(name, version, INVALID_REQUEST, f"there is no shard {op.data_shard}")
-    if current.replicas[op.data_shard] == op.nodes:
-        return WriteResult(ok=True, version=version, op=name)
-    try:
+    try:  # a new epoch even if the replicas are the same: the shard's leader goes to nodes[0] again
         placed = current.with_replicas(op.data_shard, op.nodes)
     except WireError as exc:
         return WriteResult.failure(name, version, INVALID_REQUEST, str(exc))

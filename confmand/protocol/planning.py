@@ -13,7 +13,7 @@ and `drain` carry out, one map change at a time. Pure functions of a map and the
 from __future__ import annotations
 
 from collections import Counter
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 
 from confmand.protocol.shardmap import META_SHARD, ShardMap, balanced_leaders
 
@@ -45,9 +45,15 @@ def _data_counts(replicas: dict[int, list[int]], nodes: Iterable[int]) -> Counte
     return counts
 
 
-def replica_plan(shard_map: ShardMap, nodes: Sequence[int]) -> list[Placement]:
+def replica_plan(
+    shard_map: ShardMap, nodes: Sequence[int], leaders: Mapping[int, int | None] | None = None
+) -> list[Placement]:
     """Placements after which the data replicas per node (of `nodes`) differ by at most one where
     the shards allow it, and so do the preferred leaders, the meta shard's included.
+
+    `leaders` are the shards' leaders now: a shard led by another node than its preferred leader
+    is placed again (a new map sends leadership to the preferred leader), and the preferred
+    leaders are chosen starting from the leaders now, so that few leaderships move.
 
     A replica moves from the node holding the most to the node holding the fewest, of a shard the
     latter does not hold yet (the highest-numbered such), until no move evens them out more.
@@ -68,20 +74,18 @@ def replica_plan(shard_map: ShardMap, nodes: Sequence[int]) -> list[Placement]:
             break
         held = replicas[max(movable)]
         held[held.index(most)] = fewest
-    return _with_balanced_leaders(shard_map, replicas, pool)
-
-
-def _with_balanced_leaders(
-    shard_map: ShardMap, replicas: dict[int, list[int]], pool: list[int]
-) -> list[Placement]:
-    """`replicas` with each shard's preferred leader chosen so that the counts per node are even,
-    as the placements that differ from the map's."""
+    now = dict(leaders or {})
+    for shard, held in replicas.items():  # start from who leads now where it stays a holder
+        leader = now.get(shard)
+        if leader in held:
+            held.remove(leader)
+            held.insert(0, leader)
     everyone = sorted({*pool, *(n for held in replicas.values() for n in held)})
-    leaders = balanced_leaders(replicas, everyone)
+    chosen = balanced_leaders(replicas, everyone)
     plan = []
     for shard, held in replicas.items():
-        ordered = (leaders[shard], *(n for n in held if n != leaders[shard]))
-        if ordered != shard_map.replicas[shard]:
+        ordered = (chosen[shard], *(n for n in held if n != chosen[shard]))
+        if ordered != shard_map.replicas[shard] or now.get(shard, ordered[0]) not in (None, ordered[0]):
             plan.append((shard, ordered))
     return plan
 

@@ -49,7 +49,7 @@ from confmand.protocol.replies import ReplyEnvelope, decode_reply
 from confmand.protocol.requests import INTERNAL_MOVE_OPS
 from confmand.protocol.shardmap import META_SHARD, ShardMap
 from confmand.protocol.types import Consistency, LeaderHint, WireError
-from confmand.raft import Membership, Message, ProposalRejected, RaftConfig
+from confmand.raft import Membership, MembershipChange, Message, ProposalRejected, RaftConfig
 from confmand.raft.messages import AppendEntries, Heartbeat, InstallSnapshot
 from confmand.server.clock_health import clock_fault
 from confmand.server.errors import RequestError
@@ -67,7 +67,7 @@ from confmand.server.pending import (
     Reply,
     ReplySink,
 )
-from confmand.server.placement import Transfer, next_step
+from confmand.server.placement import Transfer, next_step, preferred_transfer
 from confmand.server.replica import EXPIRY_CHECK_S, Replica, ReplicaSettings
 from confmand.server.requests import (
     AdminRequest,
@@ -98,6 +98,9 @@ MAX_TICKS_PER_TURN = 5  # after a long stall, do not fire a burst of elections a
 STALL_RETRY_S = 0.5
 FORWARD_GRACE_S = 0.5  # the leader answers TIMEOUT itself; wait a little longer for that answer
 PLACEMENT_CHECK_S = 0.25  # how often a leader compares its shards' memberships with the map
+# A shard's leadership goes back to its preferred leader at most this often, the wait doubling
+# after each time up to the last (a node that cannot keep leadership is not handed it in a loop).
+PREFERRED_TRANSFER_WAIT_S = (2.0, 60.0)
 PEER_REQUEST_BYTES = 256 << 20  # a forwarded move step carries a whole partition (the peer frame cap)
 
 
@@ -192,6 +195,10 @@ class Node:
         self._moves_changed: dict[int, Replica] = {}  # replicas the mover should look at again
         self._map_fetch_until = 0.0  # a newer map asked of a peer: no second request before then
         self._next_placement = 0.0
+        # Shards whose leadership goes to the map's preferred leader, once it can take it: every
+        # shard, after each newer map (`confctl rebalance` reorders replicas to spread the leaders).
+        self._prefer: set[int] = set()
+        self._preferred_wait: dict[int, tuple[float, float]] = {}  # shard -> (not before, next wait)
         self._peer_limits = dataclasses.replace(config.limits, max_request_bytes=PEER_REQUEST_BYTES)
         # When each peer was last heard, on any shard: the clock's health is the node's, and a
         # follower of a shard hears only that shard's leader (monotonic seconds).
@@ -367,6 +374,7 @@ class Node:
         if shard_map.epoch <= self.shard_map.epoch:
             return
         log.info("shard map epoch %d -> %d", self.shard_map.epoch, shard_map.epoch)
+        self._prefer.update(shard_map.replicas)
         self.shard_map = shard_map
         self._data_shards = tuple(shard_map.data_shards)
         for shard_id, founders in shard_map.founders.items():
@@ -399,13 +407,23 @@ class Node:
             wanted = self.shard_map.replicas.get(shard_id)
             raft = replica.raft
             membership = raft.membership
-            if wanted is None or not replica.is_leader or membership is None:
+            if wanted is None or membership is None:
                 continue
-            if membership.voters == frozenset(wanted) and not membership.learners:
+            if shard_id in self._prefer and raft.leader_id == wanted[0]:
+                self._prefer.discard(shard_id)  # the map's preferred leader leads
+            if not replica.is_leader:
+                continue
+            settled = membership.voters == frozenset(wanted) and not membership.learners
+            if settled and (shard_id not in self._prefer or wanted[0] in self._silent):
                 continue
             status = raft.status()
             matched = {peer: p.match for peer, p in status.peers.items()}
-            step = next_step(membership, wanted, self.node_id, matched, status.commit_index)
+            if settled:
+                step: MembershipChange | Transfer | None = self._preferred_step(
+                    shard_id, membership, wanted, matched, status.commit_index
+                )
+            else:
+                step = next_step(membership, wanted, self.node_id, matched, status.commit_index)
             try:
                 if isinstance(step, Transfer):
                     raft.transfer_leadership(step.node)
@@ -418,6 +436,22 @@ class Node:
             log.info("shard %d: towards replicas %s: %s", shard_id, list(wanted), step)
             self.counters["placement_steps"] += 1
             self._touch(replica)  # this turn's Ready carries the change (nudge is for calls between turns)
+
+    def _preferred_step(
+        self,
+        shard_id: int,
+        membership: Membership,
+        wanted: tuple[int, ...],
+        matched: dict[int, int],
+        commit: int,
+    ) -> Transfer | None:
+        not_before, wait = self._preferred_wait.get(shard_id, (0.0, PREFERRED_TRANSFER_WAIT_S[0]))
+        if self.now < not_before:
+            return None
+        step = preferred_transfer(membership, wanted, self.node_id, matched, commit)
+        if step is not None:
+            self._preferred_wait[shard_id] = (self.now + wait, min(2 * wait, PREFERRED_TRANSFER_WAIT_S[1]))
+        return step
 
     # ------------------------------------------------------------------ partition moves
 

@@ -11,6 +11,14 @@ as it had throughout:
    the leader itself, it first hands leadership to a voter the map names.
 A pure function of what the leader knows, called again after every change commits; the
 leader of another term just goes on from the membership it finds.
+
+Once the voters are the map's, after each newer map (`confctl rebalance` reorders replicas to
+even out the leaders, and re-places a shard whose leader is not its preferred one),
+`preferred_transfer` hands leadership to the map's preferred leader (its first replica) if
+another node leads. The node spaces these transfers out per shard (`Node._place_replicas`), so a
+preferred leader that cannot keep leadership (its clock is off, it hands off again) is not handed
+it over and over. Leadership does not go back on its own after a failover until the map changes:
+a change of leader costs clients a retry.
 """
 
 from __future__ import annotations
@@ -50,3 +58,14 @@ def next_step(
                 return Transfer(wanted[0])
             return MembershipChange(kind.REMOVE, node)
     return None
+
+
+def preferred_transfer(
+    membership: Membership, wanted: tuple[int, ...], leader: int, matched: dict[int, int], commit: int
+) -> Transfer | None:
+    """Leadership to the map's preferred leader, if it votes, has the whole committed log, and
+    does not lead already."""
+    preferred = wanted[0]
+    if preferred == leader or preferred not in membership.voters:
+        return None
+    return Transfer(preferred) if matched.get(preferred, 0) >= commit else None

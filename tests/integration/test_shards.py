@@ -6,6 +6,7 @@ import json
 import subprocess
 import sys
 import time
+from collections import Counter
 from pathlib import Path
 
 from confctl.client import Client
@@ -223,3 +224,28 @@ def test_a_node_added_takes_replicas_through_the_map_and_a_drained_node_gives_th
     assert values == [f"v{i}".encode() for i in range(40)]
     assert all(r is not None and r.get("value") == f"v{i}".encode() for i, r in enumerate(on_node_4))
     assert moved.index > 0
+
+
+def test_confctl_rebalance_gives_a_new_node_its_share_of_replicas_and_leaders(tmp_path: Path) -> None:
+    options = ClusterOptions(size=4, joins=1, cluster={"partitions": 16, "data_shards": 4})
+    with running(tmp_path, options) as cluster:
+        cluster.boot()
+        endpoints = [cluster.client_address(n) for n in cluster.node_ids]
+        rebalanced = _confctl(endpoints, "rebalance")
+        with Client(endpoints, timeout_s=10.0) as client:
+            after = client.shard_map().map
+
+            preferred = {s: after.replicas[s][0] for s in after.replicas}
+
+            def led_by_preferred() -> bool:
+                return all(
+                    (status := cluster.status(node, shard=s)) is not None and status["role"] == "leader"
+                    for s, node in preferred.items()
+                )
+
+            wait_until(led_by_preferred, 30.0, "every shard led by the map's preferred leader")
+
+    assert rebalanced.returncode == 0, rebalanced.stderr
+    held = Counter(n for s in after.data_shards for n in after.replicas[s])
+    assert held == {1: 3, 2: 3, 3: 3, 4: 3}  # 12 data replicas, 3 per node
+    assert sorted(Counter(preferred.values()).values()) == [1, 1, 1, 2]  # 5 shards' leaders, 4 nodes

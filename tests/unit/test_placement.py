@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from confmand.raft import Membership, MembershipChange, MembershipChangeKind
-from confmand.server.placement import Transfer, next_step
+from confmand.server.placement import Transfer, next_step, preferred_transfer
 
 ADD, PROMOTE, REMOVE = (
     MembershipChangeKind.ADD_LEARNER,
@@ -50,3 +50,17 @@ def test_a_learner_the_map_does_not_name_is_removed() -> None:
 
 def test_a_shard_whose_voters_are_the_map_replicas_needs_nothing() -> None:
     assert next_step(members({1, 2, 3}), (3, 1, 2), leader=1, matched={}, commit=10) is None
+
+
+def test_leadership_goes_to_the_preferred_leader_once_it_has_the_whole_committed_log() -> None:
+    behind = preferred_transfer(members({1, 2, 3}), (2, 1, 3), leader=1, matched={2: 9}, commit=10)
+    caught_up = preferred_transfer(members({1, 2, 3}), (2, 1, 3), leader=1, matched={2: 10}, commit=10)
+
+    assert behind is None
+    assert caught_up == Transfer(2)
+
+
+def test_no_transfer_when_the_preferred_leader_leads_or_does_not_vote() -> None:
+    assert preferred_transfer(members({1, 2, 3}), (1, 2, 3), leader=1, matched={}, commit=10) is None
+    learner = members({1, 3}, frozenset({2}))
+    assert preferred_transfer(learner, (2, 1, 3), leader=1, matched={2: 10}, commit=10) is None
