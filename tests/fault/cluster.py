@@ -88,8 +88,9 @@ class UnplannedExit:
         return "\n".join([head, *(f"    {line}" for line in self.log_tail)])
 
 
-# The runs' shape (runner.py): every workload's keys, one namespace each, spread over four shards.
-SHARDED = ClusterOptions(cluster_id="fault", cluster={"partitions": 64, "data_shards": 4})
+# The runs' shape (runner.py): every workload's keys, one namespace each, spread over four shards
+# of three replicas each (with more than three nodes, `move-replica` has nodes to move them to).
+SHARDED = ClusterOptions(cluster_id="fault", cluster={"partitions": 64, "data_shards": 4, "replication": 3})
 
 
 class FaultCluster(Cluster):

@@ -286,6 +286,42 @@ def _move_partition(cluster: FaultCluster, params: Params) -> Params:
     return done
 
 
+def _plan_replica_move(rng: random.Random, size: int) -> Params:
+    return {"pick": rng.randrange(1 << 16)}
+
+
+def _move_replica(cluster: FaultCluster, params: Params) -> Params:
+    """Move one replica of a data shard to a node that holds none of it, through the map, as an
+    operator adding a node would: the new one joins as a learner, catches up and is promoted, then
+    the old one leaves (placement.py). Nothing to do if every node holds every shard.
+
+    `pick` chooses the shard, the replica that leaves and the node that takes it.
+    """
+    pick = params["pick"]
+    deadline = time.monotonic() + MOVE_TRY_S
+    done: Params = {}
+    while time.monotonic() < deadline:
+        for node in sorted(cluster.running()):
+            reply = cluster.call(node, {"op": "shard_map"}, timeout_s=1.0)
+            if reply is None or not reply.get("ok"):
+                continue
+            shard_map = ShardMap.from_wire(reply)
+            shards = [s for s in shard_map.data_shards if len(shard_map.replicas[s]) < len(cluster.node_ids)]
+            if not shards:
+                return {}
+            shard = shards[pick % len(shards)]
+            held = shard_map.replicas[shard]
+            spare = [n for n in cluster.node_ids if n not in held]
+            leaving, joining = held[(pick // 7) % len(held)], spare[(pick // 49) % len(spare)]
+            placed = [joining if n == leaving else n for n in held]
+            answer = cluster.call(node, {"op": "set_replicas", "data_shard": shard, "replicas": placed}, 3.0)
+            done = {"shard": shard, "from": leaving, "to": joining, "ok": bool(answer and answer.get("ok"))}
+            if done["ok"]:
+                return done
+        time.sleep(0.2)
+    return done
+
+
 NEMESES: dict[str, Nemesis] = {
     n.name: n
     for n in (
@@ -332,6 +368,13 @@ NEMESES: dict[str, Nemesis] = {
             "move a workload namespace's partition to another data shard (the move finishes by itself)",
             _plan_move,
             _move_partition,
+            _nothing,
+        ),
+        Nemesis(
+            "move-replica",
+            "move a data shard's replica to a node holding none, through the map (it finishes by itself)",
+            _plan_replica_move,
+            _move_replica,
             _nothing,
         ),
     )

@@ -24,6 +24,7 @@ QUICK_RUNS = [
     RunSettings(seed=2, duration_s=12, nemeses=("isolate-leader", "pause-random", "one-way-loss")),
     RunSettings(seed=3, duration_s=12, nemeses=("kill-random", "bridge", "restart", "move-partition")),
     RunSettings(seed=4, duration_s=12, nemeses=("move-partition", "kill-leader", "one-way-loss")),
+    RunSettings(seed=5, duration_s=12, size=4, nemeses=("move-replica", "kill-random", "move-partition")),
 ]
 
 

@@ -239,7 +239,8 @@ def test_a_printed_schedule_parses_back_to_the_same_events(seed: int) -> None:
     assert parse_schedule(line) == events
 
 
-NOT_NODES = frozenset({"offset_ms", "namespace", "to"})  # a clock step's size; which partition moves where
+# A clock step's size; which partition moves where; which replica moves
+NOT_NODES = frozenset({"offset_ms", "namespace", "to", "pick"})
 
 
 @given(seed=st.integers(0, 2**32), size=st.sampled_from([3, 5]))
@@ -456,7 +457,7 @@ def test_a_fault_that_fails_is_raised_by_join_and_the_cluster_is_still_recovered
 
 
 @pytest.mark.slow
-@pytest.mark.parametrize("name", [n for n in NEMESES if n != "move-partition"])  # that one: below
+@pytest.mark.parametrize("name", [n for n in NEMESES if not n.startswith("move-")])  # those: below
 def test_every_nemesis_starts_and_stops_and_the_cluster_serves_after(
     cluster: FaultCluster, name: str
 ) -> None:
@@ -487,6 +488,30 @@ def test_the_move_partition_nemesis_moves_a_workload_namespace_to_another_shard(
             return reply is not None and ShardMap.from_wire(reply).owners[done["partition"]] == done["to"]
 
         wait_until(moved, 10.0, f"partition {done['partition']} in shard {done['to']}")
+    finally:
+        sharded.close()
+
+
+def test_the_move_replica_nemesis_puts_a_shard_on_a_node_that_held_none_of_it(tmp_path: Path) -> None:
+    sharded = FaultCluster(tmp_path, size=4, seed=7, options=SHARDED)
+    try:
+        sharded.boot()
+        events = [FaultEvent(0.0, "move-replica", NEMESES["move-replica"].plan(random.Random(3), 4), 0.5)]
+
+        (window,) = run_schedule(sharded, events).join(timeout_s=30.0)
+
+        done = window.done
+        assert done["ok"], window
+
+        def placed() -> bool:
+            status = sharded.status(done["to"], shard=done["shard"])
+            return (
+                status is not None and done["to"] in status["voters"] and done["from"] not in status["voters"]
+            )
+
+        wait_until(
+            placed, 20.0, f"node {done['to']} a voter of shard {done['shard']}, node {done['from']} not"
+        )
     finally:
         sharded.close()
 

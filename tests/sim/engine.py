@@ -24,7 +24,7 @@ from pathlib import Path
 
 from confctl.client import operations
 from confmand.kv.commands import Command
-from confmand.kv.partitions import Freeze, MapReplicas, PartitionOp
+from confmand.kv.partitions import Freeze, MapAddShard, MapReplicas, PartitionOp
 from confmand.protocol.shardmap import META_SHARD, partition_of
 from confmand.raft import MembershipChange, MembershipChangeKind, NotLeader, ProposalRejected, Role
 from confmand.server.faults import NO_FAULTS, DriverFaults
@@ -41,6 +41,7 @@ from tests.sim.world import World
 FAULT_EVERY_S = 0.05
 OPERATOR_EVERY_S = 0.1
 MIN_VOTERS = 3  # the operator never shrinks the voters below this
+MAX_ADDED_SHARDS = 2  # data shards the operator adds to a run at most
 HAND_OFF_S = 2.0  # as run.py's: how long a stopping leader waits for its successor
 LIVENESS_S = 20.0
 CONVERGE_S = 10.0
@@ -234,16 +235,19 @@ class Simulation:
                 "liveness",
                 f"the final client's calls failed after healing: {failed[0].describe()}: {probe.last_error}",
             )
+        self._learn_shards()
         self._settle_placement()
         leaders = {shard: self._converge(shard) for shard in self.shard_ids}
         meta = leaders[META_SHARD].node
         assert meta is not None
         final_map = stored_map(meta.replicas[META_SHARD].storage)
-        if final_map is None or final_map.replicas[META_SHARD] != self.shard_map.replicas[META_SHARD]:
-            self.checker.fail(
-                "meta shard", f"the meta shard holds no map, or moved its own replicas: {final_map}"
-            )
+        if final_map is None:
+            self.checker.fail("meta shard", "the meta shard holds no map")
         assert final_map is not None
+        for shard in sorted(set(final_map.replicas) - set(leaders)):  # added after the nodes' maps
+            leaders[shard] = self._converge(shard)
+        added = set(final_map.replicas) - set(self.shard_map.replicas)
+        self.world.count("partition_in_added_shard", sum(owner in added for owner in final_map.owners))
         self.world.count("partition_moved", final_map.epoch - self.shard_map.epoch)
         problems = check_history(self.history, final_changes(leaders, self.keys, final_map.shard_of))
         if problems:
@@ -394,12 +398,15 @@ class Simulation:
         s, rng, world = self.scenario, self.operator_rng, self.world
         world.at(world.now + OPERATOR_EVERY_S, self._operator)
         self._retire_removed()
+        self._learn_shards()
         if self.calm:
             return
         if s.move_rate and rng.random() < s.move_rate * OPERATOR_EVERY_S:
             self._move_partition(rng)
         if s.place_rate and rng.random() < s.place_rate * OPERATOR_EVERY_S:
             self._place_replica(rng)
+        if s.add_rate and rng.random() < s.add_rate * OPERATOR_EVERY_S:
+            self._add_shard(rng)
         shard = rng.choice(self.shard_ids)
         leader = self._leader(shard)
         if leader is None or leader.node is None:
@@ -431,7 +438,7 @@ class Simulation:
         leader = self._leader(source)
         if leader is None or leader.node is None:
             return
-        targets = [d for d in self.shard_map.data_shards if d != source]
+        targets = [d for d in leader.node.shard_map.data_shards if d != source]
         target = rng.choice(targets)
         self._propose(
             leader,
@@ -441,12 +448,20 @@ class Simulation:
         )
 
     def _place_replica(self, rng: random.Random) -> None:
-        """Move one replica of a data shard to a node that holds none, by changing the map."""
+        """Move one replica of a shard (the meta shard's too) to a node that holds none, by
+        changing the map; now and then only reorder its replicas (its leadership moves)."""
         leader = self._leader(META_SHARD)
         if leader is None or leader.node is None:
             return
         shard_map = leader.node.shard_map
-        shard = rng.choice(shard_map.data_shards)
+        shard = rng.choice(sorted(shard_map.replicas))
+        if rng.random() < 0.25:
+            current = shard_map.replicas[shard]
+            reordered = tuple(rng.sample(current, len(current)))
+            self._propose(
+                leader, META_SHARD, MapReplicas(shard, reordered), f"place shard {shard} on {list(reordered)}"
+            )
+            return
         current = shard_map.replicas[shard]
         spare = [h.id for h in self.active if h.id not in current]
         if not spare:
@@ -459,6 +474,28 @@ class Simulation:
             MapReplicas(shard, placed),
             f"place shard {shard} on {list(placed)} (was {list(current)})",
         )
+
+    def _add_shard(self, rng: random.Random) -> None:
+        """Add a data shard on `replication` nodes in service (the moves then bring it partitions)."""
+        leader = self._leader(META_SHARD)
+        if leader is None or leader.node is None:
+            return
+        shard_map = leader.node.shard_map
+        if len(shard_map.data_shards) >= self.scenario.data_shards + MAX_ADDED_SHARDS:
+            return
+        shard = max(shard_map.replicas) + 1
+        founders = tuple(rng.sample([h.id for h in self.active], self.scenario.replication))
+        self._propose(
+            leader, META_SHARD, MapAddShard(shard, founders), f"add shard {shard} on {list(founders)}"
+        )
+
+    def _learn_shards(self) -> None:
+        """The shards the nodes' newest map names (an added shard is checked like the first ones)."""
+        maps = [h.node.shard_map for h in self.hosts.values() if h.node is not None]
+        newest = max(maps, key=lambda m: m.epoch, default=None)
+        if newest is not None and len(newest.replicas) > len(self.shard_ids):
+            self.world.count("shard_added", len(newest.replicas) - len(self.shard_ids))
+            self.shard_ids = sorted({*self.shard_ids, *newest.replicas})
 
     def _propose(self, leader: SimHost, shard: int, op: PartitionOp, what: str) -> None:
         """Have `leader` propose a step an operator asks for (its answer goes nowhere)."""
@@ -478,7 +515,7 @@ class Simulation:
             unsettled = {}
             for shard in self.shard_ids:
                 leader = self._leader(shard)
-                if shard == META_SHARD or leader is None or leader.node is None:
+                if leader is None or leader.node is None:
                     continue
                 membership = leader.node.replicas[shard].raft.membership
                 wanted = frozenset(leader.node.shard_map.replicas[shard])

@@ -100,7 +100,7 @@ def test_one_seed_replays_bit_for_bit() -> None:
 def test_a_run_exercises_the_driver_paths_it_is_there_for() -> None:
     """Across the first seeds of each profile (one round, more, up to three, only while a path is
     still missing): crashes mid-write and aimed ones, power loss, stalls on a full disk, pauses,
-    partitions, membership changes, partition moves and placement, retries of unknown writes
+    partitions, membership changes, partition moves, placement and added shards, retries of unknown writes
     with the same seq."""
     wanted = (
         "crash",
@@ -116,6 +116,9 @@ def test_a_run_exercises_the_driver_paths_it_is_there_for() -> None:
         "operator_move",
         "partition_moved",
         "operator_place",
+        "operator_add",
+        "shard_added",
+        "partition_in_added_shard",
         "retired",
         "graceful_stop",
         "pause",
