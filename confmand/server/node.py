@@ -134,6 +134,7 @@ class _Phase(enum.Enum):
     PERSIST = "persist"  # Raft entries and hard state (synced); messages wait for it
     APPLY = "apply"  # state-machine changes with the applied index
     SNAPSHOT = "snapshot"  # a state-machine snapshot and the log compaction it allows
+    START = "start"  # an added shard's entry 1 on one of its founders
 
 
 @dataclass(slots=True)
@@ -146,6 +147,7 @@ class _Stall:
     phase: _Phase
     error: str = ""
     next_retry: float = 0.0
+    started: int = -1  # the added shard a START batch begins
 
 
 class Node:
@@ -224,17 +226,29 @@ class Node:
         self._peer_incarnations: dict[int, int] = {}
 
     def _open_replica(self, shard_id: int) -> None:
+        batch = self._bootstrap_batch(shard_id)
+        if batch is not None:
+            self.storage.write(batch, sync=True)
+        self._make_replica(shard_id)
+
+    def _bootstrap_batch(self, shard_id: int) -> WriteBatch | None:
+        """The batch that writes the shard's entry 1 here, if this node is one of its first voters
+        and holds no state of it yet."""
         shard = self.storage.shard(shard_id)
-        if not shard.is_bootstrapped():
-            # Its first voters: the founders of a shard added later, else the first map's replicas.
-            first = self.shard_map.founders.get(shard_id) or self._initial_map.replicas.get(shard_id, ())
-            voters = frozenset(first)
-            if self.node_id in voters:
-                batch = self.storage.new_batch()
-                shard.stage_bootstrap(Membership(voters), batch)
-                self.storage.write(batch, sync=True)
-            else:  # it joins: the leader's log or snapshot tells it the membership
-                log.info("shard %d: no state yet; the leader's log or snapshot starts it here", shard_id)
+        if shard.is_bootstrapped():
+            return None
+        # Its first voters: the founders of a shard added later, else the first map's replicas.
+        first = self.shard_map.founders.get(shard_id) or self._initial_map.replicas.get(shard_id, ())
+        voters = frozenset(first)
+        if self.node_id not in voters:  # it joins: the leader's log or snapshot tells it the membership
+            log.info("shard %d: no state yet; the leader's log or snapshot starts it here", shard_id)
+            return None
+        batch = self.storage.new_batch()
+        shard.stage_bootstrap(Membership(voters), batch)
+        return batch
+
+    def _make_replica(self, shard_id: int) -> None:
+        shard = self.storage.shard(shard_id)
         raft = self.config.raft
         raft_config = RaftConfig(
             node_id=self.node_id,
@@ -377,13 +391,26 @@ class Node:
         self._prefer.update(shard_map.replicas)
         self.shard_map = shard_map
         self._data_shards = tuple(shard_map.data_shards)
+        self._start_added_shards()
+
+    def _start_added_shards(self) -> None:
+        """Start each shard added with this node among its founders (and still placed here): its
+        entry 1 names the founders. Other nodes it is placed on start it when its leader's first
+        append reaches them. A refused write (full disk) stalls the node like any other, and is retried.
+        """
+        if self._stall is not None:  # storage takes no batch before the stalled one
+            return
+        shard_map = self.shard_map
         for shard_id, founders in shard_map.founders.items():
-            # A shard added with this node among its founders starts here now; other nodes it is
-            # placed on later start it when its leader's first append reaches them.
             placed = shard_map.replicas[shard_id]
-            if shard_id not in self.replicas and self.node_id in founders and self.node_id in placed:
-                log.info("shard %d: added with founders %s; starting it here", shard_id, list(founders))
-                self._open_replica(shard_id)
+            if shard_id in self.replicas or self.node_id not in founders or self.node_id not in placed:
+                continue
+            batch = self._bootstrap_batch(shard_id)
+            if batch is not None and not self._write(_Stall([], batch, True, _Phase.START, started=shard_id)):
+                return  # the stall retries the batch, then starts the shard (_retry_stall)
+            self._make_replica(shard_id)
+            log.info("shard %d: added with founders %s; started here", shard_id, list(founders))
+            self.counters["added_shards_started"] += 1
 
     def _adopt_stored_map(self, meta: Replica) -> None:
         """A newer map in the meta shard (a partition moved) becomes this node's map."""
@@ -400,9 +427,12 @@ class Node:
     def _place_replicas(self) -> None:
         """As a shard's leader (the meta shard's too): one membership step towards the map's
         replicas (placement.py)."""
-        if not self.config.raft.map_membership or self.now < self._next_placement:
+        if self.now < self._next_placement:
             return
         self._next_placement = self.now + PLACEMENT_CHECK_S
+        self._start_added_shards()
+        if not self.config.raft.map_membership:
+            return
         for shard_id, replica in self.replicas.items():
             wanted = self.shard_map.replicas.get(shard_id)
             raft = replica.raft
@@ -736,7 +766,9 @@ class Node:
         if not self._write(stall):
             return
         log.warning("storage writes succeed again; Raft resumes")
-        if stall.phase is _Phase.PERSIST:
+        if stall.phase is _Phase.START:
+            self._make_replica(stall.started)
+        elif stall.phase is _Phase.PERSIST:
             self._after_persist(stall.replicas)
         elif stall.phase is _Phase.APPLY:
             self._after_apply(stall.replicas)
