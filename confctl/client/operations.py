@@ -96,8 +96,8 @@ def status(endpoint: str) -> tuple[Request, Callable[[Reply], NodeStatus]]:
     return requests.status(), replies.status_result(endpoint)
 
 
-def shard_map() -> tuple[Request, Callable[[Reply], ShardMapResult]]:
-    return requests.shard_map(), replies.shard_map_result
+def shard_map(sizes: bool = False) -> tuple[Request, Callable[[Reply], ShardMapResult]]:
+    return requests.shard_map(sizes), replies.shard_map_result
 
 
 def move_partition(partition: int, to_shard: int) -> tuple[Request, Callable[[Reply], Version]]:

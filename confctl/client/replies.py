@@ -241,9 +241,12 @@ def shard_map_result(reply: Reply) -> ShardMapResult:
         raise ProtocolError(str(exc)) from None
     leaders: dict[int, int | None] = {}
     members: dict[int, tuple[int, ...]] = {}
+    sizes: dict[int, int] = {}
     for item in maps(reply, "shards"):
         shard_id, leader, held = need(item, "id", int), item.get("leader"), item.get("members")
         leaders[shard_id] = leader if _is_int(leader) else None
+        if _is_int(item.get("bytes")):
+            sizes[shard_id] = int(item["bytes"])
         if isinstance(held, list) and all(_is_int(n) for n in held):
             members[shard_id] = tuple(held)
     addresses: dict[int, str] = {}
@@ -253,7 +256,7 @@ def shard_map_result(reply: Reply) -> ShardMapResult:
         if isinstance(node_id, int) and isinstance(address, str) and is_endpoint(address):
             addresses[node_id] = address
     shards = tuple(
-        ShardInfo(s, nodes, leaders.get(s), len(shard_map.partitions_of(s)), members.get(s, ()))
+        ShardInfo(s, nodes, leaders.get(s), len(shard_map.partitions_of(s)), members.get(s, ()), sizes.get(s))
         for s, nodes in shard_map.replicas.items()
     )
     return ShardMapResult(shard_map, shards, addresses, meta(reply))

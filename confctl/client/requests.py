@@ -182,8 +182,9 @@ def ping() -> Request:
     return Request("ping")
 
 
-def shard_map() -> Request:
-    return Request("shard_map")
+def shard_map(sizes: bool = False) -> Request:
+    """The map; with `sizes`, each shard the answering node holds says its bytes on disk too."""
+    return Request("shard_map", {"sizes": True} if sizes else {})
 
 
 def set_replicas(shard: object, nodes: object) -> Request:

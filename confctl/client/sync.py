@@ -224,7 +224,7 @@ class Client:
             for c, o in zip(calls, outcomes, strict=True)
         ]
 
-    def shard_map_all(self) -> builtins.list[ShardMapResult]:
+    def shard_map_all(self, sizes: bool = False) -> builtins.list[ShardMapResult]:
         """The map as every node of the map knows it, asked at once (those that answer).
 
         Each node names the leader and members only of the shards it holds: merge them to see
@@ -234,11 +234,11 @@ class Client:
         now = time.monotonic()
         endpoints = sorted(set(first.addresses.values()))
         calls = [
-            self.core.call(*ops.shard_map(), now, endpoint=ep, timeout_s=self.core.attempt_timeout_s)
+            self.core.call(*ops.shard_map(sizes), now, endpoint=ep, timeout_s=self.core.attempt_timeout_s)
             for ep in endpoints
         ]
         outcomes = self._drive(calls, raise_first=False)
-        return [first, *(o for o in outcomes if isinstance(o, ShardMapResult))]
+        return [*([] if sizes else [first]), *(o for o in outcomes if isinstance(o, ShardMapResult))]
 
     def close(self) -> None:
         for sock in self._sockets.values():

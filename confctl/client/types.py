@@ -183,6 +183,7 @@ class ShardInfo:
     leader: int | None  # the leader the answering node knows (None: it knows none)
     partitions: int  # how many partitions the shard owns (0 for the meta shard)
     members: tuple[int, ...] = ()  # its members as the answering node knows them (): it holds none
+    bytes: int | None = None  # about how much of the answering node's disk it takes (asked with sizes)
 
 
 @dataclass(frozen=True, slots=True)

@@ -8,11 +8,12 @@ from typing import Annotated
 import typer
 
 from confctl.client.errors import Unsupported
-from confctl.client.types import NodeStatus, ShardMapResult
+from confctl.client.types import NodeStatus, ShardInfo, ShardMapResult
 from confctl.commands.common import Env, command
+from confctl.commands.placement import shard_lines
 from confctl.exit_codes import ExitCode, for_error
 
-SHARD_COLUMNS = ["id", "replicas", "leader", "partitions"]
+SHARD_COLUMNS = ["id", "replicas", "leader", "partitions", "bytes"]
 STATUS_COLUMNS = [
     "id",
     "address",
@@ -80,26 +81,32 @@ def status(env: Env) -> ExitCode:
     return ExitCode.UNAVAILABLE
 
 
-def shard_rows(result: ShardMapResult) -> list[dict[str, object]]:
-    return [
-        {"id": s.id, "replicas": list(s.replicas), "leader": s.leader, "partitions": s.partitions}
-        for s in result.shards
-    ]
+def shard_rows(result: ShardMapResult, lines: dict[int, ShardInfo]) -> list[dict[str, object]]:
+    rows = []
+    for s in result.shards:
+        line = lines.get(s.id, s)
+        rows.append(
+            {"id": s.id, "replicas": list(s.replicas), "leader": line.leader, "partitions": s.partitions}
+            | {"bytes": line.bytes}
+        )
+    return rows
 
 
 @command
 def shards(env: Env) -> ExitCode:
     """The shard map: its epoch and partition count, and per shard (0 is the meta shard) its
-    replicas (preferred leader first), its leader as the answering node knows it, and the
-    partitions it owns.
+    replicas (preferred leader first), its leader, the partitions it owns and about how many
+    bytes it takes on its leader's disk (LevelDB's estimate: what is only in memory yet counts
+    as nothing). Every node is asked; each knows the leaders and sizes of the shards it holds.
     """
     try:
-        result = env.client.shard_map()
+        views = env.client.shard_map_all(sizes=True)
     except Unsupported as exc:
         env.renderer.error(f"the cluster is not sharded: its nodes do not know 'shard_map' ({exc.message})")
         return for_error(exc)
+    result = max(views, key=lambda v: v.epoch)
     summary = {"epoch": result.epoch, "partitions": result.partitions}
-    env.renderer.record_with_rows(summary, "shards", shard_rows(result), SHARD_COLUMNS)
+    env.renderer.record_with_rows(summary, "shards", shard_rows(result, shard_lines(views)), SHARD_COLUMNS)
     return ExitCode.OK
 
 

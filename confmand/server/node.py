@@ -44,6 +44,7 @@ from confmand.kv.partitions import (
     Ownership,
     export_partition,
 )
+from confmand.kv.snapshot import STATE_KINDS
 from confmand.protocol.errors import ErrorCode
 from confmand.protocol.replies import ReplyEnvelope, decode_reply
 from confmand.protocol.requests import INTERNAL_MOVE_OPS
@@ -956,7 +957,7 @@ class Node:
         if common.op == "status":
             fields = node_status(self, self._status_replica(common.shard))
         elif common.op == "shard_map":
-            fields = self._shard_map_fields()
+            fields = self._shard_map_fields(request.sizes)
         self._replies.append(Reply(sink, common.request_id, None, fields))
 
     def _status_replica(self, asked: int | None) -> Replica | None:
@@ -967,8 +968,9 @@ class Node:
         hosted = [s for s in self._data_shards if s in self.replicas] or sorted(self.replicas)
         return self._touch(self.replicas[hosted[0]]) if hosted else None
 
-    def _shard_map_fields(self) -> dict[str, object]:
-        """The map as this node knows it, with the leader it knows of each shard it hosts."""
+    def _shard_map_fields(self, sizes: bool = False) -> dict[str, object]:
+        """The map as this node knows it, with the leader it knows of each shard it hosts (and
+        with `sizes`, about how many bytes each takes on this node's disk)."""
         shards = []
         for shard_id, holders in self.shard_map.replicas.items():
             replica = self.replicas.get(shard_id)
@@ -978,12 +980,21 @@ class Node:
                 # The shard's members now, which a membership change may have moved off the map's.
                 line["leader"] = replica.raft.leader_id
                 line["members"] = sorted(membership.voters) + sorted(membership.learners)
+            if replica is not None and sizes:
+                line["bytes"] = self._approximate_bytes(shard_id)
             shards.append(line)
         return {
             **self.shard_map.to_wire(),
             "shards": shards,
             "nodes": [{"id": p.id, "address": p.client_address} for p in self.config.peers],
         }
+
+    def _approximate_bytes(self, shard_id: int) -> int | None:
+        try:
+            return self.storage.approximate_bytes(shard_id, STATE_KINDS)
+        except StorageError as exc:  # a read refused (the disk): the map answers without it
+            self._drop("size_unknown", "shard %d: its size is unknown: %s", shard_id, exc)
+            return None
 
     def _dispatch(
         self,

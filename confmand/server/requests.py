@@ -108,7 +108,8 @@ class MoveRequest:
 
 @dataclass(frozen=True, slots=True)
 class AdminRequest:
-    common: Common  # op is "ping" or "status"
+    common: Common  # op is "ping", "status" or "shard_map"
+    sizes: bool = False  # shard_map: each hosted shard's size on disk too
 
 
 Request = WriteRequest | ReadRequest | AdminRequest | MoveRequest
@@ -207,7 +208,7 @@ def parse_map(obj: dict[str, Any], limits: Limits) -> Request:
     if op in READ_OPS:
         return _read(common, fields)
     if op in ADMIN_OPS:
-        return AdminRequest(common)
+        return AdminRequest(common, sizes=op == "shard_map" and bool(fields.optional_bool("sizes")))
     if op in MOVE_OPS or op in INTERNAL_MOVE_OPS:
         return MoveRequest(common, _move_step(op, fields))
     raise RequestError(ErrorCode.UNSUPPORTED, f"unknown op {op!r}")

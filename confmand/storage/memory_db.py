@@ -229,6 +229,14 @@ class MemoryDB:
         items = [(k, disk.get(k) or b"") for k in keys]
         return _MemoryIterator(items, include_value, reverse)
 
+    def approximate_sizes(self, *ranges: tuple[bytes, bytes]) -> list[int]:
+        """The bytes of the keys and values in each range (plyvel's are LevelDB's estimates)."""
+        self._check()
+        disk = self._disk
+        return [
+            sum(len(k) + len(disk.get(k) or b"") for k in disk.range(start, stop)) for start, stop in ranges
+        ]
+
     def _write(self, ops: list[Op], sync: bool) -> None:
         self._check()
         self._disk.write(ops, sync)

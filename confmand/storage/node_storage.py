@@ -24,7 +24,7 @@ from __future__ import annotations
 import contextlib
 import os
 from collections import deque
-from collections.abc import Iterator, Mapping
+from collections.abc import Iterable, Iterator, Mapping
 from pathlib import Path
 from typing import Any
 
@@ -33,7 +33,7 @@ import plyvel
 from confmand.storage.batch import WriteBatch
 from confmand.storage.dbio import DbOpener, map_io_error, map_open_error, open_db, open_plyvel
 from confmand.storage.errors import DataDirError, StorageError, StorageFullError, StorageUsageError
-from confmand.storage.keys import META, check_shard_id, prefix_end, shard_of
+from confmand.storage.keys import META, RAFT_KINDS, check_shard_id, prefix_end, shard_of, shard_prefix
 from confmand.storage.loading import (
     check_dir_before_open,
     check_or_write_meta,
@@ -136,6 +136,18 @@ class NodeStorage:
                 found.add(shard_of(key))
                 target = prefix_end(key[:5])  # skip the rest of this kind and shard
         return sorted(found)
+
+    def approximate_bytes(self, shard_id: int, state_kinds: Iterable[bytes]) -> int:
+        """About how many bytes the shard's log and its state (records of `state_kinds`) take on
+        disk, as LevelDB estimates from its table indexes: cheap, and what is still only in its
+        memtable (the last few MiB written) counts as nothing."""
+        check_shard_id(shard_id)
+        ranges = []
+        for kind in sorted({*RAFT_KINDS, *state_kinds}):
+            prefix = shard_prefix(kind, shard_id)
+            ranges.append((prefix, prefix_end(prefix) or prefix + b"\xff" * 16))
+        with self._reading("estimating a shard's size") as db:
+            return int(sum(db.approximate_sizes(*ranges)))
 
     # ------------------------------------------------------------------ writing
 

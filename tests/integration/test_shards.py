@@ -174,6 +174,7 @@ def test_confctl_split_adds_a_shard_that_takes_half_the_partitions_with_their_ke
             for i in range(40):
                 client.put(f"ns{i}/k", f"v{i}")
         split = _confctl(endpoints, "split", "1")
+        shown = _confctl(endpoints, "shards")
         for node in cluster.node_ids:  # every node starts again from its disk
             cluster.kill(node)
         for node in cluster.node_ids:
@@ -186,6 +187,9 @@ def test_confctl_split_adds_a_shard_that_takes_half_the_partitions_with_their_ke
 
     assert split.returncode == 0, split.stderr
     assert "moved 2/2" in split.stderr
+    rows = json.loads(shown.stdout)["shards"]
+    assert [r["id"] for r in rows] == [0, 1, 2, 3]
+    assert all(isinstance(r["bytes"], int) and r["leader"] is not None for r in rows)
     assert after.data_shards == [1, 2, 3]
     assert after.partitions_of(3) == [4, 6]
     assert after.partitions_of(1) == [0, 2]

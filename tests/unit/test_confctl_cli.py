@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import builtins
+import dataclasses
 import json
 from collections.abc import Sequence
 from dataclasses import dataclass, field
@@ -157,8 +158,12 @@ class FakeClient:
         )
         return ShardMapResult(shard_map, shards, dict.fromkeys(self.nodes, EP))
 
-    def shard_map_all(self) -> builtins.list[ShardMapResult]:
-        return [self.shard_map()]
+    def shard_map_all(self, sizes: bool = False) -> builtins.list[ShardMapResult]:
+        result = self.shard_map()
+        if not sizes:
+            return [result]
+        lines = tuple(dataclasses.replace(s, bytes=1000 * s.id + 7) for s in result.shards)
+        return [dataclasses.replace(result, shards=lines)]
 
     def set_replicas(self, shard: int, nodes: Sequence[int]) -> Version:
         self._enter("set_replicas", shard, tuple(nodes))
@@ -288,7 +293,7 @@ def test_status_exits_5_when_no_node_answers(cli: Harness) -> None:
     assert EP in result.err
 
 
-def test_shards_prints_the_epoch_partitions_and_each_shards_replicas_leader_and_partitions(
+def test_shards_prints_the_epoch_partitions_and_each_shards_replicas_leader_partitions_and_size(
     cli: Harness,
 ) -> None:
     lines = [line.split() for line in cli.run("shards").out.splitlines()]
@@ -296,14 +301,20 @@ def test_shards_prints_the_epoch_partitions_and_each_shards_replicas_leader_and_
         ["epoch", "4"],
         ["partitions", "8"],
         [],
-        ["ID", "REPLICAS", "LEADER", "PARTITIONS"],
-        ["0", "1,2,3", "1", "0"],
-        ["1", "2,3", "2", "3"],
-        ["2", "3,1", "-", "5"],
+        ["ID", "REPLICAS", "LEADER", "PARTITIONS", "BYTES"],
+        ["0", "1,2,3", "1", "0", "7"],
+        ["1", "2,3", "2", "3", "1007"],
+        ["2", "3,1", "-", "5", "2007"],
     ]
     (as_json,) = cli.run("shards", "-o", "json").json()
     assert (as_json["epoch"], as_json["partitions"]) == (4, 8)
-    assert as_json["shards"][2] == {"id": 2, "replicas": [3, 1], "leader": None, "partitions": 5}
+    assert as_json["shards"][2] == {
+        "id": 2,
+        "replicas": [3, 1],
+        "leader": None,
+        "partitions": 5,
+        "bytes": 2007,
+    }
 
 
 def test_move_starts_a_partition_move_and_waits_for_the_map_to_name_the_new_shard(cli: Harness) -> None:
