@@ -86,6 +86,7 @@ class RaftSettings:
     snapshot_interval_entries: int = 10_000
     log_retain_entries: int = 1_000
     max_append_entries: int = 1024
+    max_apply_entries: int = 1024  # committed entries one shard applies per loop turn (fairness)
     quiet_shards: bool = True  # an idle, settled shard stops ticking until work or a failure wakes it
     map_membership: bool = True  # a shard's leader changes its membership to the map's replicas
 
@@ -288,6 +289,7 @@ _RAFT_READERS: Final[dict[str, _Reader]] = {
     "snapshot_interval_entries": _POSITIVE,
     "log_retain_entries": _int(0),
     "max_append_entries": _int(1, 1_000_000),
+    "max_apply_entries": _int(1, 1_000_000),
     "quiet_shards": _bool,
     "map_membership": _bool,
 }

@@ -45,6 +45,11 @@ class RaftConfig:
     max_inflight_msgs: int = 64
     max_inflight_bytes: int = 8 << 20
     snapshot_chunk_bytes: int = 64 << 10
+    # Fairness between the shards of a node: one Ready hands out at most this many committed
+    # entries (and this many bytes of them, but always one), so that a shard with a long backlog
+    # to apply (a learner catching up) applies it over several turns and the others get theirs.
+    max_apply_entries: int = 1024
+    max_apply_bytes: int = 8 << 20
     # The state machine's applied index at start: committed entries up to it
     # are not handed out again.
     applied: int = 0
@@ -57,5 +62,7 @@ class RaftConfig:
             raise ValueError("election_ticks must be greater than heartbeat_ticks")
         if self.max_append_entries < 1 or self.max_inflight_msgs < 1:
             raise ValueError("max_append_entries and max_inflight_msgs must be at least 1")
+        if self.max_apply_entries < 1 or self.max_apply_bytes < 1:
+            raise ValueError("max_apply_entries and max_apply_bytes must be at least 1")
         if self.snapshot_chunk_bytes < 1:
             raise ValueError("snapshot_chunk_bytes must be at least 1")

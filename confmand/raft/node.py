@@ -749,8 +749,15 @@ class RaftNode:
         upto = log.last_index if self.faults.apply_uncommitted else log.commit
         if log.handed_out >= upto:
             return []
-        entries = log.slice(log.handed_out + 1, upto + 1)
-        log.handed_out = upto
+        cfg = self.config
+        entries = log.slice(log.handed_out + 1, min(upto, log.handed_out + cfg.max_apply_entries) + 1)
+        size = 0
+        for count, entry in enumerate(entries):
+            size += len(entry.data)
+            if size > cfg.max_apply_bytes and count:  # the rest in the next Ready (has_ready says so)
+                entries = entries[:count]
+                break
+        log.handed_out = entries[-1].index
         return entries
 
 

@@ -259,6 +259,7 @@ class Node:
             pre_vote=raft.pre_vote,
             check_quorum=raft.check_quorum,
             max_append_entries=raft.max_append_entries,
+            max_apply_entries=raft.max_apply_entries,
             quiesce=raft.quiet_shards,
             faults=self.faults.raft,
         )

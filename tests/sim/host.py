@@ -78,6 +78,7 @@ def node_config(scenario: Scenario, node_id: int) -> NodeConfig:
             snapshot_interval_entries=scenario.snapshot_interval_entries,
             log_retain_entries=scenario.log_retain_entries,
             max_append_entries=scenario.max_append_entries,
+            max_apply_entries=scenario.max_apply_entries,
             quiet_shards=scenario.quiet_shards,
             # The membership profile changes memberships itself; elsewhere leaders follow the map.
             map_membership=scenario.membership_rate == 0,

@@ -91,6 +91,7 @@ class Scenario:
     log_retain_entries: int
     request_timeout_ms: int
     max_append_entries: int
+    max_apply_entries: int  # small in churn runs: backlogs are applied over several turns
     tick_ms: int  # a short tick packs many more elections into a run
     election_ticks: int  # few ticks: candidates' timeouts often fall on the same tick (split votes)
     pre_vote: bool
@@ -171,6 +172,7 @@ class Scenario:
             log_retain_entries=rng.choice((5, 30)),
             request_timeout_ms=rng.choice((1_000, 2_000)),
             max_append_entries=1 if churn else 1024,
+            max_apply_entries=4 if churn else 1024,
             tick_ms=10 if churn else 50,
             election_ticks=3 if elections else 10,
             pre_vote=not elections or rng.random() < 0.5,

@@ -8,7 +8,8 @@ import pytest
 
 from confmand.raft import HardState, Membership, MemoryStorage, RaftConfig, RaftNode, ReadyOrderError
 from confmand.raft.messages import AppendEntries, AppendEntriesResponse
-from tests.unit.raft_harness import Cluster, of_type
+from confmand.raft.types import Snapshot, SnapshotMeta
+from tests.unit.raft_harness import Cluster, entry, of_type, storage_with_log
 
 
 def settled() -> Cluster:
@@ -73,3 +74,32 @@ def test_a_ready_advanced_twice_or_out_of_order_is_refused() -> None:
     node.advance(second)
     with pytest.raises(ReadyOrderError):
         node.advance(second)
+
+
+def test_a_long_backlog_of_committed_entries_is_handed_out_over_several_readies() -> None:
+    storage = storage_with_log([1, 2, 3], [1] * 2500, commit=2500)
+    node = RaftNode(RaftConfig(node_id=1, max_apply_entries=1024), storage, random.Random(0))
+
+    handed = []
+    while node.has_ready():
+        rd = node.ready()
+        handed.append([e.index for e in rd.committed_entries])
+        node.advance(rd)
+
+    assert [len(batch) for batch in handed if batch] == [1024, 1024, 452]
+    assert [i for batch in handed for i in batch] == list(range(1, 2501))
+
+
+def test_committed_entries_of_one_ready_stay_within_the_byte_limit_but_always_one() -> None:
+    meta = SnapshotMeta(0, 0, Membership(frozenset({1, 2, 3})))
+    big = [entry(1, i, bytes(600)) for i in (1, 2, 3)]
+    storage = MemoryStorage(HardState(1, None, 3), Snapshot(meta, b""), big)
+    node = RaftNode(RaftConfig(node_id=1, max_apply_bytes=1000), storage, random.Random(0))
+
+    sizes = []
+    while node.has_ready():
+        rd = node.ready()
+        sizes.append(len(rd.committed_entries))
+        node.advance(rd)
+
+    assert [s for s in sizes if s] == [1, 1, 1]
