@@ -102,6 +102,7 @@ PLACEMENT_CHECK_S = 0.25  # how often a leader compares its shards' memberships 
 # A shard's leadership goes back to its preferred leader at most this often, the wait doubling
 # after each time up to the last (a node that cannot keep leadership is not handed it in a loop).
 PREFERRED_TRANSFER_WAIT_S = (2.0, 60.0)
+PREFER_WINDOW_S = 60.0  # for this long after a newer map, a shard's leadership goes to its preferred leader
 PEER_REQUEST_BYTES = 256 << 20  # a forwarded move step carries a whole partition (the peer frame cap)
 
 
@@ -200,7 +201,11 @@ class Node:
         self._next_placement = 0.0
         # Shards whose leadership goes to the map's preferred leader, once it can take it: every
         # shard, after each newer map (`confctl rebalance` reorders replicas to spread the leaders).
-        self._prefer: set[int] = set()
+        self._prefer: dict[int, float] = {}  # shard -> until when (monotonic s)
+        # The shards the placement check looks at: every shard after a newer map, and each shard
+        # this node leads that had a Ready (a new leader, a membership change); a shard leaves the
+        # set once it is settled, so a thousand idle shards cost the check nothing.
+        self._placement_due: set[int] = set()
         self._preferred_wait: dict[int, tuple[float, float]] = {}  # shard -> (not before, next wait)
         self._peer_limits = dataclasses.replace(config.limits, max_request_bytes=PEER_REQUEST_BYTES)
         # When each peer was last heard, on any shard: the clock's health is the node's, and a
@@ -390,7 +395,8 @@ class Node:
         if shard_map.epoch <= self.shard_map.epoch:
             return
         log.info("shard map epoch %d -> %d", self.shard_map.epoch, shard_map.epoch)
-        self._prefer.update(shard_map.replicas)
+        self._prefer.update(dict.fromkeys(shard_map.replicas, self.now + PREFER_WINDOW_S))
+        self._placement_due.update(shard_map.replicas)
         self.shard_map = shard_map
         self._data_shards = tuple(shard_map.data_shards)
         self._start_added_shards()
@@ -435,19 +441,28 @@ class Node:
         self._start_added_shards()
         if not self.config.raft.map_membership:
             return
-        for shard_id, replica in self.replicas.items():
+        for shard_id in sorted(self._placement_due):
+            replica = self.replicas.get(shard_id)
             wanted = self.shard_map.replicas.get(shard_id)
-            raft = replica.raft
-            membership = raft.membership
-            if wanted is None or membership is None:
+            raft = None if replica is None else replica.raft
+            membership = None if raft is None else raft.membership
+            if (
+                replica is None
+                or raft is None
+                or wanted is None
+                or membership is None
+                or not replica.is_leader
+            ):
+                self._placement_due.discard(shard_id)  # a Ready or a newer map brings it back
                 continue
-            if shard_id in self._prefer and raft.leader_id == wanted[0]:
-                self._prefer.discard(shard_id)  # the map's preferred leader leads
-            if not replica.is_leader:
-                continue
+            prefer = self._prefer.get(shard_id, 0.0) > self.now and wanted[0] != self.node_id
             settled = membership.voters == frozenset(wanted) and not membership.learners
-            if settled and (shard_id not in self._prefer or wanted[0] in self._silent):
+            if settled and not prefer:
+                self._placement_due.discard(shard_id)
+                self._prefer.pop(shard_id, None)
                 continue
+            if settled and wanted[0] in self._silent:
+                continue  # its preferred leader is not heard from: look again later
             status = raft.status()
             matched = {peer: p.match for peer, p in status.peers.items()}
             if settled:
@@ -720,6 +735,8 @@ class Node:
     def _after_apply(self, active: list[Replica]) -> None:
         for replica in active:
             replica.after_apply()
+            if replica.is_leader:
+                self._placement_due.add(replica.shard_id)
             if replica.shard_id == META_SHARD:
                 self._adopt_stored_map(replica)
             if replica.moves_changed:

@@ -12,7 +12,7 @@ as it had throughout:
 A pure function of what the leader knows, called again after every change commits; the
 leader of another term just goes on from the membership it finds.
 
-Once the voters are the map's, after each newer map (`confctl rebalance` reorders replicas to
+Once the voters are the map's, for a minute after each newer map (`confctl rebalance` reorders replicas to
 even out the leaders, and re-places a shard whose leader is not its preferred one),
 `preferred_transfer` hands leadership to the map's preferred leader (its first replica) if
 another node leads. The node spaces these transfers out per shard (`Node._place_replicas`), so a
