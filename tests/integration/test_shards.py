@@ -10,7 +10,7 @@ from collections import Counter
 from pathlib import Path
 
 from confctl.client import Client
-from confmand.protocol.shardmap import ShardMap, partition_of
+from confmand.protocol.shardmap import META_SHARD, ShardMap, partition_of
 from tests.integration.harness import ClusterOptions, Reply, error_code, ok, running, wait_until
 
 SIXTEEN = {"partitions": 64, "data_shards": 16}
@@ -201,32 +201,37 @@ def test_confctl_split_adds_a_shard_that_takes_half_the_partitions_with_their_ke
 def test_a_node_added_takes_replicas_through_the_map_and_a_drained_node_gives_them_all_up(
     tmp_path: Path,
 ) -> None:
-    options = ClusterOptions(size=4, joins=1, cluster={"partitions": 16, "data_shards": 4})
+    options = ClusterOptions(size=5, joins=1, cluster={"partitions": 64, "data_shards": 16, "replication": 3})
     with running(tmp_path, options) as cluster:
         cluster.boot()
         endpoints = [cluster.client_address(n) for n in cluster.node_ids]
         with Client(endpoints, timeout_s=10.0) as client:
             first = client.shard_map().map
-            assert all(4 not in first.replicas[s] for s in first.data_shards)  # node 4 joins empty
-            for i in range(20):
+            assert first.shards_on(5) == []  # node 5 joins empty
+            held_by_3 = first.shards_on(3)
+            for i in range(40):
                 client.put(f"ns{i}/k", f"v{i}")
-            # Node 4 takes node 3's place in every shard, the meta shard's too.
+            # Node 3's replicas, the meta shard's among them, go to the nodes holding fewest.
             drained = _confctl(endpoints, "drain", "3")
-            statuses = [cluster.status(4, shard=s) for s in [0, *first.data_shards]]
-            for i in range(20, 40):
+            after = client.shard_map().map
+            members = {
+                s: (status or {}).get("voters")
+                for s in held_by_3
+                for status in [cluster.status(after.replicas[s][0], shard=s)]
+            }
+            for i in range(40, 80):
                 client.put(f"ns{i}/k", f"v{i}")
             cluster.kill(3)  # it holds no shard any more: nothing is lost, every shard serves
-            values = [client.get(f"ns{i}/k").value for i in range(40)]
-            on_node_4 = [
-                cluster.call(4, {"op": "get", "key": f"ns{i}/k", "consistency": "stale"}) for i in range(40)
-            ]
+            values = [client.get(f"ns{i}/k").value for i in range(80)]
             moved = client.move_partition(0, 2 if first.owners[0] != 2 else 1)  # the meta shard serves
 
     assert drained.returncode == 0, drained.stderr
     assert "node 3 holds no replica now" in drained.stderr
-    assert all(s is not None and 3 not in s["voters"] and 4 in s["voters"] for s in statuses)
-    assert values == [f"v{i}".encode() for i in range(40)]
-    assert all(r is not None and r.get("value") == f"v{i}".encode() for i, r in enumerate(on_node_4))
+    assert META_SHARD in held_by_3
+    assert after.shards_on(3) == []
+    assert after.shards_on(5)  # the joined node took some
+    assert all(v is not None and 3 not in v and len(v) == len(first.replicas[s]) for s, v in members.items())
+    assert values == [f"v{i}".encode() for i in range(80)]
     assert moved.index > 0
 
 
