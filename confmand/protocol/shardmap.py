@@ -110,12 +110,15 @@ class ShardMap:
         return {
             "epoch": self.epoch,
             "owners": list(self.owners),
-            "shards": [
-                {"id": shard, "replicas": list(nodes)}
-                | ({"founders": list(self.founders[shard])} if shard in self.founders else {})
-                for shard, nodes in self.replicas.items()
-            ],
+            "shards": [self.shard_line(shard) for shard in self.replicas],
         }
+
+    def shard_line(self, shard: int) -> dict[str, object]:
+        """One shard as the wire lists it: `{id, replicas}`, and `founders` for an added one."""
+        line: dict[str, object] = {"id": shard, "replicas": list(self.replicas[shard])}
+        if shard in self.founders:
+            line["founders"] = list(self.founders[shard])
+        return line
 
     @staticmethod
     def from_wire(raw: object) -> ShardMap:

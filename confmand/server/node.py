@@ -990,9 +990,10 @@ class Node:
         """The map as this node knows it, with the leader it knows of each shard it hosts (and
         with `sizes`, about how many bytes each takes on this node's disk)."""
         shards = []
-        for shard_id, holders in self.shard_map.replicas.items():
+        for shard_id in self.shard_map.replicas:
             replica = self.replicas.get(shard_id)
-            line: dict[str, object] = {"id": shard_id, "replicas": list(holders), "leader": None}
+            # Founders included: a node without a meta replica learns maps from this answer.
+            line = self.shard_map.shard_line(shard_id) | {"leader": None}
             membership = None if replica is None else replica.raft.membership
             if replica is not None and membership is not None:
                 # The shard's members now, which a membership change may have moved off the map's.

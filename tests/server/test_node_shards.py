@@ -243,3 +243,32 @@ def test_a_partition_on_its_way_out_serves_no_read_and_takes_no_write(
     assert set(codes.values()) == {"PARTITION_MOVING"}, codes
     assert listed["error"]["code"] == "PARTITION_MOVING"
     assert write["error"]["code"] == "PARTITION_MOVING"
+
+
+def test_an_added_shard_starts_on_its_founder_takes_a_partition_and_its_founders_travel_in_the_map(
+    sharded: NodeHarness,
+) -> None:
+    added = sharded.call("add_shard", data_shard=5, replicas=[1])
+    sharded.turn_until(lambda: 5 in sharded.node.replicas and sharded.node.replicas[5].is_leader)
+    namespace = "ns0"
+    partition = partition_of(namespace, SHAPE.partitions)
+    sharded.call("move_partition", partition=partition, to_shard=5)
+    sharded.turn_until(lambda: _map(sharded).owners[partition] == 5)
+    written = sharded.call("put", key=f"{namespace}/k", value=b"v")
+    reply = sharded.call("shard_map")
+
+    assert added["ok"], added
+    assert written["ok"], written
+    assert written["shard"] == 5
+    assert ShardMap.from_wire(reply) == _map(sharded)  # a peer learning the map learns its founders
+    assert _map(sharded).founders == {5: (1,)}
+
+
+def test_adding_a_shard_again_with_other_replicas_is_refused(sharded: NodeHarness) -> None:
+    sharded.call("add_shard", data_shard=5, replicas=[1])
+    again = sharded.call("add_shard", data_shard=5, replicas=[1])
+    other = sharded.call("add_shard", data_shard=1, replicas=[1])
+
+    assert again["ok"], again  # the same add, repeated: nothing changes
+    assert not other["ok"]
+    assert other["error"]["code"] == "INVALID_REQUEST"
