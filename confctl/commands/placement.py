@@ -80,11 +80,14 @@ def shard_lines(views: Sequence[ShardMapResult]) -> dict[int, ShardInfo]:
 
 
 def _wait_placed(env: Env, shard: int, wanted: Sequence[int], wait_s: float) -> ShardInfo | None:
-    """The shard's line once its members are `wanted` and it has a leader; None if not within wait_s."""
+    """The shard's line once its members are `wanted`, it has a leader and every node that answers
+    knows it; None if not within wait_s."""
     deadline = time.monotonic() + wait_s
     while True:
-        line = shard_lines(env.client.shard_map_all()).get(shard)
-        if line is not None and line.leader is not None and sorted(line.members) == sorted(wanted):
+        views = env.client.shard_map_all()
+        line = shard_lines(views).get(shard)
+        known = all(shard in view.map.replicas for view in views)  # a move to it goes anywhere next
+        if known and line is not None and line.leader is not None and sorted(line.members) == sorted(wanted):
             return line
         if time.monotonic() >= deadline:
             have = None if line is None else list(line.members)
