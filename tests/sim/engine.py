@@ -248,6 +248,19 @@ class Simulation:
             leaders[shard] = self._converge(shard)
         added = set(final_map.replicas) - set(self.shard_map.replicas)
         self.world.count("partition_in_added_shard", sum(owner in added for owner in final_map.owners))
+        # A founder that holds no meta replica learnt the map (and the founders) from a peer.
+        self.world.count(
+            "founder_without_meta",
+            sum(
+                1
+                for shard in added
+                for node in final_map.founders.get(shard, ())
+                if (host := self.hosts.get(node)) is not None
+                and host.node is not None
+                and shard in host.node.replicas
+                and META_SHARD not in host.node.replicas
+            ),
+        )
         self.world.count("partition_moved", final_map.epoch - self.shard_map.epoch)
         problems = check_history(self.history, final_changes(leaders, self.keys, final_map.shard_of))
         if problems:

@@ -131,7 +131,7 @@ class Scenario:
             transfer_rate=0.5 if membership else 0.0,
             move_rate=0.0 if profile == "calm" or data_shards == 1 else 2.0,
             place_rate=0.0 if profile in ("calm", "membership") or replication == node_count else 1.0,
-            add_rate=0.0 if profile in ("calm", "membership") or data_shards == 1 else 0.3,
+            add_rate=0.0 if profile == "calm" or data_shards == 1 else 0.3,
             duration_s=drawn_s if duration_s is None else duration_s,
             clients=rng.randint(3, 6) + (4 if stale else 0),  # more clients, fewer keys: more
             keys=2 if stale else rng.randint(2, 6),  # reads of a key a new leader has written
