@@ -227,12 +227,8 @@ def apply_partition_op(
     history_limit: int,
 ) -> WriteResult:
     name = OP_NAMES[type(op)]
-    if isinstance(op, MapMove):
-        return _map_move(overlay, op, version, hlc, history_limit)
-    if isinstance(op, MapReplicas):
-        return _map_replicas(overlay, op, version, hlc, history_limit)
-    if isinstance(op, MapAddShard):
-        return _map_add_shard(overlay, op, version, hlc, history_limit)
+    if isinstance(op, MapMove | MapReplicas | MapAddShard):
+        return _apply_map_op(overlay, op, version, hlc, history_limit)
     if ownership is None or not 0 <= op.partition < ownership.partitions:
         return WriteResult.failure(name, version, INVALID_REQUEST, f"no data partition {op.partition} here")
     st = state_of(overlay, ownership, op.partition)
@@ -413,70 +409,68 @@ def _stored_map(overlay: OverlayStore) -> ShardMap | None:
     return None if record is None else ShardMap.from_wire(msgpack.unpackb(record.value, raw=False))
 
 
-def _map_move(
-    overlay: OverlayStore, op: MapMove, version: Version, hlc: int, history_limit: int
+# A map op's outcome: the new map and other keys to write with it, a refusal, or None when the
+# op (or a later one) is in already and a repeat changes nothing.
+_MapChange = tuple[ShardMap, dict[str, bytes]] | str | None
+
+
+def _apply_map_op(
+    overlay: OverlayStore,
+    op: MapMove | MapReplicas | MapAddShard,
+    version: Version,
+    hlc: int,
+    history_limit: int,
 ) -> WriteResult:
-    name = OP_NAMES[MapMove]
+    """A change of the meta shard's map: refused, already made, or written one epoch on."""
+    name = OP_NAMES[type(op)]
     current = _stored_map(overlay)
     if current is None:
         return WriteResult.failure(name, version, INVALID_REQUEST, "this shard holds no shard map")
+    if isinstance(op, MapMove):
+        change = _map_move(overlay, current, op)
+    elif isinstance(op, MapReplicas):
+        change = _map_replicas(current, op)
+    else:
+        change = _map_add_shard(current, op)
+    if isinstance(change, str):
+        return WriteResult.failure(name, version, INVALID_REQUEST, change)
+    if change is not None:
+        changed, others = change
+        changes = KeyChanges(
+            overlay, history_limit=history_limit, version=version, hlc=hlc, principal="confmand", op=name
+        )
+        changes.put(MAP_KEY, msgpack.packb(changed.to_wire(), use_bin_type=True))
+        for key, value in others.items():
+            changes.put(key, value)
+    return WriteResult(ok=True, version=version, op=name)
+
+
+def _map_move(overlay: OverlayStore, current: ShardMap, op: MapMove) -> _MapChange:
     gen_key = f"{MOVE_GEN_PREFIX}{op.partition}"
     gen_record = get_key(overlay, gen_key)
     done = 0 if gen_record is None else int(msgpack.unpackb(gen_record.value))
     if done >= op.gen:
-        return WriteResult(ok=True, version=version, op=name)  # this move, or a later one, is in
+        return None  # this move, or a later one, is in
     if not 0 <= op.partition < current.partitions or current.owners[op.partition] != op.from_shard:
-        return WriteResult.failure(
-            name, version, INVALID_REQUEST, f"partition {op.partition} is not shard {op.from_shard}'s"
-        )
+        return f"partition {op.partition} is not shard {op.from_shard}'s"
     if op.to_shard not in current.data_shards:
-        return WriteResult.failure(name, version, INVALID_REQUEST, f"there is no data shard {op.to_shard}")
-    changes = KeyChanges(
-        overlay, history_limit=history_limit, version=version, hlc=hlc, principal="confmand", op=name
-    )
-    moved = current.moved(op.partition, op.to_shard)
-    changes.put(MAP_KEY, msgpack.packb(moved.to_wire(), use_bin_type=True))
-    changes.put(gen_key, msgpack.packb(op.gen))
-    return WriteResult(ok=True, version=version, op=name)
+        return f"there is no data shard {op.to_shard}"
+    return current.moved(op.partition, op.to_shard), {gen_key: msgpack.packb(op.gen)}
 
 
-def _map_replicas(
-    overlay: OverlayStore, op: MapReplicas, version: Version, hlc: int, history_limit: int
-) -> WriteResult:
-    name = OP_NAMES[MapReplicas]
-    current = _stored_map(overlay)
-    if current is None:
-        return WriteResult.failure(name, version, INVALID_REQUEST, "this shard holds no shard map")
+def _map_replicas(current: ShardMap, op: MapReplicas) -> _MapChange:
     if op.data_shard not in current.replicas:
-        return WriteResult.failure(name, version, INVALID_REQUEST, f"there is no shard {op.data_shard}")
+        return f"there is no shard {op.data_shard}"
     try:  # a new epoch even if the replicas are the same: the shard's leader goes to nodes[0] again
-        placed = current.with_replicas(op.data_shard, op.nodes)
+        return current.with_replicas(op.data_shard, op.nodes), {}
     except WireError as exc:
-        return WriteResult.failure(name, version, INVALID_REQUEST, str(exc))
-    changes = KeyChanges(
-        overlay, history_limit=history_limit, version=version, hlc=hlc, principal="confmand", op=name
-    )
-    changes.put(MAP_KEY, msgpack.packb(placed.to_wire(), use_bin_type=True))
-    return WriteResult(ok=True, version=version, op=name)
+        return str(exc)
 
 
-def _map_add_shard(
-    overlay: OverlayStore, op: MapAddShard, version: Version, hlc: int, history_limit: int
-) -> WriteResult:
-    name = OP_NAMES[MapAddShard]
-    current = _stored_map(overlay)
-    if current is None:
-        return WriteResult.failure(name, version, INVALID_REQUEST, "this shard holds no shard map")
+def _map_add_shard(current: ShardMap, op: MapAddShard) -> _MapChange:
     if op.shard in current.replicas:
-        if current.founders.get(op.shard) == op.nodes:
-            return WriteResult(ok=True, version=version, op=name)  # a retry of this very add
-        return WriteResult.failure(name, version, INVALID_REQUEST, f"shard {op.shard} exists already")
+        return None if current.founders.get(op.shard) == op.nodes else f"shard {op.shard} exists already"
     try:
-        added = current.with_shard(op.shard, op.nodes)
+        return current.with_shard(op.shard, op.nodes), {}
     except WireError as exc:
-        return WriteResult.failure(name, version, INVALID_REQUEST, str(exc))
-    changes = KeyChanges(
-        overlay, history_limit=history_limit, version=version, hlc=hlc, principal="confmand", op=name
-    )
-    changes.put(MAP_KEY, msgpack.packb(added.to_wire(), use_bin_type=True))
-    return WriteResult(ok=True, version=version, op=name)
+        return str(exc)

@@ -250,13 +250,12 @@ def _plan_move(rng: random.Random, size: int) -> Params:
     return {"namespace": rng.randrange(len(MOVED_NAMESPACES)), "to": rng.randrange(1 << 16)}
 
 
-def _move_partition(cluster: FaultCluster, params: Params) -> Params:
-    """Move a workload namespace's partition to another data shard, as an operator would.
+def _as_operator(cluster: FaultCluster, act: Callable[[int, ShardMap], Params | None]) -> Params:
+    """Ask each running node in turn for its map and `act` on it (a request to that node), until one
+    takes it (a shard may be electing) or MOVE_TRY_S pass; the change then finishes by itself.
 
-    Asked of each running node in turn until one takes it (a shard may be electing), for up to
-    MOVE_TRY_S; the move then finishes by itself.
+    `act` returns what it did, with `ok`, or None if the map leaves nothing to do.
     """
-    namespace = MOVED_NAMESPACES[params["namespace"]]
     deadline = time.monotonic() + MOVE_TRY_S
     done: Params = {}
     while time.monotonic() < deadline:
@@ -264,26 +263,31 @@ def _move_partition(cluster: FaultCluster, params: Params) -> Params:
             reply = cluster.call(node, {"op": "shard_map"}, timeout_s=1.0)
             if reply is None or not reply.get("ok"):
                 continue
-            shard_map = ShardMap.from_wire(reply)
-            source = shard_map.shard_of(namespace)
-            others = [s for s in shard_map.data_shards if s != source]
-            if not others:
+            outcome = act(node, ShardMap.from_wire(reply))
+            if outcome is None:
                 return {}
-            target = others[params["to"] % len(others)]
-            partition = partition_of(namespace, shard_map.partitions)
-            moved = cluster.call(
-                node, {"op": "move_partition", "partition": partition, "to_shard": target}, 3.0
-            )
-            done = {
-                "partition": partition,
-                "from": source,
-                "to": target,
-                "ok": bool(moved and moved.get("ok")),
-            }
+            done = outcome
             if done["ok"]:
                 return done
         time.sleep(0.2)
     return done
+
+
+def _move_partition(cluster: FaultCluster, params: Params) -> Params:
+    """Move a workload namespace's partition to another data shard, as an operator would."""
+    namespace = MOVED_NAMESPACES[params["namespace"]]
+
+    def act(node: int, shard_map: ShardMap) -> Params | None:
+        source = shard_map.shard_of(namespace)
+        others = [s for s in shard_map.data_shards if s != source]
+        if not others:
+            return None
+        target = others[params["to"] % len(others)]
+        partition = partition_of(namespace, shard_map.partitions)
+        moved = cluster.call(node, {"op": "move_partition", "partition": partition, "to_shard": target}, 3.0)
+        return {"partition": partition, "from": source, "to": target, "ok": bool(moved and moved.get("ok"))}
+
+    return _as_operator(cluster, act)
 
 
 def _plan_replica_move(rng: random.Random, size: int) -> Params:
@@ -298,28 +302,20 @@ def _move_replica(cluster: FaultCluster, params: Params) -> Params:
     `pick` chooses the shard, the replica that leaves and the node that takes it.
     """
     pick = params["pick"]
-    deadline = time.monotonic() + MOVE_TRY_S
-    done: Params = {}
-    while time.monotonic() < deadline:
-        for node in sorted(cluster.running()):
-            reply = cluster.call(node, {"op": "shard_map"}, timeout_s=1.0)
-            if reply is None or not reply.get("ok"):
-                continue
-            shard_map = ShardMap.from_wire(reply)
-            shards = [s for s in shard_map.data_shards if len(shard_map.replicas[s]) < len(cluster.node_ids)]
-            if not shards:
-                return {}
-            shard = shards[pick % len(shards)]
-            held = shard_map.replicas[shard]
-            spare = [n for n in cluster.node_ids if n not in held]
-            leaving, joining = held[(pick // 7) % len(held)], spare[(pick // 49) % len(spare)]
-            placed = [joining if n == leaving else n for n in held]
-            answer = cluster.call(node, {"op": "set_replicas", "data_shard": shard, "replicas": placed}, 3.0)
-            done = {"shard": shard, "from": leaving, "to": joining, "ok": bool(answer and answer.get("ok"))}
-            if done["ok"]:
-                return done
-        time.sleep(0.2)
-    return done
+
+    def act(node: int, shard_map: ShardMap) -> Params | None:
+        shards = [s for s in shard_map.data_shards if len(shard_map.replicas[s]) < len(cluster.node_ids)]
+        if not shards:
+            return None
+        shard = shards[pick % len(shards)]
+        held = shard_map.replicas[shard]
+        spare = [n for n in cluster.node_ids if n not in held]
+        leaving, joining = held[(pick // 7) % len(held)], spare[(pick // 49) % len(spare)]
+        placed = [joining if n == leaving else n for n in held]
+        answer = cluster.call(node, {"op": "set_replicas", "data_shard": shard, "replicas": placed}, 3.0)
+        return {"shard": shard, "from": leaving, "to": joining, "ok": bool(answer and answer.get("ok"))}
+
+    return _as_operator(cluster, act)
 
 
 NEMESES: dict[str, Nemesis] = {
