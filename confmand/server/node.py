@@ -497,6 +497,7 @@ class Node:
             return None
         step = preferred_transfer(membership, wanted, self.node_id, matched, commit)
         if step is not None:
+            self.counters["preferred_transfers"] += 1
             self._preferred_wait[shard_id] = (self.now + wait, min(2 * wait, PREFERRED_TRANSFER_WAIT_S[1]))
         return step
 

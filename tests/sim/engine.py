@@ -189,6 +189,8 @@ class Simulation:
         stats["turns"] = sum(h.turns for h in self.hosts.values())
         stats["commit_max"] = self.checker.commit_max
         stats["redrives"] = sum(c.redrives for c in self.clients.values())
+        for counter in ("preferred_transfers", "added_shards_started"):  # of the nodes up at the end
+            stats[counter] = sum(h.node.counters.get(counter, 0) for h in self.hosts.values() if h.node)
         return RunResult(self.scenario, violation, self.world.now, stats, self.trace, self.history)
 
     def _run(self) -> None:

@@ -119,6 +119,8 @@ def test_a_run_exercises_the_driver_paths_it_is_there_for() -> None:
         "operator_add",
         "shard_added",
         "partition_in_added_shard",
+        "added_shards_started",
+        "preferred_transfers",
         "retired",
         "graceful_stop",
         "pause",
