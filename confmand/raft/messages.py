@@ -144,6 +144,35 @@ class TimeoutNow:
     dst: NodeId
 
 
+@dataclass(frozen=True, slots=True)
+class StaleCheck:
+    """A replica that heard no leader for a while, and is no voter (a learner, one its own log
+    removed, or one started empty), asks a member whether it still belongs to the shard."""
+
+    shard: ShardId
+    term: int
+    src: NodeId
+    dst: NodeId
+
+
+@dataclass(frozen=True, slots=True)
+class Removed:
+    """The receiver is no member of the shard: the membership in force at `config_index` (of
+    term `config_term`) leaves it out, is committed, and the sender knows no later one.
+
+    Sent in answer to any message from a node outside that membership. The receiver deletes
+    its replica only if its own log holds no membership that could be newer (docs/raft.md,
+    *Leaving a shard*); it never changes its term for this message.
+    """
+
+    shard: ShardId
+    term: int
+    src: NodeId
+    dst: NodeId
+    config_index: int
+    config_term: int
+
+
 Message = (
     RequestVote
     | RequestVoteResponse
@@ -154,6 +183,8 @@ Message = (
     | InstallSnapshot
     | InstallSnapshotResponse
     | TimeoutNow
+    | StaleCheck
+    | Removed
 )
 
 # Every message class, for dispatch and validation: derived from the union so the two never drift.

@@ -17,6 +17,7 @@ Where the rules of the Raft paper live:
 - §6 / thesis §4 membership (single-server) .... `propose_membership`, membership.py
 - thesis §3.10 leadership transfer ............. `transfer_leadership`, `_on_timeout_now`
 - quiet shards (no ticks while idle) ........... `_maybe_quiesce`, `_on_heartbeat`, `wake`
+- leaving a shard (deleting a removed replica) . `_tell_if_removed`, `_on_removed`, `check_membership`
 
 Rules this file keeps:
 - A replica never sends a message that promises something (a vote, an
@@ -45,8 +46,10 @@ from confmand.raft.messages import (
     InstallSnapshot,
     InstallSnapshotResponse,
     Message,
+    Removed,
     RequestVote,
     RequestVoteResponse,
+    StaleCheck,
     TimeoutNow,
 )
 from confmand.raft.proposals import ProposalTracker
@@ -113,6 +116,8 @@ class RaftNode:
         self._advanced_number = 0
         self._last_hard_state = hard
         self._quiet = False
+        self._removed = False
+        self._last_leader: NodeId | None = None
         self.replicator = Replicator(self)
 
     # ------------------------------------------------------------------ introspection
@@ -137,6 +142,13 @@ class RaftNode:
     @property
     def last_index(self) -> int:
         return self.log.last_index
+
+    @property
+    def removed(self) -> bool:
+        """A member told this replica that a committed membership leaves it out, and its own log
+        holds none that could be newer: the replica may be deleted (docs/raft.md, *Leaving a
+        shard*). Final: a removed replica never takes part in the shard again."""
+        return self._removed
 
     def is_voter(self) -> bool:
         membership = self.members.current
@@ -199,15 +211,21 @@ class RaftNode:
         )
 
     def tick(self) -> None:
-        if self._quiet:
+        if self._quiet or self._removed:
             return
         if self.role is Role.LEADER:
             self._tick_leader()
             return
         self._election_elapsed += 1
-        if self._election_elapsed >= self._randomized_timeout and self.is_voter():
-            self._election_elapsed = 0
-            self.campaign()
+        if self.is_voter():
+            if self._election_elapsed >= self._randomized_timeout:
+                self._election_elapsed = 0
+                self.campaign()
+        elif self._election_elapsed >= 2 * self.config.election_ticks:
+            # No voter, so no campaign would ever reach a member: ask whether we still belong,
+            # again every election timeout until a leader is heard.
+            self._election_elapsed = self.config.election_ticks
+            self.check_membership()
 
     def _tick_leader(self) -> None:
         cfg = self.config
@@ -346,6 +364,17 @@ class RaftNode:
         if reason is not None:
             self.dropped[reason] += 1
             return
+        if isinstance(msg, Removed):
+            self._on_removed(msg)
+            return  # says nothing of terms: a removed replica's term no longer matters
+        # Before the term rules (a lease drops a removed voter's pre-vote unanswered), and without
+        # dropping the message: a node outside our membership may lead one we do not know yet.
+        self._tell_if_removed(msg.src)
+        if isinstance(msg, StaleCheck):
+            membership = self.members.current
+            if self.role is Role.LEADER and membership is not None and msg.src in membership.members:
+                self.wake()  # a member that hears nothing from a quiet leader: heartbeat it
+            return
         if isinstance(msg, RequestVote) and msg.src == self.leader_id and self.role is not Role.LEADER:
             # Our leader campaigns: it lost its leadership (it restarted). Nothing is left to
             # protect with a lease, and a quiet follower would otherwise wait for it forever.
@@ -414,6 +443,50 @@ class RaftNode:
         elif isinstance(msg, TimeoutNow):
             self._on_timeout_now(msg)
 
+    # ------------------------------------------------------------------ leaving a shard
+
+    def check_membership(self) -> None:
+        """Ask the members we know (or, knowing none, the last leader heard) whether this replica
+        still belongs to the shard; one that does not answers Removed. The driver calls this for
+        a replica its shard map no longer places here, which may be quiet and never ask itself."""
+        if self.role is Role.LEADER or self._removed:
+            return
+        membership = self.members.current
+        if membership is not None:
+            targets = sorted(membership.members - {self.id})
+        else:
+            targets = [] if self._last_leader is None else [self._last_leader]
+        for dst in targets:
+            self.send(StaleCheck(self.shard, self.term, self.id, dst))
+
+    def _tell_if_removed(self, src: NodeId) -> None:
+        """`src` is outside our membership, which is committed: tell it so (Removed)."""
+        membership = self.members.current
+        if membership is None or src in membership.members:
+            return
+        index = self.members.latest_index
+        if index > self.log.commit:
+            return  # the change that left src out may still be undone
+        term = self.log.term_at(index)
+        if term is None:
+            return
+        self.send(Removed(self.shard, self.term, self.id, src, index, term))
+
+    def _on_removed(self, msg: Removed) -> None:
+        """Removed for good when our own log holds no membership newer than the one that left us
+        out: our latest is at or before it, or our log is not the committed one at its index (so
+        every membership we hold from there on is uncommitted and will be truncated)."""
+        if self._removed:
+            return
+        latest = self.members.latest_index
+        mine = self.log.term_at(msg.config_index)
+        if latest <= msg.config_index or (mine is not None and mine != msg.config_term):
+            self._removed = True
+            self._quiet = False
+            self._msgs.clear()  # nothing more leaves a removed replica
+        else:
+            self.dropped["removed_but_newer_membership"] += 1
+
     def _accept_leader(self, src: NodeId) -> bool:
         if self.role is Role.LEADER:
             # Two leaders in one term would break election safety; never obey the other one.
@@ -421,7 +494,7 @@ class RaftNode:
             return False
         if self.role is not Role.FOLLOWER:
             self._become_follower(self.term, src)
-        self.leader_id = src
+        self.leader_id = self._last_leader = src
         self._election_elapsed = 0
         return True
 
@@ -525,7 +598,8 @@ class RaftNode:
         self.campaign(transfer=True)
 
     def send(self, msg: Message) -> None:
-        self._msgs.append(msg)
+        if not self._removed:
+            self._msgs.append(msg)
 
     # ------------------------------------------------------------------ clients
 

@@ -18,6 +18,7 @@ from confmand.raft.messages import (
     InstallSnapshot,
     InstallSnapshotResponse,
     Message,
+    Removed,
     RequestVote,
 )
 from confmand.raft.types import NodeId, ShardId
@@ -52,7 +53,10 @@ def check_message(msg: Message, node_id: NodeId, shard: ShardId) -> str | None:
     elif isinstance(msg, InstallSnapshot):
         if msg.offset < 0 or msg.meta.index < 0 or msg.meta.term > msg.term:
             return "index_out_of_range"
-    elif isinstance(msg, InstallSnapshotResponse) and (msg.next_offset < 0 or msg.snapshot_index < 0):
+    elif isinstance(msg, InstallSnapshotResponse):
+        if msg.next_offset < 0 or msg.snapshot_index < 0:
+            return "index_out_of_range"
+    elif isinstance(msg, Removed) and (msg.config_index < 0 or not 0 <= msg.config_term <= msg.term):
         return "index_out_of_range"
     return None
 

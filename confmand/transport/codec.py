@@ -44,8 +44,10 @@ from confmand.raft.messages import (
     InstallSnapshot,
     InstallSnapshotResponse,
     Message,
+    Removed,
     RequestVote,
     RequestVoteResponse,
+    StaleCheck,
     TimeoutNow,
 )
 from confmand.raft.types import Entry, EntryKind, Membership, SnapshotMeta
@@ -273,6 +275,8 @@ _LAYOUTS: Final[dict[type, tuple[int, tuple[tuple[str, tuple[_Encoder, _Checker]
         (("snapshot_index", _U), ("next_offset", _U), ("installed", _B)),
     ),
     TimeoutNow: (8, ()),
+    StaleCheck: (9, ()),
+    Removed: (10, (("config_index", _U), ("config_term", _U))),
 }
 HEADER_FIELDS: Final = ("shard", "term", "src", "dst")
 

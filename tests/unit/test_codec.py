@@ -19,8 +19,10 @@ from confmand.raft.messages import (
     InstallSnapshot,
     InstallSnapshotResponse,
     Message,
+    Removed,
     RequestVote,
     RequestVoteResponse,
+    StaleCheck,
     TimeoutNow,
 )
 from confmand.raft.types import Entry, EntryKind, Membership, SnapshotMeta
@@ -96,6 +98,8 @@ MESSAGES: dict[type, st.SearchStrategy[Message]] = {
         InstallSnapshotResponse, snapshot_index=uints, next_offset=uints, installed=st.booleans()
     ),
     TimeoutNow: _message(TimeoutNow),
+    StaleCheck: _message(StaleCheck),
+    Removed: _message(Removed, config_index=uints, config_term=uints),
 }
 any_message = st.one_of(*MESSAGES.values())
 batches = st.builds(

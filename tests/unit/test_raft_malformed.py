@@ -20,6 +20,7 @@ from confmand.raft.messages import (
     HeartbeatResponse,
     InstallSnapshot,
     InstallSnapshotResponse,
+    Removed,
     RequestVote,
 )
 from tests.unit.raft_harness import Cluster, entry, membership
@@ -115,7 +116,11 @@ def assert_dropped(node_id: int, message: object, reason: str) -> None:
     node.step(cast(Message, message))
     assert dict(node.dropped) == {reason: 1}
     assert state(node) == before
-    assert cluster.drain(node_id).messages == []
+    # A node outside the membership is told so (docs/raft.md, *Leaving a shard*), and only that.
+    told = (
+        [Removed(0, node.term, node_id, cast(Message, message).src, 0, 0)] if reason == "unknown_peer" else []
+    )
+    assert cluster.drain(node_id).messages == told
 
 
 @pytest.mark.parametrize(("message", "reason"), TO_FOLLOWER.values(), ids=TO_FOLLOWER.keys())
