@@ -18,6 +18,10 @@ If a write to disk fails (full disk), the node stalls its Raft replicas: it
 keeps the unwritten batch and retries it, stops stepping and ticking Raft,
 answers writes with STORAGE, and goes on serving stale and version reads and
 forwarding to another leader.
+
+A replica told it left its shard (docs/raft.md, *Leaving a shard*) is deleted:
+its requests are answered, it is dropped from the loop, and its records go
+from the DB a bounded number per turn (storage/tombstones.py).
 """
 
 from __future__ import annotations
@@ -104,6 +108,10 @@ PLACEMENT_CHECK_S = 0.25  # how often a leader compares its shards' memberships 
 PREFERRED_TRANSFER_WAIT_S = (2.0, 60.0)
 PREFER_WINDOW_S = 60.0  # for this long after a newer map, a shard's leadership goes to its preferred leader
 PEER_REQUEST_BYTES = 256 << 20  # a forwarded move step carries a whole partition (the peer frame cap)
+DELETE_KEYS_PER_TURN = 4096  # a left replica's records deleted per turn (one synced batch)
+# How often a replica that the map no longer places here asks whether it is still a member: it
+# may be quiet, and its leader no longer talks to it once it is removed.
+UNPLACED_CHECK_S = 2.0
 
 
 @dataclass(slots=True)
@@ -137,6 +145,7 @@ class _Phase(enum.Enum):
     APPLY = "apply"  # state-machine changes with the applied index
     SNAPSHOT = "snapshot"  # a state-machine snapshot and the log compaction it allows
     START = "start"  # an added shard's entry 1 on one of its founders
+    DELETE = "delete"  # a step of deleting a replica that left its shard
 
 
 @dataclass(slots=True)
@@ -149,7 +158,8 @@ class _Stall:
     phase: _Phase
     error: str = ""
     next_retry: float = 0.0
-    started: int = -1  # the added shard a START batch begins
+    shard: int = -1  # the added shard a START batch begins, or the one a DELETE batch deletes
+    finishes: bool = False  # a DELETE batch that deletes the last of its shard
 
 
 class Node:
@@ -217,9 +227,14 @@ class Node:
         self._meta_seeded = False  # the meta shard holds a map (it never loses it again)
         self._meta_retry_at = 0.0  # when this node, leading the meta shard, may write the first map again
         storage.check_cluster_shape(config.cluster.to_record(config.initial_voters))
-        # The map's shards for this node, and any a leader started here before a restart.
-        for shard_id in sorted({*self.shard_map.shards_on(self.node_id), *storage.shard_ids()}):
-            self._open_replica(shard_id)
+        self._deleting = storage.deleting_shards()  # replicas that left their shard, still being deleted
+        self._next_unplaced_check = 0.0
+        # The map's shards for this node, and any a leader started here before a restart; not one
+        # deleted here (a leader adding this node back starts it again).
+        on_disk = storage.shard_ids()
+        for shard_id in sorted({*self.shard_map.shards_on(self.node_id), *on_disk}):
+            if shard_id in on_disk or not storage.was_deleted(shard_id):
+                self._open_replica(shard_id)
         if META_SHARD in self.replicas:  # the map as it was when this node stopped
             self._adopt_stored_map(self.replicas[META_SHARD])
         # Each incarnation numbers its forwards from a random point: a leader may answer a forward
@@ -242,6 +257,11 @@ class Node:
         and holds no state of it yet."""
         shard = self.storage.shard(shard_id)
         if shard.is_bootstrapped():
+            return None
+        if self.storage.was_deleted(shard_id):
+            # It left the shard once: as a voter with an empty log it could elect a leader that
+            # lacks committed entries. Only a leader adding it back starts it, from its own log.
+            log.info("shard %d: deleted here once; a leader adding this node back starts it", shard_id)
             return None
         # Its first voters: the founders of a shard added later, else the first map's replicas.
         first = self.shard_map.founders.get(shard_id) or self._initial_map.replicas.get(shard_id, ())
@@ -302,7 +322,7 @@ class Node:
         now = self._time.monotonic()
         if self._stall is not None:  # neither ticks nor Readies matter until the disk takes the batch
             return max(0.0, min(self._stall.next_retry, now + self._tick_s) - now)
-        if any(r.raft.has_ready() for r in self._busy.values()):
+        if self._deleting or any(r.raft.has_ready() for r in self._busy.values()):
             return 0.0
         return max(0.0, self._next_tick - now)
 
@@ -322,9 +342,12 @@ class Node:
             self._seed_meta()
             self._drive_moves()
             self._place_replicas()
+            self._check_unplaced()
             for replica in self._touched.values():
                 replica.flush_requests()
             self._ready_cycle()
+            self._delete_left_replicas()
+            self._go_on_deleting()
         self._expire_forwards(now)
         self._flush_peers()
         self._flush_replies()
@@ -411,10 +434,15 @@ class Node:
         shard_map = self.shard_map
         for shard_id, founders in shard_map.founders.items():
             placed = shard_map.replicas[shard_id]
-            if shard_id in self.replicas or self.node_id not in founders or self.node_id not in placed:
+            if (
+                shard_id in self.replicas
+                or shard_id in self._deleting
+                or self.node_id not in founders
+                or self.node_id not in placed
+            ):
                 continue
             batch = self._bootstrap_batch(shard_id)
-            if batch is not None and not self._write(_Stall([], batch, True, _Phase.START, started=shard_id)):
+            if batch is not None and not self._write(_Stall([], batch, True, _Phase.START, shard=shard_id)):
                 return  # the stall retries the batch, then starts the shard (_retry_stall)
             self._make_replica(shard_id)
             log.info("shard %d: added with founders %s; started here", shard_id, list(founders))
@@ -500,6 +528,57 @@ class Node:
             self.counters["preferred_transfers"] += 1
             self._preferred_wait[shard_id] = (self.now + wait, min(2 * wait, PREFERRED_TRANSFER_WAIT_S[1]))
         return step
+
+    # ------------------------------------------------------------------ leaving a shard
+
+    def _delete_left_replicas(self) -> None:
+        """Delete the replicas that learned this turn that they left their shard."""
+        left = [r for r in self._touched.values() if r.raft.removed]
+        for replica in left:
+            self._start_deleting(replica)
+
+    def _start_deleting(self, replica: Replica) -> None:
+        shard_id = replica.shard_id
+        log.info("shard %d: this node is no longer a member; deleting its replica here", shard_id)
+        self.counters["replicas_deleted"] += 1
+        gone = self._wrong_shard(
+            shard_id, f"node {self.node_id} left shard {shard_id}: it holds no replica of it"
+        )
+        self._replies.extend(replica.abandon(gone))
+        for table in (self.replicas, self._awake, self._touched, self._busy, self._moves_changed):
+            table.pop(shard_id, None)
+        self._prefer.pop(shard_id, None)
+        self._preferred_wait.pop(shard_id, None)
+        self._placement_due.discard(shard_id)
+        self._deleting.append(shard_id)
+        batch = self.storage.new_batch()
+        self.storage.stage_delete_start(shard_id, batch)
+        self._write(_Stall([], batch, True, _Phase.DELETE, shard=shard_id))
+
+    def _go_on_deleting(self) -> None:
+        """One bounded, synced step of the first deletion under way (storage/tombstones.py)."""
+        if not self._deleting or self._stall is not None:
+            return
+        shard_id = self._deleting[0]
+        batch = self.storage.new_batch()
+        done = self.storage.stage_delete_step(shard_id, batch, DELETE_KEYS_PER_TURN)
+        if self._write(_Stall([], batch, True, _Phase.DELETE, shard=shard_id, finishes=done)) and done:
+            self._deleted(shard_id)
+
+    def _deleted(self, shard_id: int) -> None:
+        self._deleting.remove(shard_id)
+        log.info("shard %d: its replica here is deleted", shard_id)
+
+    def _check_unplaced(self) -> None:
+        """Every UNPLACED_CHECK_S, each replica here that the map no longer places here asks its
+        members whether it still belongs: removed, it is told so and deleted."""
+        if self.now < self._next_unplaced_check or not self.config.raft.map_membership:
+            return
+        self._next_unplaced_check = self.now + UNPLACED_CHECK_S
+        placed = self.shard_map.replicas
+        for shard_id, replica in self.replicas.items():
+            if self.node_id not in placed.get(shard_id, (self.node_id,)) and not replica.is_leader:
+                self._touch(replica).raft.check_membership()
 
     # ------------------------------------------------------------------ partition moves
 
@@ -787,7 +866,10 @@ class Node:
             return
         log.warning("storage writes succeed again; Raft resumes")
         if stall.phase is _Phase.START:
-            self._make_replica(stall.started)
+            self._make_replica(stall.shard)
+        elif stall.phase is _Phase.DELETE:
+            if stall.finishes:
+                self._deleted(stall.shard)
         elif stall.phase is _Phase.PERSIST:
             self._after_persist(stall.replicas)
         elif stall.phase is _Phase.APPLY:
@@ -858,6 +940,7 @@ class Node:
         """
         return (
             shard_id in self.shard_map.replicas
+            and shard_id not in self._deleting  # started again once its old records are gone
             and msg.shard == shard_id
             and msg.src == sender
             and msg.dst == self.node_id

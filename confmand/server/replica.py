@@ -391,6 +391,30 @@ class Replica:
         if self._compact_to > 0:
             self.raft.compact(self._compact_to)
 
+    def abandon(self, gone: RequestError) -> list[Reply]:
+        """The replica is being deleted (it left its shard): the answers to everything waiting.
+        A write already proposed may still commit elsewhere: its outcome is unknown."""
+        unknown = RequestError(
+            ErrorCode.TIMEOUT, "this node left the shard before the write's outcome was known"
+        )
+        replies = self.replies
+        self.replies = []
+        for waiter in self._pending_writes.values():
+            replies.append(Reply(waiter.sink, waiter.request_id, self.shard_id, {}, unknown))
+        for _, sink, rid, _ in self._queued:
+            replies.append(Reply(sink, rid, self.shard_id, {}, gone))
+        reads = [r for batch in self._read_batches.values() for r in batch] + self._read_round
+        reads += [r for _, r in self._reads_at] + self._version_waits
+        for read in reads:
+            replies.append(Reply(read.sink, read.request.common.request_id, self.shard_id, {}, gone))
+        self._pending_writes.clear()
+        self._queued.clear()
+        self._read_batches.clear()
+        self._read_round.clear()
+        self._reads_at.clear()
+        self._version_waits.clear()
+        return replies
+
     # ------------------------------------------------------------------ answering
 
     def expire(self) -> None:

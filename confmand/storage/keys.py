@@ -4,8 +4,10 @@ Invariants:
 - Every key but node metadata is `kind(1) + shard_id(4, big-endian) + suffix`;
   node metadata is `b"m" + name`. Integers are fixed-width big-endian, so
   LevelDB's byte order is numeric order (log entries sort by index).
-- Storage owns the kinds in `RAFT_KINDS` and `META`; every other single byte
-  is the state machine's, and storage knows nothing of its suffixes.
+- Storage owns the kinds in `RAFT_KINDS`, `TOMBSTONE` and `META`; every other
+  single byte is the state machine's, and storage knows nothing of its suffixes.
+- A shard's tombstone (`t` + shard id) outlives the shard's other records: it
+  says the node deleted its replica of the shard once (tombstones.py).
 """
 
 from __future__ import annotations
@@ -17,10 +19,11 @@ LOG_ENTRY = b"l"
 SNAPSHOT_META = b"s"
 SNAPSHOT_DATA = b"n"
 APPLIED = b"x"
+TOMBSTONE = b"t"
 META = b"m"
 
 RAFT_KINDS = frozenset({HARD_STATE, LOG_ENTRY, SNAPSHOT_META, SNAPSHOT_DATA, APPLIED})
-RESERVED_KINDS = RAFT_KINDS | {META}
+RESERVED_KINDS = RAFT_KINDS | {META, TOMBSTONE}
 
 META_FORMAT = META + b"format_version"
 META_CLUSTER = META + b"cluster_id"
@@ -36,6 +39,7 @@ _KIND_NAMES = {
     SNAPSHOT_META: "snapshot meta",
     SNAPSHOT_DATA: "snapshot data",
     APPLIED: "applied index",
+    TOMBSTONE: "tombstone",
 }
 
 

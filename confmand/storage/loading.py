@@ -137,17 +137,20 @@ def _has_any_key(db: Any) -> bool:
         return next(it, None) is not None
 
 
-def load_shard_states(db: Any, path: Path) -> dict[int, ShardState]:
-    """Every shard's cached Raft state, each record verified; DataDirError on the first bad one."""
+def load_shard_states(db: Any, path: Path, skip: frozenset[int] = frozenset()) -> dict[int, ShardState]:
+    """Every shard's cached Raft state, each record verified; DataDirError on the first bad one.
+
+    Shards in `skip` (being deleted: tombstones.py) are passed over: some of their records are gone.
+    """
     try:
         states: dict[int, ShardState] = {}
-        for key, value in _items(db, HARD_STATE):
+        for key, value in _items(db, HARD_STATE, skip):
             sid = shard_of(key)
             states[sid] = replace(states.get(sid, ShardState()), hard_state=_decode(path, key, value))
-        for key, value in _items(db, APPLIED):
+        for key, value in _items(db, APPLIED, skip):
             sid = shard_of(key)
             states[sid] = replace(states.get(sid, ShardState()), applied=_decode(path, key, value))
-        for key, value in _items(db, SNAPSHOT_META):
+        for key, value in _items(db, SNAPSHOT_META, skip):
             sid = shard_of(key)
             stored = _decode(path, key, value)
             data_key = shard_prefix(SNAPSHOT_DATA, sid)
@@ -158,15 +161,15 @@ def load_shard_states(db: Any, path: Path) -> dict[int, ShardState]:
             states[sid] = replace(states.get(sid, ShardState()), snapshot=stored)
         for sid in list(states):
             states[sid] = states[sid].with_empty_log()
-        _load_logs(db, path, states)
+        _load_logs(db, path, states, skip)
         return states
     except plyvel.Error as exc:
         raise map_io_error(exc, path, "reading the Raft records") from exc
 
 
-def _load_logs(db: Any, path: Path, states: dict[int, ShardState]) -> None:
+def _load_logs(db: Any, path: Path, states: dict[int, ShardState], skip: frozenset[int]) -> None:
     expected: dict[int, int] = {}  # shard -> the index its next entry must have
-    for key, value in _items(db, LOG_ENTRY):
+    for key, value in _items(db, LOG_ENTRY, skip):
         sid = shard_of(key)
         index = log_index_of(key)
         _decode(path, key, value)
@@ -187,8 +190,9 @@ def _load_logs(db: Any, path: Path, states: dict[int, ShardState]) -> None:
         expected[sid] = index + 1
 
 
-def _items(db: Any, kind: bytes) -> Any:
-    return db.iterator(start=kind, stop=prefix_end(kind), verify_checksums=True)
+def _items(db: Any, kind: bytes, skip: frozenset[int]) -> Any:
+    items = db.iterator(start=kind, stop=prefix_end(kind), verify_checksums=True)
+    return ((k, v) for k, v in items if shard_of(k) not in skip) if skip else items
 
 
 _DECODERS = {

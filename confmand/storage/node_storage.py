@@ -33,22 +33,45 @@ import plyvel
 from confmand.storage.batch import WriteBatch
 from confmand.storage.dbio import DbOpener, map_io_error, map_open_error, open_db, open_plyvel
 from confmand.storage.errors import DataDirError, StorageError, StorageFullError, StorageUsageError
-from confmand.storage.keys import META, RAFT_KINDS, check_shard_id, prefix_end, shard_of, shard_prefix
+from confmand.storage.keys import (
+    META,
+    RAFT_KINDS,
+    TOMBSTONE,
+    check_shard_id,
+    prefix_end,
+    shard_of,
+    shard_prefix,
+)
 from confmand.storage.loading import (
     check_dir_before_open,
     check_or_write_meta,
     check_or_write_shape,
     load_shard_states,
 )
+from confmand.storage.records import RecordError
 from confmand.storage.shard_storage import ShardStorage
 from confmand.storage.state import ShardState
+from confmand.storage.tombstones import (
+    TombstoneState,
+    encode_tombstone,
+    load_tombstones,
+    shard_record_keys,
+    tombstone_key,
+)
 
 _DB_ERRORS = (plyvel.Error, OSError, RuntimeError)  # RuntimeError: plyvel's "database is closed"
 REOPEN_SPARE_BYTES = 1 << 20  # a new manifest and log, beyond what replaying the old log takes
 
 
 class NodeStorage:
-    def __init__(self, path: Path, db: Any, opener: DbOpener, states: dict[int, ShardState]) -> None:
+    def __init__(
+        self,
+        path: Path,
+        db: Any,
+        opener: DbOpener,
+        states: dict[int, ShardState],
+        tombstones: dict[int, TombstoneState],
+    ) -> None:
         """Use `NodeStorage.open`."""
         self.path = path
         self._db: Any = db
@@ -60,6 +83,7 @@ class NodeStorage:
         self._newest: WriteBatch | None = None
         self._unwritten: deque[WriteBatch] = deque()
         self._shards = {sid: ShardStorage(self, sid, state) for sid, state in states.items()}
+        self._tombstones = tombstones  # as staged: a shard deleted here, or being deleted
 
     @classmethod
     def open(
@@ -89,14 +113,19 @@ class NodeStorage:
         db = open_db(opener, path, create)
         try:
             check_or_write_meta(db, path, cluster_id, node_id)
-            states = load_shard_states(db, path)
+            tombstones = load_tombstones(db)
+            deleting = frozenset(s for s, t in tombstones.items() if t is TombstoneState.DESTROYING)
+            states = load_shard_states(db, path, skip=deleting)
+        except RecordError as exc:
+            db.close()
+            raise DataDirError(f"data dir {path}: a tombstone is corrupt: {exc}") from exc
         except _DB_ERRORS as exc:
             db.close()
             raise map_open_error(exc, path) from exc
         except BaseException:
             db.close()
             raise
-        return cls(path, db, opener, states)
+        return cls(path, db, opener, states, tombstones)
 
     def close(self) -> None:
         """Close the DB; batches not yet written are dropped (they were never durable)."""
@@ -116,12 +145,14 @@ class NodeStorage:
         """The storage of one shard (the same object on every call)."""
         check_shard_id(shard_id)
         self._check_open()
+        if self._tombstones.get(shard_id) is TombstoneState.DESTROYING:
+            raise StorageUsageError(f"shard {shard_id} is being deleted: no replica of it until that is done")
         if shard_id not in self._shards:
             self._shards[shard_id] = ShardStorage(self, shard_id, ShardState())
         return self._shards[shard_id]
 
     def shard_ids(self) -> list[int]:
-        """The shards that have any record on disk, in order."""
+        """The shards that have any record on disk, in order (none being deleted)."""
         found: set[int] = set()
         target: bytes | None = b""
         with self._reading("listing shards") as db, db.iterator(include_value=False) as it:
@@ -130,12 +161,50 @@ class NodeStorage:
                 key = next(it, None)
                 if key is None:
                     break
-                if key[:1] == META or len(key) < 5:
+                if key[:1] in (META, TOMBSTONE) or len(key) < 5:
                     target = prefix_end(key[:1])
                     continue
                 found.add(shard_of(key))
                 target = prefix_end(key[:5])  # skip the rest of this kind and shard
-        return sorted(found)
+        return sorted(found - set(self.deleting_shards()))
+
+    # ------------------------------------------------------------------ deleting a shard
+
+    def deleting_shards(self) -> list[int]:
+        """Shards whose deletion started and is not finished (resumed after a restart)."""
+        return sorted(s for s, t in self._tombstones.items() if t is TombstoneState.DESTROYING)
+
+    def holds_records(self, shard_id: int) -> bool:
+        """Whether any record of the shard but its tombstone is in the DB."""
+        with self._reading("looking for a shard's records") as db:
+            return bool(shard_record_keys(db, shard_id, 1))
+
+    def was_deleted(self, shard_id: int) -> bool:
+        """Whether this node deleted (or is deleting) its replica of the shard once."""
+        return shard_id in self._tombstones
+
+    def stage_delete_start(self, shard_id: int, batch: WriteBatch) -> None:
+        """Begin deleting the shard's replica: its tombstone (write it synced; tombstones.py).
+        Its `ShardStorage` is dropped: a replica started again later begins from no state."""
+        check_shard_id(shard_id)
+        batch.put_raw(tombstone_key(shard_id), encode_tombstone(shard_id, TombstoneState.DESTROYING))
+        self._tombstones[shard_id] = TombstoneState.DESTROYING
+        self._shards.pop(shard_id, None)
+
+    def stage_delete_step(self, shard_id: int, batch: WriteBatch, max_keys: int) -> bool:
+        """Stage the deletion of up to `max_keys` of the shard's records; once none is left, mark
+        its tombstone DESTROYED and return True (write each step synced)."""
+        if self._tombstones.get(shard_id) is not TombstoneState.DESTROYING:
+            raise StorageUsageError(f"shard {shard_id} is not being deleted")
+        with self._reading("listing a deleted shard's records") as db:
+            keys = shard_record_keys(db, shard_id, max_keys)
+        for key in keys:
+            batch.delete_raw(key)
+        if len(keys) == max_keys:
+            return False
+        batch.put_raw(tombstone_key(shard_id), encode_tombstone(shard_id, TombstoneState.DESTROYED))
+        self._tombstones[shard_id] = TombstoneState.DESTROYED
+        return True
 
     def approximate_bytes(self, shard_id: int, state_kinds: Iterable[bytes]) -> int:
         """About how many bytes the shard's log and its state (records of `state_kinds`) take on

@@ -221,6 +221,18 @@ def test_a_node_added_takes_replicas_through_the_map_and_a_drained_node_gives_th
             }
             for i in range(40, 80):
                 client.put(f"ns{i}/k", f"v{i}")
+
+            def hosts_nothing(node: int) -> bool:
+                status = cluster.status(node)
+                return status is not None and status["shards"] == []
+
+            # Removed from every shard, node 3 learns it and deletes its replicas (docs/raft.md,
+            # *Leaving a shard*); restarted, it bootstraps none of them again.
+            wait_until(lambda: hosts_nothing(3), 30.0, "node 3 deleted every replica it held")
+            cluster.kill(3)
+            cluster.start(3)
+            wait_until(lambda: cluster.status(3) is not None, 15.0, "node 3 answers again")
+            restarted_empty = hosts_nothing(3)
             cluster.kill(3)  # it holds no shard any more: nothing is lost, every shard serves
             values = [client.get(f"ns{i}/k").value for i in range(80)]
             moved = client.move_partition(0, 2 if first.owners[0] != 2 else 1)  # the meta shard serves
@@ -231,6 +243,7 @@ def test_a_node_added_takes_replicas_through_the_map_and_a_drained_node_gives_th
     assert after.shards_on(3) == []
     assert after.shards_on(5)  # the joined node took some
     assert all(v is not None and 3 not in v and len(v) == len(first.replicas[s]) for s, v in members.items())
+    assert restarted_empty
     assert values == [f"v{i}".encode() for i in range(80)]
     assert moved.index > 0
 

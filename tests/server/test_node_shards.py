@@ -8,12 +8,16 @@ from pathlib import Path
 
 import msgpack
 import pytest
+import zmq
 
 from confmand.config import ClusterShape, PeerConfig
 from confmand.kv.queries import get_key
 from confmand.protocol.shardmap import ShardMap, partition_of
+from confmand.raft.messages import Heartbeat
 from confmand.server.meta import stored_map
-from confmand.storage import DataDirError
+from confmand.storage import DataDirError, NodeStorage
+from confmand.transport.codec import PeerBatch, encode_peer_batch
+from confmand.transport.peer import routing_id
 from tests.server.node_harness import EPHEMERAL, NodeHarness, single_node_config
 
 SHAPE = ClusterShape(partitions=16, data_shards=4)
@@ -272,3 +276,50 @@ def test_adding_a_shard_again_with_other_replicas_is_refused(sharded: NodeHarnes
     assert again["ok"], again  # the same add, repeated: nothing changes
     assert not other["ok"]
     assert other["error"]["code"] == "INVALID_REQUEST"
+
+
+def test_a_founder_that_deleted_its_replica_never_writes_the_shards_entry_1_again(tmp_path: Path) -> None:
+    """It left shard 1 once (a tombstone): neither its restart nor a leader's message bootstraps it,
+    which would make it a voter with an empty log. A leader's message starts it empty."""
+    peers = tuple(
+        PeerConfig(i, f"tcp://127.0.0.1:{19200 + i}", f"tcp://127.0.0.1:{19300 + i}") for i in (1, 2, 3)
+    )
+    config = replace(
+        single_node_config(tmp_path / "data", cluster=ClusterShape(partitions=16, data_shards=2)),
+        peers=peers,
+        peer_address=EPHEMERAL,
+        client_address=EPHEMERAL,
+    )
+    NodeHarness(config).close()  # a founder of every shard: entry 1 of each is written
+    storage = NodeStorage.open(config.data_dir, config.cluster_id, 1)
+    batch = storage.new_batch()
+    storage.stage_delete_start(1, batch)
+    storage.write(batch, sync=True)
+    batch = storage.new_batch()
+    assert storage.stage_delete_step(1, batch, max_keys=1000)
+    storage.write(batch, sync=True)
+    storage.close()
+
+    h = NodeHarness(config)
+    try:
+        started_on_restart = 1 in h.node.replicas
+        leader = peer_socket(h, node_id=2)
+        heartbeat = Heartbeat(1, 5, 2, 1, leader_commit=9, read_seq=0)
+        leader.send(encode_peer_batch(PeerBatch(2, 0, [(1, heartbeat)], [], [])))
+        h.turn_until(lambda: 1 in h.node.replicas)
+        membership = h.node.replicas[1].raft.membership
+        leader.close()
+    finally:
+        h.close()
+
+    assert not started_on_restart
+    assert membership is None, "started empty: the leader's log or snapshot tells it the membership"
+
+
+def peer_socket(h: NodeHarness, node_id: int) -> zmq.Socket[bytes]:
+    """A DEALER that speaks to the node's peer port as node `node_id` does."""
+    socket: zmq.Socket[bytes] = h.context.socket(zmq.DEALER)
+    socket.setsockopt(zmq.LINGER, 0)
+    socket.setsockopt(zmq.ROUTING_ID, routing_id(node_id))
+    socket.connect(h.local.peers.bound_address)
+    return socket

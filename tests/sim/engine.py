@@ -189,7 +189,11 @@ class Simulation:
         stats["turns"] = sum(h.turns for h in self.hosts.values())
         stats["commit_max"] = self.checker.commit_max
         stats["redrives"] = sum(c.redrives for c in self.clients.values())
-        for counter in ("preferred_transfers", "added_shards_started"):  # of the nodes up at the end
+        for counter in (
+            "preferred_transfers",
+            "added_shards_started",
+            "replicas_deleted",
+        ):  # of the nodes up at the end
             stats[counter] = sum(h.node.counters.get(counter, 0) for h in self.hosts.values() if h.node)
         return RunResult(self.scenario, violation, self.world.now, stats, self.trace, self.history)
 
@@ -239,6 +243,7 @@ class Simulation:
             )
         self._learn_shards()
         self._settle_placement()
+        self._settle_deletions()
         leaders = {shard: self._converge(shard) for shard in self.shard_ids}
         meta = leaders[META_SHARD].node
         assert meta is not None
@@ -542,6 +547,38 @@ class Simulation:
         self.checker.fail(
             "placement", f"memberships are not the map's replicas within {CONVERGE_S}s: {unsettled}"
         )
+
+    def _settle_deletions(self) -> None:
+        """Wait until no node in service holds a replica of a shard it is no member of, nor any
+        record of one it deleted (when leaders follow the map: docs/raft.md, *Leaving a shard*)."""
+        if self.scenario.membership_rate:
+            return
+        world, end = self.world, self.world.now + CONVERGE_S
+        left: list[str] = []
+        while world.now < end:
+            left = self._left_behind()
+            if not left:
+                return
+            world.run_until(world.now + 0.1)
+        self.checker.fail("left replicas deleted", f"within {CONVERGE_S}s: {'; '.join(left[:5])}")
+
+    def _left_behind(self) -> list[str]:
+        found = []
+        for shard in self.shard_ids:
+            leader = self._leader(shard)
+            if leader is None or leader.node is None:
+                return [f"shard {shard} has no leader"]
+            membership = leader.node.replicas[shard].raft.membership
+            assert membership is not None
+            for host in self.active:
+                node = host.node
+                if node is None or host.id in membership.members:
+                    continue
+                if shard in node.replicas:
+                    found.append(f"node {host.id} holds a replica of shard {shard}, members {membership}")
+                elif node.storage.holds_records(shard):
+                    found.append(f"node {host.id} still holds records of shard {shard}")
+        return found
 
     def _change_membership(self, leader: SimHost, shard: int, rng: random.Random) -> None:
         assert leader.node is not None

@@ -100,8 +100,8 @@ def test_one_seed_replays_bit_for_bit() -> None:
 def test_a_run_exercises_the_driver_paths_it_is_there_for() -> None:
     """Across the first seeds of each profile (one round, more, up to three, only while a path is
     still missing): crashes mid-write and aimed ones, power loss, stalls on a full disk, pauses,
-    partitions, membership changes, partition moves, placement and added shards, retries of unknown writes
-    with the same seq."""
+    partitions, membership changes, partition moves, placement, added shards, left replicas
+    deleted, retries of unknown writes with the same seq."""
     wanted = (
         "crash",
         "crash_in_write",
@@ -121,6 +121,7 @@ def test_a_run_exercises_the_driver_paths_it_is_there_for() -> None:
         "partition_in_added_shard",
         "added_shards_started",
         "preferred_transfers",
+        "replicas_deleted",
         "retired",
         "graceful_stop",
         "pause",
