@@ -53,6 +53,11 @@ class RaftConfig:
     # The state machine's applied index at start: committed entries up to it
     # are not handed out again.
     applied: int = 0
+    # This node deleted its replica of the shard once, when the committed membership in force at
+    # this index left it out (docs/raft.md, *Leaving a shard*): the replica started again grants
+    # no vote until it holds a membership from after that index, which only a leader adding it
+    # back can give it. None: never deleted here.
+    rejoin_after: int | None = None
     faults: FaultSwitches = field(default_factory=FaultSwitches)
 
     def __post_init__(self) -> None:

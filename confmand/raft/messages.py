@@ -157,8 +157,8 @@ class StaleCheck:
 
 @dataclass(frozen=True, slots=True)
 class Removed:
-    """The receiver is no member of the shard: the membership in force at `config_index` (of
-    term `config_term`) leaves it out, is committed, and the sender knows no later one.
+    """The receiver is no member of the shard: the membership in force at the sender's
+    `commit_index` (its entry there has term `commit_term`) leaves it out, and is committed.
 
     Sent in answer to any message from a node outside that membership. The receiver deletes
     its replica only if its own log holds no membership that could be newer (docs/raft.md,
@@ -169,8 +169,8 @@ class Removed:
     term: int
     src: NodeId
     dst: NodeId
-    config_index: int
-    config_term: int
+    commit_index: int
+    commit_term: int
 
 
 Message = (

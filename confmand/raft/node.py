@@ -117,6 +117,7 @@ class RaftNode:
         self._last_hard_state = hard
         self._quiet = False
         self._removed = False
+        self.removed_at = 0  # the teller's commit index, where the membership in force left us out
         self._last_leader: NodeId | None = None
         self.replicator = Replicator(self)
 
@@ -302,13 +303,23 @@ class RaftNode:
         log_ok = self.faults.vote_without_log_check or self.log.is_up_to_date(
             msg.last_log_index, msg.last_log_term
         )
-        if can_vote and log_ok:
+        if can_vote and log_ok and self._may_vote():
             if not msg.pre_vote:
                 self.vote = msg.src
                 self._election_elapsed = 0
             self.send(RequestVoteResponse(self.shard, msg.term, self.id, msg.src, True, msg.pre_vote))
         else:
             self.send(RequestVoteResponse(self.shard, self.term, self.id, msg.src, False, msg.pre_vote))
+
+    def _may_vote(self) -> bool:
+        """A replica with no state grants no vote: as a node whose disk was lost, it could elect a
+        leader that lacks what it had acknowledged. Nor does one started again after its node
+        deleted it, until it holds a membership from after it left (docs/raft.md, *Leaving a
+        shard*): an old one may still count it as a voter."""
+        if self.members.current is None:
+            return False
+        rejoin = self.config.rejoin_after
+        return rejoin is None or self.members.latest_index > rejoin
 
     def _on_vote_response(self, msg: RequestVoteResponse) -> None:
         membership = self.members.current
@@ -445,43 +456,50 @@ class RaftNode:
 
     # ------------------------------------------------------------------ leaving a shard
 
-    def check_membership(self) -> None:
-        """Ask the members we know (or, knowing none, the last leader heard) whether this replica
-        still belongs to the shard; one that does not answers Removed. The driver calls this for
-        a replica its shard map no longer places here, which may be quiet and never ask itself."""
+    def check_membership(self, fallback: tuple[NodeId, ...] = ()) -> None:
+        """Ask the members we know (knowing none, the last leader heard, else `fallback`) whether
+        this replica still belongs to the shard; one that does not answers Removed. The driver
+        calls this for a replica its shard map no longer places here, which may be quiet and
+        never ask by itself, with the map's replicas as the fallback."""
         if self.role is Role.LEADER or self._removed:
             return
         membership = self.members.current
         if membership is not None:
             targets = sorted(membership.members - {self.id})
+        elif self._last_leader is not None:
+            targets = [self._last_leader]
         else:
-            targets = [] if self._last_leader is None else [self._last_leader]
+            targets = sorted(set(fallback) - {self.id})
         for dst in targets:
             self.send(StaleCheck(self.shard, self.term, self.id, dst))
 
     def _tell_if_removed(self, src: NodeId) -> None:
-        """`src` is outside our membership, which is committed: tell it so (Removed)."""
+        """`src` is outside our membership, which is committed: tell it so (Removed), naming our
+        commit index, the furthest point of the log we know the membership in force at."""
         membership = self.members.current
-        if membership is None or src in membership.members:
+        # On every message: two set lookups, no `members` union built.
+        if membership is None or src in membership.voters or src in membership.learners:
             return
-        index = self.members.latest_index
-        if index > self.log.commit:
+        log = self.log
+        if self.members.latest_index > log.commit:
             return  # the change that left src out may still be undone
-        term = self.log.term_at(index)
+        term = log.term_at(log.commit)
         if term is None:
             return
-        self.send(Removed(self.shard, self.term, self.id, src, index, term))
+        self.send(Removed(self.shard, self.term, self.id, src, log.commit, term))
 
     def _on_removed(self, msg: Removed) -> None:
-        """Removed for good when our own log holds no membership newer than the one that left us
-        out: our latest is at or before it, or our log is not the committed one at its index (so
-        every membership we hold from there on is uncommitted and will be truncated)."""
+        """Removed for good when our own log holds no membership that could be newer than the
+        committed one that left us out: our latest is at or before the teller's commit index, or
+        our log is not the committed one there (so every membership we hold from there on is
+        uncommitted and will be truncated)."""
         if self._removed:
             return
         latest = self.members.latest_index
-        mine = self.log.term_at(msg.config_index)
-        if latest <= msg.config_index or (mine is not None and mine != msg.config_term):
+        mine = self.log.term_at(msg.commit_index)
+        if latest <= msg.commit_index or (mine is not None and mine != msg.commit_term):
             self._removed = True
+            self.removed_at = msg.commit_index
             self._quiet = False
             self._msgs.clear()  # nothing more leaves a removed replica
         else:

@@ -56,7 +56,7 @@ def check_message(msg: Message, node_id: NodeId, shard: ShardId) -> str | None:
     elif isinstance(msg, InstallSnapshotResponse):
         if msg.next_offset < 0 or msg.snapshot_index < 0:
             return "index_out_of_range"
-    elif isinstance(msg, Removed) and (msg.config_index < 0 or not 0 <= msg.config_term <= msg.term):
+    elif isinstance(msg, Removed) and (msg.commit_index < 0 or not 0 <= msg.commit_term <= msg.term):
         return "index_out_of_range"
     return None
 

@@ -54,7 +54,7 @@ from confmand.protocol.replies import ReplyEnvelope, decode_reply
 from confmand.protocol.requests import INTERNAL_MOVE_OPS
 from confmand.protocol.shardmap import META_SHARD, ShardMap
 from confmand.protocol.types import Consistency, LeaderHint, WireError
-from confmand.raft import Membership, MembershipChange, Message, ProposalRejected, RaftConfig
+from confmand.raft import HardState, Membership, MembershipChange, Message, ProposalRejected, RaftConfig
 from confmand.raft.messages import AppendEntries, Heartbeat, InstallSnapshot
 from confmand.server.clock_health import clock_fault
 from confmand.server.errors import RequestError
@@ -228,6 +228,10 @@ class Node:
         self._meta_retry_at = 0.0  # when this node, leading the meta shard, may write the first map again
         storage.check_cluster_shape(config.cluster.to_record(config.initial_voters))
         self._deleting = storage.deleting_shards()  # replicas that left their shard, still being deleted
+        self._leaving: dict[int, Replica] = {}  # replicas that left their shard, not yet being deleted
+        # The simulator lowers it, so that deletions span many turns and its crashes land inside them.
+        self.delete_keys_per_turn = DELETE_KEYS_PER_TURN
+        self.counters["deletions_resumed"] += len(self._deleting)
         self._next_unplaced_check = 0.0
         # The map's shards for this node, and any a leader started here before a restart; not one
         # deleted here (a leader adding this node back starts it again).
@@ -246,23 +250,31 @@ class Node:
         self.incarnation = self._rng.getrandbits(62) + 1  # tells the peers when this node restarted
         self._peer_incarnations: dict[int, int] = {}
 
-    def _open_replica(self, shard_id: int) -> None:
-        batch = self._bootstrap_batch(shard_id)
-        if batch is not None:
-            self.storage.write(batch, sync=True)
+    def _open_replica(self, shard_id: int) -> bool:
+        """Start the shard's replica here, writing its first state first (`_first_batch`); at a
+        turn, through the stall machinery. Returns whether it started (a stall starts it later)."""
+        batch = self._first_batch(shard_id)
+        if batch is not None and not self._write(_Stall([], batch, True, _Phase.START, shard=shard_id)):
+            return False  # the stall retries the batch, then makes the replica (_retry_stall)
         self._make_replica(shard_id)
+        return True
 
-    def _bootstrap_batch(self, shard_id: int) -> WriteBatch | None:
-        """The batch that writes the shard's entry 1 here, if this node is one of its first voters
-        and holds no state of it yet."""
+    def _first_batch(self, shard_id: int) -> WriteBatch | None:
+        """What a replica with no state here writes before it starts: the term and vote its node's
+        deleted replica had, if it had one (storage/tombstones.py); else the shard's entry 1, if
+        this node is one of its first voters; else nothing (the leader's log or snapshot starts it)."""
         shard = self.storage.shard(shard_id)
         if shard.is_bootstrapped():
             return None
-        if self.storage.was_deleted(shard_id):
-            # It left the shard once: as a voter with an empty log it could elect a leader that
-            # lacks committed entries. Only a leader adding it back starts it, from its own log.
-            log.info("shard %d: deleted here once; a leader adding this node back starts it", shard_id)
-            return None
+        tombstone = self.storage.tombstone(shard_id)
+        if tombstone is not None:
+            # Never entry 1 again: as a voter with an empty log it could elect a leader that lacks
+            # committed entries. Without its term and vote it could acknowledge a deposed leader
+            # or vote twice in a term.
+            log.info("shard %d: deleted here once; started again from term %d", shard_id, tombstone.term)
+            batch = self.storage.new_batch()
+            shard.stage_hard_state(HardState(tombstone.term, tombstone.vote, 0), batch)
+            return batch
         # Its first voters: the founders of a shard added later, else the first map's replicas.
         first = self.shard_map.founders.get(shard_id) or self._initial_map.replicas.get(shard_id, ())
         voters = frozenset(first)
@@ -276,6 +288,7 @@ class Node:
     def _make_replica(self, shard_id: int) -> None:
         shard = self.storage.shard(shard_id)
         raft = self.config.raft
+        tombstone = self.storage.tombstone(shard_id)  # deleted here once: no vote until added back
         raft_config = RaftConfig(
             node_id=self.node_id,
             shard_id=shard_id,
@@ -286,6 +299,7 @@ class Node:
             max_append_entries=raft.max_append_entries,
             max_apply_entries=raft.max_apply_entries,
             quiesce=raft.quiet_shards,
+            rejoin_after=None if tombstone is None else tombstone.removed_at,
             faults=self.faults.raft,
         )
         settings = ReplicaSettings(
@@ -436,15 +450,13 @@ class Node:
             placed = shard_map.replicas[shard_id]
             if (
                 shard_id in self.replicas
-                or shard_id in self._deleting
+                or self.storage.was_deleted(shard_id)  # a leader adding it back starts it
                 or self.node_id not in founders
                 or self.node_id not in placed
             ):
                 continue
-            batch = self._bootstrap_batch(shard_id)
-            if batch is not None and not self._write(_Stall([], batch, True, _Phase.START, shard=shard_id)):
+            if not self._open_replica(shard_id):
                 return  # the stall retries the batch, then starts the shard (_retry_stall)
-            self._make_replica(shard_id)
             log.info("shard %d: added with founders %s; started here", shard_id, list(founders))
             self.counters["added_shards_started"] += 1
 
@@ -532,9 +544,12 @@ class Node:
     # ------------------------------------------------------------------ leaving a shard
 
     def _delete_left_replicas(self) -> None:
-        """Delete the replicas that learned this turn that they left their shard."""
-        left = [r for r in self._touched.values() if r.raft.removed]
-        for replica in left:
+        """Delete the replicas that learned this turn that they left their shard (one batch each,
+        so none after a batch the disk refused: the stall retries it first)."""
+        for replica in [r for r in self._touched.values() if r.raft.removed]:
+            self._leaving[replica.shard_id] = replica
+        while self._leaving and self._stall is None:
+            _, replica = self._leaving.popitem()
             self._start_deleting(replica)
 
     def _start_deleting(self, replica: Replica) -> None:
@@ -552,7 +567,8 @@ class Node:
         self._placement_due.discard(shard_id)
         self._deleting.append(shard_id)
         batch = self.storage.new_batch()
-        self.storage.stage_delete_start(shard_id, batch)
+        raft = replica.raft
+        self.storage.stage_delete_start(shard_id, batch, raft.removed_at, raft.term, raft.vote)
         self._write(_Stall([], batch, True, _Phase.DELETE, shard=shard_id))
 
     def _go_on_deleting(self) -> None:
@@ -561,7 +577,7 @@ class Node:
             return
         shard_id = self._deleting[0]
         batch = self.storage.new_batch()
-        done = self.storage.stage_delete_step(shard_id, batch, DELETE_KEYS_PER_TURN)
+        done = self.storage.stage_delete_step(shard_id, batch, self.delete_keys_per_turn)
         if self._write(_Stall([], batch, True, _Phase.DELETE, shard=shard_id, finishes=done)) and done:
             self._deleted(shard_id)
 
@@ -577,8 +593,9 @@ class Node:
         self._next_unplaced_check = self.now + UNPLACED_CHECK_S
         placed = self.shard_map.replicas
         for shard_id, replica in self.replicas.items():
-            if self.node_id not in placed.get(shard_id, (self.node_id,)) and not replica.is_leader:
-                self._touch(replica).raft.check_membership()
+            holders = placed.get(shard_id, (self.node_id,))
+            if self.node_id not in holders and not replica.is_leader:
+                self._touch(replica).raft.check_membership(fallback=holders)
 
     # ------------------------------------------------------------------ partition moves
 
@@ -921,9 +938,15 @@ class Node:
             self.counters["peer_dropped_stalled"] += len(batch.raft)
             return  # Raft retransmits; a stalled node must not take on new log state
         for shard_id, msg in batch.raft:
+            if self.storage_error is not None:  # starting a replica below met a full disk
+                self.counters["peer_dropped_stalled"] += 1
+                continue
             replica = self.replicas.get(shard_id)
             if replica is None and self._starts_replica(shard_id, sender, msg):
-                self._open_replica(shard_id)
+                if self.storage.was_deleted(shard_id):
+                    self.counters["deleted_replicas_started_again"] += 1
+                if not self._open_replica(shard_id):
+                    continue
                 replica = self.replicas[shard_id]
             if replica is None or msg.shard != shard_id or msg.src != sender or msg.dst != self.node_id:
                 self._drop(
@@ -938,9 +961,11 @@ class Node:
         Only a leader's messages start one, never a vote request: a replica with no state must
         not vote (it would forget the vote, and it may be one whose disk was lost).
         """
+        tombstone = self.storage.tombstone(shard_id)
         return (
             shard_id in self.shard_map.replicas
             and shard_id not in self._deleting  # started again once its old records are gone
+            and (tombstone is None or msg.term >= tombstone.term)  # else refused once started
             and msg.shard == shard_id
             and msg.src == sender
             and msg.dst == self.node_id

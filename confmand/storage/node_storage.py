@@ -52,6 +52,7 @@ from confmand.storage.records import RecordError
 from confmand.storage.shard_storage import ShardStorage
 from confmand.storage.state import ShardState
 from confmand.storage.tombstones import (
+    Tombstone,
     TombstoneState,
     encode_tombstone,
     load_tombstones,
@@ -70,7 +71,7 @@ class NodeStorage:
         db: Any,
         opener: DbOpener,
         states: dict[int, ShardState],
-        tombstones: dict[int, TombstoneState],
+        tombstones: dict[int, Tombstone],
     ) -> None:
         """Use `NodeStorage.open`."""
         self.path = path
@@ -114,7 +115,7 @@ class NodeStorage:
         try:
             check_or_write_meta(db, path, cluster_id, node_id)
             tombstones = load_tombstones(db)
-            deleting = frozenset(s for s, t in tombstones.items() if t is TombstoneState.DESTROYING)
+            deleting = frozenset(s for s, t in tombstones.items() if t.state is TombstoneState.DESTROYING)
             states = load_shard_states(db, path, skip=deleting)
         except RecordError as exc:
             db.close()
@@ -145,7 +146,7 @@ class NodeStorage:
         """The storage of one shard (the same object on every call)."""
         check_shard_id(shard_id)
         self._check_open()
-        if self._tombstones.get(shard_id) is TombstoneState.DESTROYING:
+        if shard_id in self.deleting_shards():
             raise StorageUsageError(f"shard {shard_id} is being deleted: no replica of it until that is done")
         if shard_id not in self._shards:
             self._shards[shard_id] = ShardStorage(self, shard_id, ShardState())
@@ -172,7 +173,7 @@ class NodeStorage:
 
     def deleting_shards(self) -> list[int]:
         """Shards whose deletion started and is not finished (resumed after a restart)."""
-        return sorted(s for s, t in self._tombstones.items() if t is TombstoneState.DESTROYING)
+        return sorted(s for s, t in self._tombstones.items() if t.state is TombstoneState.DESTROYING)
 
     def holds_records(self, shard_id: int) -> bool:
         """Whether any record of the shard but its tombstone is in the DB."""
@@ -183,18 +184,27 @@ class NodeStorage:
         """Whether this node deleted (or is deleting) its replica of the shard once."""
         return shard_id in self._tombstones
 
-    def stage_delete_start(self, shard_id: int, batch: WriteBatch) -> None:
-        """Begin deleting the shard's replica: its tombstone (write it synced; tombstones.py).
-        Its `ShardStorage` is dropped: a replica started again later begins from no state."""
+    def tombstone(self, shard_id: int) -> Tombstone | None:
+        """What the node's last deleted replica of the shard left (tombstones.py), if any."""
+        return self._tombstones.get(shard_id)
+
+    def stage_delete_start(
+        self, shard_id: int, batch: WriteBatch, removed_at: int, term: int, vote: int | None
+    ) -> None:
+        """Begin deleting the shard's replica: its tombstone, keeping where it was removed and its
+        term and vote (write it synced; tombstones.py). Its `ShardStorage` is dropped: a replica
+        started again later begins from no state but that term and vote."""
         check_shard_id(shard_id)
-        batch.put_raw(tombstone_key(shard_id), encode_tombstone(shard_id, TombstoneState.DESTROYING))
-        self._tombstones[shard_id] = TombstoneState.DESTROYING
+        tombstone = Tombstone(TombstoneState.DESTROYING, removed_at, term, vote)
+        batch.put_raw(tombstone_key(shard_id), encode_tombstone(shard_id, tombstone))
+        self._tombstones[shard_id] = tombstone
         self._shards.pop(shard_id, None)
 
     def stage_delete_step(self, shard_id: int, batch: WriteBatch, max_keys: int) -> bool:
         """Stage the deletion of up to `max_keys` of the shard's records; once none is left, mark
         its tombstone DESTROYED and return True (write each step synced)."""
-        if self._tombstones.get(shard_id) is not TombstoneState.DESTROYING:
+        tombstone = self._tombstones.get(shard_id)
+        if tombstone is None or tombstone.state is not TombstoneState.DESTROYING:
             raise StorageUsageError(f"shard {shard_id} is not being deleted")
         with self._reading("listing a deleted shard's records") as db:
             keys = shard_record_keys(db, shard_id, max_keys)
@@ -202,8 +212,9 @@ class NodeStorage:
             batch.delete_raw(key)
         if len(keys) == max_keys:
             return False
-        batch.put_raw(tombstone_key(shard_id), encode_tombstone(shard_id, TombstoneState.DESTROYED))
-        self._tombstones[shard_id] = TombstoneState.DESTROYED
+        tombstone = tombstone.deleted()
+        batch.put_raw(tombstone_key(shard_id), encode_tombstone(shard_id, tombstone))
+        self._tombstones[shard_id] = tombstone
         return True
 
     def approximate_bytes(self, shard_id: int, state_kinds: Iterable[bytes]) -> int:

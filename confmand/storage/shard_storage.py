@@ -141,6 +141,13 @@ class ShardStorage:
         ops.append((key, encode_hard_state(key, hard_state)))
         self._commit(replace(tip, hard_state=hard_state), ops, batch)
 
+    def stage_hard_state(self, hard_state: HardState, batch: WriteBatch) -> None:
+        """A replica started again after its node deleted it: the term and vote it had (tombstones.py)."""
+        batch.check_open_for_staging()
+        key = shard_prefix(HARD_STATE, self.shard_id)
+        tip = replace(self._tip, hard_state=hard_state)
+        self._commit(tip, [(key, encode_hard_state(key, hard_state))], batch)
+
     def stage_ready(self, ready: Ready, batch: WriteBatch) -> None:
         """Ready step 1: snapshot (drops the log), then entries (truncating), then hard state."""
         batch.check_open_for_staging()

@@ -13,16 +13,21 @@ Invariants:
   new one (google/leveldb#193), so a later synced write does not make an
   earlier unsynced delete durable, and a DESTROYED mark must never outlive a
   record it claims is gone.
-- The tombstone stays once DESTROYED: it tells the node never to write the
-  shard's entry 1 again (only the first replicas do, with no state; a deleted
-  one has none, and bootstrapping it would make it a voter with an empty
-  log). A replica of the shard started again later (a leader adding this node
-  back) gets its state from that leader and leaves the tombstone as it is.
+- The tombstone stays once DESTROYED, and keeps what the replica must not
+  forget: its term and vote (a replica started again without them could
+  acknowledge a deposed leader, or vote twice in a term), and `removed_at`,
+  the index where the committed membership left it out (started again, it
+  grants no vote until it holds a membership from after that: an old one may
+  still count it). It also tells the node never to write the shard's entry 1
+  again (only the first replicas do, with no state; a deleted one has none).
+  A replica of the shard started again later (a leader adding this node back)
+  begins from that term and vote, and leaves the tombstone as it is.
 """
 
 from __future__ import annotations
 
 import enum
+from dataclasses import dataclass, replace
 from typing import Any
 
 from confmand.storage.keys import META, TOMBSTONE, prefix_end, shard_of, shard_prefix
@@ -34,22 +39,41 @@ class TombstoneState(enum.IntEnum):
     DESTROYED = 2
 
 
+@dataclass(frozen=True, slots=True)
+class Tombstone:
+    state: TombstoneState
+    removed_at: int  # the index where the committed membership left this node out
+    term: int  # the replica's term and vote when it was deleted
+    vote: int | None
+
+    def deleted(self) -> Tombstone:
+        return replace(self, state=TombstoneState.DESTROYED)
+
+
 def tombstone_key(shard_id: int) -> bytes:
     return shard_prefix(TOMBSTONE, shard_id)
 
 
-def encode_tombstone(shard_id: int, state: TombstoneState) -> bytes:
-    return seal(tombstone_key(shard_id), int(state))
+def encode_tombstone(shard_id: int, tombstone: Tombstone) -> bytes:
+    t = tombstone
+    return seal(tombstone_key(shard_id), [int(t.state), t.removed_at, t.term, t.vote])
 
 
-def decode_tombstone(key: bytes, value: bytes) -> TombstoneState:
+def decode_tombstone(key: bytes, value: bytes) -> Tombstone:
     payload = unseal(key, value)
-    if type(payload) is not int or payload not in {t.value for t in TombstoneState}:
-        raise RecordError(f"a tombstone is 1 or 2, got {payload!r}")
-    return TombstoneState(payload)
+    if not (isinstance(payload, list) and len(payload) == 4):
+        raise RecordError(f"a tombstone is [state, removed_at, term, vote], got {payload!r}")
+    state, removed_at, term, vote = payload
+    if type(state) is not int or state not in {t.value for t in TombstoneState}:
+        raise RecordError(f"a tombstone's state is 1 or 2, got {state!r}")
+    if not all(type(x) is int and x >= 0 for x in (removed_at, term)):
+        raise RecordError(f"a tombstone's index and term are non-negative integers: {payload!r}")
+    if vote is not None and (type(vote) is not int or vote < 1):
+        raise RecordError(f"a tombstone's vote is a node id or nil, got {vote!r}")
+    return Tombstone(TombstoneState(state), removed_at, term, vote)
 
 
-def load_tombstones(db: Any) -> dict[int, TombstoneState]:
+def load_tombstones(db: Any) -> dict[int, Tombstone]:
     """Every shard's tombstone (RecordError on a bad one)."""
     found = {}
     with db.iterator(start=TOMBSTONE, stop=prefix_end(TOMBSTONE), verify_checksums=True) as it:

@@ -276,7 +276,7 @@ _LAYOUTS: Final[dict[type, tuple[int, tuple[tuple[str, tuple[_Encoder, _Checker]
     ),
     TimeoutNow: (8, ()),
     StaleCheck: (9, ()),
-    Removed: (10, (("config_index", _U), ("config_term", _U))),
+    Removed: (10, (("commit_index", _U), ("commit_term", _U))),
 }
 HEADER_FIELDS: Final = ("shard", "term", "src", "dst")
 

@@ -279,8 +279,9 @@ def test_adding_a_shard_again_with_other_replicas_is_refused(sharded: NodeHarnes
 
 
 def test_a_founder_that_deleted_its_replica_never_writes_the_shards_entry_1_again(tmp_path: Path) -> None:
-    """It left shard 1 once (a tombstone): neither its restart nor a leader's message bootstraps it,
-    which would make it a voter with an empty log. A leader's message starts it empty."""
+    """It left shard 1 once (a tombstone: removed at 40, in term 7, having voted for 2): neither its
+    restart nor a leader's message bootstraps it, which would make it a voter with an empty log.
+    A leader's message of term 7 or later starts it empty, with the term and vote it had."""
     peers = tuple(
         PeerConfig(i, f"tcp://127.0.0.1:{19200 + i}", f"tcp://127.0.0.1:{19300 + i}") for i in (1, 2, 3)
     )
@@ -293,7 +294,7 @@ def test_a_founder_that_deleted_its_replica_never_writes_the_shards_entry_1_agai
     NodeHarness(config).close()  # a founder of every shard: entry 1 of each is written
     storage = NodeStorage.open(config.data_dir, config.cluster_id, 1)
     batch = storage.new_batch()
-    storage.stage_delete_start(1, batch)
+    storage.stage_delete_start(1, batch, removed_at=40, term=7, vote=2)
     storage.write(batch, sync=True)
     batch = storage.new_batch()
     assert storage.stage_delete_step(1, batch, max_keys=1000)
@@ -304,16 +305,26 @@ def test_a_founder_that_deleted_its_replica_never_writes_the_shards_entry_1_agai
     try:
         started_on_restart = 1 in h.node.replicas
         leader = peer_socket(h, node_id=2)
-        heartbeat = Heartbeat(1, 5, 2, 1, leader_commit=9, read_seq=0)
-        leader.send(encode_peer_batch(PeerBatch(2, 0, [(1, heartbeat)], [], [])))
+
+        def heartbeat(term: int) -> None:
+            beat = Heartbeat(1, term, 2, 1, leader_commit=9, read_seq=0)
+            leader.send(encode_peer_batch(PeerBatch(2, 0, [(1, beat)], [], [], incarnation=term)))
+
+        heartbeat(6)  # a deposed leader's: it would be refused, so it starts nothing
+        h.turn_until(lambda: h.node.peer_contact.get(2) is not None)
+        started_by_old_term = 1 in h.node.replicas
+        heartbeat(7)
         h.turn_until(lambda: 1 in h.node.replicas)
-        membership = h.node.replicas[1].raft.membership
+        raft = h.node.replicas[1].raft
+        membership, term_now, vote, rejoin = raft.membership, raft.term, raft.vote, raft.config.rejoin_after
         leader.close()
     finally:
         h.close()
 
     assert not started_on_restart
+    assert not started_by_old_term
     assert membership is None, "started empty: the leader's log or snapshot tells it the membership"
+    assert (term_now, vote, rejoin) == (7, 2, 40)
 
 
 def peer_socket(h: NodeHarness, node_id: int) -> zmq.Socket[bytes]:

@@ -58,6 +58,16 @@ def replay_command(scenario: Scenario) -> str:
     return " ".join(parts)
 
 
+# Counters of the nodes (summed over those up at the end) that a run's stats carry.
+NODE_COUNTERS = (
+    "preferred_transfers",
+    "added_shards_started",
+    "replicas_deleted",
+    "deletions_resumed",
+    "deleted_replicas_started_again",
+)
+
+
 @dataclass(slots=True)
 class RunResult:
     scenario: Scenario
@@ -189,11 +199,7 @@ class Simulation:
         stats["turns"] = sum(h.turns for h in self.hosts.values())
         stats["commit_max"] = self.checker.commit_max
         stats["redrives"] = sum(c.redrives for c in self.clients.values())
-        for counter in (
-            "preferred_transfers",
-            "added_shards_started",
-            "replicas_deleted",
-        ):  # of the nodes up at the end
+        for counter in NODE_COUNTERS:  # of the nodes up at the end
             stats[counter] = sum(h.node.counters.get(counter, 0) for h in self.hosts.values() if h.node)
         return RunResult(self.scenario, violation, self.world.now, stats, self.trace, self.history)
 

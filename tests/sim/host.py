@@ -41,6 +41,9 @@ CLUSTER_ID = "sim"
 EPOCH_MS = 1_800_000_000_000
 TURN_CPU_S = 0.0002  # what one loop turn of Python costs, beyond its writes
 WRITE_S = 0.00002  # an unsynced LevelDB write
+# A left replica's records deleted per turn: few, so that a deletion spans many turns and the
+# run's crashes and full disks land inside one (the daemon deletes 4,096 per turn).
+DELETE_KEYS_PER_TURN = 3
 LOG_START, LOG_STOP = LOG_ENTRY, bytes([LOG_ENTRY[0] + 1])  # every shard's Raft log
 LogSlot = tuple[int, int]  # (shard, index)
 
@@ -218,6 +221,7 @@ class SimHost:
                 rng=rng,
                 faults=self.scenario.faults,
             )
+            self.node.delete_keys_per_turn = DELETE_KEYS_PER_TURN
         finally:
             self.starting = False
         self._schedule(self.world.now)

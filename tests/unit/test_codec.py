@@ -99,7 +99,7 @@ MESSAGES: dict[type, st.SearchStrategy[Message]] = {
     ),
     TimeoutNow: _message(TimeoutNow),
     StaleCheck: _message(StaleCheck),
-    Removed: _message(Removed, config_index=uints, config_term=uints),
+    Removed: _message(Removed, commit_index=uints, commit_term=uints),
 }
 any_message = st.one_of(*MESSAGES.values())
 batches = st.builds(

@@ -9,7 +9,9 @@ that is no voter and hears no leader asks (StaleCheck); a removed voter's campai
 from __future__ import annotations
 
 from confmand.raft import MembershipChange, MembershipChangeKind, RaftNode, Role
-from confmand.raft.messages import AppendEntries, Removed, RequestVote, StaleCheck
+from confmand.raft.messages import AppendEntries, Removed, RequestVote, RequestVoteResponse, StaleCheck
+from confmand.raft.storage import MemoryStorage
+from confmand.raft.types import HardState, Snapshot, SnapshotMeta
 from tests.unit.raft_harness import Cluster, membership, of_type
 
 ELECTION_TICKS = 10
@@ -41,7 +43,8 @@ def test_voter_that_missed_its_removal_is_told_when_it_campaigns() -> None:
     assert cluster[3].membership == membership((1, 2, 3)), "the leader stopped sending to it at once"
     cluster.tick(3, times=2 * ELECTION_TICKS)
     told = of_type(cluster.delivered, Removed)
-    assert [(m.src, m.dst, m.config_index) for m in told] == [(1, 3, index), (2, 3, index)]
+    assert [(m.src, m.dst) for m in told] == [(1, 3), (2, 3)]
+    assert min(m.commit_index for m in told) >= index, "each names a point where the removal is committed"
     assert removed(cluster[3])
     assert not removed(cluster[1])
     assert not removed(cluster[2])
@@ -173,3 +176,44 @@ def test_deposed_leader_whose_newer_membership_conflicts_with_the_committed_log_
     old.check_membership()
     cluster.pump()
     assert removed(old)
+
+
+def test_a_replica_with_no_state_grants_no_vote() -> None:
+    """As a node whose disk was lost (or whose replica was deleted), it could elect a leader that
+    lacks entries it had acknowledged."""
+    cluster = settled()
+    empty = cluster.add(4)
+    for pre_vote in (True, False):
+        empty.step(RequestVote(0, 9, 1, 4, 0, 0, pre_vote))
+    answers = of_type(cluster.drain(4).messages, RequestVoteResponse)
+    assert [a.vote_granted for a in answers] == [False, False]
+
+
+def test_a_replica_started_again_after_its_deletion_votes_only_with_a_membership_from_after_it() -> None:
+    """Node 3 left at index `left` and was deleted; started again (its term kept) holding an old
+    membership that still counts it, it grants no vote until it holds one from after `left`."""
+    cluster = settled()
+    left = remove(cluster, 3)
+    old = Snapshot(SnapshotMeta(0, 0, membership((1, 2, 3))), b"")
+    again = cluster.add(3, MemoryStorage(HardState(cluster[3].term), old, []), rejoin_after=left)
+    again.step(RequestVote(0, again.term + 1, 2, 3, 99, again.term, pre_vote=True))
+    refused = of_type(cluster.drain(3).messages, RequestVoteResponse)
+    cluster[1].propose_membership(MembershipChange(ADD_LEARNER, 3))
+    cluster.pump()
+    assert again.members.latest_index > left
+    cluster.cut |= {(1, 3)}
+    cluster.tick(3, times=ELECTION_TICKS)  # its lease from leader 1 runs out
+    again.step(RequestVote(0, again.term + 1, 2, 3, 99, again.term, pre_vote=True))
+    granted = of_type(cluster.drain(3).messages, RequestVoteResponse)
+    assert [v.vote_granted for v in refused] == [False]
+    assert [v.vote_granted for v in granted] == [True]
+
+
+def test_knowing_no_member_nor_leader_it_asks_the_nodes_the_driver_names() -> None:
+    cluster = settled()
+    empty = cluster.add(4)
+    empty.check_membership(fallback=(1, 4))
+    cluster.pump()
+    assert [m.dst for m in of_type(cluster.delivered, StaleCheck)] == [1]
+    assert removed(empty)
+    assert empty.removed_at == cluster[1].commit_index

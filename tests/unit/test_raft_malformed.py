@@ -117,9 +117,12 @@ def assert_dropped(node_id: int, message: object, reason: str) -> None:
     assert dict(node.dropped) == {reason: 1}
     assert state(node) == before
     # A node outside the membership is told so (docs/raft.md, *Leaving a shard*), and only that.
-    told = (
-        [Removed(0, node.term, node_id, cast(Message, message).src, 0, 0)] if reason == "unknown_peer" else []
-    )
+    if reason == "unknown_peer":
+        commit = node.commit_index
+        src = cast(Message, message).src
+        told: list[Message] = [Removed(0, node.term, node_id, src, commit, node.log.term_at(commit) or 0)]
+    else:
+        told = []
     assert cluster.drain(node_id).messages == told
 
 

@@ -49,7 +49,7 @@ def records_of(node: NodeStorage, shard_id: int) -> list[bytes]:
 def delete(node: NodeStorage, shard_id: int, max_keys: int) -> int:
     """Delete the shard in steps of `max_keys`; returns how many steps it took."""
     batch = node.new_batch()
-    node.stage_delete_start(shard_id, batch)
+    node.stage_delete_start(shard_id, batch, removed_at=20, term=3, vote=1)
     node.write(batch, sync=True)
     steps, done = 0, False
     while not done:
@@ -87,6 +87,9 @@ def test_a_deleted_shard_stays_deleted_and_remembered_after_reopen(tmp_path: Pat
     assert again.shard_ids() == []
     assert again.deleting_shards() == []
     assert again.was_deleted(4)
+    tombstone = again.tombstone(4)
+    assert tombstone is not None
+    assert (tombstone.removed_at, tombstone.term, tombstone.vote) == (20, 3, 1), "what it must not forget"
     assert not again.shard(4).is_bootstrapped(), "a replica started again begins from nothing"
     again.close()
 
@@ -97,7 +100,7 @@ def test_a_crash_halfway_through_resumes_the_deletion_and_opens_cleanly() -> Non
     filled(node, 5, records=40)
     filled(node, 6, records=3)
     batch = node.new_batch()
-    node.stage_delete_start(5, batch)
+    node.stage_delete_start(5, batch, removed_at=20, term=3, vote=None)
     node.write(batch, sync=True)
     batch = node.new_batch()
     # Kinds go in key order: a, d, h, then 4 of the log's 11 entries: loaded, it would have a gap.
