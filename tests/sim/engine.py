@@ -423,8 +423,8 @@ class Simulation:
         """
         s, rng, world = self.scenario, self.operator_rng, self.world
         world.at(world.now + OPERATOR_EVERY_S, self._operator)
-        self._retire_removed()
         self._learn_shards()
+        self._retire_removed()
         if self.calm:
             return
         if s.move_rate and rng.random() < s.move_rate * OPERATOR_EVERY_S:
@@ -489,7 +489,7 @@ class Simulation:
             )
             return
         current = shard_map.replicas[shard]
-        spare = [h.id for h in self.active if h.id not in current]
+        spare = [h.id for h in self.active if h.id not in current and h.id not in self.removed]
         if not spare:
             return
         leaving, joining = rng.choice(current), rng.choice(spare)
@@ -510,7 +510,12 @@ class Simulation:
         if len(shard_map.data_shards) >= self.scenario.data_shards + MAX_ADDED_SHARDS:
             return
         shard = max(shard_map.replicas) + 1
-        founders = tuple(rng.sample([h.id for h in self.active], self.scenario.replication))
+        # Never a node being removed: the operator may shut it down before the shard is known
+        # (seed 3286 retired a founder of a shard added a moment before).
+        candidates = [h.id for h in self.active if h.id not in self.removed]
+        if len(candidates) < self.scenario.replication:
+            return
+        founders = tuple(rng.sample(candidates, self.scenario.replication))
         self._propose(
             leader, META_SHARD, MapAddShard(shard, founders), f"add shard {shard} on {list(founders)}"
         )
@@ -620,9 +625,14 @@ class Simulation:
 
     def _retire_removed(self) -> None:
         """Shut down, for good, every removed node that no shard's committed membership holds."""
+        maps = [h.node.shard_map for h in self.hosts.values() if h.node is not None]
+        newest = max(maps, key=lambda m: m.epoch, default=None)
+        placed = set() if newest is None else {n for nodes in newest.replicas.values() for n in nodes}
         for node_id in sorted(self.removed):
             host = self.hosts[node_id]
-            if host.retired or not all(self._committed_without(shard, node_id) for shard in self.shard_ids):
+            if host.retired or node_id in placed:
+                continue
+            if not all(self._committed_without(shard, node_id) for shard in self.shard_ids):
                 continue
             host.retire()
             self.checker.restarted(host)
