@@ -52,7 +52,11 @@ from confmand.storage.records import (
 )
 from confmand.storage.state import ShardState
 
-FORMAT_VERSION = 1
+# 2: shards' tombstones (kind `t`, tombstones.py). A version 1 dir holds none and is upgraded in
+# place when opened; a confmand that reads only 1 refuses a version 2 dir, where it would take a
+# tombstone for a shard with no state and write that shard's entry 1 again.
+FORMAT_VERSION = 2
+UPGRADABLE_FORMATS = frozenset({1})
 
 
 def check_dir_before_open(path: Path) -> bool:
@@ -93,9 +97,15 @@ def check_or_write_meta(db: Any, path: Path, cluster_id: str, node_id: int) -> N
             have = unseal(key, raw)
         except RecordError as exc:
             raise DataDirError(f"data dir {path}: {describe_key(key)} is corrupt: {exc}") from exc
+        if key == META_FORMAT and have in UPGRADABLE_FORMATS:
+            wb = db.write_batch(sync=True)
+            wb.put(key, seal(key, FORMAT_VERSION))
+            wb.write()
+            continue
         if key == META_FORMAT and have != FORMAT_VERSION:
             raise DataDirError(
-                f"data dir {path} has format version {have!r}; this confmand reads only {FORMAT_VERSION}"
+                f"data dir {path} has format version {have!r}; this confmand reads "
+                f"{', '.join(map(str, sorted({*UPGRADABLE_FORMATS, FORMAT_VERSION})))}"
             )
         if have != want:
             raise DataDirError(f"data dir {path} belongs to {names[key]} {have!r}, not {want!r}")

@@ -14,7 +14,7 @@ from confmand.raft.ready import Ready, SoftState
 from confmand.raft.types import Entry, EntryKind, HardState, Membership, Role, Snapshot, SnapshotMeta
 from confmand.storage import DataDirError, NodeStorage, ShardStorage, StorageError
 from confmand.storage.keys import APPLIED, HARD_STATE, META_FORMAT, SNAPSHOT_META, log_key
-from confmand.storage.records import seal
+from confmand.storage.records import seal, unseal
 
 CLUSTER = "prod-eu"
 MEMBERS = Membership(frozenset({1, 2, 3}))
@@ -183,6 +183,19 @@ def test_a_dir_of_another_cluster_or_node_is_refused(
     NodeStorage.open(tmp_path, CLUSTER, 1).close()
     with pytest.raises(DataDirError, match=complaint):
         NodeStorage.open(tmp_path, cluster, node_id)
+
+
+def test_a_version_1_dir_opens_and_is_upgraded_so_older_confmands_refuse_it(tmp_path: Path) -> None:
+    NodeStorage.open(tmp_path, CLUSTER, 1).close()
+    db = plyvel.DB(str(tmp_path))
+    db.put(META_FORMAT, seal(META_FORMAT, 1))
+    db.close()
+    NodeStorage.open(tmp_path, CLUSTER, 1).close()
+    db = plyvel.DB(str(tmp_path))
+    raw = db.get(META_FORMAT)
+    db.close()
+    assert raw is not None
+    assert unseal(META_FORMAT, raw) == 2
 
 
 def test_an_unknown_format_version_is_refused(tmp_path: Path) -> None:
