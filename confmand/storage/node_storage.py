@@ -146,7 +146,8 @@ class NodeStorage:
         """The storage of one shard (the same object on every call)."""
         check_shard_id(shard_id)
         self._check_open()
-        if shard_id in self.deleting_shards():
+        tombstone = self._tombstones.get(shard_id)
+        if tombstone is not None and tombstone.state is TombstoneState.DESTROYING:
             raise StorageUsageError(f"shard {shard_id} is being deleted: no replica of it until that is done")
         if shard_id not in self._shards:
             self._shards[shard_id] = ShardStorage(self, shard_id, ShardState())
