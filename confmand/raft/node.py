@@ -186,11 +186,12 @@ class RaftNode:
             return
         self._quiet = False
         if self.role is Role.LEADER:
-            # CheckQuorum counts only peers heard from now on, and the followers wake at once.
+            # CheckQuorum counts only peers heard from now on, and the followers wake at once: by
+            # the next Ready's append (a proposal woke us) or else its heartbeat.
             self._election_elapsed = 0
             self._heartbeat_elapsed = 0
             self.replicator.forget_activity()
-            self.replicator.broadcast_heartbeat()
+            self.replicator.want_wake_round()
         elif leader_suspected:
             self._end_lease()
 
