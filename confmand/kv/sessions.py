@@ -19,8 +19,10 @@ into different batches, or restarted, still sweep alike.
 
 Layout (records.py): a small header per session (kind `c`) and one record per cached result
 (kind `r`, by seq), so a write costs O(1) in the number of cached results: the header, a
-point get for a retry, point deletes of the seqs the ack releases, and one point delete when
-the cap is exceeded. Where seqs are sparse (a client skipping seqs, a large ack jump, a lowered
+point get for a retry, point deletes of the seqs the ack releases (walked from `low` up to the
+floor or `top`, whichever comes first: nothing is cached above `top`; without a lookup when
+`count` says every seq from `low` to `top` holds a result), and one point delete when the cap
+is exceeded. Where seqs are sparse (a client skipping seqs, a large ack jump, a lowered
 cap) the walk falls back to one bounded scan of the session's own range. Every choice depends
 only on the records, never on the batching.
 """
@@ -120,7 +122,7 @@ class SessionTable:
             floor, count, low = max(header.floor, session.ack), header.count, header.low
             last_hlc, top = max(hlc, header.last_hlc), max(session.seq, header.top)
             if floor > low and count:  # results below the (raised) floor are forgotten
-                count -= self._delete_below(client_id, low, floor, count)
+                count -= self._release(client_id, low, floor, header.top, count)
             low = floor
         # Written after the ack's deletes: an ack above its own seq must not delete this result.
         self._overlay.put(RESULT, result_key(client_id, session.seq), encode_result(result))
@@ -136,8 +138,23 @@ class SessionTable:
             floor = max(floor, low)
         return SessionHeader(last_hlc, floor, count, min(low, floor), top)
 
+    def _release(self, client_id: bytes, low: int, floor: int, top: int, count: int) -> int:
+        """Delete the session's results below `floor`, all `count` of them lying in [low, top]; how many.
+
+        Nothing is cached above `top`, so the walk stops there: a client writing to many shards
+        leaves each one sparse seqs, and the range up to `floor` alone would need a scan.
+        """
+        stop = min(floor, top + 1)
+        if top + 1 - low != count:
+            return self._delete_below(client_id, low, stop, count)
+        # Every seq in [low, top] holds a result, so no lookup: the common write, whose ack
+        # releases the seq before it.
+        for seq in range(low, stop):
+            self._overlay.delete(RESULT, result_key(client_id, seq))
+        return max(0, stop - low)
+
     def _delete_below(self, client_id: bytes, low: int, floor: int, count: int) -> int:
-        """Delete the session's results with `low <= seq < floor`; how many there were."""
+        """Delete the session's results with `low <= seq < floor`; how many there were (looked up)."""
         if floor - low <= count + _PROBE:
             found = 0
             for seq in range(low, floor):

@@ -115,6 +115,7 @@ class RaftNode:
         self._ready_number = 0
         self._advanced_number = 0
         self._last_hard_state = hard
+        self._soft_state = SoftState(self.role, self.leader_id)  # the last Ready's (shared: frozen)
         self._quiet = False
         self._removed = False
         self.removed_at = 0  # the teller's commit index, where the membership in force left us out
@@ -186,11 +187,12 @@ class RaftNode:
             return
         self._quiet = False
         if self.role is Role.LEADER:
-            # CheckQuorum counts only peers heard from now on, and the followers wake at once.
+            # CheckQuorum counts only peers heard from now on, and the followers wake at once: by
+            # the next Ready's append (a proposal woke us) or else its heartbeat.
             self._election_elapsed = 0
             self._heartbeat_elapsed = 0
             self.replicator.forget_activity()
-            self.replicator.broadcast_heartbeat()
+            self.replicator.want_wake_round()
         elif leader_suspected:
             self._end_lease()
 
@@ -779,24 +781,32 @@ class RaftNode:
         )
 
     def ready(self) -> Ready:
+        # A node hosting many shards makes a Ready per busy shard per loop turn, most of them
+        # small: nothing is built here that did not change.
         if self.role is Role.LEADER:
             self.replicator.flush()
-        self.proposals.resolve(self.log.commit, self.log.term_at)
-        hard = self._hard_state()
         log = self.log
+        proposals = self.proposals
+        if proposals.resolvable(log.commit):
+            proposals.resolve(log.commit, log.term_at)
+        hard = None
+        if self._hard_state_changed():
+            hard = self._last_hard_state = self._hard_state()
+        soft = self._soft_state
+        if soft.role is not self.role or soft.leader_id != self.leader_id:
+            soft = self._soft_state = SoftState(self.role, self.leader_id)
         self._ready_number += 1
         rd = Ready(
             self._ready_number,
-            SoftState(self.role, self.leader_id),
-            hard if hard != self._last_hard_state else None,
+            soft,
+            hard,
             self._snapshot_to_install,
             log.take_unstable(),
             self._msgs,
             self._take_committed(),
             self.reads.take_ready(),
-            self.proposals.take_outcomes(),
+            proposals.take_outcomes(),
         )
-        self._last_hard_state = hard
         self._snapshot_to_install = None
         self._msgs = []
         return rd

@@ -56,6 +56,7 @@ class Replicator:
         self._wanted: set[NodeId] = set()
         self._read_round = False
         self._commit_news = False
+        self._wake_round = False
         self._single_voter = False
         cfg = node.config
         self._max_msgs = cfg.max_inflight_msgs
@@ -66,7 +67,7 @@ class Replicator:
 
     def clear(self) -> None:
         self.progress.clear()
-        self._broadcast = self._read_round = self._commit_news = False
+        self._broadcast = self._read_round = self._commit_news = self._wake_round = False
         self._wanted.clear()
 
     def reset(self, membership: Membership | None) -> None:
@@ -121,8 +122,14 @@ class Replicator:
     def commit_advanced(self) -> None:
         self._commit_news = True
 
+    def want_wake_round(self) -> None:
+        """A quiet leader woke: every follower hears from it in the next Ready, an append or a heartbeat."""
+        self._wake_round = True
+
     def has_pending_sends(self) -> bool:
-        return self._broadcast or self._read_round or self._commit_news or bool(self._wanted)
+        return (
+            self._broadcast or self._read_round or self._commit_news or self._wake_round or bool(self._wanted)
+        )
 
     def transfer_to(self, target: NodeId) -> None:
         pr = self.progress[target]
@@ -154,11 +161,13 @@ class Replicator:
         for peer in peers:
             if self._send_appends(peer, self.progress[peer]):
                 sent_to.add(peer)
-        if self._commit_news:
-            # Tell idle followers the new commit index now rather than at the next heartbeat.
+        if self._commit_news or self._wake_round:
+            # Tell idle followers the new commit index now rather than at the next heartbeat; wake
+            # the quiet followers that got no append (an append wakes one as a heartbeat does).
+            seq = self.node.reads.next_round() if self._wake_round else self.node.reads.read_seq
             for peer in self.progress.keys() - sent_to:
-                self._send_heartbeat(peer, self.progress[peer], self.node.reads.read_seq)
-        self._broadcast = self._read_round = self._commit_news = False
+                self._send_heartbeat(peer, self.progress[peer], seq)
+        self._broadcast = self._read_round = self._commit_news = self._wake_round = False
         self._wanted.clear()
 
     def broadcast_heartbeat(self, quiesce: bool = False) -> None:

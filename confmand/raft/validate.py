@@ -25,11 +25,12 @@ from confmand.raft.types import NodeId, ShardId
 
 _term_of = itemgetter(0)
 _index_of = itemgetter(1)
+_KNOWN_TYPES = frozenset(MESSAGE_TYPES)
 
 
 def check_message(msg: Message, node_id: NodeId, shard: ShardId) -> str | None:
     """Why `msg` must be dropped, or None when it is well-formed."""
-    if type(msg) not in MESSAGE_TYPES:
+    if type(msg) not in _KNOWN_TYPES:
         return "unknown_type"
     if msg.shard != shard:
         return "wrong_shard"

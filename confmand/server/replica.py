@@ -26,7 +26,7 @@ import dataclasses
 import logging
 import random
 from collections.abc import Iterable
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
 from confmand.kv.codec import encode_command
 from confmand.kv.commands import Command
@@ -80,8 +80,8 @@ class _Staged:
     """What `stage` did for one Ready, kept until the batch is durable."""
 
     ready: Ready
-    results: dict[int, WriteResult | None] = field(default_factory=dict)  # index -> result (None: no-op)
-    terms: dict[int, int] = field(default_factory=dict)  # index -> term of each applied entry
+    # (index, term, result) of each applied entry, in log order (result None: not a command)
+    applied: list[tuple[int, int, WriteResult | None]] | None = None
     installed_snapshot: Version | None = None
     sync: bool = False
     sync_for_vote: bool = False  # term or vote changed: nothing may be sent before the fsync
@@ -258,7 +258,7 @@ class Replica:
         hard = rd.hard_state
         staged.sync_for_vote = hard is not None and self._vote_changed(hard)
         staged.sync = bool(rd.entries or rd.snapshot or staged.sync_for_vote)
-        if rd.snapshot is not None and rd.snapshot.meta.index > self.applied.index:
+        if rd.snapshot is not None and rd.snapshot.meta.index > self.raft.applied_index:
             meta = rd.snapshot.meta
             records = decode_state(rd.snapshot.data)
             self.storage.stage_install_state(records, STATE_KINDS, meta.term, meta.index, batch)
@@ -271,13 +271,14 @@ class Replica:
         """Apply the staged Ready's committed entries into `batch` (the persist batch is written)."""
         staged = self._staged
         assert staged is not None
-        floor = self.applied.index
+        floor = self.raft.applied_index
         if staged.installed_snapshot is not None:
             floor = staged.installed_snapshot.index
             self._snapshot_index = floor
         if self.faults.apply_before_commit:  # what it applied early is not applied again
             floor = max(floor, self._applied_early)
-        entries = [e for e in staged.ready.committed_entries if e.index > floor]
+        committed = staged.ready.committed_entries
+        entries = [e for e in committed if e.index > floor] if committed else []
         if self.faults.apply_before_commit:
             entries += [e for e in staged.ready.entries if e.index > max(floor, _last(entries))]
             self._applied_early = max(self._applied_early, _last(entries))
@@ -288,9 +289,7 @@ class Replica:
         by_index = dict(zip((v.index for v, _ in normal), results, strict=True))
         if any(r.op in MOVE_STEP_NAMES for r in results):
             self.moves_changed = True
-        for e in entries:
-            staged.results[e.index] = by_index.get(e.index)
-            staged.terms[e.index] = e.term
+        staged.applied = [(e.index, e.term, by_index.get(e.index)) for e in entries]
         last = entries[-1]
         self.storage.stage_applied(writes, last.term, last.index, batch)
 
@@ -359,8 +358,8 @@ class Replica:
         self.raft.advance(rd)
         if staged.installed_snapshot is not None:
             self._resolve_unknown_up_to(staged.installed_snapshot.index)
-        for index, result in staged.results.items():
-            self._resolve_write(index, staged.terms[index], result)
+        for index, term, result in staged.applied or ():
+            self._resolve_write(index, term, result)
         for outcome in rd.outcomes:
             if outcome.status is not ProposalStatus.COMMITTED:
                 self._resolve_range(outcome.first_index, outcome.last_index, outcome.status)
@@ -371,7 +370,7 @@ class Replica:
 
     def maybe_snapshot(self, batch: WriteBatch) -> bool:
         """Snapshot the state machine and compact the log when enough entries were applied."""
-        applied = self.applied.index
+        applied = self.raft.applied_index
         if applied - self._snapshot_index < self.settings.snapshot_interval_entries:
             return False
         try:
@@ -494,7 +493,7 @@ class Replica:
         self.replies.append(Reply(waiter.sink, waiter.request_id, self.shard_id, {}, error))
 
     def _serve_caught_up(self) -> None:
-        applied = self.applied.index
+        applied = self.raft.applied_index
         if self._reads_at:
             ready = [r for i, r in self._reads_at if i <= applied]
             self._reads_at = [(i, r) for i, r in self._reads_at if i > applied]

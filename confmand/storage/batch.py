@@ -41,6 +41,15 @@ class WriteBatch:
     def delete_raw(self, key: bytes) -> None:
         self._add((key, None))
 
+    def extend(self, ops: list[Op]) -> None:
+        """Add `ops` in order (a put has bytes, a delete None): one check for the lot."""
+        if not ops:
+            return
+        self.check_open_for_staging()
+        if not self.ops:
+            self._on_first_op(self)
+        self.ops.extend(ops)
+
     def keys_with_prefix(self, prefix: bytes) -> Iterator[bytes]:
         for key, value in self.ops:
             if value is not None and key.startswith(prefix):

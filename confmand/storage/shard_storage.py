@@ -64,6 +64,9 @@ class ShardStorage:
         self._node = node
         self.durable_state = state
         self._tip = state
+        self._hard_state_key = shard_prefix(HARD_STATE, shard_id)
+        self._applied_key = shard_prefix(APPLIED, shard_id)
+        self._kv_prefixes: dict[Kind, bytes] = {}  # a checked state-machine kind -> its key prefix
 
     # ------------------------------------------------------------------ Storage (the Raft core's)
 
@@ -160,9 +163,9 @@ class ShardStorage:
         if ready.entries:
             tip = self._entry_ops(tip, ready.entries, ops)
         if ready.hard_state is not None:
-            key = shard_prefix(HARD_STATE, self.shard_id)
+            key = self._hard_state_key
             ops.append((key, encode_hard_state(key, ready.hard_state)))
-            tip = replace(tip, hard_state=ready.hard_state)
+            tip = tip.with_hard_state(ready.hard_state)
         self._commit(tip, ops, batch)
 
     def stage_applied(
@@ -175,12 +178,16 @@ class ShardStorage:
                 f"shard {self.shard_id}: applied index would go back "
                 f"from {self._tip.applied[1]} to {applied_index}"
             )
+        prefixes = self._kv_prefixes
         ops: list[Op] = []
         for (kind, key), value in writes.changes.items():
-            check_kv_kind(kind)
-            ops.append((shard_prefix(kind, self.shard_id) + key, value))
+            prefix = prefixes.get(kind)
+            if prefix is None:
+                check_kv_kind(kind)
+                prefix = prefixes[kind] = shard_prefix(kind, self.shard_id)
+            ops.append((prefix + key, value))
         ops.append(self._applied_op(applied_term, applied_index))
-        self._commit(replace(self._tip, applied=(applied_term, applied_index)), ops, batch)
+        self._commit(self._tip.with_applied((applied_term, applied_index)), ops, batch)
 
     def stage_install_state(
         self,
@@ -234,11 +241,7 @@ class ShardStorage:
     # ------------------------------------------------------------------ helpers
 
     def _commit(self, tip: ShardState, ops: list[Op], batch: WriteBatch) -> None:
-        for key, value in ops:
-            if value is None:
-                batch.delete_raw(key)
-            else:
-                batch.put_raw(key, value)
+        batch.extend(ops)
         self._tip = tip
         batch.after[self.shard_id] = tip
 
@@ -263,7 +266,7 @@ class ShardStorage:
             key = log_key(self.shard_id, entry.index)
             ops.append((key, encode_entry(key, entry)))
         log_first = first if tip.log_empty else tip.log_first
-        return replace(tip, log_first=log_first, log_last=entries[-1].index)
+        return tip.with_log(log_first, entries[-1].index)
 
     def _log_delete_ops(self, first: int, last: int) -> list[Op]:
         return [(log_key(self.shard_id, i), None) for i in range(first, last + 1)]
@@ -278,7 +281,7 @@ class ShardStorage:
         return replace(tip, snapshot=stored), ops
 
     def _applied_op(self, term: int, index: int) -> Op:
-        key = shard_prefix(APPLIED, self.shard_id)
+        key = self._applied_key
         return key, encode_applied(key, term, index)
 
     def _decode_entry(self, key: bytes, value: bytes, expected_index: int) -> Entry:

@@ -47,3 +47,15 @@ class ShardState:
     def with_empty_log(self) -> ShardState:
         s = self.snapshot_index
         return replace(self, log_first=s + 1, log_last=s)
+
+    # The staging hot path makes a new tip per Ready and per apply batch of every shard: these
+    # call the constructor directly (dataclasses.replace costs several times more).
+
+    def with_log(self, log_first: int, log_last: int) -> ShardState:
+        return ShardState(self.hard_state, self.snapshot, log_first, log_last, self.applied)
+
+    def with_hard_state(self, hard_state: HardState) -> ShardState:
+        return ShardState(hard_state, self.snapshot, self.log_first, self.log_last, self.applied)
+
+    def with_applied(self, applied: tuple[int, int]) -> ShardState:
+        return ShardState(self.hard_state, self.snapshot, self.log_first, self.log_last, applied)

@@ -26,6 +26,7 @@ from confmand.raft.messages import (
     TimeoutNow,
 )
 from confmand.raft.types import Entry, EntryKind, Membership, SnapshotMeta
+from confmand.transport import codec
 from confmand.transport.codec import (
     VERSION,
     ForwardReply,
@@ -145,6 +146,40 @@ def test_decoded_entry_kinds_are_entry_kinds_not_bare_ints() -> None:
     msg = AppendEntries(3, 2, SENDER, 2, 0, 0, (Entry(2, 1, EntryKind.NOOP, b""),), 0)
     (entry,) = decode_peer_batch(encode_peer_batch(_batch(msg))).raft[0][1].entries  # type: ignore[union-attr]
     assert entry.kind is EntryKind.NOOP
+
+
+COMMON = (AppendEntries, AppendEntriesResponse, Heartbeat, HeartbeatResponse)
+odd_values = st.one_of(
+    st.integers(-3, 3),
+    st.booleans(),
+    st.none(),
+    st.text(max_size=2),
+    st.binary(max_size=2),
+    st.floats(allow_nan=False),
+    st.tuples(st.integers(-1, 1)),
+    st.tuples(st.tuples(st.integers(-1, 2), st.integers(-1, 2), st.integers(-1, 3), st.binary(max_size=2))),
+)
+
+
+@settings(max_examples=500)
+@given(st.sampled_from(COMMON).flatmap(lambda cls: MESSAGES[cls]), st.data())
+def test_the_fast_path_for_common_messages_accepts_exactly_what_the_generic_path_does(
+    msg: Message, data: st.DataObject
+) -> None:
+    """`_decode_common` builds the message `_decode_message` builds, or leaves it to that one."""
+    wire = msgpack.packb(codec._encode_message(msg.shard, msg, SENDER))
+    fields = list(msgpack.unpackb(wire, use_list=False))
+    mutated = data.draw(st.booleans())
+    if mutated:
+        fields[data.draw(st.integers(0, len(fields) - 1))] = data.draw(odd_values)
+    item = tuple(fields)
+    fast = codec._decode_common(item, SENDER)
+    try:
+        generic = codec._decode_message(item, SENDER)
+    except codec._Bad:
+        assert fast is None
+    else:
+        assert fast == generic or (fast is None and mutated)
 
 
 @given(st.binary(max_size=200))
