@@ -937,16 +937,14 @@ class Node:
         if self._stall is not None:
             self.counters["peer_dropped_stalled"] += len(batch.raft)
             return  # Raft retransmits; a stalled node must not take on new log state
-        for shard_id, msg in batch.raft:
-            if self.storage_error is not None:  # starting a replica below met a full disk
-                self.counters["peer_dropped_stalled"] += 1
-                continue
+        for position, (shard_id, msg) in enumerate(batch.raft):
             replica = self.replicas.get(shard_id)
             if replica is None and self._starts_replica(shard_id, sender, msg):
                 if self.storage.was_deleted(shard_id):
                     self.counters["deleted_replicas_started_again"] += 1
-                if not self._open_replica(shard_id):
-                    continue
+                if not self._open_replica(shard_id):  # a full disk: stalled, as above
+                    self.counters["peer_dropped_stalled"] += len(batch.raft) - position
+                    return
                 replica = self.replicas[shard_id]
             if replica is None or msg.shard != shard_id or msg.src != sender or msg.dst != self.node_id:
                 self._drop(

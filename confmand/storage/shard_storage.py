@@ -147,9 +147,10 @@ class ShardStorage:
     def stage_hard_state(self, hard_state: HardState, batch: WriteBatch) -> None:
         """A replica started again after its node deleted it: the term and vote it had (tombstones.py)."""
         batch.check_open_for_staging()
-        key = shard_prefix(HARD_STATE, self.shard_id)
-        tip = replace(self._tip, hard_state=hard_state)
-        self._commit(tip, [(key, encode_hard_state(key, hard_state))], batch)
+        key = self._hard_state_key
+        self._commit(
+            self._tip.with_hard_state(hard_state), [(key, encode_hard_state(key, hard_state))], batch
+        )
 
     def stage_ready(self, ready: Ready, batch: WriteBatch) -> None:
         """Ready step 1: snapshot (drops the log), then entries (truncating), then hard state."""
