@@ -33,6 +33,7 @@ from __future__ import annotations
 import random
 from collections import Counter
 from itertools import repeat
+from typing import cast
 
 from confmand.raft.config import RaftConfig
 from confmand.raft.errors import NotLeader, ProposalRejected
@@ -247,7 +248,7 @@ class RaftNode:
         if self._heartbeat_elapsed >= cfg.heartbeat_ticks:
             self._heartbeat_elapsed = 0
             quiesce = self._maybe_quiesce()
-            self.replicator.broadcast_heartbeat(quiesce)
+            self.replicator.tick_heartbeat(quiesce)
             self._quiet = quiesce
 
     def _new_election_timeout(self) -> int:
@@ -371,12 +372,13 @@ class RaftNode:
 
     # ------------------------------------------------------------------ the network
 
-    def step(self, msg: Message) -> None:
+    def step(self, raw: object) -> None:
         """Take one message from a peer; malformed or impossible ones are dropped and counted."""
-        reason = check_message(msg, self.id, self.shard)
+        reason = check_message(raw, self.id, self.shard)
         if reason is not None:
             self.dropped[reason] += 1
             return
+        msg = cast(Message, raw)  # checked above (compiled, the assignment checks the type again)
         if isinstance(msg, Removed):
             self._on_removed(msg)
             return  # says nothing of terms: a removed replica's term no longer matters

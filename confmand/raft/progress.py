@@ -29,6 +29,7 @@ class ProgressState(enum.Enum):
 
 class Progress:
     __slots__ = (
+        "appended",
         "inflight",
         "inflight_bytes",
         "match",
@@ -57,6 +58,8 @@ class Progress:
         # Ticks since the follower last acknowledged anything while something was in
         # flight: messages can be lost without notice, so a stall means resend.
         self.stall_ticks = 0
+        # An append left for this follower since the last heartbeat tick: it did a heartbeat's job.
+        self.appended = False
 
     def window_full(self, max_msgs: int, max_bytes: int) -> bool:
         return len(self.inflight) >= max_msgs or self.inflight_bytes >= max_bytes

@@ -86,7 +86,7 @@ class Replicator:
             if peer not in wanted:
                 del self.progress[peer]
         next_index = self.node.log.last_index + 1
-        for peer in wanted - self.progress.keys():
+        for peer in wanted.difference(self.progress):  # `frozenset - dict_keys` is a set, not frozen
             pr = self.progress[peer] = Progress(next_index)
             pr.recent_active = True
         self._single_voter = membership.voters == {me}
@@ -173,7 +173,22 @@ class Replicator:
     def broadcast_heartbeat(self, quiesce: bool = False) -> None:
         seq = self.node.reads.next_round()
         for peer, pr in self.progress.items():
+            pr.appended = False
             self._send_heartbeat(peer, pr, seq, quiesce)
+
+    def tick_heartbeat(self, quiesce: bool) -> None:
+        """The heartbeat tick: a follower streamed appends since the last one has heard from us
+        (its election timer restarted, its answers keep CheckQuorum fed) and is skipped — unless
+        a read waits on a heartbeat round or the shard goes quiet, which need every follower."""
+        if quiesce or self.node.reads.waiting:
+            self.broadcast_heartbeat(quiesce)
+            return
+        seq = self.node.reads.next_round()
+        for peer, pr in self.progress.items():
+            if pr.appended and pr.state is _REPLICATE:
+                pr.appended = False
+                continue
+            self._send_heartbeat(peer, pr, seq)
 
     def _send_heartbeat(self, peer: NodeId, pr: Progress, seq: int, quiesce: bool = False) -> None:
         node = self.node
@@ -224,7 +239,7 @@ class Replicator:
                     node.shard, node.term, node.id, peer, prev, prev_term, tuple(entries), log.commit
                 )
             )
-            sent = True
+            sent = pr.appended = True
             pr.sent(prev + len(entries), size)
             if pr.state is _PROBE:
                 return sent

@@ -9,6 +9,7 @@ returns a short reason that the core counts.
 from __future__ import annotations
 
 from operator import itemgetter
+from typing import cast
 
 from confmand.raft.messages import (
     MESSAGE_TYPES,
@@ -28,10 +29,11 @@ _index_of = itemgetter(1)
 _KNOWN_TYPES = frozenset(MESSAGE_TYPES)
 
 
-def check_message(msg: Message, node_id: NodeId, shard: ShardId) -> str | None:
-    """Why `msg` must be dropped, or None when it is well-formed."""
-    if type(msg) not in _KNOWN_TYPES:
+def check_message(raw: object, node_id: NodeId, shard: ShardId) -> str | None:
+    """Why `raw` must be dropped, or None when it is a well-formed message."""
+    if type(raw) not in _KNOWN_TYPES:
         return "unknown_type"
+    msg = cast(Message, raw)
     if msg.shard != shard:
         return "wrong_shard"
     if msg.dst != node_id:

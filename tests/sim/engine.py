@@ -120,6 +120,9 @@ class Simulation:
         self.operator_rng = scenario.rng("operator")
         self.next_id = scenario.node_count + 1  # the next node the operator may add
         self.removed: set[int] = set()  # removals proposed: retired once committed
+        # Shards asked for, and on which nodes, until a map names them: a founder is never retired
+        # while its shard may still appear (seed 10 retired one between the ask and the map).
+        self.founding: dict[int, tuple[int, ...]] = {}
         # A leader paused or cut off, and until when clients still favour it: as clients with a
         # stale leader cache, or a load balancer that did not notice, would keep asking it.
         self._stale_leader: tuple[int, float] | None = None
@@ -516,6 +519,7 @@ class Simulation:
         if len(candidates) < self.scenario.replication:
             return
         founders = tuple(rng.sample(candidates, self.scenario.replication))
+        self.founding[shard] = founders
         self._propose(
             leader, META_SHARD, MapAddShard(shard, founders), f"add shard {shard} on {list(founders)}"
         )
@@ -628,6 +632,9 @@ class Simulation:
         maps = [h.node.shard_map for h in self.hosts.values() if h.node is not None]
         newest = max(maps, key=lambda m: m.epoch, default=None)
         placed = set() if newest is None else {n for nodes in newest.replicas.values() for n in nodes}
+        for shard, founders in self.founding.items():
+            if newest is None or shard not in newest.replicas:
+                placed.update(founders)  # the shard may yet appear with them
         for node_id in sorted(self.removed):
             host = self.hosts[node_id]
             if host.retired or node_id in placed:

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from confmand.raft import Message, Role
-from confmand.raft.messages import AppendEntries, AppendEntriesResponse
+from confmand.raft.messages import AppendEntries, AppendEntriesResponse, Heartbeat
 from tests.unit.raft_harness import Cluster, entries_of_terms, entry, of_type, storage_with_log
 
 ELECTION_TICKS = 10
@@ -253,3 +253,56 @@ def test_entries_reach_the_follower_state_machine_once_and_in_order() -> None:
         assert [e.index for e in cluster.applied[node]] == list(range(1, 7))
         assert [e.data for e in cluster.applied[node][1:]] == [b"p%d" % k for k in range(5)]
     assert cluster.applied[2][0] == entry(1, 1, kind=cluster.applied[1][0].kind)
+
+
+# ---------------------------------------------------------------- heartbeats under load
+
+
+def heartbeats_on_tick(cluster: Cluster) -> set[int]:
+    """Tick the leader once and return who its heartbeats went to (nothing delivered)."""
+    cluster[1].tick()
+    return {h.dst for h in of_type(cluster.drain(1).messages, Heartbeat)}
+
+
+def test_a_follower_that_got_an_append_since_the_last_heartbeat_tick_gets_no_heartbeat() -> None:
+    cluster = replicating_cluster(election_ticks=ELECTION_TICKS)
+    heartbeats_on_tick(cluster)  # a tick with nothing appended: a full round
+    cluster.pump()
+
+    cluster[1].propose(b"x")
+    cluster.pump()
+
+    assert heartbeats_on_tick(cluster) == set()
+
+
+def test_the_next_tick_without_appends_heartbeats_every_follower_again() -> None:
+    cluster = replicating_cluster(election_ticks=ELECTION_TICKS)
+    cluster[1].propose(b"x")
+    cluster.pump()
+    heartbeats_on_tick(cluster)
+    cluster.pump()
+
+    assert heartbeats_on_tick(cluster) == {2, 3}
+
+
+def test_a_waiting_read_makes_the_tick_heartbeat_every_follower_even_after_appends() -> None:
+    cluster = replicating_cluster(election_ticks=ELECTION_TICKS)
+    cluster.cut |= {(2, 1), (3, 1)}  # the read's own round goes unanswered: it still waits
+    cluster[1].read_index(b"r")
+    cluster.pump()
+    cluster[1].propose(b"x")  # and an append reaches each follower after that round
+    cluster.pump()
+    cluster.heal()
+
+    assert heartbeats_on_tick(cluster) == {2, 3}
+
+
+def test_followers_streamed_appends_never_campaign_although_heartbeats_are_skipped() -> None:
+    cluster = replicating_cluster(election_ticks=ELECTION_TICKS)
+
+    for i in range(5 * ELECTION_TICKS):
+        cluster[1].propose(b"%d" % i)
+        cluster.tick()
+
+    assert cluster.leaders() == [1]
+    assert cluster[1].term == cluster[2].term == cluster[3].term
