@@ -5,4 +5,6 @@ I/O, read no clock and draw no randomness of their own; the driver around them o
 timers and storage. `tests/unit/test_pure_boundary.py` enforces that line.
 """
 
+from confmand import native as native  # first: it chooses compiled or pure hot modules (native/)
+
 __version__ = "0.1.0"

@@ -914,8 +914,8 @@ class Node:
                     self._peer_back(sender, restarted=True)
             try:
                 self.clock.update(batch.hlc)
-            except HlcError as exc:  # ClockSkewError included: keep Raft going, refuse the stamp
-                self._drop("peer_clock_rejected", "node %d: %s", sender, exc)
+            except HlcError as skew:  # ClockSkewError included: keep Raft going, refuse the stamp
+                self._drop("peer_clock_rejected", "node %d: %s", sender, skew)
             if batch.map_epoch > self.shard_map.epoch:
                 self._fetch_map_from(sender)
             self._step_raft(sender, batch)

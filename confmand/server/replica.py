@@ -242,8 +242,8 @@ class Replica:
             context = self._read_seq.to_bytes(8, "big")
             try:
                 self.raft.read_index(context)
-            except NotLeader as exc:
-                self._fail_reads(reads, _not_leader(exc))
+            except NotLeader as not_leader:
+                self._fail_reads(reads, _not_leader(not_leader))
             else:
                 self._read_batches[context] = reads
 
@@ -512,8 +512,8 @@ class Replica:
         except RequestError as exc:
             self.replies.append(Reply(read.sink, rid, self.shard_id, {"applied": str(self.applied)}, exc))
             return
-        except StorageError as exc:  # e.g. LevelDB could not be reopened on a full disk
-            error = RequestError(ErrorCode.STORAGE, f"cannot read the data dir: {exc}")
+        except StorageError as storage_error:  # e.g. LevelDB could not be reopened on a full disk
+            error = RequestError(ErrorCode.STORAGE, f"cannot read the data dir: {storage_error}")
             self.replies.append(Reply(read.sink, rid, self.shard_id, {}, error))
             return
         fields["applied"] = str(self.applied)

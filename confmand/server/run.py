@@ -16,6 +16,7 @@ import socket
 
 import uvloop
 
+from confmand import native
 from confmand.config import NodeConfig
 from confmand.server.node import Node
 from confmand.server.wiring import LocalNode
@@ -66,6 +67,7 @@ async def _main(config: NodeConfig) -> None:
         config.peer_address,
         config.data_dir,
     )
+    log.info("hot modules: %s", native.STATUS.describe())
     if not config.storage.fsync:
         log.warning("fsync is OFF: a crash of this host may lose acknowledged writes (tests/benchmarks only)")
     notify_systemd("READY=1")

@@ -383,8 +383,8 @@ def decode_peer_batch(data: bytes) -> PeerBatch:
             where = f"forward_replies[{position}]"
             forward_id, reply = _array(item, 2)
             reply_list.append(ForwardReply(_uint(forward_id), _bytes(reply)))
-    except _Bad as exc:
-        raise PeerDecodeError(f"{where}: {exc}") from None
+    except _Bad as bad:
+        raise PeerDecodeError(f"{where}: {bad}") from None
     return PeerBatch(sender, stamp, messages, forward_list, reply_list, started, epoch)
 
 
