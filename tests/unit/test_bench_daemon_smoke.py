@@ -88,7 +88,8 @@ def test_daemon_benchmark_runs_every_scenario_without_errors() -> None:
 def test_shards_benchmark_loads_each_shard_count_through_its_leaders_and_measures_idle_cost() -> None:
     report = run_json(
         "shards.py",
-        *("--shards", "1,4", "--idle-shards", "8", "--duration", "0.4", "--warmup", "0.1", "--idle", "0.3"),
+        *("--shards", "1,4", "--rounds", "2", "--idle-shards", "8"),
+        *("--duration", "0.4", "--warmup", "0.1", "--idle", "0.3"),
         *("--clients", "8", "--processes", "2", "--keys", "64", "--namespaces", "16"),
     )
     for count in (1, 4):
