@@ -40,7 +40,7 @@ def missing_toolchain() -> str | None:
     headers = Path(sysconfig.get_paths()["include"]) / "Python.h"
     if not headers.exists():
         return f"no Python headers ({headers}; Debian: apt-get install python3-dev)"
-    compiler = (sysconfig.get_config_var("CC") or "cc").split()[0]
+    compiler = (os.environ.get("CC") or sysconfig.get_config_var("CC") or "cc").split()[0]  # as setuptools
     if shutil.which(compiler) is None:
         return f"no C compiler '{compiler}' (Debian: apt-get install gcc)"
     if importlib.util.find_spec("mypyc") is None:

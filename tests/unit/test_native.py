@@ -25,6 +25,7 @@ from confmand.native import (
     source_hashes,
     source_path,
 )
+from confmand.native.build import NO_TOOLCHAIN
 
 ROOT = Path(__file__).resolve().parents[2]
 RAFT_CORE_TESTS = [
@@ -101,6 +102,24 @@ def test_no_build_at_all_says_how_to_make_one(tmp_path: Path) -> None:
 
     assert files == {}
     assert "./dev native" in reason
+
+
+def test_a_machine_without_a_compiler_is_told_what_to_install_and_keeps_the_pure_modules(
+    tmp_path: Path,
+) -> None:
+    build = subprocess.run(
+        [sys.executable, "-m", "confmand.native.build"],
+        cwd=ROOT,
+        env={**os.environ, "CC": str(tmp_path / "no-such-cc")},
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+    )
+
+    assert build.returncode == NO_TOOLCHAIN
+    assert "no C compiler" in build.stderr
+    assert "apt-get install gcc" in build.stderr
 
 
 def test_confman_native_0_runs_the_pure_modules() -> None:
