@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections.abc import Callable
 
 import pytest
-from hypothesis import given
+from hypothesis import example, given
 from hypothesis import strategies as st
 
 from confmand.hlc import MAX_LOGICAL, ClockSkewError, HlcError, HybridClock, pack, unpack
@@ -21,14 +21,23 @@ class FakeWall:
         return self.ms
 
 
-@given(st.integers(0, (1 << 48) - 1), st.integers(0, MAX_LOGICAL))
+MAX_PHYSICAL = (1 << 48) - 1
+
+
+@given(st.integers(0, MAX_PHYSICAL), st.integers(0, MAX_LOGICAL))
+@example(MAX_PHYSICAL, MAX_LOGICAL)  # the largest stamp: no stamp follows it (pack would refuse one)
+@example(MAX_PHYSICAL - 1, MAX_LOGICAL)  # the last carry into the physical part
 def test_pack_and_unpack_are_inverse_and_preserve_order(physical: int, logical: int) -> None:
     stamp = pack(physical, logical)
+
     assert unpack(stamp) == (physical, logical)
-    assert stamp < pack(physical, logical + 1) if logical < MAX_LOGICAL else stamp < pack(physical + 1, 0)
+    if logical < MAX_LOGICAL:
+        assert stamp < pack(physical, logical + 1)
+    elif physical < MAX_PHYSICAL:
+        assert stamp < pack(physical + 1, 0)
 
 
-@pytest.mark.parametrize(("physical", "logical"), [(-1, 0), (0, -1), (0, MAX_LOGICAL + 1), (1 << 48, 0)])
+@pytest.mark.parametrize(("physical", "logical"), [(-1, 0), (0, -1), (0, MAX_LOGICAL + 1), (MAX_PHYSICAL + 1, 0)])
 def test_pack_rejects_out_of_range_parts(physical: int, logical: int) -> None:
     with pytest.raises(HlcError):
         pack(physical, logical)
