@@ -75,15 +75,20 @@ class Batch:
         if self.workers > 1:
             self._pool = ProcessPoolExecutor(self.workers, mp_context=multiprocessing.get_context("spawn"))
         self._futures: dict[object, Future[list[SeedReport]]] = {}
-        self._lazy: dict[object, tuple[list[int], int | None, tuple[str, ...]]] = {}
+        self._lazy: dict[object, tuple[list[int], int | None, tuple[str, ...], bool]] = {}
 
     def submit(
-        self, key: object, seeds: list[int], duration_s: int | None = None, faults: tuple[str, ...] = ()
+        self,
+        key: object,
+        seeds: list[int],
+        duration_s: int | None = None,
+        faults: tuple[str, ...] = (),
+        stop_at_first: bool = False,
     ) -> None:
         if self._pool is None:
-            self._lazy[key] = (seeds, duration_s, faults)
+            self._lazy[key] = (seeds, duration_s, faults, stop_at_first)
         else:
-            self._futures[key] = self._pool.submit(run_chunk, seeds, duration_s, faults)
+            self._futures[key] = self._pool.submit(run_chunk, seeds, duration_s, faults, stop_at_first)
 
     def result(self, key: object) -> list[SeedReport]:
         if self._pool is None:

@@ -10,12 +10,12 @@ names the first seed that catches each switch and the promise it breaks.
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 
 import pytest
 
 from confmand.server.faults import DriverFaults
-from tests.sim.batch import run_chunk
+from tests.sim.batch import Batch
 
 pytestmark = pytest.mark.sim
 
@@ -41,9 +41,20 @@ def test_every_switch_has_an_expected_catch() -> None:
     assert set(CAUGHT_BY) == set(DriverFaults.names() + DriverFaults.raft_names())
 
 
+@pytest.fixture(scope="module")
+def searches() -> Iterator[Batch]:
+    """Every switch's search submitted at once, so that all cores search while the cases wait."""
+    with Batch() as batch:
+        for switch in sorted(CAUGHT_BY):
+            batch.submit(switch, list(range(SEED_BUDGET)), None, (switch,), stop_at_first=True)
+        yield batch
+
+
 @pytest.mark.parametrize("switch", sorted(CAUGHT_BY))
-def test_the_simulator_catches_the_fault(switch: str, record_property: Callable[[str, object], None]) -> None:
-    caught = run_chunk(list(range(SEED_BUDGET)), None, (switch,), stop_at_first=True)[-1]
+def test_the_simulator_catches_the_fault(
+    switch: str, searches: Batch, record_property: Callable[[str, object], None]
+) -> None:
+    caught = searches.result(switch)[-1]
     assert caught.failure is not None, f"{switch}: no promise broken in seeds 0..{SEED_BUDGET - 1}"
     record_property("caught_by_seed", caught.seed)
     assert caught.invariant in CAUGHT_BY[switch], caught.failure
