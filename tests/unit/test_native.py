@@ -146,28 +146,25 @@ def test_a_current_build_supplies_every_hot_module() -> None:
     )
 
 
+def run_pure(*args: str) -> subprocess.CompletedProcess[str]:
+    """`python ARGS` in the checkout with the compiled modules switched off."""
+    return subprocess.run(
+        [sys.executable, *args],
+        cwd=ROOT,
+        env={**os.environ, "CONFMAN_NATIVE": "0"},
+        capture_output=True,
+        text=True,
+        timeout=600,
+        check=False,
+    )
+
+
 @pytest.mark.skipif(not native.STATUS.active, reason="this run is pure Python already")
 def test_the_pure_modules_pass_the_raft_core_tests_and_simulator_seeds_on_their_own() -> None:
-    env = {**os.environ, "CONFMAN_NATIVE": "0"}
-    core = subprocess.run(
-        [sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", *RAFT_CORE_TESTS],
-        cwd=ROOT,
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=600,
-        check=False,
-    )
+    core = run_pure("-m", "pytest", "-q", "-p", "no:cacheprovider", *RAFT_CORE_TESTS)
     assert core.returncode == 0, core.stdout[-3000:]
-    seeds = subprocess.run(
-        [sys.executable, "-m", "tests.sim.run", "--seeds", "12"],
-        cwd=ROOT,
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=600,
-        check=False,
-    )
+
+    seeds = run_pure("-m", "tests.sim.run", "--seeds", "12")
     assert seeds.returncode == 0, seeds.stdout[-3000:] + seeds.stderr[-2000:]
 
 
