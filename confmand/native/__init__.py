@@ -2,7 +2,7 @@
 
 The Raft core, the peer codec and the driver's per-shard Ready path run once per shard per loop
 turn; with many shards per node that interpreter time, not the work per write, is what a node
-spends (docs/benchmarks.md, *Compiled hot path*). `python -m confmand.native.build` (run by
+spends (docs/benchmarks.md, *Session 22*). `python -m confmand.native.build` (run by
 `./dev` when a C compiler and Python's headers are present) compiles the modules in `MODULES` with
 mypyc into `.native/` at the checkout's root, with a manifest of the sources' SHA-256.
 

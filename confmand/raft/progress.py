@@ -93,6 +93,11 @@ class Progress:
         self.next_index = max(self.next_index, index + 1)
         return True
 
+    def forget_match(self, index: int) -> None:
+        """The follower holds less than `match` said (it was replaced): believe `index` instead.
+        Lowering it is always safe: the commit index never goes back, and less is sent as held."""
+        self.match = min(self.match, index)
+
     def become_probe(self, next_index: int) -> None:
         self.state = ProgressState.PROBE
         self.next_index = max(self.match + 1, next_index)

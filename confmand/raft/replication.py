@@ -185,10 +185,10 @@ class Replicator:
             return
         seq = self.node.reads.next_round()
         for peer, pr in self.progress.items():
-            if pr.appended and pr.state is _REPLICATE:
-                pr.appended = False
-                continue
-            self._send_heartbeat(peer, pr, seq)
+            streamed = pr.appended and pr.state is _REPLICATE
+            pr.appended = False
+            if not streamed:
+                self._send_heartbeat(peer, pr, seq)
 
     def _send_heartbeat(self, peer: NodeId, pr: Progress, seq: int, quiesce: bool = False) -> None:
         node = self.node
@@ -313,6 +313,14 @@ class Replicator:
         if msg.read_seq > pr.read_seq:
             pr.read_seq = msg.read_seq
             self._confirm_reads()
+        if msg.last_index < pr.match:
+            # It holds less than it acknowledged, which a replica's own log never does: the
+            # acknowledgement came late from an earlier replica on that node, deleted since and
+            # started again empty (docs/raft.md, *Leaving a shard*; simulator seed 212: the leader
+            # probed above the new log forever) — or this answer is older than the acknowledgement.
+            # Either way, probing again from the log it reports is safe.
+            pr.forget_match(msg.last_index)
+            pr.become_probe(msg.last_index + 1)
         if pr.state is _PROBE:
             pr.paused = False
         if pr.match < node.log.last_index:

@@ -19,7 +19,9 @@ from tests.sim.batch import Batch
 
 pytestmark = pytest.mark.sim
 
-SEED_BUDGET = 100  # the slowest catch today is seed 71 (read_without_read_index: a stale read)
+# The slowest catch today is seed 95 (read_index_without_heartbeat: a stale read). Any change to
+# what a node sends moves the first catches (this one was at 44, then 23, in session 22 alone).
+SEED_BUDGET = 150
 CAUGHT_BY = {
     "raft_batch_unsynced": {"durable commit"},
     "send_before_persist": {"durable commit"},

@@ -37,7 +37,10 @@ def test_pack_and_unpack_are_inverse_and_preserve_order(physical: int, logical: 
         assert stamp < pack(physical + 1, 0)
 
 
-@pytest.mark.parametrize(("physical", "logical"), [(-1, 0), (0, -1), (0, MAX_LOGICAL + 1), (MAX_PHYSICAL + 1, 0)])
+OUT_OF_RANGE = [(-1, 0), (0, -1), (0, MAX_LOGICAL + 1), (MAX_PHYSICAL + 1, 0)]
+
+
+@pytest.mark.parametrize(("physical", "logical"), OUT_OF_RANGE)
 def test_pack_rejects_out_of_range_parts(physical: int, logical: int) -> None:
     with pytest.raises(HlcError):
         pack(physical, logical)

@@ -306,3 +306,19 @@ def test_followers_streamed_appends_never_campaign_although_heartbeats_are_skipp
 
     assert cluster.leaders() == [1]
     assert cluster[1].term == cluster[2].term == cluster[3].term
+
+
+def test_a_follower_replaced_by_an_empty_replica_is_caught_up_from_the_log_it_has() -> None:
+    # A late acknowledgement from a replica that was deleted and started again empty leaves the
+    # leader's match above the new replica's log (simulator seed 212); its rejection corrects it.
+    cluster = replicating_cluster(election_ticks=ELECTION_TICKS)
+    for i in range(5):
+        cluster[1].propose(b"%d" % i)
+    cluster.pump()
+    assert cluster[1].replicator.progress[3].match == cluster[1].log.last_index
+
+    cluster.add(3)  # node 3's replica, deleted and started again with no log
+    cluster.tick(times=3 * ELECTION_TICKS)
+
+    assert cluster[3].log.last_index == cluster[1].log.last_index
+    assert cluster[1].replicator.progress[3].match == cluster[1].log.last_index
