@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
+from confmand import native
 from confmand.raft import Role
 from confmand.server.clock_health import clock_fault
 
@@ -43,6 +44,7 @@ def _node_fields(node: Node) -> dict[str, object]:
         "hlc_ignored": node.clock.ignored,  # client stamps served without being merged (too far ahead)
         "clock_peer_offset_ms": node.clock.peer_offset_ms(),  # closest peer clock, + when ahead of ours
         "map_epoch": node.shard_map.epoch,
+        "hot_modules": native.STATUS.describe(),  # compiled (mypyc) or pure Python, and why
     }
 
 
