@@ -180,15 +180,13 @@ class Replicator:
         """The heartbeat tick: a follower streamed appends since the last one has heard from us
         (its election timer restarted, its answers keep CheckQuorum fed) and is skipped — unless
         a read waits on a heartbeat round or the shard goes quiet, which need every follower."""
-        if quiesce or self.node.reads.waiting:
-            self.broadcast_heartbeat(quiesce)
-            return
+        everyone = quiesce or self.node.reads.waiting
         seq = self.node.reads.next_round()
         for peer, pr in self.progress.items():
             streamed = pr.appended and pr.state is _REPLICATE
             pr.appended = False
-            if not streamed:
-                self._send_heartbeat(peer, pr, seq)
+            if everyone or not streamed:
+                self._send_heartbeat(peer, pr, seq, quiesce)
 
     def _send_heartbeat(self, peer: NodeId, pr: Progress, seq: int, quiesce: bool = False) -> None:
         node = self.node
