@@ -12,6 +12,7 @@ read scenarios find every key.
 
 from __future__ import annotations
 
+import collections
 import itertools
 import json
 import select
@@ -138,39 +139,50 @@ def _collect(proc: subprocess.Popen[bytes]) -> WorkerResult:
 
 
 def preload(address: str, keys: int, window: int = 256, timeout_s: float = 30.0, namespaces: int = 0) -> str:
-    """Put every key of the key space once (pipelined, `window` in flight); the last write's version."""
+    """Put every key of the key space once (pipelined, `window` in flight); the last write's version.
+
+    A put refused with a retryable error (a shard between leaders: leadership moves to the map's
+    preferred leaders in a new cluster's first seconds) is sent again, as a client would.
+    """
     value = bytes(VALUE_BYTES)
     context: zmq.Context[zmq.Socket[bytes]] = zmq.Context.instance()
     sock: zmq.Socket[bytes] = context.socket(zmq.DEALER)
     ids = itertools.count(1)
     todo = iter(range(keys))
-    inflight = 0
+    again: collections.deque[int] = collections.deque()
+    key_of: dict[int, int] = {}  # request id -> key index
     last_version = ""
     deadline = time.monotonic() + timeout_s
     with sock:
         sock.setsockopt(zmq.LINGER, 0)
         sock.connect(address)
 
-        def send_next() -> bool:
-            i = next(todo, None)
+        def send_next() -> None:
+            i = again.popleft() if again else next(todo, None)
             if i is None:
-                return False
-            request = {"v": 1, "id": next(ids), "op": "put", "key": key_name(i, namespaces), "value": value}
+                return
+            rid = next(ids)
+            key_of[rid] = i
+            request = {"v": 1, "id": rid, "op": "put", "key": key_name(i, namespaces), "value": value}
             sock.send(msgpack.packb(request, use_bin_type=True))
-            return True
 
-        while inflight < window and send_next():
-            inflight += 1
-        while inflight:
+        for _ in range(window):
+            send_next()
+        while key_of:
             if not sock.poll(max(1, int((deadline - time.monotonic()) * 1000))):
                 raise BenchError(f"preloading {keys} keys at {address} timed out after {timeout_s} s")
             reply: dict[str, Any] = msgpack.unpackb(sock.recv(), raw=False)
-            inflight -= 1
+            i = key_of.pop(reply.get("id", -1), None)
+            if i is None:
+                continue
             if not reply.get("ok"):
-                raise BenchError(f"preload put failed at {address}: {reply.get('error')}")
-            last_version = max(last_version, str(reply["version"]), key=_version_index)
-            if send_next():
-                inflight += 1
+                error = reply.get("error") or {}
+                if not error.get("retryable") or time.monotonic() > deadline:
+                    raise BenchError(f"preload put failed at {address}: {error}")
+                again.append(i)
+            else:
+                last_version = max(last_version, str(reply["version"]), key=_version_index)
+            send_next()
     return last_version
 
 

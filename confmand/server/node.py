@@ -210,8 +210,14 @@ class Node:
         self._map_fetch_until = 0.0  # a newer map asked of a peer: no second request before then
         self._next_placement = 0.0
         # Shards whose leadership goes to the map's preferred leader, once it can take it: every
-        # shard, after each newer map (`confctl rebalance` reorders replicas to spread the leaders).
-        self._prefer: dict[int, float] = {}  # shard -> until when (monotonic s)
+        # shard, after each newer map (`confctl rebalance` reorders replicas to spread the leaders)
+        # and after a first start, so that a new cluster's leaders are spread as its first map
+        # spreads them, whichever replica won each first election. (A restart is not a first
+        # start: leadership that moved during a failover stays where it went.)
+        first_start = not storage.shard_ids()
+        self._prefer: dict[int, float] = (
+            dict.fromkeys(self.shard_map.replicas, self.now + PREFER_WINDOW_S) if first_start else {}
+        )
         # The shards the placement check looks at: every shard after a newer map, and each shard
         # this node leads that had a Ready (a new leader, a membership change); a shard leaves the
         # set once it is settled, so a thousand idle shards cost the check nothing.

@@ -34,6 +34,7 @@ import msgpack
 import zmq
 
 from confmand.local_cluster import ClusterError, LocalCluster, free_ports
+from confmand.protocol.shardmap import ShardMap
 
 T = TypeVar("T")
 Reply = dict[str, Any]
@@ -277,19 +278,50 @@ class Cluster:
     # ---------------------------------------------------------------- processes
 
     def boot(self, timeout_s: float = 15.0) -> int:
-        """Start every node and return the leader; on a port taken meanwhile, new ports and one retry."""
+        """Start every node and return the leader of shard 1 once every shard is led by the map's
+        preferred leader (a new cluster hands leadership there in its first seconds: a test starts
+        from the settled cluster, not from the hand-overs); on a port taken meanwhile, new ports
+        and one retry."""
         try:
             self.start()
-            return self.wait_for_leader(timeout_s)
+            self.wait_for_leader(timeout_s)
         except ClusterError:
             if not any(BIND_FAILURE in self.log_text(n) for n in self.node_ids):
                 raise
-        self.local.stop()
-        shutil.rmtree(self.root / "data", ignore_errors=True)
-        shutil.rmtree(self.root / "logs", ignore_errors=True)
-        self.local = self._configure()
-        self.start()
+            self.local.stop()
+            shutil.rmtree(self.root / "data", ignore_errors=True)
+            shutil.rmtree(self.root / "logs", ignore_errors=True)
+            self.local = self._configure()
+            self.start()
+            self.wait_for_leader(timeout_s)
+        self.wait_for_preferred_leaders(timeout_s)
         return self.wait_for_leader(timeout_s)
+
+    def wait_for_preferred_leaders(self, timeout_s: float = 15.0) -> None:
+        """Every shard of the map led by its preferred leader (its first replica), as every running
+        node that holds the shard sees it."""
+
+        def settled() -> bool:
+            reply = self.call(1, {"op": "shard_map"}, 0.5)
+            if reply is None or not reply.get("ok"):
+                return False
+            preferred = {shard: replicas[0] for shard, replicas in ShardMap.from_wire(reply).replicas.items()}
+            for node_id in self.node_ids:
+                if not self.local.nodes[node_id].alive():
+                    continue
+                status = self.status(node_id, 0.5)
+                if status is None:
+                    return False
+                for line in status["shards"]:
+                    if line["leader_id"] != preferred.get(line["shard_id"]):
+                        return False
+            return True
+
+        deadline = time.monotonic() + timeout_s
+        while not settled():
+            if time.monotonic() > deadline:
+                raise ClusterError(f"shards not led by their preferred leaders within {timeout_s} s")
+            time.sleep(POLL_S)
 
     def start(self, node_id: int | None = None) -> None:
         self.local.start(node_id)
