@@ -328,16 +328,13 @@ def main(argv: list[str] | None = None) -> int:
             runs[count].append(measure(count, args, None))
     # The work is the same in every round (the step clock, seeded randomness), so what varies is
     # only what else the machine did: the least CPU of the rounds is the cost (as timeit reports).
-    out: dict[str, Value] = {}
-    for count in counts:
-        rows = runs[count]
-        best = min(rows, key=_cpu)
-        for key, value in best.items():
-            out[f"shards_{count}_{key}"] = value
+    best = {count: min(runs[count], key=_cpu) for count in counts}
+    out: dict[str, Value] = {
+        f"shards_{count}_{key}": value for count in counts for key, value in best[count].items()
+    }
     if len(counts) > 1:
         first, last = counts[0], counts[-1]
-        best_of = {count: min(_cpu(r) for r in runs[count]) for count in (first, last)}
-        out[f"cpu_ratio_{last}_to_{first}"] = round(best_of[last] / best_of[first], 3)
+        out[f"cpu_ratio_{last}_to_{first}"] = round(_cpu(best[last]) / _cpu(best[first]), 3)
     print_section("driver CPU per write, in process (no sockets, no fsync)", out)
     if args.profile:
         print(_profile_comparison(counts, args))

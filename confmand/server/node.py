@@ -214,9 +214,9 @@ class Node:
         # and after a first start, so that a new cluster's leaders are spread as its first map
         # spreads them, whichever replica won each first election. (A restart is not a first
         # start: leadership that moved during a failover stays where it went.)
-        first_start = not storage.shard_ids()
+        on_disk = storage.shard_ids()
         self._prefer: dict[int, float] = (
-            dict.fromkeys(self.shard_map.replicas, self.now + PREFER_WINDOW_S) if first_start else {}
+            {} if on_disk else dict.fromkeys(self.shard_map.replicas, self.now + PREFER_WINDOW_S)
         )
         # The shards the placement check looks at: every shard after a newer map, and each shard
         # this node leads that had a Ready (a new leader, a membership change); a shard leaves the
@@ -241,7 +241,6 @@ class Node:
         self._next_unplaced_check = 0.0
         # The map's shards for this node, and any a leader started here before a restart; not one
         # deleted here (a leader adding this node back starts it again).
-        on_disk = storage.shard_ids()
         for shard_id in sorted({*self.shard_map.shards_on(self.node_id), *on_disk}):
             if shard_id in on_disk or not storage.was_deleted(shard_id):
                 self._open_replica(shard_id)

@@ -300,21 +300,18 @@ class Cluster:
     def wait_for_preferred_leaders(self, timeout_s: float = 15.0) -> None:
         """Every shard of the map led by its preferred leader (its first replica), as every running
         node that holds the shard sees it."""
+        reply = ok(self.call(1, {"op": "shard_map"}), "the shard map")
+        preferred = {shard: replicas[0] for shard, replicas in ShardMap.from_wire(reply).replicas.items()}
 
         def settled() -> bool:
-            reply = self.call(1, {"op": "shard_map"}, 0.5)
-            if reply is None or not reply.get("ok"):
-                return False
-            preferred = {shard: replicas[0] for shard, replicas in ShardMap.from_wire(reply).replicas.items()}
             for node_id in self.node_ids:
                 if not self.local.nodes[node_id].alive():
                     continue
                 status = self.status(node_id, 0.5)
-                if status is None:
+                if status is None or any(
+                    line["leader_id"] != preferred.get(line["shard_id"]) for line in status["shards"]
+                ):
                     return False
-                for line in status["shards"]:
-                    if line["leader_id"] != preferred.get(line["shard_id"]):
-                        return False
             return True
 
         deadline = time.monotonic() + timeout_s
