@@ -16,6 +16,8 @@ import socket
 import subprocess
 import sys
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -37,13 +39,24 @@ def free_ports(count: int) -> list[int]:
 
     Free a moment ago, not reserved: a caller that fails to bind one picks again.
     """
+    with held_ports(count) as ports:
+        return ports
+
+
+@contextmanager
+def held_ports(count: int) -> Iterator[list[int]]:
+    """`count` distinct free loopback ports, kept bound until the block ends.
+
+    While they are held the kernel gives none of them to another bind to port 0: a caller that
+    opens listeners of its own on port 0 meanwhile (proxies, say) cannot be handed one of them.
+    """
     sockets = []
     try:
         for _ in range(count):
             sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
             sock.bind(("127.0.0.1", 0))
             sockets.append(sock)
-        return [sock.getsockname()[1] for sock in sockets]
+        yield [sock.getsockname()[1] for sock in sockets]
     finally:
         for sock in sockets:
             sock.close()

@@ -44,7 +44,7 @@ from collections.abc import Collection, Iterable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
-from confmand.local_cluster import LocalCluster, free_ports
+from confmand.local_cluster import LocalCluster, held_ports
 from tests.fault.proxy import Link, ProxyNetwork
 from tests.integration.harness import (
     STARTED,
@@ -125,14 +125,16 @@ class FaultCluster(Cluster):
         if self.network is not None:
             self.network.close()
         self.network = ProxyNetwork()
-        ports_flat = free_ports(2 * len(self.node_ids))
-        ports = {nid: (ports_flat[2 * i], ports_flat[2 * i + 1]) for i, nid in enumerate(self.node_ids)}
-        self.links = {
-            (i, j): self.network.add_link(ports[j][0], name=f"{i}->{j}")
-            for i in self.node_ids
-            for j in self.node_ids
-            if i != j
-        }
+        # The nodes' ports stay held while the links bind theirs (to port 0), or the kernel could
+        # hand a link a port just picked for a node.
+        with held_ports(2 * len(self.node_ids)) as ports_flat:
+            ports = {nid: (ports_flat[2 * i], ports_flat[2 * i + 1]) for i, nid in enumerate(self.node_ids)}
+            self.links = {
+                (i, j): self.network.add_link(ports[j][0], name=f"{i}->{j}")
+                for i in self.node_ids
+                for j in self.node_ids
+                if i != j
+            }
         config_dir = self.root / "config"
         config_dir.mkdir(parents=True, exist_ok=True)
         self.clock_dir.mkdir(parents=True, exist_ok=True)
