@@ -11,6 +11,7 @@ from confmand.kv.codec import encode_command
 from confmand.kv.commands import Command
 from confmand.kv.partitions import Ownership
 from confmand.kv.results import WriteResult
+from confmand.kv.sessions import SWEEP_RESULTS
 from confmand.kv.snapshot import STATE_KINDS
 from confmand.kv.state_machine import ConfigStateMachine
 from confmand.kv.store import MemoryKVStore, WriteSet
@@ -29,6 +30,7 @@ class MemoryShard:
         session_ttl_ms: int = 3_600_000,
         max_session_results: int = 1024,
         ownership: Ownership | None = None,
+        sweep_results: int = SWEEP_RESULTS,
     ) -> None:
         self.store = MemoryKVStore() if store is None else store
         self.term = term
@@ -40,6 +42,7 @@ class MemoryShard:
             session_ttl_ms=session_ttl_ms,
             max_session_results=max_session_results,
             ownership=ownership,
+            sweep_results=sweep_results,
         )
 
     def entries(self, *items: Command | bytes) -> list[tuple[Version, bytes]]:

@@ -13,7 +13,8 @@ every replica ages sessions alike. A session unused for more than `ttl_ms` is ex
 next used it starts afresh (its cache is gone), whether or not a sweep has deleted it yet.
 The sweep only reclaims space: it starts when the HLC time reaches `next_sweep_ms` (then set
 `ttl_ms / 8` ahead), examines at most `SWEEP_BATCH` sessions and deletes at most
-`SWEEP_RESULTS` cached results per entry, and resumes from a cursor on the next entry. Its
+`sweep_results` (default `SWEEP_RESULTS`) cached results per entry, and resumes from a
+cursor on the next entry. Its
 position is a record (kind `e`) written in the same WriteSet, so replicas that split the log
 into different batches, or restarted, still sweep alike.
 
@@ -65,12 +66,15 @@ def hlc_ms(hlc: int) -> int:
 class SessionTable:
     """The sessions of one batch, read and written through its overlay."""
 
-    __slots__ = ("_dirty", "_max_results", "_overlay", "_sweep", "_ttl_ms")
+    __slots__ = ("_dirty", "_max_results", "_overlay", "_sweep", "_sweep_results", "_ttl_ms")
 
-    def __init__(self, overlay: OverlayStore, ttl_ms: int, max_results: int) -> None:
+    def __init__(
+        self, overlay: OverlayStore, ttl_ms: int, max_results: int, sweep_results: int = SWEEP_RESULTS
+    ) -> None:
         self._overlay = overlay
         self._ttl_ms = ttl_ms
         self._max_results = max_results
+        self._sweep_results = sweep_results
         raw = overlay.get(SWEEP, SWEEP_KEY)
         self._sweep = SweepState() if raw is None else SweepState.decode(raw)
         self._dirty = False
@@ -204,7 +208,7 @@ class SessionTable:
             return
         start = b"" if state.cursor is None else state.cursor
         window = list(itertools.islice(self._overlay.scan(SESSION, start), SWEEP_BATCH + 1))
-        budget = SWEEP_RESULTS
+        budget = self._sweep_results
         for client_id, raw in window[:SWEEP_BATCH]:
             header = SessionHeader.decode(raw)
             if not self._expired(header, now_ms):

@@ -37,7 +37,7 @@ from confmand.kv.partitions import (
     refusal,
 )
 from confmand.kv.results import CAS_FAILED, INVALID_REQUEST, NOT_FOUND, WriteResult
-from confmand.kv.sessions import SessionTable, hlc_ms
+from confmand.kv.sessions import SWEEP_RESULTS, SessionTable, hlc_ms
 from confmand.kv.store import KVStore, WriteSet
 from confmand.protocol.types import ABSENT, TxnOpResult, Version
 
@@ -57,7 +57,14 @@ def op_name(cmd: Command) -> str:
 class ConfigStateMachine:
     """The config store of one shard, over a KVStore the driver owns and persists."""
 
-    __slots__ = ("_history_limit", "_max_session_results", "_ownership", "_session_ttl_ms", "_store")
+    __slots__ = (
+        "_history_limit",
+        "_max_session_results",
+        "_ownership",
+        "_session_ttl_ms",
+        "_store",
+        "_sweep_results",
+    )
 
     def __init__(
         self,
@@ -65,13 +72,17 @@ class ConfigStateMachine:
         history_limit: int = 10,
         session_ttl_ms: int = 3_600_000,
         max_session_results: int = 1024,
+        *,
         ownership: Ownership | None = None,
+        sweep_results: int = SWEEP_RESULTS,
     ) -> None:
-        """`ownership` None: the shard holds every key (the meta shard; a store without partitions)."""
+        """`ownership` None: the shard holds every key (the meta shard; a store without partitions).
+        `sweep_results`: cached results the session sweep deletes per entry, at most."""
         for name, value in (
             ("history_limit", history_limit),
             ("session_ttl_ms", session_ttl_ms),
             ("max_session_results", max_session_results),
+            ("sweep_results", sweep_results),
         ):
             if type(value) is not int or value < 1:
                 raise ValueError(f"{name} must be an int >= 1, got {value!r}")
@@ -80,6 +91,7 @@ class ConfigStateMachine:
         self._session_ttl_ms = session_ttl_ms
         self._max_session_results = max_session_results
         self._ownership = ownership
+        self._sweep_results = sweep_results
 
     def apply_batch(self, entries: Sequence[tuple[Version, bytes]]) -> tuple[WriteSet, list[WriteResult]]:
         """Apply committed NORMAL entries in log order; returns the writes and one result each.
@@ -88,7 +100,7 @@ class ConfigStateMachine:
         bug: the log would be applied out of order).
         """
         overlay = OverlayStore(self._store)
-        sessions = SessionTable(overlay, self._session_ttl_ms, self._max_session_results)
+        sessions = SessionTable(overlay, self._session_ttl_ms, self._max_session_results, self._sweep_results)
         results: list[WriteResult] = []
         last_index = -1
         for version, data in entries:

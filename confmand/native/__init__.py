@@ -31,10 +31,18 @@ from importlib.machinery import ModuleSpec
 from pathlib import Path
 from types import ModuleType
 
-# The hot path: what runs per message and per shard per loop turn. Modules with exception classes
-# that subclass builtins (ready.py, errors.py, transport/peer.py) stay pure: mypyc cannot compile
-# those classes. Tests patch NodeStorage's methods, so node_storage.py stays pure too.
+# The hot path: what runs per message and per shard per loop turn, and the state machine's apply
+# of every write (a third of the CPU per put while interpreted). Modules with exception classes
+# that subclass builtins (ready.py, errors.py, transport/peer.py, kv's commands, results, codec)
+# stay pure: mypyc cannot compile those classes. Tests patch NodeStorage's methods and subclass
+# MemoryKVStore, so node_storage.py and kv/store.py stay pure too.
 MODULES: tuple[str, ...] = (
+    "confmand.kv.changes",
+    "confmand.kv.overlay",
+    "confmand.kv.partitions",
+    "confmand.kv.records",
+    "confmand.kv.sessions",
+    "confmand.kv.state_machine",
     "confmand.raft.config",
     "confmand.raft.log",
     "confmand.raft.membership",

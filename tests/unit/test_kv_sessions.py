@@ -8,7 +8,6 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from confmand.kv import sessions
 from confmand.kv.commands import Cas, Command, Delete, Operation, Put, Session
 from confmand.kv.harness import MemoryShard
 from confmand.kv.queries import get_key
@@ -228,10 +227,8 @@ def test_an_expired_session_reused_leaves_no_stale_results(shard: MemoryShard) -
     assert cached_seqs(shard) == [9]
 
 
-def test_the_sweep_deletes_the_results_of_expired_sessions_within_a_budget(
-    shard: MemoryShard, monkeypatch: pytest.MonkeyPatch
-) -> None:
-    monkeypatch.setattr(sessions, "SWEEP_RESULTS", 3)
+def test_the_sweep_deletes_the_results_of_expired_sessions_within_a_budget() -> None:
+    shard = MemoryShard(session_ttl_ms=TTL_MS, max_session_results=4, sweep_results=3)
     shard.apply(*(write(Put("k", b""), seq=i, ms=0, client=c) for c in (b"a", b"b") for i in (1, 2)))
     shard.apply(Command(Put("tick", b""), at_ms(2 * TTL_MS)))
     assert [cid for cid, _ in shard.store.scan(SESSION)] == [b"b"]  # "b" waits for the next entry
