@@ -59,6 +59,20 @@ def shard_leaders(cluster: BenchCluster, timeout_s: float) -> dict[int, int]:
         time.sleep(0.2)  # polling a cluster that elects on its own clock: no event to wait on
 
 
+def preferred_leaders(cluster: BenchCluster, timeout_s: float) -> dict[int, int]:
+    """Each shard's leader once every shard is led by its preferred leader (the map's first
+    replica): a new cluster hands leadership there within its first seconds (docs/sharding.md)."""
+    shard_map = ShardMap.from_wire(cluster.request(1, {"op": "shard_map"}))
+    preferred = {shard: replicas[0] for shard, replicas in shard_map.replicas.items()}
+    deadline = time.monotonic() + timeout_s
+    while (leaders := shard_leaders(cluster, timeout_s)) != preferred:
+        if time.monotonic() > deadline:
+            moved = sorted(s for s in preferred if leaders.get(s) != preferred[s])
+            raise BenchError(f"{len(moved)} shards not led by their preferred leader: {moved[:10]} ...")
+        time.sleep(0.2)  # the hand-overs run on the cluster's clock: polling, nothing to await
+    return leaders
+
+
 def throughput(data_shards: int, args: argparse.Namespace) -> dict[str, Value]:
     with BenchCluster(base_dir=args.base_dir, extra_toml=cluster_toml(data_shards)) as cluster:
         leaders = shard_leaders(cluster, args.elect_timeout)
