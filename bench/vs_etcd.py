@@ -388,7 +388,7 @@ def goals(summary: dict[str, Value]) -> dict[str, Value]:
 
 
 def draw_curve(summary: dict[str, Value], clients: Sequence[int], path: Path) -> str:
-    """Throughput against p99 latency of puts, both systems; returns what was done."""
+    """Throughput against p50 and p99 latency of puts, both systems; returns what was done."""
     try:
         import matplotlib  # noqa: PLC0415 (optional: the `report` extra)
 
@@ -397,19 +397,23 @@ def draw_curve(summary: dict[str, Value], clients: Sequence[int], path: Path) ->
     except ImportError:
         return "matplotlib is not installed (pip install -e '.[report]'): no picture"
     figure, axes = plt.subplots(figsize=(7, 4.5))
-    for system in SYSTEMS:
-        xs = [_number(summary.get(f"curve_{c}_{system}_ops_per_s")) for c in clients]
-        ys = [_number(summary.get(f"curve_{c}_{system}_p99_ms")) for c in clients]
-        points = [(x, y, c) for x, y, c in zip(xs, ys, clients, strict=True) if x and y]
-        if not points:
-            continue
-        axes.plot([p[0] for p in points], [p[1] for p in points], marker="o", label=system)
-        for x, y, c in points:
-            axes.annotate(str(c), (x, y), textcoords="offset points", xytext=(4, 4), fontsize=8)
+    for system, color in zip(SYSTEMS, ("tab:blue", "tab:orange"), strict=True):
+        for figure_name, style in (("p99_ms", "-"), ("p50_ms", "--")):
+            xs = [_number(summary.get(f"curve_{c}_{system}_ops_per_s")) for c in clients]
+            ys = [_number(summary.get(f"curve_{c}_{system}_{figure_name}")) for c in clients]
+            points = [(x, y, c) for x, y, c in zip(xs, ys, clients, strict=True) if x and y]
+            if not points:
+                continue
+            label = f"{system} {figure_name.removesuffix('_ms')}"
+            axes.plot(
+                [p[0] for p in points], [p[1] for p in points], style, color=color, marker="o", label=label
+            )
+            for x, y, c in points:
+                axes.annotate(str(c), (x, y), textcoords="offset points", xytext=(4, 4), fontsize=8)
     axes.set_xlabel("puts/s (3 nodes, fsync on, 100-byte values)")
-    axes.set_ylabel("p99 latency (ms)")
+    axes.set_ylabel("latency (ms): p99 solid, p50 dashed")
     axes.set_yscale("log")
-    axes.set_title("Puts: throughput vs p99 latency (labels: clients)")
+    axes.set_title("Puts: throughput vs latency (labels: clients)")
     axes.grid(True, alpha=0.3)
     axes.legend()
     figure.tight_layout()
