@@ -76,6 +76,14 @@ def test_versions_order_by_log_position_index_first_then_term(a: Version, b: Ver
     assert Version.parse(str(a)) == a
 
 
+@given(VERSIONS, VERSIONS)
+def test_versions_are_equal_and_hash_alike_exactly_when_term_and_index_are(a: Version, b: Version) -> None:
+    same = (a.term, a.index) == (b.term, b.index)
+    assert (a == b) is same
+    assert (a != b) is not same
+    assert len({a, b, Version(a.term, a.index)}) == (1 if same else 2)
+
+
 def test_a_version_is_its_log_position_not_its_term() -> None:
     assert Version(2, 10) > Version(9, 3)
     assert Version(1, 1) > ABSENT
