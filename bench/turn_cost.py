@@ -31,6 +31,7 @@ from __future__ import annotations
 
 import argparse
 import cProfile
+import gc
 import io
 import logging
 import pstats
@@ -51,6 +52,7 @@ from bench._cluster import NODE_IDS, node_config_toml
 from bench._report import Value, print_json, print_section
 from bench._worker import key_name
 from confmand.config import load_config
+from confmand.server.gc_tuning import tune_collector
 from confmand.server.node import Node
 from confmand.storage import NodeStorage
 
@@ -234,8 +236,11 @@ def measure(data_shards: int, args: argparse.Namespace, profile: cProfile.Profil
     root = Path(tempfile.mkdtemp(prefix="confman-turn-cost-"))
     try:
         cluster = _Cluster(root, data_shards)
+        defaults = gc.get_threshold()
         try:
             cluster.settle(30.0)
+            if not args.default_gc:
+                tune_collector()  # as the daemon does once it has recovered (confmand/server/run.py)
             clients = _Clients(cluster.hub, cluster.nodes, args.clients, args.keys, args.namespaces)
             while clients.acked < args.warmup:
                 cluster.turn()
@@ -267,6 +272,8 @@ def measure(data_shards: int, args: argparse.Namespace, profile: cProfile.Profil
             }
         finally:
             cluster.close()
+            gc.unfreeze()
+            gc.set_threshold(*defaults)
     finally:
         shutil.rmtree(root, ignore_errors=True)
 
@@ -318,6 +325,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--writes", type=int, default=20_000, help="acknowledged writes measured per run")
     parser.add_argument("--warmup", type=int, default=3_000, help="acknowledged writes before measuring")
     parser.add_argument("--profile", type=int, default=0, metavar="N", help="print the N costliest functions")
+    parser.add_argument(
+        "--default-gc", action="store_true", help="keep Python's collector settings (the daemon tunes them)"
+    )
     parser.add_argument("--json", action="store_true")
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.ERROR)  # fsync off is warned about per node: known here

@@ -18,6 +18,7 @@ import uvloop
 
 from confmand import native
 from confmand.config import NodeConfig
+from confmand.server.gc_tuning import tune_collector
 from confmand.server.node import Node
 from confmand.server.wiring import LocalNode
 from confmand.transport.readiness import SocketWaiter
@@ -56,6 +57,7 @@ async def serve(
 async def _main(config: NodeConfig) -> None:
     local = LocalNode(config)
     node = local.node
+    tune_collector()
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     for signum in (signal.SIGINT, signal.SIGTERM):
