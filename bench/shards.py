@@ -75,10 +75,11 @@ def preferred_leaders(cluster: BenchCluster, timeout_s: float) -> dict[int, int]
 
 def throughput(data_shards: int, args: argparse.Namespace) -> dict[str, Value]:
     with BenchCluster(base_dir=args.base_dir, extra_toml=cluster_toml(data_shards)) as cluster:
-        leaders = shard_leaders(cluster, args.elect_timeout)
+        # A new cluster hands each shard to its preferred leader within its first seconds: routes
+        # taken before that would meet NOT_LEADER under load.
+        leaders = preferred_leaders(cluster, args.elect_timeout)
         shard_map = ShardMap.from_wire(cluster.request(1, {"op": "shard_map"}))
         preload(cluster.addresses[1], args.keys, namespaces=args.namespaces, timeout_s=120.0)
-        leaders = shard_leaders(cluster, args.elect_timeout)
         addresses = [cluster.addresses[n] for n in NODE_IDS]
         routes = [
             NODE_IDS.index(leaders[shard_map.shard_of(key_name(i, args.namespaces))])

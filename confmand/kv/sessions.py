@@ -14,9 +14,8 @@ next used it starts afresh (its cache is gone), whether or not a sweep has delet
 The sweep only reclaims space: it starts when the HLC time reaches `next_sweep_ms` (then set
 `ttl_ms / 8` ahead), examines at most `SWEEP_BATCH` sessions and deletes at most
 `sweep_results` (default `SWEEP_RESULTS`) cached results per entry, and resumes from a
-cursor on the next entry. Its
-position is a record (kind `e`) written in the same WriteSet, so replicas that split the log
-into different batches, or restarted, still sweep alike.
+cursor on the next entry. Its position is a record (kind `e`) written in the same WriteSet,
+so replicas that split the log into different batches, or restarted, still sweep alike.
 
 Layout (records.py): a small header per session (kind `c`) and one record per cached result
 (kind `r`, by seq), so a write costs O(1) in the number of cached results: the header, a
