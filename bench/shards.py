@@ -59,10 +59,9 @@ def shard_leaders(cluster: BenchCluster, timeout_s: float) -> dict[int, int]:
         time.sleep(0.2)  # polling a cluster that elects on its own clock: no event to wait on
 
 
-def preferred_leaders(cluster: BenchCluster, timeout_s: float) -> dict[int, int]:
+def preferred_leaders(cluster: BenchCluster, shard_map: ShardMap, timeout_s: float) -> dict[int, int]:
     """Each shard's leader once every shard is led by its preferred leader (the map's first
     replica): a new cluster hands leadership there within its first seconds (docs/sharding.md)."""
-    shard_map = ShardMap.from_wire(cluster.request(1, {"op": "shard_map"}))
     preferred = {shard: replicas[0] for shard, replicas in shard_map.replicas.items()}
     deadline = time.monotonic() + timeout_s
     while (leaders := shard_leaders(cluster, timeout_s)) != preferred:
@@ -77,8 +76,8 @@ def throughput(data_shards: int, args: argparse.Namespace) -> dict[str, Value]:
     with BenchCluster(base_dir=args.base_dir, extra_toml=cluster_toml(data_shards)) as cluster:
         # A new cluster hands each shard to its preferred leader within its first seconds: routes
         # taken before that would meet NOT_LEADER under load.
-        leaders = preferred_leaders(cluster, args.elect_timeout)
         shard_map = ShardMap.from_wire(cluster.request(1, {"op": "shard_map"}))
+        leaders = preferred_leaders(cluster, shard_map, args.elect_timeout)
         preload(cluster.addresses[1], args.keys, namespaces=args.namespaces, timeout_s=120.0)
         addresses = [cluster.addresses[n] for n in NODE_IDS]
         routes = [

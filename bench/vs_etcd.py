@@ -93,7 +93,6 @@ SCENARIOS: dict[str, Scenario] = {
         Scenario("seq_get", "get", "get", sequential=True),
     )
 }
-WRITES = {"put", "put_64_shards", "seq_put"}
 
 
 def scenario_key(name: str, value_bytes: int) -> str:
@@ -132,8 +131,8 @@ def etcd_target(cluster: EtcdCluster, args: argparse.Namespace) -> Target:
 
 def confman_target(cluster: BenchCluster, args: argparse.Namespace) -> Target:
     cluster.wait_for_leader()
-    leaders = preferred_leaders(cluster, args.elect_timeout)
     shard_map = ShardMap.from_wire(cluster.request(1, {"op": "shard_map"}))
+    leaders = preferred_leaders(cluster, shard_map, args.elect_timeout)
     keys = _keys(args)
     routes = []
     follower_routes = []
