@@ -320,7 +320,9 @@ class Node:
         )
         # Each replica's election jitter comes from the node's generator (seeded in the simulator).
         rng = random.Random(self._rng.getrandbits(64))
-        replica = Replica(shard_id, raft_config, shard, settings, rng=rng, faults=self.faults)
+        replica = Replica(
+            shard_id, raft_config, shard, settings, rng=rng, faults=self.faults, counters=self.counters
+        )
         self.replicas[shard_id] = self._awake[shard_id] = replica
         self._touch(replica)
 
@@ -864,6 +866,7 @@ class Node:
     def _after_snapshot(self, snapshotted: list[Replica]) -> None:
         for replica in snapshotted:
             replica.after_snapshot_written()
+            self.counters["snapshots_taken"] += 1
             log.info("shard %d: snapshot at %s, log compacted", replica.shard_id, replica.applied)
 
     def _write(self, pending: _Stall) -> bool:

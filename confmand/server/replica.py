@@ -25,7 +25,8 @@ from __future__ import annotations
 import dataclasses
 import logging
 import random
-from collections.abc import Iterable
+from collections import defaultdict
+from collections.abc import Iterable, MutableMapping
 from dataclasses import dataclass
 
 from confmand.kv.codec import encode_command
@@ -33,7 +34,7 @@ from confmand.kv.commands import Command
 from confmand.kv.partitions import OP_NAMES, Ownership, refusal
 from confmand.kv.queries import audit_records, get_key, key_history, list_keys
 from confmand.kv.results import WriteResult
-from confmand.kv.snapshot import STATE_KINDS, decode_state, export_state
+from confmand.kv.snapshot import STATE_KINDS, decode_state
 from confmand.kv.state_machine import ConfigStateMachine
 from confmand.protocol.errors import ErrorCode
 from confmand.protocol.ops import AuditQuery, GetQuery, HistoryQuery, ListQuery
@@ -51,12 +52,12 @@ from confmand.raft import (
     RaftNode,
     Ready,
     Role,
-    Snapshot,
 )
 from confmand.server.errors import RequestError
 from confmand.server.faults import NO_FAULTS, DriverFaults
 from confmand.server.pending import PendingRead, PendingWrite, Reply, ReplySink
 from confmand.server.requests import ReadRequest
+from confmand.server.snapshot_source import SnapshotSource
 from confmand.storage import DataDirError, ShardStorage, StorageError, WriteBatch
 
 log = logging.getLogger(__name__)
@@ -97,13 +98,17 @@ class Replica:
         *,
         rng: random.Random,
         faults: DriverFaults = NO_FAULTS,
+        counters: MutableMapping[str, int] | None = None,
     ) -> None:
         self.shard_id = shard_id
         self.faults = faults
         self.storage = storage
         self.settings = settings
         applied_term, applied_index = storage.applied()
-        self.raft = RaftNode(_with_applied(raft_config, applied_index), storage, rng)
+        self.counters: MutableMapping[str, int] = defaultdict(int) if counters is None else counters
+        self.raft = RaftNode(
+            _with_applied(raft_config, applied_index), SnapshotSource(storage, self.counters), rng
+        )
         if self.applied != Version(applied_term, applied_index):
             raise DataDirError(
                 f"shard {shard_id}: the state machine applied {applied_term}:{applied_index}, "
@@ -126,8 +131,8 @@ class Replica:
         self._read_seq = 0
         self._reads_at: list[tuple[int, PendingRead]] = []  # (read index, read): wait for applied
         self._version_waits: list[PendingRead] = []
-        stored = storage.snapshot()
-        self._snapshot_index = stored.meta.index if stored is not None else 0
+        stored = storage.snapshot_meta()
+        self._snapshot_index = stored.index if stored is not None else 0
         self._staged: _Staged | None = None
         self._compact_to = 0
         self._durable_term_vote: tuple[int, int | None] | None = None
@@ -263,6 +268,7 @@ class Replica:
             records = decode_state(rd.snapshot.data)
             self.storage.stage_install_state(records, STATE_KINDS, meta.term, meta.index, batch)
             staged.installed_snapshot = Version(meta.term, meta.index)
+            self.counters["snapshots_installed"] += 1
             self.moves_changed = True
         self._staged = staged
         return staged.sync
@@ -378,7 +384,7 @@ class Replica:
         except ValueError as exc:
             log.warning("shard %d: cannot snapshot at %d: %s", self.shard_id, applied, exc)
             return False
-        self.storage.stage_snapshot(Snapshot(meta, export_state(self.storage)), batch)
+        self.storage.stage_snapshot(meta, batch)
         compact_to = max(self._snapshot_index, applied - self.settings.log_retain_entries)
         if compact_to > self.storage.log_bounds()[0]:
             self.storage.stage_compact(compact_to, batch)

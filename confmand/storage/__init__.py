@@ -2,9 +2,10 @@
 state-machine records in one DB per node (see docs/storage.md).
 
 `NodeStorage.open(path, cluster_id, node_id)` checks or creates the data dir;
-`NodeStorage.shard(id)` gives a `ShardStorage`, which is the Raft core's
-`Storage` and the state machine's `KVStore` for that shard and stages the
-shard's changes into a node-wide `WriteBatch`; `NodeStorage.write(batch,
+`NodeStorage.shard(id)` gives a `ShardStorage`, which holds what the Raft
+core's `Storage` reads (confmand/server/snapshot_source.py) and is the state
+machine's `KVStore` for that shard, and stages the shard's changes into a
+node-wide `WriteBatch`; `NodeStorage.write(batch,
 sync)` is the one write.
 """
 

@@ -17,7 +17,7 @@ from confmand.storage.errors import StorageUsageError
 HARD_STATE = b"h"
 LOG_ENTRY = b"l"
 SNAPSHOT_META = b"s"
-SNAPSHOT_DATA = b"n"
+SNAPSHOT_DATA = b"n"  # format 1 and 2 only: a copy of the state, deleted with the next snapshot
 APPLIED = b"x"
 TOMBSTONE = b"t"
 META = b"m"

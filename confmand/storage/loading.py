@@ -4,8 +4,8 @@ Refusals (each a `DataDirError` naming the dir and the problem):
 - the path is a file, or a dir holding files but no LevelDB (`CURRENT`);
 - a LevelDB holding keys but no Confman format record (someone else's DB);
 - another format version, cluster id or node id;
-- a Raft record (hard state, log entry, snapshot meta, applied index, or the
-  snapshot data against its meta) whose checksum or shape is wrong;
+- a Raft record (hard state, log entry, snapshot meta or applied index) whose
+  checksum or shape is wrong;
 - a log with a gap, or one that starts after its snapshot + 1.
 
 Loading reads every Raft record once (the log is bounded by compaction), so
@@ -32,17 +32,14 @@ from confmand.storage.keys import (
     META_FORMAT,
     META_NODE,
     META_SHAPE,
-    SNAPSHOT_DATA,
     SNAPSHOT_META,
     describe_key,
     log_index_of,
     prefix_end,
     shard_of,
-    shard_prefix,
 )
 from confmand.storage.records import (
     RecordError,
-    check_snapshot_data,
     decode_applied,
     decode_entry,
     decode_hard_state,
@@ -55,8 +52,11 @@ from confmand.storage.state import ShardState
 # 2: shards' tombstones (kind `t`, tombstones.py). A version 1 dir holds none and is upgraded in
 # place when opened; a confmand that reads only 1 refuses a version 2 dir, where it would take a
 # tombstone for a shard with no state and write that shard's entry 1 again.
-FORMAT_VERSION = 2
-UPGRADABLE_FORMATS = frozenset({1})
+# 3: snapshots are meta only (shard_storage.py, "Snapshots"). A version 1 or 2 dir may hold a
+# snapshot data record (kind `n`) that is no longer read, and is deleted with the next snapshot;
+# a confmand that reads only 2 refuses a version 3 dir, whose snapshot meta has no data to check.
+FORMAT_VERSION = 3
+UPGRADABLE_FORMATS = frozenset({1, 2})
 
 
 def check_dir_before_open(path: Path) -> bool:
@@ -163,11 +163,6 @@ def load_shard_states(db: Any, path: Path, skip: frozenset[int] = frozenset()) -
         for key, value in _items(db, SNAPSHOT_META, skip):
             sid = shard_of(key)
             stored = _decode(path, key, value)
-            data_key = shard_prefix(SNAPSHOT_DATA, sid)
-            try:
-                check_snapshot_data(stored, db.get(data_key, verify_checksums=True))
-            except RecordError as exc:
-                raise DataDirError(f"data dir {path}: {describe_key(data_key)} is corrupt: {exc}") from exc
             states[sid] = replace(states.get(sid, ShardState()), snapshot=stored)
         for sid in list(states):
             states[sid] = states[sid].with_empty_log()

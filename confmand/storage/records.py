@@ -7,7 +7,9 @@ but stored under the wrong key (e.g. log entry 7's bytes at index 8).
 Payloads (lists, so that decoding checks their shape):
 - hard state:     [term, vote or None, commit]
 - log entry:      [term, index, kind, data]   (index must match the key)
-- snapshot meta:  [index, term, membership (Membership.encode), data_len, data_crc]
+- snapshot meta:  [index, term, membership (Membership.encode)]; format 1 and 2 dirs
+                  may hold [index, term, membership, data_len, data_crc], whose data
+                  record is no longer read (shard_storage.py, "Snapshots")
 - applied index:  [term, index]
 - node metadata:  one int or str
 
@@ -18,7 +20,6 @@ Decoding raises `RecordError` with what is wrong; callers turn it into a
 from __future__ import annotations
 
 import zlib
-from dataclasses import dataclass
 from typing import Any
 
 import msgpack
@@ -31,15 +32,6 @@ _CRC_BYTES = 4
 
 class RecordError(ValueError):
     """A stored record does not decode: bad checksum, bad msgpack, or a wrong shape."""
-
-
-@dataclass(frozen=True, slots=True)
-class StoredSnapshotMeta:
-    """Snapshot meta as stored, with the length and checksum of its data record."""
-
-    meta: SnapshotMeta
-    data_len: int
-    data_crc: int
 
 
 def seal(key: bytes, obj: object) -> bytes:
@@ -101,29 +93,21 @@ def decode_entry(key: bytes, value: bytes) -> Entry:
     return Entry(term, index, entry_kind, obj[3])
 
 
-def encode_snapshot_meta(key: bytes, meta: SnapshotMeta, data: bytes) -> bytes:
-    return seal(key, [meta.index, meta.term, meta.membership.encode(), len(data), zlib.crc32(data)])
+def encode_snapshot_meta(key: bytes, meta: SnapshotMeta) -> bytes:
+    return seal(key, [meta.index, meta.term, meta.membership.encode()])
 
 
-def decode_snapshot_meta(key: bytes, value: bytes) -> StoredSnapshotMeta:
+def decode_snapshot_meta(key: bytes, value: bytes) -> SnapshotMeta:
     obj = unseal(key, value)
-    if not (isinstance(obj, list) and len(obj) == 5 and isinstance(obj[2], bytes)):
+    # Five fields: written by a format 1 or 2 dir, with the length and checksum of a data record.
+    if not (isinstance(obj, list) and len(obj) in (3, 5) and isinstance(obj[2], bytes)):
         raise RecordError(f"snapshot meta has the wrong shape: {obj!r}")
-    index, term, data_len, data_crc = _ints([obj[0], obj[1], obj[3], obj[4]], 4, "snapshot meta")
+    index, term = _ints(obj[:2], 2, "snapshot meta")
     try:
         membership = Membership.decode(obj[2])
     except (ValueError, UnicodeDecodeError) as exc:
         raise RecordError(f"snapshot meta holds a bad membership: {exc}") from exc
-    return StoredSnapshotMeta(SnapshotMeta(index, term, membership), data_len, data_crc)
-
-
-def check_snapshot_data(stored: StoredSnapshotMeta, data: bytes | None) -> bytes:
-    """The snapshot data if it matches the length and checksum its meta recorded."""
-    if data is None:
-        raise RecordError("snapshot data is missing")
-    if len(data) != stored.data_len or zlib.crc32(data) != stored.data_crc:
-        raise RecordError(f"snapshot data ({len(data)} bytes) does not match its meta's length/checksum")
-    return data
+    return SnapshotMeta(index, term, membership)
 
 
 def encode_applied(key: bytes, term: int, index: int) -> bytes:

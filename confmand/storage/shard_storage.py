@@ -11,13 +11,21 @@ both as they are: the caller retries the same batch (node_storage.py).
 Every staging method is all-or-nothing: it validates first, then adds its
 operations to the batch, so a refused call leaves the batch unchanged.
 
-Reads (`get`, `scan`, `snapshot`, `initial_state`) see written batches only;
-the driver keeps its own overlay of what it staged (confmand/kv/overlay.py).
+Reads (`get`, `scan`, `applied_snapshot_meta`, `initial_state`) see written
+batches only; the driver keeps its own overlay of what it staged
+(confmand/kv/overlay.py).
+
+Snapshots are meta only. The state machine's records in this DB are its
+state at the applied index, so a snapshot keeps no copy of them: a local
+snapshot writes its meta (index, term, membership) so that the log before it
+can be compacted, and costs no more than that whatever the state's size. A
+follower that needs a snapshot gets the state as written when it is asked
+for, with `applied_snapshot_meta()`: a snapshot at the applied index, at or
+after the stored one, which the log after it continues.
 """
 
 from __future__ import annotations
 
-import zlib
 from collections.abc import Iterable, Iterator
 from dataclasses import replace
 from typing import TYPE_CHECKING
@@ -25,7 +33,7 @@ from typing import TYPE_CHECKING
 from confmand.kv.store import Kind, WriteSet
 from confmand.raft.ready import Ready
 from confmand.raft.storage import PersistedState
-from confmand.raft.types import Entry, EntryKind, HardState, Membership, Snapshot
+from confmand.raft.types import Entry, EntryKind, HardState, Membership, SnapshotMeta
 from confmand.storage.batch import Op, WriteBatch
 from confmand.storage.errors import DataDirError, StorageUsageError
 from confmand.storage.keys import (
@@ -35,14 +43,13 @@ from confmand.storage.keys import (
     SNAPSHOT_META,
     check_kv_kind,
     describe_key,
+    log_index_of,
     log_key,
     prefix_end,
     shard_prefix,
 )
 from confmand.storage.records import (
     RecordError,
-    StoredSnapshotMeta,
-    check_snapshot_data,
     decode_entry,
     encode_applied,
     encode_entry,
@@ -66,6 +73,7 @@ class ShardStorage:
         self._tip = state
         self._hard_state_key = shard_prefix(HARD_STATE, shard_id)
         self._applied_key = shard_prefix(APPLIED, shard_id)
+        self._legacy_data_key = shard_prefix(SNAPSHOT_DATA, shard_id)
         self._kv_prefixes: dict[Kind, bytes] = {}  # a checked state-machine kind -> its key prefix
 
     # ------------------------------------------------------------------ Storage (the Raft core's)
@@ -79,19 +87,40 @@ class ShardStorage:
             stop = log_key(self.shard_id, state.log_last + 1)
             for key, value in self._node.iterate(log_key(self.shard_id, first), stop):
                 entries.append(self._decode_entry(key, value, first + len(entries)))
-        meta = state.snapshot.meta if state.snapshot else None
-        return PersistedState(state.hard_state or HardState(), meta, entries)
+        return PersistedState(state.hard_state or HardState(), state.snapshot, entries)
 
-    def snapshot(self) -> Snapshot | None:
-        stored = self.durable_state.snapshot
+    def snapshot_meta(self) -> SnapshotMeta | None:
+        """The meta of the latest snapshot written (local or installed)."""
+        return self.durable_state.snapshot
+
+    def applied_snapshot_meta(self) -> SnapshotMeta | None:
+        """The meta of a snapshot of the written state at the applied index; None before any
+        snapshot (then the log starts at entry 1 and no follower needs one).
+
+        The membership is the one in force once the log through the applied index is appended
+        (as `MembershipTracker.at`): the latest set by a log entry after the stored snapshot,
+        else the stored snapshot's.
+        """
+        state = self.durable_state
+        stored = state.snapshot
         if stored is None:
             return None
-        key = shard_prefix(SNAPSHOT_DATA, self.shard_id)
-        try:
-            data = check_snapshot_data(stored, self._node.get(key))
-        except RecordError as exc:
-            raise DataDirError(f"data dir {self._node.path}: {describe_key(key)} is corrupt: {exc}") from exc
-        return Snapshot(stored.meta, data)
+        term, index = state.applied
+        if index < stored.index:
+            raise StorageUsageError(
+                f"shard {self.shard_id}: applied {index} is below the stored snapshot at {stored.index}"
+            )
+        if index == stored.index:
+            return stored
+        membership = stored.membership
+        first = max(stored.index + 1, state.log_first)
+        stop = log_key(self.shard_id, index + 1)
+        for key, value in self._node.iterate(log_key(self.shard_id, first), stop, reverse=True):
+            entry = self._decode_entry(key, value, log_index_of(key))
+            if entry.kind is EntryKind.MEMBERSHIP:
+                membership = Membership.decode(entry.data)
+                break
+        return SnapshotMeta(index, term, membership)
 
     def applied(self) -> tuple[int, int]:
         """(term, index) of the last entry whose changes are written."""
@@ -158,7 +187,7 @@ class ShardStorage:
         tip, ops = self._tip, []
         if ready.snapshot is not None:
             ops.extend(self._log_delete_ops(tip.log_first, tip.log_last))
-            tip, snapshot_ops = self._snapshot_ops(tip, ready.snapshot)
+            tip, snapshot_ops = self._snapshot_ops(tip, ready.snapshot.meta)
             ops.extend(snapshot_ops)
             tip = tip.with_empty_log()
         if ready.entries:
@@ -212,15 +241,21 @@ class ShardStorage:
         ops.append(self._applied_op(applied_term, applied_index))
         self._commit(replace(self._tip, applied=(applied_term, applied_index)), ops, batch)
 
-    def stage_snapshot(self, snapshot: Snapshot, batch: WriteBatch) -> None:
-        """Keep a snapshot the state machine made locally; the log is compacted separately."""
+    def stage_snapshot(self, meta: SnapshotMeta, batch: WriteBatch) -> None:
+        """Keep a snapshot the state machine made locally: its meta (the state is the records
+        already written at the applied index); the log is compacted separately."""
         batch.check_open_for_staging()
-        if snapshot.meta.index < self._tip.snapshot_index:
+        if meta.index < self._tip.snapshot_index:
             raise StorageUsageError(
-                f"shard {self.shard_id}: snapshot {snapshot.meta.index} is older than "
+                f"shard {self.shard_id}: snapshot {meta.index} is older than "
                 f"the stored {self._tip.snapshot_index}"
             )
-        tip, ops = self._snapshot_ops(self._tip, snapshot)
+        if meta.index > self._tip.applied[1]:
+            raise StorageUsageError(
+                f"shard {self.shard_id}: a snapshot at {meta.index} is ahead of the state, "
+                f"applied to {self._tip.applied[1]}"
+            )
+        tip, ops = self._snapshot_ops(self._tip, meta)
         self._commit(tip.with_empty_log() if tip.log_empty else tip, ops, batch)
 
     def stage_compact(self, index: int, batch: WriteBatch) -> None:
@@ -272,14 +307,11 @@ class ShardStorage:
     def _log_delete_ops(self, first: int, last: int) -> list[Op]:
         return [(log_key(self.shard_id, i), None) for i in range(first, last + 1)]
 
-    def _snapshot_ops(self, tip: ShardState, snapshot: Snapshot) -> tuple[ShardState, list[Op]]:
-        if not isinstance(snapshot.data, bytes):
-            raise StorageUsageError(f"shard {self.shard_id}: snapshot data must be bytes")
+    def _snapshot_ops(self, tip: ShardState, meta: SnapshotMeta) -> tuple[ShardState, list[Op]]:
         meta_key = shard_prefix(SNAPSHOT_META, self.shard_id)
-        value = encode_snapshot_meta(meta_key, snapshot.meta, snapshot.data)
-        stored = StoredSnapshotMeta(snapshot.meta, len(snapshot.data), zlib.crc32(snapshot.data))
-        ops: list[Op] = [(meta_key, value), (shard_prefix(SNAPSHOT_DATA, self.shard_id), snapshot.data)]
-        return replace(tip, snapshot=stored), ops
+        # A format 1 or 2 dir kept a copy of the state with its snapshot meta: it goes now.
+        ops: list[Op] = [(meta_key, encode_snapshot_meta(meta_key, meta)), (self._legacy_data_key, None)]
+        return replace(tip, snapshot=meta), ops
 
     def _applied_op(self, term: int, index: int) -> Op:
         key = self._applied_key

@@ -16,21 +16,20 @@ from __future__ import annotations
 
 from dataclasses import dataclass, replace
 
-from confmand.raft.types import HardState
-from confmand.storage.records import StoredSnapshotMeta
+from confmand.raft.types import HardState, SnapshotMeta
 
 
 @dataclass(frozen=True, slots=True)
 class ShardState:
     hard_state: HardState | None = None
-    snapshot: StoredSnapshotMeta | None = None
+    snapshot: SnapshotMeta | None = None  # the latest snapshot's meta (no data: shard_storage.py)
     log_first: int = 1
     log_last: int = 0
     applied: tuple[int, int] = (0, 0)
 
     @property
     def snapshot_index(self) -> int:
-        return self.snapshot.meta.index if self.snapshot else 0
+        return self.snapshot.index if self.snapshot else 0
 
     @property
     def log_empty(self) -> bool:

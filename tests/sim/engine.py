@@ -65,6 +65,9 @@ NODE_COUNTERS = (
     "replicas_deleted",
     "deletions_resumed",
     "deleted_replicas_started_again",
+    "snapshots_taken",
+    "snapshots_installed",
+    "snapshots_made_past_stored",
 )
 
 

@@ -101,7 +101,8 @@ def test_a_run_exercises_the_driver_paths_it_is_there_for() -> None:
     """Across the first seeds of each profile (one round, more, up to three, only while a path is
     still missing): crashes mid-write and aimed ones, power loss, stalls on a full disk, pauses,
     partitions, membership changes, partition moves, placement, added shards, left replicas
-    deleted, retries of unknown writes with the same seq."""
+    deleted, retries of unknown writes with the same seq, snapshots taken, and snapshots sent
+    past the stored one and installed."""
     wanted = (
         "crash",
         "crash_in_write",
@@ -130,6 +131,9 @@ def test_a_run_exercises_the_driver_paths_it_is_there_for() -> None:
         "redrives",
         "peer_duplicated",
         "peer_dropped",
+        "snapshots_taken",
+        "snapshots_installed",
+        "snapshots_made_past_stored",
     )
     stats: Counter[str] = Counter()
     seeds = 0

@@ -12,7 +12,7 @@ import pytest
 from confmand.kv.store import WriteSet
 from confmand.raft.ready import Ready, SoftState
 from confmand.raft.types import Entry, EntryKind, HardState, Membership, Role, Snapshot, SnapshotMeta
-from confmand.storage import DataDirError, NodeStorage, ShardStorage, StorageError
+from confmand.storage import FORMAT_VERSION, DataDirError, NodeStorage, ShardStorage, StorageError
 from confmand.storage.keys import APPLIED, HARD_STATE, META_FORMAT, SNAPSHOT_META, log_key
 from confmand.storage.records import seal, unseal
 
@@ -44,7 +44,8 @@ def test_a_fresh_dir_is_created_with_nothing_in_it(tmp_path: Path) -> None:
     assert node.shard_ids() == []
     assert not shard.is_bootstrapped()
     assert shard.initial_state().entries == []
-    assert shard.snapshot() is None
+    assert shard.snapshot_meta() is None
+    assert shard.applied_snapshot_meta() is None
     node.close()
 
 
@@ -62,7 +63,7 @@ def test_everything_written_reads_back_the_same_after_reopen(tmp_path: Path) -> 
     shard.stage_applied(writes, 2, 10, batch)
     node.write(batch, sync=True)
     batch = node.new_batch()
-    shard.stage_snapshot(Snapshot(SnapshotMeta(8, 2, MEMBERS), b"sm-state"), batch)
+    shard.stage_snapshot(SnapshotMeta(8, 2, MEMBERS), batch)
     shard.stage_compact(8, batch)
     node.write(batch, sync=True)
     node.close()
@@ -73,7 +74,8 @@ def test_everything_written_reads_back_the_same_after_reopen(tmp_path: Path) -> 
     assert state.hard_state == HardState(term=2, vote=3, commit=10)
     assert state.snapshot_meta == SnapshotMeta(8, 2, MEMBERS)
     assert state.entries == entries(9, 12, 2)
-    assert shard.snapshot() == Snapshot(SnapshotMeta(8, 2, MEMBERS), b"sm-state")
+    assert shard.snapshot_meta() == SnapshotMeta(8, 2, MEMBERS)
+    assert shard.applied_snapshot_meta() == SnapshotMeta(10, 2, MEMBERS)
     assert shard.applied() == (2, 10)
     assert shard.log_bounds() == (9, 12)
     assert shard.get(b"d", b"app/db/url") == b"postgres://x"
@@ -151,7 +153,8 @@ def test_a_flipped_bit_in_a_raft_record_refuses_the_dir_naming_the_record(
     batch = node.new_batch()
     shard.stage_bootstrap(MEMBERS, batch)
     shard.stage_ready(ready(entries(2, 3, 1), HardState(term=1, commit=1)), batch)
-    shard.stage_snapshot(Snapshot(SnapshotMeta(1, 1, MEMBERS), b""), batch)
+    shard.stage_applied(WriteSet(), 1, 1, batch)
+    shard.stage_snapshot(SnapshotMeta(1, 1, MEMBERS), batch)
     node.write(batch, sync=True)
     node.close()
     _corrupt(tmp_path, key)
@@ -185,17 +188,20 @@ def test_a_dir_of_another_cluster_or_node_is_refused(
         NodeStorage.open(tmp_path, cluster, node_id)
 
 
-def test_a_version_1_dir_opens_and_is_upgraded_so_older_confmands_refuse_it(tmp_path: Path) -> None:
+@pytest.mark.parametrize("old_version", [1, 2])
+def test_an_older_format_dir_opens_and_is_upgraded_so_older_confmands_refuse_it(
+    tmp_path: Path, old_version: int
+) -> None:
     NodeStorage.open(tmp_path, CLUSTER, 1).close()
     db = plyvel.DB(str(tmp_path))
-    db.put(META_FORMAT, seal(META_FORMAT, 1))
+    db.put(META_FORMAT, seal(META_FORMAT, old_version))
     db.close()
     NodeStorage.open(tmp_path, CLUSTER, 1).close()
     db = plyvel.DB(str(tmp_path))
     raw = db.get(META_FORMAT)
     db.close()
     assert raw is not None
-    assert unseal(META_FORMAT, raw) == 2
+    assert unseal(META_FORMAT, raw) == FORMAT_VERSION == 3
 
 
 def test_an_unknown_format_version_is_refused(tmp_path: Path) -> None:

@@ -12,7 +12,7 @@ from hypothesis import strategies as st
 
 from confmand.kv.store import MemoryKVStore, WriteSet
 from confmand.raft.ready import Ready, SoftState
-from confmand.raft.types import Entry, EntryKind, HardState, Membership, Role, Snapshot, SnapshotMeta
+from confmand.raft.types import Entry, EntryKind, HardState, Membership, Role, SnapshotMeta
 from confmand.storage import NodeStorage, StorageUsageError
 
 MEMBERS = Membership(frozenset({1}))
@@ -170,7 +170,8 @@ def test_a_refused_stage_leaves_the_batch_unchanged(node: NodeStorage) -> None:
         (lambda s, b: s.stage_compact(3, b), "snapshot covers only 0"),
         (lambda s, b: s.stage_bootstrap(MEMBERS, b), "already has Raft state"),
         (lambda s, b: s.stage_applied(WriteSet(), 1, 0, b), "applied index would go back"),
-        (lambda s, b: s.stage_snapshot(Snapshot(SnapshotMeta(0, 0, MEMBERS), b""), b), None),
+        (lambda s, b: s.stage_snapshot(SnapshotMeta(3, 1, MEMBERS), b), "ahead of the state, applied to 2"),
+        (lambda s, b: s.stage_snapshot(SnapshotMeta(0, 0, MEMBERS), b), None),
     ],
 )
 def test_staging_checks_its_preconditions(node: NodeStorage, stage: object, complaint: str | None) -> None:
@@ -192,16 +193,18 @@ def test_staging_checks_its_preconditions(node: NodeStorage, stage: object, comp
 def test_an_older_local_snapshot_is_refused(node: NodeStorage) -> None:
     batch = node.new_batch()
     node.shard(0).stage_ready(appended(1, 9), batch)
-    node.shard(0).stage_snapshot(Snapshot(SnapshotMeta(8, 1, MEMBERS), b"s8"), batch)
+    node.shard(0).stage_applied(WriteSet(), 1, 9, batch)
+    node.shard(0).stage_snapshot(SnapshotMeta(8, 1, MEMBERS), batch)
     with pytest.raises(StorageUsageError, match="older than the stored 8"):
-        node.shard(0).stage_snapshot(Snapshot(SnapshotMeta(5, 1, MEMBERS), b"s5"), batch)
+        node.shard(0).stage_snapshot(SnapshotMeta(5, 1, MEMBERS), batch)
 
 
 def test_compacting_short_of_the_snapshot_keeps_the_later_entries_on_disk(node: NodeStorage) -> None:
     shard = node.shard(0)
     batch = node.new_batch()
     shard.stage_ready(appended(1, 9), batch)
-    shard.stage_snapshot(Snapshot(SnapshotMeta(6, 1, MEMBERS), b"s"), batch)
+    shard.stage_applied(WriteSet(), 1, 9, batch)
+    shard.stage_snapshot(SnapshotMeta(6, 1, MEMBERS), batch)
     shard.stage_compact(3, batch)
     node.write(batch, sync=True)
 
