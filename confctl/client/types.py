@@ -25,6 +25,7 @@ from confmand.protocol.types import (
 )
 from confmand.protocol.types import AuditRecord as WireAuditRecord
 from confmand.protocol.types import Consistency as ConsistencyMode
+from confmand.protocol.value import value_class
 
 __all__ = [
     "ABSENT",
@@ -70,7 +71,7 @@ class ReplyMeta:
     shard: int | None = None  # whose versions these are (None: unsharded, node-level or merged)
 
 
-@dataclass(frozen=True, slots=True)
+@value_class  # as its base: a frozen dataclass cannot extend it
 class AuditRecord(WireAuditRecord):
     """The wire's audit record and the shard whose log it is from (None from an unsharded cluster).
 

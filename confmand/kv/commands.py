@@ -12,12 +12,12 @@ where session is `None` or `[client_id, seq, ack]`.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
 # The ops, txn parts and sessions are the wire's own types: the one definition both sides import.
 from confmand.protocol.ops import Cas, Delete, Operation, Put, Txn
 from confmand.protocol.types import Compare, CompareTarget, Session, TxnOp, TxnOpKind
+from confmand.protocol.value import value_class
 
 if TYPE_CHECKING:
     from confmand.kv.partitions import PartitionOp
@@ -38,7 +38,7 @@ __all__ = [
 ]
 
 
-@dataclass(frozen=True, slots=True)
+@value_class
 class Command:
     op: Operation | PartitionOp  # PartitionOp: a step of a partition move (kv/partitions.py)
     hlc: int  # the proposing leader's HLC stamp (see confmand/hlc.py); orders the audit log

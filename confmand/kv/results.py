@@ -12,11 +12,11 @@ SESSION_EXPIRED (the seq is below what the session still remembers).
 
 from __future__ import annotations
 
-from dataclasses import dataclass
 from typing import Any, Final
 
 from confmand.protocol.errors import ErrorCode
 from confmand.protocol.types import TxnOpResult, Version, version_text
+from confmand.protocol.value import value_class
 
 # The protocol's codes the state machine answers itself (stored in session caches as text).
 INVALID_REQUEST: Final = ErrorCode.INVALID_REQUEST.value
@@ -35,7 +35,7 @@ class RecordDecodeError(ValueError):
     """Stored bytes (a record of the state machine, or a cached result) are not what was written."""
 
 
-@dataclass(frozen=True, slots=True)
+@value_class
 class WriteResult:
     """The answer to one applied entry. `version` is the entry's own version, even on errors."""
 

@@ -1,4 +1,4 @@
-"""The shape of each operation's request: one frozen dataclass per op, and its wire fields.
+"""The shape of each operation's request: one immutable value class per op (value.py), and its wire fields.
 
 The client builds a request from these (`to_wire()` gives the op's fields of the frame);
 the server's parser (confmand/server/requests.py) validates a frame into the same types,
@@ -9,12 +9,11 @@ as the protocol allows.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-
 from confmand.protocol.types import Compare, TxnOp, Version, version_text
+from confmand.protocol.value import value_class
 
 
-@dataclass(frozen=True, slots=True)
+@value_class
 class Put:
     key: str
     value: bytes
@@ -23,7 +22,7 @@ class Put:
         return {"key": self.key, "value": self.value}
 
 
-@dataclass(frozen=True, slots=True)
+@value_class
 class Delete:
     key: str
 
@@ -31,7 +30,7 @@ class Delete:
         return {"key": self.key}
 
 
-@dataclass(frozen=True, slots=True)
+@value_class
 class Cas:
     """Write `value` if the key's current state matches exactly one expectation.
 
@@ -52,7 +51,7 @@ class Cas:
         return fields
 
 
-@dataclass(frozen=True, slots=True)
+@value_class
 class Txn:
     """If every compare holds, apply `success` in order, else `failure`: one entry, one version."""
 
@@ -71,7 +70,7 @@ class Txn:
 Operation = Put | Delete | Cas | Txn
 
 
-@dataclass(frozen=True, slots=True)
+@value_class
 class GetQuery:
     key: str
 
@@ -79,7 +78,7 @@ class GetQuery:
         return {"key": self.key}
 
 
-@dataclass(frozen=True, slots=True)
+@value_class
 class ListQuery:
     prefix: str
     after: str | None = None
@@ -95,7 +94,7 @@ class ListQuery:
         return fields
 
 
-@dataclass(frozen=True, slots=True)
+@value_class
 class HistoryQuery:
     key: str
     limit: int = 100
@@ -104,7 +103,7 @@ class HistoryQuery:
         return {"key": self.key, "limit": self.limit}
 
 
-@dataclass(frozen=True, slots=True)
+@value_class
 class AuditQuery:
     after_hlc: int | None = None
     limit: int = 100

@@ -1,6 +1,6 @@
 """The values both sides of the wire share: version tokens, txn parts, audit records, consistency.
 
-Frozen, slotted dataclasses, so they are safe to keep, compare and hash. Each knows its
+Immutable, slotted value classes (value.py), safe to keep, compare and hash. Each knows its
 wire form (`to_wire` / `from_wire`, or `str` / `parse` for a version token); decoding a
 malformed wire value raises `WireError` naming the field.
 
@@ -15,8 +15,9 @@ from __future__ import annotations
 
 import enum
 from collections.abc import Mapping
-from dataclasses import dataclass
 from typing import Any, Literal
+
+from confmand.protocol.value import value_class
 
 CompareTarget = Literal["version", "value", "exists"]
 TxnOpKind = Literal["put", "delete"]
@@ -32,7 +33,7 @@ class Consistency(enum.StrEnum):
     STALE = "stale"
 
 
-@dataclass(frozen=True, slots=True, order=False)
+@value_class
 class Version:
     term: int
     index: int
@@ -90,7 +91,7 @@ def parse_version(raw: object, name: str, *, optional: bool = False) -> Version 
         raise WireError(f"field {name!r}: {exc}") from None
 
 
-@dataclass(frozen=True, slots=True)
+@value_class
 class Session:
     """Exactly-once writes: `seq` numbers a client's writes; every seq below `ack` has had its reply.
 
@@ -103,7 +104,7 @@ class Session:
     ack: int = 0
 
 
-@dataclass(frozen=True, slots=True)
+@value_class
 class LeaderHint:
     """A reply's `leader`: the leader's node id and client address."""
 
@@ -114,7 +115,7 @@ class LeaderHint:
         return {"id": self.node_id, "address": self.address}
 
 
-@dataclass(frozen=True, slots=True)
+@value_class
 class Compare:
     """One guard of a txn: the key's mod version, value, or existence equals the operand.
 
@@ -138,7 +139,7 @@ class Compare:
         return out
 
 
-@dataclass(frozen=True, slots=True)
+@value_class
 class TxnOp:
     op: TxnOpKind
     key: str
@@ -150,7 +151,7 @@ class TxnOp:
         return {"op": "delete", "key": self.key}
 
 
-@dataclass(frozen=True, slots=True)
+@value_class
 class AuditRecord:
     """One change of one key by one entry. `new_version` is None when the change was a delete."""
 
@@ -188,7 +189,7 @@ class AuditRecord:
         )
 
 
-@dataclass(frozen=True, slots=True)
+@value_class
 class HistoryEntry:
     """One version of a key: what it became (`op` put or delete) at `version`, when and by whom."""
 
@@ -217,7 +218,7 @@ class HistoryEntry:
         return HistoryEntry(version, _str(raw, "op"), value, _int(raw, "hlc"), _str(raw, "principal"))
 
 
-@dataclass(frozen=True, slots=True)
+@value_class
 class TxnOpResult:
     """One applied op of a txn. `version` is None for a delete that found nothing (a no-op)."""
 
