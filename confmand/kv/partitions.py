@@ -29,7 +29,6 @@ from __future__ import annotations
 
 import dataclasses
 from collections.abc import Iterator
-from dataclasses import dataclass
 from typing import Final
 
 import msgpack
@@ -73,6 +72,7 @@ from confmand.kv.results import (
 from confmand.kv.store import KVStore
 from confmand.protocol.shardmap import ShardMap, partition_of
 from confmand.protocol.types import Version, WireError
+from confmand.protocol.value import value_class
 
 PARTITION: Final = b"p"
 OWNED: Final = 0
@@ -82,7 +82,7 @@ MAP_KEY: Final = "shardmap"  # the meta shard's map (confmand/server/meta.py)
 MOVE_GEN_PREFIX: Final = "moves/"  # the meta shard's last move gen per partition
 
 
-@dataclass(frozen=True, slots=True)
+@value_class
 class Ownership:
     """What a shard's state machine needs to know of the map: how keys hash, what it began with."""
 
@@ -90,7 +90,7 @@ class Ownership:
     initial: frozenset[int]
 
 
-@dataclass(frozen=True, slots=True)
+@value_class
 class PartitionState:
     state: int  # OWNED, LEAVING or GONE
     gen: int  # the move that put it in this state (0: the first map's)
@@ -100,13 +100,13 @@ class PartitionState:
 # ---------------------------------------------------------------- the commands
 
 
-@dataclass(frozen=True, slots=True)
+@value_class
 class Freeze:
     partition: int
     to_shard: int
 
 
-@dataclass(frozen=True, slots=True)
+@value_class
 class Ingest:
     partition: int
     gen: int
@@ -114,13 +114,13 @@ class Ingest:
     export: bytes  # `export_partition`'s msgpack
 
 
-@dataclass(frozen=True, slots=True)
+@value_class
 class Drop:
     partition: int
     gen: int
 
 
-@dataclass(frozen=True, slots=True)
+@value_class
 class MapMove:
     partition: int
     from_shard: int
@@ -128,7 +128,7 @@ class MapMove:
     gen: int
 
 
-@dataclass(frozen=True, slots=True)
+@value_class
 class MapReplicas:
     """The meta shard's map places shard `data_shard` (the meta shard itself too, as 0) on `nodes`;
     the shard's leader then follows (placement.py)."""
@@ -137,7 +137,7 @@ class MapReplicas:
     nodes: tuple[int, ...]
 
 
-@dataclass(frozen=True, slots=True)
+@value_class
 class MapAddShard:
     """The meta shard's map gains data shard `shard` on `nodes` (its founders), owning no partition.
 

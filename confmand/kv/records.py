@@ -33,7 +33,6 @@ equal records are equal bytes on every replica. Decoders are strict and raise
 
 from __future__ import annotations
 
-from dataclasses import dataclass
 from typing import Any, Final
 
 import msgpack
@@ -51,6 +50,7 @@ from confmand.kv.results import (
     expect_str,
 )
 from confmand.protocol.types import AuditRecord, HistoryEntry, Version
+from confmand.protocol.value import value_class
 
 DATA: Final = b"d"
 HISTORY: Final = b"v"
@@ -84,7 +84,7 @@ def u64(n: int) -> bytes:
 # ---------------------------------------------------------------- data
 
 
-@dataclass(frozen=True, slots=True)
+@value_class
 class DataRecord:
     """A live key: its value, the version that created it, the last that changed it, how often,
     and the indexes of its retained history records (ascending)."""
@@ -226,7 +226,7 @@ def audit_key(hlc: int, index: int, ordinal: int) -> bytes:
 # ---------------------------------------------------------------- sessions
 
 
-@dataclass(frozen=True, slots=True)
+@value_class
 class SessionHeader:
     """A client's exactly-once state, without its cached results (those are `r` records).
 
@@ -281,7 +281,7 @@ def decode_result(data: bytes) -> WriteResult:
     return WriteResult.from_wire(unpack(data, "session result"))
 
 
-@dataclass(frozen=True, slots=True)
+@value_class
 class SweepState:
     """Where the session sweep is: the HLC ms when the next starts, or the client id it resumes at."""
 

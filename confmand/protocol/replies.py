@@ -9,7 +9,7 @@ failure `error: {code, message, retryable, ...extra}`. `ReplyEnvelope.encode` ma
 from __future__ import annotations
 
 from collections.abc import Mapping
-from dataclasses import dataclass, field
+from dataclasses import field
 from typing import Any, Final
 
 import msgpack
@@ -17,11 +17,12 @@ import msgpack
 from confmand.protocol.errors import ErrorCode
 from confmand.protocol.requests import PROTOCOL_VERSION, pack
 from confmand.protocol.types import LeaderHint, WireError
+from confmand.protocol.value import value_class
 
 REPLY_BYTES_MAX: Final = 64 * 1024 * 1024  # a reply larger than any server limit allows is not one
 
 
-@dataclass(frozen=True, slots=True)
+@value_class
 class ErrorBody:
     """A failed reply's `error` map. `code` is a str: a newer server may send codes we do not know."""
 
@@ -53,7 +54,7 @@ class ErrorBody:
         return ErrorBody(code, message if isinstance(message, str) else "", retryable is True, extra)
 
 
-@dataclass(frozen=True, slots=True)
+@value_class
 class ReplyEnvelope:
     request_id: int
     node: int

@@ -10,12 +10,12 @@ limits (confmand/server/requests.py); the client builds frames with it
 from __future__ import annotations
 
 from collections.abc import Mapping
-from dataclasses import dataclass
 from typing import Final
 
 import msgpack
 
 from confmand.protocol.types import Consistency, Session, Version
+from confmand.protocol.value import value_class
 
 PROTOCOL_VERSION: Final = 1
 MAX_PRINCIPAL_BYTES: Final = 128
@@ -34,7 +34,7 @@ INTERNAL_MOVE_OPS: Final = frozenset({"partition_ingest", "partition_drop", "map
 CONSISTENT_READ_OPS: Final = frozenset({"get", "list", "history"})
 
 
-@dataclass(frozen=True, slots=True)
+@value_class
 class RequestEnvelope:
     request_id: int
     op: str

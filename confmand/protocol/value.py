@@ -13,12 +13,12 @@ every change. Mutating one anyway (from unchecked code) would change its hash: d
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import TypeVar, dataclass_transform
 
 T = TypeVar("T")
 
 
-@dataclass_transform(frozen_default=True)
+@dataclass_transform(frozen_default=True, field_specifiers=(field,))
 def value_class(cls: type[T]) -> type[T]:
     return dataclass(slots=True, unsafe_hash=True)(cls)

@@ -54,6 +54,7 @@ from confmand.protocol.replies import ReplyEnvelope, decode_reply
 from confmand.protocol.requests import INTERNAL_MOVE_OPS
 from confmand.protocol.shardmap import META_SHARD, ShardMap
 from confmand.protocol.types import Consistency, LeaderHint, WireError
+from confmand.protocol.value import value_class
 from confmand.raft import HardState, Membership, MembershipChange, Message, ProposalRejected, RaftConfig
 from confmand.raft.messages import AppendEntries, Heartbeat, InstallSnapshot
 from confmand.server.clock_health import clock_fault
@@ -129,7 +130,7 @@ class _Forwarded:
     deadline: float
 
 
-@dataclass(frozen=True, slots=True)
+@value_class
 class _Incoming:
     """A request as it arrived, with where its answer goes and when it is due."""
 

@@ -13,27 +13,28 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from confmand.protocol.value import value_class
 from confmand.server.errors import RequestError
 from confmand.server.requests import ReadRequest
 
 
-@dataclass(frozen=True, slots=True)
+@value_class
 class ClientSink:
     envelope: tuple[bytes, ...]  # ROUTER routing frames (and a REQ delimiter), echoed back
 
 
-@dataclass(frozen=True, slots=True)
+@value_class
 class ForwardSink:
     node_id: int
     forward_id: int
 
 
-@dataclass(frozen=True, slots=True)
+@value_class
 class DaemonSink:
     """A request the node made itself (the meta shard's first map): its answer goes nowhere."""
 
 
-@dataclass(frozen=True, slots=True)
+@value_class
 class MoverSink:
     """A step of a partition move this node drives: its answer goes to the mover (mover.py)."""
 
@@ -41,7 +42,7 @@ class MoverSink:
     step: str
 
 
-@dataclass(frozen=True, slots=True)
+@value_class
 class MapSink:
     """This node's request for a peer's newer shard map: its answer becomes this node's map."""
 

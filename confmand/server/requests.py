@@ -10,7 +10,6 @@ garbage is one INVALID_REQUEST reply, never an exception elsewhere.
 from __future__ import annotations
 
 import dataclasses
-from dataclasses import dataclass
 from typing import Any
 
 import msgpack
@@ -52,12 +51,13 @@ from confmand.protocol.requests import (
 )
 from confmand.protocol.shardmap import NAMESPACE_SEPARATOR, namespace_of
 from confmand.protocol.types import Compare, Consistency, Session, TxnOp, Version
+from confmand.protocol.value import value_class
 from confmand.server.errors import RequestError
 
 MAX_PEEK_FIELDS = 64  # fields looked at for the id of a request too large to decode
 
 
-@dataclass(frozen=True, slots=True)
+@value_class
 class Common:
     request_id: int
     op: str
@@ -67,7 +67,7 @@ class Common:
     shard: int | None = None  # the shard the client routed to (None: route by the key)
 
 
-@dataclass(frozen=True, slots=True)
+@value_class
 class WriteRequest:
     common: Common
     operation: Operation
@@ -80,7 +80,7 @@ class WriteRequest:
         return keys[0] if keys else None
 
 
-@dataclass(frozen=True, slots=True)
+@value_class
 class ReadRequest:
     common: Common
     query: Query
@@ -98,7 +98,7 @@ class ReadRequest:
         return None
 
 
-@dataclass(frozen=True, slots=True)
+@value_class
 class MoveRequest:
     """A step of a partition move: `move_partition` from an operator, the others from a node."""
 
@@ -106,7 +106,7 @@ class MoveRequest:
     step: PartitionOp
 
 
-@dataclass(frozen=True, slots=True)
+@value_class
 class AdminRequest:
     common: Common  # op is "ping", "status" or "shard_map"
     sizes: bool = False  # shard_map: each hosted shard's size on disk too
