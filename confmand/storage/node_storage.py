@@ -318,9 +318,17 @@ class NodeStorage:
     # ------------------------------------------------------------------ reading (for ShardStorage)
 
     def get(self, key: bytes) -> bytes | None:
-        with self._reading("reading") as db:
-            value: bytes | None = db.get(key)
-            return value
+        # The state machine's point reads, several a write: no context object on the common path.
+        db = self._db
+        if db is None or self._closed:
+            with self._reading("reading") as db:
+                value: bytes | None = db.get(key)
+                return value
+        try:
+            found: bytes | None = db.get(key)
+        except _DB_ERRORS as exc:
+            raise map_io_error(exc, self.path, "reading") from exc
+        return found
 
     def iterate(
         self, start: bytes, stop: bytes | None, reverse: bool = False

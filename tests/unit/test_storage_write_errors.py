@@ -1,4 +1,5 @@
-"""A failed write is a typed error, changes no cache, and the same batch succeeds once the fault is gone.
+"""A failed write or read is a typed error; a failed write changes no cache, and the same batch
+succeeds once the fault is gone.
 
 LevelDB refuses every write after a failed compaction or log sync until it is
 reopened (a "background error"); `NodeStorage.write` reopens so the retry can
@@ -31,6 +32,7 @@ CLUSTER = "c1"
 @dataclass
 class Faults:
     write_error: BaseException | None = None
+    read_error: BaseException | None = None
     opens: int = 0
 
 
@@ -63,6 +65,12 @@ class _FaultyDB:
 
     def write_batch(self, sync: bool) -> _FaultyBatch:
         return _FaultyBatch(self._inner.write_batch(sync=sync), self._faults)
+
+    def get(self, key: bytes, *args: Any, **kwargs: Any) -> Any:
+        error = self._faults.read_error
+        if error is not None:
+            raise type(error)(*error.args)
+        return self._inner.get(key, *args, **kwargs)
 
     def __getattr__(self, name: str) -> Any:
         return getattr(self._inner, name)
@@ -104,6 +112,35 @@ def test_write_errors_map_to_typed_storage_errors(
     assert str(tmp_path) in str(failed.value)
     assert type(failed.value) is expected
     node.close()
+
+
+@pytest.mark.parametrize(
+    ("error", "expected"),
+    [
+        (plyvel.IOError(b"IO error: /d/000005.ldb: Input/output error"), StorageError),
+        (plyvel.CorruptionError(b"Corruption: block checksum mismatch"), DataDirError),
+    ],
+)
+def test_a_failed_point_read_is_a_typed_error_naming_the_dir(
+    tmp_path: Path, error: BaseException, expected: type[StorageError]
+) -> None:
+    faults = Faults()
+    node = faulty_node(tmp_path, faults)
+    faults.read_error = error
+
+    with pytest.raises(expected) as failed:
+        node.shard(0).get(b"d", b"app/url")
+    assert str(tmp_path) in str(failed.value)
+    assert "reading" in str(failed.value)
+    node.close()
+
+
+def test_a_point_read_after_close_is_refused(tmp_path: Path) -> None:
+    node = NodeStorage.open(tmp_path, CLUSTER, 1)
+    shard = node.shard(0)
+    node.close()
+    with pytest.raises(StorageError, match="closed"):
+        shard.get(b"d", b"app/url")
 
 
 def test_a_failed_write_keeps_the_db_for_reads_and_reopens_it_before_the_retry(tmp_path: Path) -> None:
