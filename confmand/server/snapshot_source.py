@@ -23,9 +23,8 @@ class SnapshotSource:
 
     def __init__(self, storage: ShardStorage, counters: MutableMapping[str, int]) -> None:
         self._storage = storage
-        self._counters = (
-            counters  # the node's: how many snapshots were made, and how many past the stored one
-        )
+        # The node's counters: how many snapshots were made to send, how many past the stored one.
+        self._counters = counters
 
     def initial_state(self) -> PersistedState:
         return self._storage.initial_state()
