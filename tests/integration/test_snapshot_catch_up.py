@@ -3,9 +3,17 @@
 With snapshots every 50 entries and 10 entries kept behind each, a few
 hundred writes while a follower is stopped leave the leader without the
 entries the follower needs next; only a snapshot can bring it back.
+
+The leader has applied past its stored snapshot when the follower returns, so the
+snapshot it sends is made at its applied index (confmand/storage/shard_storage.py,
+"Snapshots"). The puts carry no session: a snapshot whose meta said an older index
+than its state would have the follower apply those puts twice, which shows in each
+key's change count.
 """
 
 from __future__ import annotations
+
+from typing import Any
 
 from tests.integration.conftest import MakeCluster
 from tests.integration.harness import Cluster, ok
@@ -48,8 +56,7 @@ def test_a_follower_behind_the_compacted_log_catches_up_by_snapshot(make_cluster
     assert cluster.terminate(follower) == 0
 
     latest = pipelined_puts(cluster, leader, 400)
-    leader_status = cluster.status(leader)
-    assert leader_status is not None
+    leader_status = applied_past_snapshot(cluster, leader, latest)
     compacted_to = leader_status["first_index"] - 1
     assert compacted_to > behind + 1, "the leader still holds the entries the follower needs next"
     assert leader_status["snapshot_index"] >= compacted_to
@@ -63,7 +70,28 @@ def test_a_follower_behind_the_compacted_log_catches_up_by_snapshot(make_cluster
         )
         for key in latest
     }
+    on_leader = {key: ok(cluster.call(leader, {"op": "get", "key": key})) for key in latest}
 
     assert status["applied_index"] >= leader_status["applied_index"]
     for key, reply in reads.items():
         assert (reply["value"], reply["version"]) == latest[key]
+        assert (reply["create_version"], reply["changes"]) == (
+            on_leader[key]["create_version"],
+            on_leader[key]["changes"],
+        ), key
+
+
+def applied_past_snapshot(
+    cluster: Cluster, leader: int, latest: dict[str, tuple[bytes, str]], past: int = 3
+) -> dict[str, Any]:
+    """The leader's status once it has applied `past` entries beyond its stored snapshot (a few
+    more puts, each recorded in `latest`)."""
+    for i in range(60):
+        status = cluster.status(leader)
+        assert status is not None
+        if status["applied_index"] >= status["snapshot_index"] + past:
+            return status
+        key = f"snap/{i % KEYS:02d}"
+        reply = cluster.put(leader, key, b"past the snapshot %d" % i)
+        latest[key] = (b"past the snapshot %d" % i, reply["version"])
+    raise AssertionError("the leader never got past its latest snapshot")
