@@ -33,6 +33,7 @@ equal records are equal bytes on every replica. Decoders are strict and raise
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from typing import Any, Final
 
 import msgpack
@@ -50,7 +51,6 @@ from confmand.kv.results import (
     expect_str,
 )
 from confmand.protocol.types import AuditRecord, HistoryEntry, Version
-from confmand.protocol.value import value_class
 
 DATA: Final = b"d"
 HISTORY: Final = b"v"
@@ -84,7 +84,7 @@ def u64(n: int) -> bytes:
 # ---------------------------------------------------------------- data
 
 
-@value_class
+@dataclass(frozen=True, slots=True)
 class DataRecord:
     """A live key: its value, the version that created it, the last that changed it, how often,
     and the indexes of its retained history records (ascending)."""
@@ -94,6 +94,20 @@ class DataRecord:
     mod_version: Version
     changes: int
     history: tuple[int, ...] = ()
+
+    def __init__(
+        self,
+        value: bytes,
+        create_version: Version,
+        mod_version: Version,
+        changes: int,
+        history: tuple[int, ...] = (),
+    ) -> None:
+        object.__setattr__(self, "value", value)
+        object.__setattr__(self, "create_version", create_version)
+        object.__setattr__(self, "mod_version", mod_version)
+        object.__setattr__(self, "changes", changes)
+        object.__setattr__(self, "history", history)
 
     def encode(self) -> bytes:
         c, m = self.create_version, self.mod_version
@@ -226,7 +240,7 @@ def audit_key(hlc: int, index: int, ordinal: int) -> bytes:
 # ---------------------------------------------------------------- sessions
 
 
-@value_class
+@dataclass(frozen=True, slots=True)
 class SessionHeader:
     """A client's exactly-once state, without its cached results (those are `r` records).
 
@@ -244,6 +258,13 @@ class SessionHeader:
     count: int
     low: int
     top: int
+
+    def __init__(self, last_hlc: int, floor: int, count: int, low: int, top: int) -> None:
+        object.__setattr__(self, "last_hlc", last_hlc)
+        object.__setattr__(self, "floor", floor)
+        object.__setattr__(self, "count", count)
+        object.__setattr__(self, "low", low)
+        object.__setattr__(self, "top", top)
 
     def encode(self) -> bytes:
         return pack([self.last_hlc, self.floor, self.count, self.low, self.top])
@@ -281,12 +302,16 @@ def decode_result(data: bytes) -> WriteResult:
     return WriteResult.from_wire(unpack(data, "session result"))
 
 
-@value_class
+@dataclass(frozen=True, slots=True)
 class SweepState:
     """Where the session sweep is: the HLC ms when the next starts, or the client id it resumes at."""
 
     next_sweep_ms: int = 0
     cursor: bytes | None = None
+
+    def __init__(self, next_sweep_ms: int = 0, cursor: bytes | None = None) -> None:
+        object.__setattr__(self, "next_sweep_ms", next_sweep_ms)
+        object.__setattr__(self, "cursor", cursor)
 
     def encode(self) -> bytes:
         return pack([self.next_sweep_ms, self.cursor])

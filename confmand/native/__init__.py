@@ -33,7 +33,7 @@ from types import ModuleType
 
 # The hot path: what runs per message and per shard per loop turn, and the state machine's apply
 # of every write (a third of the CPU per put while interpreted). Modules with exception classes
-# that subclass builtins (ready.py, errors.py, transport/peer.py, kv's commands, results, codec)
+# that subclass builtins (raft/errors.py, transport/peer.py, kv's commands, results, codec)
 # stay pure: mypyc cannot compile those classes. Tests patch NodeStorage's methods and subclass
 # MemoryKVStore, so node_storage.py and kv/store.py stay pure too.
 MODULES: tuple[str, ...] = (
@@ -51,6 +51,7 @@ MODULES: tuple[str, ...] = (
     "confmand.raft.progress",
     "confmand.raft.proposals",
     "confmand.raft.quorum",
+    "confmand.raft.ready",
     "confmand.raft.reads",
     "confmand.raft.replication",
     "confmand.raft.snapshot_receiver",

@@ -6,10 +6,10 @@ storage an interface the driver implements (`Storage`, twin `MemoryStorage`).
 """
 
 from confmand.raft.config import FaultSwitches, RaftConfig
-from confmand.raft.errors import NotLeader, ProposalRejected
+from confmand.raft.errors import NotLeader, ProposalRejected, ReadyOrderError
 from confmand.raft.messages import Message
 from confmand.raft.node import RaftNode
-from confmand.raft.ready import Ready, ReadyOrderError, SoftState
+from confmand.raft.ready import Ready, SoftState
 from confmand.raft.status import NodeStatus, PeerStatus
 from confmand.raft.storage import MemoryStorage, PersistedState, Storage
 from confmand.raft.types import (

@@ -21,3 +21,7 @@ class ProposalRejected(Exception):
 class NotLeader(ProposalRejected):
     def __init__(self, leader_hint: NodeId | None) -> None:
         super().__init__("not the leader", leader_hint)
+
+
+class ReadyOrderError(RuntimeError):
+    """A Ready advanced twice, skipped, or out of order: a driver bug."""

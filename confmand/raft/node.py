@@ -36,7 +36,7 @@ from itertools import repeat
 from typing import cast
 
 from confmand.raft.config import RaftConfig
-from confmand.raft.errors import NotLeader, ProposalRejected
+from confmand.raft.errors import NotLeader, ProposalRejected, ReadyOrderError
 from confmand.raft.log import RaftLog
 from confmand.raft.membership import MembershipTracker
 from confmand.raft.messages import (
@@ -56,7 +56,7 @@ from confmand.raft.messages import (
 from confmand.raft.proposals import ProposalTracker
 from confmand.raft.quorum import VoteResult, quorum_index, vote_result
 from confmand.raft.reads import ReadTracker
-from confmand.raft.ready import Ready, ReadyOrderError, SoftState
+from confmand.raft.ready import Ready, SoftState
 from confmand.raft.replication import Replicator
 from confmand.raft.snapshot_receiver import SnapshotReceiver
 from confmand.raft.status import NodeStatus, PeerStatus
@@ -818,7 +818,7 @@ class RaftNode:
 
         Every Ready comes back exactly once, in the order handed out: a driver that skips one,
         repeats one or reorders two would count entries durable that are not; that is a bug,
-        refused with ReadyOrderError (ready.py).
+        refused with ReadyOrderError (errors.py).
         """
         if rd.number != self._advanced_number + 1:
             raise ReadyOrderError(

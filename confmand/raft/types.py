@@ -44,6 +44,11 @@ class HardState:
     vote: NodeId | None = None
     commit: int = 0
 
+    def __init__(self, term: int = 0, vote: NodeId | None = None, commit: int = 0) -> None:
+        object.__setattr__(self, "term", term)
+        object.__setattr__(self, "vote", vote)
+        object.__setattr__(self, "commit", commit)
+
 
 @dataclass(frozen=True, slots=True)
 class Membership:
@@ -132,6 +137,10 @@ class ReadState:
     context: bytes
     index: int
 
+    def __init__(self, context: bytes, index: int) -> None:
+        object.__setattr__(self, "context", context)
+        object.__setattr__(self, "index", index)
+
 
 class ProposalStatus(enum.Enum):
     COMMITTED = "committed"
@@ -153,6 +162,12 @@ class ProposalOutcome:
     first_index: int
     last_index: int
     status: ProposalStatus
+
+    def __init__(self, term: int, first_index: int, last_index: int, status: ProposalStatus) -> None:
+        object.__setattr__(self, "term", term)
+        object.__setattr__(self, "first_index", first_index)
+        object.__setattr__(self, "last_index", last_index)
+        object.__setattr__(self, "status", status)
 
 
 class Role(enum.Enum):

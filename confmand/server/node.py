@@ -54,7 +54,6 @@ from confmand.protocol.replies import ReplyEnvelope, decode_reply
 from confmand.protocol.requests import INTERNAL_MOVE_OPS
 from confmand.protocol.shardmap import META_SHARD, ShardMap
 from confmand.protocol.types import Consistency, LeaderHint, WireError
-from confmand.protocol.value import value_class
 from confmand.raft import HardState, Membership, MembershipChange, Message, ProposalRejected, RaftConfig
 from confmand.raft.messages import AppendEntries, Heartbeat, InstallSnapshot
 from confmand.server.clock_health import clock_fault
@@ -130,7 +129,7 @@ class _Forwarded:
     deadline: float
 
 
-@value_class
+@dataclass(frozen=True, slots=True)
 class _Incoming:
     """A request as it arrived, with where its answer goes and when it is due."""
 
@@ -139,6 +138,20 @@ class _Incoming:
     forwarded: bool  # came from a follower: never forwarded again
     request_id: int
     deadline: float
+
+    def __init__(
+        self,
+        payload: bytes,
+        sink: ReplySink,
+        forwarded: bool,
+        request_id: int,
+        deadline: float,
+    ) -> None:
+        object.__setattr__(self, "payload", payload)
+        object.__setattr__(self, "sink", sink)
+        object.__setattr__(self, "forwarded", forwarded)
+        object.__setattr__(self, "request_id", request_id)
+        object.__setattr__(self, "deadline", deadline)
 
 
 class _Phase(enum.Enum):

@@ -18,15 +18,22 @@ from confmand.server.errors import RequestError
 from confmand.server.requests import ReadRequest
 
 
-@value_class
+@dataclass(frozen=True, slots=True)
 class ClientSink:
     envelope: tuple[bytes, ...]  # ROUTER routing frames (and a REQ delimiter), echoed back
 
+    def __init__(self, envelope: tuple[bytes, ...]) -> None:
+        object.__setattr__(self, "envelope", envelope)
 
-@value_class
+
+@dataclass(frozen=True, slots=True)
 class ForwardSink:
     node_id: int
     forward_id: int
+
+    def __init__(self, node_id: int, forward_id: int) -> None:
+        object.__setattr__(self, "node_id", node_id)
+        object.__setattr__(self, "forward_id", forward_id)
 
 
 @value_class
@@ -60,6 +67,20 @@ class Reply:
     fields: dict[str, object]
     error: RequestError | None = None
 
+    def __init__(
+        self,
+        sink: ReplySink,
+        request_id: int,
+        shard_id: int | None,
+        fields: dict[str, object],
+        error: RequestError | None = None,
+    ) -> None:
+        self.sink = sink
+        self.request_id = request_id
+        self.shard_id = shard_id
+        self.fields = fields
+        self.error = error
+
 
 @dataclass(slots=True)
 class PendingWrite:
@@ -68,9 +89,20 @@ class PendingWrite:
     term: int  # the term it was proposed in: the entry at its index must carry it
     deadline: float
 
+    def __init__(self, sink: ReplySink, request_id: int, term: int, deadline: float) -> None:
+        self.sink = sink
+        self.request_id = request_id
+        self.term = term
+        self.deadline = deadline
+
 
 @dataclass(slots=True)
 class PendingRead:
     sink: ReplySink
     request: ReadRequest
     deadline: float
+
+    def __init__(self, sink: ReplySink, request: ReadRequest, deadline: float) -> None:
+        self.sink = sink
+        self.request = request
+        self.deadline = deadline

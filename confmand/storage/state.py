@@ -27,6 +27,20 @@ class ShardState:
     log_last: int = 0
     applied: tuple[int, int] = (0, 0)
 
+    def __init__(
+        self,
+        hard_state: HardState | None = None,
+        snapshot: SnapshotMeta | None = None,
+        log_first: int = 1,
+        log_last: int = 0,
+        applied: tuple[int, int] = (0, 0),
+    ) -> None:
+        object.__setattr__(self, "hard_state", hard_state)
+        object.__setattr__(self, "snapshot", snapshot)
+        object.__setattr__(self, "log_first", log_first)
+        object.__setattr__(self, "log_last", log_last)
+        object.__setattr__(self, "applied", applied)
+
     @property
     def snapshot_index(self) -> int:
         return self.snapshot.index if self.snapshot else 0

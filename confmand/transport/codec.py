@@ -73,6 +73,11 @@ class ForwardRequest:
     shard_id: int
     request: bytes
 
+    def __init__(self, forward_id: int, shard_id: int, request: bytes) -> None:
+        object.__setattr__(self, "forward_id", forward_id)
+        object.__setattr__(self, "shard_id", shard_id)
+        object.__setattr__(self, "request", request)
+
 
 @dataclass(frozen=True, slots=True)
 class ForwardReply:
@@ -80,6 +85,10 @@ class ForwardReply:
 
     forward_id: int
     reply: bytes
+
+    def __init__(self, forward_id: int, reply: bytes) -> None:
+        object.__setattr__(self, "forward_id", forward_id)
+        object.__setattr__(self, "reply", reply)
 
 
 @dataclass(frozen=True, slots=True)
@@ -93,6 +102,24 @@ class PeerBatch:
     incarnation: int = 0
     # The epoch of the sender's shard map: a node that learns of a newer one asks the sender for it.
     map_epoch: int = 0
+
+    def __init__(  # noqa: PLR0917 (the fields, in order, as the generated one)
+        self,
+        from_node: int,
+        hlc: int,
+        raft: list[tuple[int, Message]],
+        forwards: list[ForwardRequest],
+        forward_replies: list[ForwardReply],
+        incarnation: int = 0,
+        map_epoch: int = 0,
+    ) -> None:
+        object.__setattr__(self, "from_node", from_node)
+        object.__setattr__(self, "hlc", hlc)
+        object.__setattr__(self, "raft", raft)
+        object.__setattr__(self, "forwards", forwards)
+        object.__setattr__(self, "forward_replies", forward_replies)
+        object.__setattr__(self, "incarnation", incarnation)
+        object.__setattr__(self, "map_epoch", map_epoch)
 
 
 class _Bad(Exception):
