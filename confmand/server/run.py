@@ -4,22 +4,27 @@ The loop does nothing but wait for socket input or the next tick and then
 run one `Node.turn()`; everything else lives in the node. SIGINT and SIGTERM
 stop the loop after the current turn, then sockets and LevelDB are closed, so
 a stop never leaves a half-written batch (LevelDB batches are atomic anyway).
+Under systemd the loop also pings the watchdog and reports a STATUS= line
+between turns (sd_notify.py).
 """
 
 from __future__ import annotations
 
 import asyncio
 import logging
-import os
+import math
 import signal
-import socket
+import time
+from collections.abc import Callable
+from typing import Protocol
 
 import uvloop
 
 from confmand import native
 from confmand.config import NodeConfig
 from confmand.server.gc_tuning import tune_collector
-from confmand.server.node import Node
+from confmand.server.sd_notify import SystemdNotifier
+from confmand.server.status import status_line
 from confmand.server.wiring import LocalNode
 from confmand.transport.readiness import SocketWaiter
 
@@ -36,20 +41,49 @@ def configure_logging(level: str) -> None:
     )
 
 
+class LoopNode(Protocol):
+    """What the loop drives: `Node`, or a test's stand-in."""
+
+    def seconds_to_next_turn(self) -> float: ...
+    def turn(self) -> None: ...
+    def hand_off_leadership(self) -> bool: ...
+    def leads_any(self) -> bool: ...
+
+
+class Waiter(Protocol):
+    async def wait(self, timeout_s: float) -> None: ...
+    def close(self) -> None: ...
+
+
 async def serve(
-    node: Node, waiter: SocketWaiter, stop: asyncio.Event, hand_off_s: float = HAND_OFF_S
+    node: LoopNode,
+    waiter: Waiter,
+    stop: asyncio.Event,
+    hand_off_s: float = HAND_OFF_S,
+    *,
+    notifier: SystemdNotifier | None = None,
+    status: Callable[[], str] = str,
 ) -> None:
-    """Turn until `stop`; then, if leading, hand leadership away (bounded) so clients see no gap."""
+    """Turn until `stop`; then, if leading, hand leadership away (bounded) so clients see no gap.
+
+    `notifier` is pinged after turns, so a loop stuck inside one goes silent (sd_notify.py);
+    `status` makes its STATUS= line."""
+    systemd = notifier or SystemdNotifier(None)
+
+    async def one_turn(limit_s: float) -> None:
+        ping_s = systemd.seconds_to_ping(time.monotonic())
+        await waiter.wait(min(node.seconds_to_next_turn(), ping_s, limit_s))
+        node.turn()
+        systemd.after_turn(time.monotonic(), status)
+
     try:
         while not stop.is_set():
-            await waiter.wait(node.seconds_to_next_turn())
-            node.turn()
+            await one_turn(math.inf)
         if hand_off_s > 0 and node.hand_off_leadership():
-            loop = asyncio.get_running_loop()
-            deadline = loop.time() + hand_off_s
-            while node.leads_any() and loop.time() < deadline:
-                await waiter.wait(min(node.seconds_to_next_turn(), deadline - loop.time()))
-                node.turn()
+            systemd.send("STATUS=stopping: handing leadership to peers")
+            deadline = time.monotonic() + hand_off_s
+            while node.leads_any() and time.monotonic() < deadline:
+                await one_turn(deadline - time.monotonic())
     finally:
         waiter.close()
 
@@ -72,35 +106,28 @@ async def _main(config: NodeConfig) -> None:
     log.info("hot modules: %s", native.STATUS.describe())
     if not config.storage.fsync:
         log.warning("fsync is OFF: a crash of this host may lose acknowledged writes (tests/benchmarks only)")
-    notify_systemd("READY=1")
+    systemd = SystemdNotifier.from_environ()
+    if systemd.watchdog_s is not None:
+        log.info("systemd watchdog: pinged every %.1f s from the loop", systemd.watchdog_s / 2)
+    # Recovered (the data dir is read, every hosted shard's replica is open and electing or
+    # following), sockets bound: ready to serve.
+    systemd.ready(f"serving; {status_line(node)}")
     try:
-        await serve(node, SocketWaiter(local.sockets), stop)
+        await serve(
+            node, SocketWaiter(local.sockets), stop, notifier=systemd, status=lambda: status_line(node)
+        )
     except Exception:
         # Crash-only: a turn that failed half-way leaves no state worth keeping in memory;
         # everything acknowledged is on disk, and a restart (systemd's) recovers from there.
         log.exception("node %d: unexpected error in the loop; stopping", config.node_id)
         raise SystemExit(EXIT_FATAL) from None
     finally:
-        notify_systemd("STOPPING=1")
+        systemd.stopping("stopping: closing sockets and storage")
         local.close()
+        systemd.close()
         log.info("node %d stopped", config.node_id)
 
 
 def run(config: NodeConfig) -> None:
     configure_logging(config.log.level)
     uvloop.run(_main(config))
-
-
-def notify_systemd(state: str) -> None:
-    """sd_notify(3) without libsystemd: one datagram to $NOTIFY_SOCKET, if systemd gave us one."""
-    address = os.environ.get("NOTIFY_SOCKET")
-    if not address:
-        return
-    if address.startswith("@"):
-        address = "\0" + address[1:]
-    with socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM) as sock:
-        try:
-            sock.connect(address)
-            sock.sendall(state.encode())
-        except OSError as exc:
-            log.warning("could not notify systemd (%s): %s", address, exc)

@@ -18,6 +18,25 @@ if TYPE_CHECKING:
     from confmand.server.replica import Replica
 
 
+# A replica whose state machine trails the commit index it knows by more than this is lagging.
+LAG_ENTRIES = 1_000
+
+
+def status_line(node: Node) -> str:
+    """One line for a person (systemd's STATUS=, `systemctl status`): leadership, lag, trouble."""
+    replicas = list(node.replicas.values())
+    led = sum(1 for r in replicas if r.is_leader)
+    leaderless = sum(1 for r in replicas if r.raft.leader_id is None)
+    lagging = sum(1 for r in replicas if r.raft.commit_index - r.applied.index > LAG_ENTRIES)
+    line = f"leader of {led}/{len(replicas)} shards, {lagging} lagging, {leaderless} without a leader"
+    if node.storage_error:
+        line += f"; storage error: {node.storage_error}"
+    fault = clock_fault(node.clock, node.peer_contact, node.now)
+    if fault:
+        line += f"; clock: {fault}"
+    return line
+
+
 def node_status(node: Node, replica: Replica | None) -> dict[str, object]:
     fields = _node_fields(node)
     fields["shards"] = [_shard_line(r) for _, r in sorted(node.replicas.items())]
