@@ -34,6 +34,7 @@ MIB: Final = 1 << 20
 MAX_REPLICATION: Final = 5  # the default replication: every first-membership node, up to this
 LOG_LEVELS: Final = ("debug", "info", "warning", "error")
 _ADDRESS_RE: Final = re.compile(r"tcp://(?P<host>\[[0-9A-Fa-f:.]+\]|[A-Za-z0-9.*-]+):(?P<port>[0-9]{1,5})")
+_HTTP_ADDRESS_RE: Final = re.compile(r"(?P<host>\[[0-9A-Fa-f:.]+\]|[A-Za-z0-9.-]+):(?P<port>[0-9]{1,5})")
 _CLUSTER_ID_RE: Final = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,63}")
 
 
@@ -127,6 +128,20 @@ class LogSettings:
 
 
 @dataclass(frozen=True, slots=True)
+class HttpSettings:
+    """The daemon's /health, /health/ready and /metrics (docs/daemon.md, *HTTP endpoints*)."""
+
+    address: str | None = None  # host:port to serve on; None: no HTTP endpoints
+    ready_max_lag_entries: int = 1_000  # a replica applying further behind its commit is not ready
+
+    @property
+    def host_port(self) -> tuple[str, int]:
+        assert self.address is not None
+        host, _, port = self.address.rpartition(":")
+        return host.strip("[]"), int(port)
+
+
+@dataclass(frozen=True, slots=True)
 class NodeConfig:
     source: Path  # the file this was loaded from
     cluster_id: str
@@ -142,6 +157,7 @@ class NodeConfig:
     clock: ClockSettings = ClockSettings()
     storage: StorageSettings = StorageSettings()
     log: LogSettings = LogSettings()
+    http: HttpSettings = HttpSettings()
 
     def peer(self, node_id: int) -> PeerConfig:
         """The initial-cluster entry of `node_id`; KeyError if it is not one."""
@@ -231,6 +247,13 @@ def _advertised_address(field: str, value: object) -> str:
     return address
 
 
+def _http_address(field: str, value: object) -> str:
+    match = _HTTP_ADDRESS_RE.fullmatch(_str(field, value))
+    if match is None or not 1 <= int(match["port"]) <= 65535:
+        raise _Fault(field, f"must be host:port with a port in [1, 65535] (got {_show(value)})")
+    return str(value)
+
+
 def _log_level(field: str, value: object) -> str:
     if _str(field, value) not in LOG_LEVELS:
         raise _Fault(field, f"must be one of {', '.join(LOG_LEVELS)} (got {_show(value)})")
@@ -312,6 +335,10 @@ _CLOCK_READERS: Final[dict[str, _Reader]] = {
 }
 _STORAGE_READERS: Final[dict[str, _Reader]] = {"fsync": _bool}
 _LOG_READERS: Final[dict[str, _Reader]] = {"level": _log_level}
+_HTTP_READERS: Final[dict[str, _Reader]] = {
+    "address": _http_address,
+    "ready_max_lag_entries": _int(0),
+}
 _NODE_READERS: Final[dict[str, _Reader]] = {
     "cluster_id": _cluster_id,
     "node_id": _POSITIVE,
@@ -327,7 +354,7 @@ _PEER_READERS: Final[dict[str, _Reader]] = {
 }
 _PEER_REQUIRED: Final = frozenset({"id", "peer_address", "client_address"})
 _TOP_LEVEL: Final = frozenset(
-    {"node", "peers", "cluster", "raft", "limits", "requests", "clock", "storage", "log"}
+    {"node", "peers", "cluster", "raft", "limits", "requests", "clock", "storage", "log", "http"}
 )
 
 
@@ -398,6 +425,7 @@ def _build(path: Path, doc: Mapping[str, object]) -> NodeConfig:
         clock=_section(ClockSettings, "clock", doc, _CLOCK_READERS),
         storage=_section(StorageSettings, "storage", doc, _STORAGE_READERS),
         log=_section(LogSettings, "log", doc, _LOG_READERS),
+        http=_section(HttpSettings, "http", doc, _HTTP_READERS),
     )
 
 

@@ -214,6 +214,7 @@ class Node:
         self._tick_s = config.raft.tick_ms / 1000
         self._stall: _Stall | None = None
         self.counters: dict[str, int] = defaultdict(int)
+        self.error_replies: dict[str, int] = defaultdict(int)  # replies carrying an error, by code
         self.now = clock.monotonic()
         self._next_tick = self.now + self._tick_s
         # The map every node starts from (the meta shard keeps later ones: docs/sharding.md).
@@ -1257,7 +1258,10 @@ class Node:
         leader = None
         if leader_id is not None and leader_id in self._client_addresses:
             leader = LeaderHint(leader_id, self._client_addresses[leader_id])
-        error = None if reply.error is None else reply.error.body()
+        error = None
+        if reply.error is not None:
+            error = reply.error.body()
+            self.error_replies[reply.error.code.value] += 1
         envelope = ReplyEnvelope(reply.request_id, self.node_id, stamp, leader, error, reply.shard_id)
         return envelope.encode(reply.fields)
 

@@ -140,6 +140,9 @@ class Replica:
         self._next_expiry_check = 0.0
         self._applied_early = 0  # the apply_before_commit fault's own cursor
         self._next_clock_handoff = 0.0
+        # For /metrics (metrics.py): counted since this process opened the replica.
+        self.proposals = 0  # writes proposed while leading
+        self.leader_changes = 0  # times the leader it knows changed (to another node or to none)
 
     # ------------------------------------------------------------------ inputs
 
@@ -239,6 +242,7 @@ class Replica:
                 for _, sink, rid, _ in queued:
                     self.replies.append(Reply(sink, rid, self.shard_id, {}, error))
             else:
+                self.proposals += len(queued)
                 for offset, (_, sink, rid, deadline) in enumerate(queued):
                     self._pending_writes[first + offset] = PendingWrite(sink, rid, term, deadline)
         if self._read_round:
@@ -578,6 +582,8 @@ class Replica:
     def _note_soft_state(self, rd: Ready) -> None:
         soft = rd.soft_state
         was_leader = self.role is Role.LEADER
+        if soft.leader_id != self.leader_id:
+            self.leader_changes += 1
         self.role, self.leader_id = soft.role, soft.leader_id
         if soft.role is Role.LEADER and not was_leader:
             self.moves_changed = True  # a new leader finishes the moves its predecessor left

@@ -106,6 +106,17 @@ async def _main(config: NodeConfig) -> None:
     log.info("hot modules: %s", native.STATUS.describe())
     if not config.storage.fsync:
         log.warning("fsync is OFF: a crash of this host may lose acknowledged writes (tests/benchmarks only)")
+    http = None
+    if config.http.address is not None:
+        # Imported only when configured: aiohttp is most of a node's start-up imports otherwise.
+        from confmand.server.http_endpoints import HttpBindError, start_http  # noqa: PLC0415
+
+        try:
+            http = await start_http(node, config.http)
+        except HttpBindError as exc:
+            log.error("node %d: %s", config.node_id, exc)
+            local.close()
+            raise SystemExit(EXIT_FATAL) from None
     systemd = SystemdNotifier.from_environ()
     if systemd.watchdog_s is not None:
         log.info("systemd watchdog: pinged every %.1f s from the loop", systemd.watchdog_s / 2)
@@ -123,6 +134,8 @@ async def _main(config: NodeConfig) -> None:
         raise SystemExit(EXIT_FATAL) from None
     finally:
         systemd.stopping("stopping: closing sockets and storage")
+        if http is not None:
+            await http.cleanup()
         local.close()
         systemd.close()
         log.info("node %d stopped", config.node_id)

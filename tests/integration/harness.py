@@ -77,10 +77,15 @@ class ClusterOptions:
     cluster: dict[str, int] = field(default_factory=dict)  # [cluster]: partitions, data_shards, replication
     joins: int = 0  # the last this many nodes are not in the first membership (peers' `joins = true`)
     fsync: bool = True
+    http: bool = False  # [http] address on a free loopback port per node (Cluster.http_url)
 
 
 def render_config(
-    options: ClusterOptions, node_id: int, data_dir: Path, ports: dict[int, tuple[int, int]]
+    options: ClusterOptions,
+    node_id: int,
+    data_dir: Path,
+    ports: dict[int, tuple[int, int]],
+    http_port: int | None = None,
 ) -> str:
     """The TOML of node `node_id`; `ports` maps every node id to its (peer, client) port."""
     lines = [
@@ -119,6 +124,8 @@ def render_config(
         lines.append(f"[{section}]")
         lines += [f"{name} = {value}" for name, value in values.items()]
         lines.append("")
+    if http_port is not None:
+        lines += ["[http]", f'address = "127.0.0.1:{http_port}"', ""]
     return "\n".join(lines)
 
 
@@ -246,14 +253,25 @@ class Cluster:
         self.local = self._configure()
 
     def _configure(self) -> LocalCluster:
-        ports_flat = free_ports(2 * len(self.node_ids))
-        ports = {nid: (ports_flat[2 * i], ports_flat[2 * i + 1]) for i, nid in enumerate(self.node_ids)}
+        per_node = 3 if self.options.http else 2
+        ports_flat = free_ports(per_node * len(self.node_ids))
+        ports = {
+            nid: (ports_flat[per_node * i], ports_flat[per_node * i + 1])
+            for i, nid in enumerate(self.node_ids)
+        }
+        self.http_ports = (
+            {nid: ports_flat[per_node * i + 2] for i, nid in enumerate(self.node_ids)}
+            if self.options.http
+            else {}
+        )
         config_dir = self.root / "config"
         config_dir.mkdir(parents=True, exist_ok=True)
         paths = []
         for nid in self.node_ids:
             path = config_dir / f"node{nid}.toml"
-            path.write_text(render_config(self.options, nid, self.data_dir(nid), ports))
+            path.write_text(
+                render_config(self.options, nid, self.data_dir(nid), ports, self.http_ports.get(nid))
+            )
             paths.append(path)
         for conn in self._conns.values():
             conn.close()
@@ -267,6 +285,9 @@ class Cluster:
 
     def config_path(self, node_id: int) -> Path:
         return self.local.nodes[node_id].config_path
+
+    def http_url(self, node_id: int, path: str) -> str:
+        return f"http://127.0.0.1:{self.http_ports[node_id]}{path}"
 
     def client_address(self, node_id: int) -> str:
         return self.local.nodes[node_id].config.client_address

@@ -78,6 +78,13 @@ def test_a_minimal_config_gets_the_documented_defaults(tmp_path: Path) -> None:
     assert config.clock.max_clock_offset_ms == 500
 
 
+def test_http_endpoints_are_off_unless_an_address_is_given(tmp_path: Path) -> None:
+    assert load_config(_write(tmp_path, MINIMAL)).http.address is None
+    on = load_config(_write(tmp_path, MINIMAL + '\n[http]\naddress = "[::1]:7300"\n')).http
+
+    assert (on.address, on.host_port, on.ready_max_lag_entries) == ("[::1]:7300", ("::1", 7300), 1000)
+
+
 def test_the_data_dir_is_relative_to_the_config_file(tmp_path: Path) -> None:
     assert load_config(_write(tmp_path, MINIMAL)).data_dir == tmp_path.resolve() / "data"
 
@@ -119,6 +126,9 @@ def test_a_wildcard_bind_address_is_allowed_for_this_node(tmp_path: Path) -> Non
         ),
         ("[cluster]\nreplication = 3", "cluster.replication: must be at most the 2 [[peers]] of the first"),
         ("[cluster]\nshards = 3", "cluster.shards: unknown field (did you mean data_shards?)"),
+        ('[http]\naddress = "tcp://127.0.0.1:7300"', "http.address: must be host:port with a port in"),
+        ('[http]\naddress = "127.0.0.1:0"', "http.address: must be host:port with a port in [1, 65535]"),
+        ("[http]\nready_max_lag_entries = -1", "http.ready_max_lag_entries: must be an integer >= 0"),
     ],
 )
 def test_bad_fields_are_named_with_the_file(tmp_path: Path, section: str, message: str) -> None:

@@ -1,0 +1,44 @@
+"""Whether this node can serve, and why not: what /health/ready answers (http_endpoints.py).
+
+A node is ready when it has recovered its data dir (it has, once it answers at all), its
+storage takes writes, its clock agrees with its peers' (else it must not stamp, and a leader
+refuses writes), and every shard it hosts knows a leader and applies within `max_lag` entries
+of the commit index it knows. Each unmet condition is one reason, in words an operator acts on.
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
+from confmand.server.clock_health import clock_fault
+
+if TYPE_CHECKING:
+    from confmand.server.node import Node
+
+
+def readiness(node: Node, max_lag: int) -> tuple[bool, dict[str, object]]:
+    """(ready, the JSON body: `ready`, `reasons`, and each hosted shard's leader and lag)."""
+    reasons: list[str] = []
+    if node.storage_error:
+        reasons.append(f"storage refuses writes: {node.storage_error}")
+    fault = clock_fault(node.clock, node.peer_contact, node.now)
+    if fault:
+        reasons.append(f"clock: {fault}")
+    shards: dict[str, object] = {}
+    for shard_id, replica in sorted(node.replicas.items()):
+        raft = replica.raft
+        lag = max(0, raft.commit_index - replica.applied.index)
+        shards[str(shard_id)] = {"role": raft.role.value, "leader_id": raft.leader_id, "apply_lag": lag}
+        if raft.leader_id is None:
+            reasons.append(f"shard {shard_id}: no leader known")
+        if lag > max_lag:
+            reasons.append(
+                f"shard {shard_id}: applying {lag} entries behind its commit index (max {max_lag})"
+            )
+    body: dict[str, object] = {
+        "ready": not reasons,
+        "node_id": node.node_id,
+        "reasons": reasons,
+        "shards": shards,
+    }
+    return not reasons, body

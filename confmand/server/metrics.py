@@ -1,0 +1,200 @@
+"""/metrics: the node's state in the Prometheus text format, read when scraped.
+
+A scrape copies the node's figures as they stand between two loop turns (`NodeFigures.of`, on
+the loop: 1,000 shards take about a millisecond) and turns them into text in a worker thread
+(`render`), so the loop is not held while the text is built; nothing is counted on the hot path
+for it. The per-shard figures come from the replicas, the event counts from `Node.counters`.
+docs/daemon.md (*HTTP endpoints*) lists every metric; tests/server/test_node_http.py checks that
+list and the Grafana dashboard's queries against what a scrape returns.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from dataclasses import dataclass
+from typing import TYPE_CHECKING
+
+from prometheus_client import GCCollector, PlatformCollector, ProcessCollector, generate_latest
+from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
+from prometheus_client.registry import Collector, CollectorRegistry
+
+from confmand import __version__, native
+from confmand.server.clock_health import clock_fault
+
+if TYPE_CHECKING:
+    from confmand.server.node import Node
+
+
+@dataclass(frozen=True, slots=True)
+class ShardFigures:
+    shard_id: int
+    term: int
+    role: str
+    leader_id: int
+    commit_index: int
+    applied_index: int
+    last_index: int
+    proposals: int
+    leader_changes: int
+
+
+@dataclass(frozen=True, slots=True)
+class NodeFigures:
+    """What a scrape reports, copied from the node between two turns: plain values that a worker
+    thread turns into text while the loop goes on (the text of 1,000 shards takes ~70 ms)."""
+
+    node_id: int
+    hot_modules: str
+    map_epoch: int
+    storage_error: bool
+    clock_fault: bool
+    shards: tuple[ShardFigures, ...]
+    counters: tuple[tuple[str, int], ...]
+    error_replies: tuple[tuple[str, int], ...]
+    hlc_rejected: int
+    hlc_ignored: int
+
+    @classmethod
+    def of(cls, node: Node) -> NodeFigures:
+        shards = tuple(
+            ShardFigures(
+                shard_id,
+                replica.raft.term,
+                replica.raft.role.value,
+                replica.raft.leader_id or 0,
+                replica.raft.commit_index,
+                replica.applied.index,
+                replica.raft.last_index,
+                replica.proposals,
+                replica.leader_changes,
+            )
+            for shard_id, replica in sorted(node.replicas.items())
+        )
+        return cls(
+            node_id=node.node_id,
+            hot_modules="compiled" if native.STATUS.active else "pure",
+            map_epoch=node.shard_map.epoch,
+            storage_error=node.storage_error is not None,
+            clock_fault=clock_fault(node.clock, node.peer_contact, node.now) is not None,
+            shards=shards,
+            counters=tuple(sorted(node.counters.items())),
+            error_replies=tuple(sorted(node.error_replies.items())),
+            hlc_rejected=node.clock.rejected,
+            hlc_ignored=node.clock.ignored,
+        )
+
+
+class FiguresCollector(Collector):
+    def __init__(self, figures: NodeFigures) -> None:
+        self._figures = figures
+
+    def collect(self) -> Iterator[Metric]:
+        figures = self._figures
+        info = GaugeMetricFamily(
+            "confman_node_info",
+            "1, labelled with this node's id, version and whether its hot modules are compiled.",
+            labels=["node_id", "version", "hot_modules"],
+        )
+        info.add_metric([str(figures.node_id), __version__, figures.hot_modules], 1)
+        yield info
+        yield from _shards(figures.shards)
+        yield from _node_gauges(figures)
+        yield from _counters(figures)
+
+
+def _shards(shards: tuple[ShardFigures, ...]) -> Iterator[Metric]:
+    label = ["shard"]
+    term = GaugeMetricFamily("confman_shard_term", "The Raft term this replica is in.", labels=label)
+    role = GaugeMetricFamily(
+        "confman_shard_role", "1, labelled with this replica's Raft role.", labels=["shard", "role"]
+    )
+    leader = GaugeMetricFamily(
+        "confman_shard_leader_id", "The node this replica knows as its shard's leader; 0: none.", labels=label
+    )
+    commit = GaugeMetricFamily(
+        "confman_shard_commit_index", "The highest log index this replica knows committed.", labels=label
+    )
+    applied = GaugeMetricFamily(
+        "confman_shard_applied_index",
+        "The highest log index this replica's state machine applied.",
+        labels=label,
+    )
+    last = GaugeMetricFamily(
+        "confman_shard_last_index", "The last index in this replica's log.", labels=label
+    )
+    proposals = CounterMetricFamily(
+        "confman_shard_proposals",
+        "Writes this replica proposed while leading (since the start).",
+        labels=label,
+    )
+    changes = CounterMetricFamily(
+        "confman_shard_leader_changes",
+        "Times the leader this replica knows changed (since the start).",
+        labels=label,
+    )
+    for shard in shards:
+        value = [str(shard.shard_id)]
+        term.add_metric(value, shard.term)
+        role.add_metric([value[0], shard.role], 1)
+        leader.add_metric(value, shard.leader_id)
+        commit.add_metric(value, shard.commit_index)
+        applied.add_metric(value, shard.applied_index)
+        last.add_metric(value, shard.last_index)
+        proposals.add_metric(value, shard.proposals)
+        changes.add_metric(value, shard.leader_changes)
+    yield from (term, role, leader, commit, applied, last, proposals, changes)
+
+
+def _node_gauges(figures: NodeFigures) -> Iterator[Metric]:
+    yield GaugeMetricFamily(
+        "confman_map_epoch", "The epoch of the shard map this node holds.", value=figures.map_epoch
+    )
+    yield GaugeMetricFamily(
+        "confman_storage_error",
+        "1 while the node's storage refuses writes.",
+        value=int(figures.storage_error),
+    )
+    yield GaugeMetricFamily(
+        "confman_clock_fault",
+        "1 while this node's clock is too far from its peers' to stamp.",
+        value=int(figures.clock_fault),
+    )
+
+
+def _counters(figures: NodeFigures) -> Iterator[Metric]:
+    events = CounterMetricFamily(
+        "confman_events", "Driver events by name (the status request's counters).", labels=["event"]
+    )
+    for name, count in figures.counters:
+        events.add_metric([name], count)
+    yield events
+    errors = CounterMetricFamily(
+        "confman_error_replies",
+        "Replies to clients and forwarding peers that carry an error, by code.",
+        labels=["code"],
+    )
+    for code, count in figures.error_replies:
+        errors.add_metric([code], count)
+    yield errors
+    yield CounterMetricFamily(
+        "confman_hlc_rejected",
+        "Peer HLC stamps refused as too far ahead of this node's clock.",
+        value=figures.hlc_rejected,
+    )
+    yield CounterMetricFamily(
+        "confman_hlc_ignored",
+        "Client HLC stamps served without being merged (too far ahead).",
+        value=figures.hlc_ignored,
+    )
+
+
+def render(figures: NodeFigures) -> bytes:
+    """The text of one scrape: `figures` and this process's CPU, memory, open files and GC.
+
+    Safe in a worker thread: it reads only `figures` and /proc."""
+    registry = CollectorRegistry(auto_describe=False)
+    registry.register(FiguresCollector(figures))
+    ProcessCollector(registry=registry)
+    PlatformCollector(registry=registry)
+    GCCollector(registry=registry)
+    return generate_latest(registry)
