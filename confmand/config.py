@@ -33,6 +33,7 @@ log = logging.getLogger(__name__)
 MIB: Final = 1 << 20
 MAX_REPLICATION: Final = 5  # the default replication: every first-membership node, up to this
 LOG_LEVELS: Final = ("debug", "info", "warning", "error")
+LOG_FORMATS: Final = ("text", "json")
 _ADDRESS_RE: Final = re.compile(r"tcp://(?P<host>\[[0-9A-Fa-f:.]+\]|[A-Za-z0-9.*-]+):(?P<port>[0-9]{1,5})")
 _HTTP_ADDRESS_RE: Final = re.compile(r"(?P<host>\[[0-9A-Fa-f:.]+\]|[A-Za-z0-9.-]+):(?P<port>[0-9]{1,5})")
 _CLUSTER_ID_RE: Final = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,63}")
@@ -125,6 +126,7 @@ class StorageSettings:
 @dataclass(frozen=True, slots=True)
 class LogSettings:
     level: str = "info"
+    format: str = "text"  # or "json": one object per line (confmand/server/log_format.py)
 
 
 @dataclass(frozen=True, slots=True)
@@ -260,6 +262,12 @@ def _log_level(field: str, value: object) -> str:
     return str(value)
 
 
+def _log_format(field: str, value: object) -> str:
+    if _str(field, value) not in LOG_FORMATS:
+        raise _Fault(field, f"must be one of {', '.join(LOG_FORMATS)} (got {_show(value)})")
+    return str(value)
+
+
 def _cluster_id(field: str, value: object) -> str:
     if _CLUSTER_ID_RE.fullmatch(_str(field, value)) is None:
         raise _Fault(field, f"must be 1-64 of [A-Za-z0-9._-], starting alphanumeric (got {_show(value)})")
@@ -334,7 +342,7 @@ _CLOCK_READERS: Final[dict[str, _Reader]] = {
     "test_offset_file": _str,
 }
 _STORAGE_READERS: Final[dict[str, _Reader]] = {"fsync": _bool}
-_LOG_READERS: Final[dict[str, _Reader]] = {"level": _log_level}
+_LOG_READERS: Final[dict[str, _Reader]] = {"level": _log_level, "format": _log_format}
 _HTTP_READERS: Final[dict[str, _Reader]] = {
     "address": _http_address,
     "ready_max_lag_entries": _int(0),

@@ -33,12 +33,14 @@ class HttpBindError(Exception):
     """The configured HTTP address cannot be served (in use, not an address of this host)."""
 
 
-def make_app(node: Node, settings: HttpSettings) -> web.Application:
+def make_app(node: Node) -> web.Application:
+    """The endpoints of `node`; its `config.http` is read per request (SIGHUP may change it)."""
+
     async def health(_: web.Request) -> web.Response:
         return web.json_response({"status": "ok", "node_id": node.node_id, "version": __version__})
 
     async def ready(_: web.Request) -> web.Response:
-        is_ready, body = readiness(node, settings.ready_max_lag_entries)
+        is_ready, body = readiness(node, node.config.http.ready_max_lag_entries)
         return web.json_response(body, status=200 if is_ready else 503)
 
     async def metrics(_: web.Request) -> web.Response:
@@ -57,7 +59,7 @@ def make_app(node: Node, settings: HttpSettings) -> web.Application:
 async def start_http(node: Node, settings: HttpSettings) -> web.AppRunner:
     """Serve the endpoints at `settings.address`; the runner's `cleanup()` stops them."""
     host, port = settings.host_port
-    runner = web.AppRunner(make_app(node, settings), access_log=None, handle_signals=False)
+    runner = web.AppRunner(make_app(node), access_log=None, handle_signals=False)
     await runner.setup()
     try:
         await web.TCPSite(runner, host, port).start()

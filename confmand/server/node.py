@@ -1277,6 +1277,12 @@ class Node:
 
     # ------------------------------------------------------------------ lifecycle
 
+    def reconfigure(self, config: NodeConfig) -> None:
+        """Run with `config` from the next request on: what SIGHUP may change (reload.py says
+        which fields; the caller keeps every other field as the node started with)."""
+        self.config = config
+        self._peer_limits = dataclasses.replace(config.limits, max_request_bytes=PEER_REQUEST_BYTES)
+
     def hand_off_leadership(self) -> bool:
         """Before stopping: ask every shard this node leads to move its leadership (docs/architecture.md §8).
 

@@ -3,7 +3,8 @@
 The loop does nothing but wait for socket input or the next tick and then
 run one `Node.turn()`; everything else lives in the node. SIGINT and SIGTERM
 stop the loop after the current turn, then sockets and LevelDB are closed, so
-a stop never leaves a half-written batch (LevelDB batches are atomic anyway).
+a stop never leaves a half-written batch (LevelDB batches are atomic anyway);
+SIGHUP re-reads the config between turns (reload.py).
 Under systemd the loop also pings the watchdog and reports a STATUS= line
 between turns (sd_notify.py).
 """
@@ -23,6 +24,9 @@ import uvloop
 from confmand import native
 from confmand.config import NodeConfig
 from confmand.server.gc_tuning import tune_collector
+from confmand.server.log_format import configure_logging
+from confmand.server.node import Node
+from confmand.server.reload import reload_config
 from confmand.server.sd_notify import SystemdNotifier
 from confmand.server.status import status_line
 from confmand.server.wiring import LocalNode
@@ -32,13 +36,6 @@ log = logging.getLogger(__name__)
 
 HAND_OFF_S = 2.0  # how long a stopping leader waits for its successor before it just goes
 EXIT_FATAL = 1  # a bug: logged with its traceback; systemd restarts the node
-
-
-def configure_logging(level: str) -> None:
-    logging.basicConfig(
-        level=level.upper(),
-        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
-    )
 
 
 class LoopNode(Protocol):
@@ -96,6 +93,8 @@ async def _main(config: NodeConfig) -> None:
     loop = asyncio.get_running_loop()
     for signum in (signal.SIGINT, signal.SIGTERM):
         loop.add_signal_handler(signum, stop.set)
+    # Runs on the loop, between turns: the node never sees a config change mid-turn.
+    loop.add_signal_handler(signal.SIGHUP, _reload, node, config.limits.max_request_bytes)
     log.info(
         "node %d serving clients at %s, peers at %s, data in %s",
         config.node_id,
@@ -141,6 +140,13 @@ async def _main(config: NodeConfig) -> None:
         log.info("node %d stopped", config.node_id)
 
 
+def _reload(node: Node, bound_request_bytes: int) -> None:
+    plan = reload_config(node.config, bound_request_bytes)
+    if plan is not None:
+        configure_logging(plan.config.log.level, plan.config.log.format)
+        node.reconfigure(plan.config)
+
+
 def run(config: NodeConfig) -> None:
-    configure_logging(config.log.level)
+    configure_logging(config.log.level, config.log.format)
     uvloop.run(_main(config))

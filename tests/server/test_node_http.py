@@ -12,20 +12,18 @@ import pytest
 from aiohttp.test_utils import TestClient, TestServer
 from prometheus_client.parser import text_string_to_metric_families
 
-from confmand.config import HttpSettings
 from confmand.server.http_endpoints import make_app
 from tests.server.node_harness import NodeHarness, single_node_config
 from tests.server.test_node_storage_faults import FullDisk
 
 ROOT = Path(__file__).resolve().parents[2]
-SETTINGS = HttpSettings(address="127.0.0.1:0")
 
 
 def _get(harness: NodeHarness, path: str) -> tuple[int, Any]:
     """One GET through a real socket; JSON bodies decoded, others returned as text."""
 
     async def fetch() -> tuple[int, Any]:
-        async with TestClient(TestServer(make_app(harness.node, SETTINGS))) as client:
+        async with TestClient(TestServer(make_app(harness.node))) as client:
             response = await client.get(path)
             if response.content_type == "application/json":
                 return response.status, await response.json()

@@ -117,6 +117,7 @@ def test_a_wildcard_bind_address_is_allowed_for_this_node(tmp_path: Path) -> Non
             "limits.max_value_bytes: must be below limits.max_request_bytes",
         ),
         ('[log]\nlevel = "loud"', 'log.level: must be one of debug, info, warning, error (got "loud")'),
+        ('[log]\nformat = "xml"', 'log.format: must be one of text, json (got "xml")'),
         ("[storage]\nfsink = false", "storage.fsink: unknown field (did you mean fsync?)"),
         ("[limitz]\nmax_key_bytes = 1", "limitz: unknown field (did you mean limits?)"),
         ("[cluster]\npartitions = 0", "cluster.partitions: must be an integer in [1, 65536] (got 0)"),
