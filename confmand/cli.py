@@ -44,7 +44,7 @@ def run(config: ConfigOption) -> None:
     try:
         run_node(node_config)
     except DataDirError as exc:
-        typer.echo(f"confmand: refusing to start: {exc}", err=True)
+        typer.echo(f"confmand: refusing to run: {exc}", err=True)
         sys.exit(EXIT_DATA_DIR)
 
 

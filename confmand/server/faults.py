@@ -29,6 +29,9 @@ class DriverFaults:
     # The state-machine batch (and a Ready's commit index alone) is written without fsync, trusting
     # a later synced batch to cover it: LevelDB's log switch breaks that (google/leveldb#193).
     apply_batch_unsynced: bool = False
+    # A peer that shows another data dir than it first ran from (it lost its votes and log) is
+    # taken back as it is, as if its dir were the one it always had.
+    accept_lost_data_dir: bool = False
     # The Raft core's switches, handed to every replica's RaftConfig.
     raft: FaultSwitches = field(default_factory=FaultSwitches)
 

@@ -85,7 +85,7 @@ from confmand.server.requests import (
     parse_request,
 )
 from confmand.server.status import node_status
-from confmand.storage import NodeStorage, StorageError, WriteBatch
+from confmand.storage import DataDirError, NodeStorage, StorageError, WriteBatch
 from confmand.transport.codec import (
     ForwardReply,
     ForwardRequest,
@@ -269,6 +269,16 @@ class Node:
         self._next_forward_id = self._rng.getrandbits(62) + 1
         self.incarnation = self._rng.getrandbits(62) + 1  # tells the peers when this node restarted
         self._peer_incarnations: dict[int, int] = {}
+        # Which data dir this node runs from, and which each peer ran from when first heard: a
+        # peer showing another has lost its votes and log, and is refused (storage/identity.py).
+        # A new dir takes the first incarnation's number (no draw: seeded runs keep their history).
+        dir_id = storage.dir_id()
+        if dir_id is None:
+            dir_id = self.incarnation
+            storage.set_dir_id(dir_id)
+        self.dir_id = dir_id
+        self._peer_dirs = storage.peer_dir_ids()
+        self._refused_dirs: dict[int, int] = {}  # peer -> its dir id we refuse (told in every batch)
 
     def _open_replica(self, shard_id: int) -> bool:
         """Start the shard's replica here, writing its first state first (`_first_batch`); at a
@@ -929,6 +939,12 @@ class Node:
             if batch.from_node != sender:
                 self._drop("peer_spoofed", "batch from node %d claims node %d", sender, batch.from_node)
                 continue
+            # The sender's dir first: a peer that lost its own state may have taken another's stale
+            # batch for that node's first one, and its refusal must not stop a healthy node.
+            if not self._known_dir(sender, batch.dir_id):
+                continue
+            if batch.refused_dir and batch.refused_dir == self.dir_id:
+                raise DataDirError(_lost_state_message(self.node_id, sender, self.dir_id))
             self.peer_contact[sender] = self.now
             known = self._peer_incarnations.get(sender)
             if known != batch.incarnation:
@@ -955,6 +971,35 @@ class Node:
                     self._forwarded_step_answered(waiting.sink, waiting.shard_id, answer.reply)
                 else:
                     self.clients.reply(list(waiting.sink.envelope), answer.reply)
+
+    def _known_dir(self, sender: int, dir_id: int) -> bool:
+        """Whether `sender` runs from the data dir it ran from when first heard (recorded then)."""
+        if dir_id == 0:
+            return True  # a node too old to send its dir id: nothing to check
+        known = self._peer_dirs.get(sender)
+        if known == dir_id:
+            return True
+        if known is None:
+            try:  # synced before anything of this peer counts (a vote, an acknowledgement)
+                self.storage.remember_peer_dir(sender, dir_id)
+            except StorageError as exc:
+                self._drop("peer_dir_unrecorded", "node %d's data dir id not recorded: %s", sender, exc)
+                return False
+            self._peer_dirs[sender] = dir_id
+            return True
+        if self.faults.accept_lost_data_dir:
+            return True
+        self._refused_dirs[sender] = dir_id
+        self._outbox[sender]  # this turn sends it a batch, which tells it
+        self._drop(
+            "peer_dir_refused",
+            "node %d runs from data dir %d, not %d as before: it lost its votes and log; its "
+            "messages are refused (docs/daemon.md, A node that lost its data dir)",
+            sender,
+            dir_id,
+            known,
+        )
+        return False
 
     def _step_raft(self, sender: int, batch: PeerBatch) -> None:
         if self._stall is not None:
@@ -1007,6 +1052,8 @@ class Node:
                     box.forward_replies,
                     self.incarnation,
                     self.shard_map.epoch,
+                    self.dir_id,
+                    self._refused_dirs.get(peer_id, 0),
                 )
             )
             try:
@@ -1304,3 +1351,14 @@ class Node:
         self.peers.close()
         self.clients.close()
         self.storage.close()
+
+
+def _lost_state_message(node_id: int, refuser: int, dir_id: int) -> str:
+    return (
+        f"node {refuser} refuses this node: it knew node {node_id} running from another data dir "
+        f"(this one, id {dir_id}, is new). A node that lost its data dir must not rejoin under its "
+        f"old id: it forgot the votes it cast and the entries it acknowledged. To bring this host "
+        f"back, move node {node_id}'s replicas away (confctl drain {node_id}), give the host a new "
+        f"node_id with joins = true in every node's config, empty its data dir and start it "
+        f"(docs/daemon.md, A node that lost its data dir)"
+    )

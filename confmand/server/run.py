@@ -30,6 +30,7 @@ from confmand.server.reload import reload_config
 from confmand.server.sd_notify import SystemdNotifier
 from confmand.server.status import status_line
 from confmand.server.wiring import LocalNode
+from confmand.storage import DataDirError
 from confmand.transport.readiness import SocketWaiter
 
 log = logging.getLogger(__name__)
@@ -126,6 +127,11 @@ async def _main(config: NodeConfig) -> None:
         await serve(
             node, SocketWaiter(local.sockets), stop, notifier=systemd, status=lambda: status_line(node)
         )
+    except DataDirError as exc:
+        # A peer told this node it lost its state: a restart would not help (exit code 3, which
+        # systemd does not restart; cli.py prints the message).
+        log.error("node %d: %s", config.node_id, exc)
+        raise
     except Exception:
         # Crash-only: a turn that failed half-way leaves no state worth keeping in memory;
         # everything acknowledged is on disk, and a restart (systemd's) recovers from there.

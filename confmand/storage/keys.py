@@ -29,6 +29,8 @@ META_FORMAT = META + b"format_version"
 META_CLUSTER = META + b"cluster_id"
 META_NODE = META + b"node_id"
 META_SHAPE = META + b"cluster_shape"  # what the cluster was created with (partitions, shards, ...)
+META_DIR_ID = META + b"dir_id"  # drawn once, when this dir first runs a node (identity.py)
+META_PEER_DIRS = META + b"peer_dir_ids"  # node id -> the dir id it first showed (identity.py)
 
 SHARD_ID_MAX = 2**32 - 1
 INDEX_MAX = 2**64 - 1

@@ -33,6 +33,7 @@ import plyvel
 from confmand.storage.batch import WriteBatch
 from confmand.storage.dbio import DbOpener, map_io_error, map_open_error, open_db, open_plyvel
 from confmand.storage.errors import DataDirError, StorageError, StorageFullError, StorageUsageError
+from confmand.storage.identity import load_dir_id, load_peer_dirs, store_dir_id, store_peer_dirs
 from confmand.storage.keys import (
     META,
     RAFT_KINDS,
@@ -139,6 +140,34 @@ class NodeStorage:
         """Refuse (DataDirError) a dir created in a cluster of another shape; record it in a new one."""
         with self._reading("checking the cluster shape") as db:
             check_or_write_shape(db, self.path, shape)
+
+    # ------------------------------------------------------------------ identity (identity.py)
+
+    def dir_id(self) -> int | None:
+        """This data dir's id; None until a node first ran from it."""
+        with self._reading("reading the data dir id") as db:
+            return load_dir_id(db, self.path)
+
+    def set_dir_id(self, dir_id: int) -> None:
+        """Record this dir's id (synced); only once, for a dir that has none."""
+        with self._reading("recording the data dir id") as db:
+            if load_dir_id(db, self.path) is not None:
+                raise StorageUsageError(f"data dir {self.path} already has an id")
+            store_dir_id(db, dir_id)
+
+    def peer_dir_ids(self) -> dict[int, int]:
+        """The dir id each peer showed first, by node id."""
+        with self._reading("reading the peers' data dir ids") as db:
+            return load_peer_dirs(db, self.path)
+
+    def remember_peer_dir(self, node_id: int, dir_id: int) -> None:
+        """Record the dir id `node_id` shows (synced), where none was known for it."""
+        with self._reading("recording a peer's data dir id") as db:
+            dirs = load_peer_dirs(db, self.path)
+            if node_id in dirs:
+                raise StorageUsageError(f"node {node_id}'s data dir id is known already")
+            dirs[node_id] = dir_id
+            store_peer_dirs(db, dirs)
 
     # ------------------------------------------------------------------ shards
 

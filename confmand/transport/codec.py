@@ -102,6 +102,10 @@ class PeerBatch:
     incarnation: int = 0
     # The epoch of the sender's shard map: a node that learns of a newer one asks the sender for it.
     map_epoch: int = 0
+    # The sender's data dir id (storage/identity.py); 0 from a node too old to send one.
+    dir_id: int = 0
+    # Nonzero: the receiver's data dir id, which the sender refuses (the receiver lost its state).
+    refused_dir: int = 0
 
     def __init__(  # noqa: PLR0917 (the fields, in order, as the generated one)
         self,
@@ -112,6 +116,8 @@ class PeerBatch:
         forward_replies: list[ForwardReply],
         incarnation: int = 0,
         map_epoch: int = 0,
+        dir_id: int = 0,
+        refused_dir: int = 0,
     ) -> None:
         object.__setattr__(self, "from_node", from_node)
         object.__setattr__(self, "hlc", hlc)
@@ -120,6 +126,12 @@ class PeerBatch:
         object.__setattr__(self, "forward_replies", forward_replies)
         object.__setattr__(self, "incarnation", incarnation)
         object.__setattr__(self, "map_epoch", map_epoch)
+        object.__setattr__(self, "dir_id", dir_id)
+        object.__setattr__(self, "refused_dir", refused_dir)
+
+
+_BATCH_FIELDS_MIN = 8  # what a node sends that predates data dir ids
+_BATCH_FIELDS = 10
 
 
 class _Bad(Exception):
@@ -362,6 +374,8 @@ def encode_peer_batch(batch: PeerBatch) -> bytes:
         [(r.forward_id, r.reply) for r in batch.forward_replies],
         batch.incarnation,
         batch.map_epoch,
+        batch.dir_id,
+        batch.refused_dir,
     )
     try:
         return msgpack.packb(body, use_bin_type=True)
@@ -380,7 +394,13 @@ def decode_peer_batch(data: bytes) -> PeerBatch:
         raise PeerDecodeError(f"not a msgpack peer batch: {type(exc).__name__}: {exc}") from None
     where = "batch"
     try:
-        version, from_node, hlc, raft, forwards, replies, incarnation, map_epoch = _array(body, 8)
+        fields = _array(body)
+        # 8 fields from a node before data dir ids; later fields beyond the 10 known are ignored,
+        # so that a field added later does not cut an older node off its peers.
+        if len(fields) < _BATCH_FIELDS_MIN or _BATCH_FIELDS_MIN < len(fields) < _BATCH_FIELDS:
+            raise _Bad(f"expected {_BATCH_FIELDS_MIN} or at least {_BATCH_FIELDS} fields, got {len(fields)}")
+        version, from_node, hlc, raft, forwards, replies, incarnation, map_epoch = fields[:_BATCH_FIELDS_MIN]
+        dir_id, refused_dir = fields[_BATCH_FIELDS_MIN:_BATCH_FIELDS] or (0, 0)
         if version != VERSION or type(version) is not int:
             raise _Bad(f"unsupported peer codec version {_show(version)} (this node speaks {VERSION})")
         where = "from_node"
@@ -393,6 +413,8 @@ def decode_peer_batch(data: bytes) -> PeerBatch:
         started = _uint(incarnation)
         where = "map_epoch"
         epoch = _uint(map_epoch)
+        where = "dir_id"
+        dir_ids = (_uint(dir_id), _uint(refused_dir))
         messages: list[tuple[int, Message]] = []
         for item in _array(raft):
             decoded = _decode_common(item, sender)
@@ -412,7 +434,7 @@ def decode_peer_batch(data: bytes) -> PeerBatch:
             reply_list.append(ForwardReply(_uint(forward_id), _bytes(reply)))
     except _Bad as bad:
         raise PeerDecodeError(f"{where}: {bad}") from None
-    return PeerBatch(sender, stamp, messages, forward_list, reply_list, started, epoch)
+    return PeerBatch(sender, stamp, messages, forward_list, reply_list, started, epoch, *dir_ids)
 
 
 def _decode_common(item: object, sender: int) -> tuple[int, Message] | None:

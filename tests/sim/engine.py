@@ -68,6 +68,7 @@ NODE_COUNTERS = (
     "snapshots_taken",
     "snapshots_installed",
     "snapshots_made_past_stored",
+    "peer_dir_refused",
 )
 
 
@@ -111,6 +112,8 @@ class Simulation:
             )
         for host in self.hosts.values():
             host.on_exit = self._exited
+            host.on_refused = self._refused
+        self.unmount_rng = scenario.rng("unmount")  # its own: the other faults' draws stay as they were
         self.by_address = {client_address(i): h for i, h in self.hosts.items()}
         self.checker = ClusterChecker(self.hosts)
         self.endpoints = [client_address(i) for i in sorted(self.hosts)]
@@ -150,10 +153,58 @@ class Simulation:
         self.world.at(self.world.now + self.world.delay(), lambda: host.deliver_client(envelope, frame))
 
     def _after_turn(self, host: SimHost) -> None:
-        self.checker.after_turn(host, self.world.now)
+        if not host.on_empty_disk:  # a node without its disk is a stranger its peers refuse
+            self.checker.after_turn(host, self.world.now)
         if not host.up:
             self._note(host.crash_note)
+            self._maybe_unmount(host)  # an aimed crash (after a vote, a commit) may lose the volume
             self._restart_later(host)
+
+    def _maybe_unmount(self, host: SimHost) -> None:
+        """A crashed host may come back without its data volume (`Scenario.unmount_share`)."""
+        share = self.scenario.unmount_share
+        if share and self._may_unmount(host) and self.unmount_rng.random() < share:
+            host.mount_empty_disk()
+            self.world.count("unmounted")
+            self._note(f"node {host.id} comes back without its data volume: an empty data dir")
+            self._remount_later(host)
+
+    def _may_unmount(self, host: SimHost) -> bool:
+        """Whether the host may come back without its volume: one host at a time (a majority of
+        disks lost is data loss in any Raft cluster), and only once every other host in service
+        recorded its data dir (a node no peer heard from made no promise, and its peers take its
+        next dir as its first: the real one is then the stranger, refused when mounted again)."""
+        if any(h.on_empty_disk for h in self.hosts.values()):
+            return False
+        others = [h for h in self.active if h is not host]
+        return all(h.node is not None and host.id in h.node.storage.peer_dir_ids() for h in others)
+
+    def _remount_later(self, host: SimHost) -> None:
+        """The operator notices a node running on an empty data dir, stops it and mounts its
+        volume again: what the node acknowledged meanwhile is gone from it."""
+        incarnation = host.incarnation
+
+        def remount() -> None:
+            if not host.on_empty_disk or host.incarnation > incarnation + 1:
+                return  # refused and mounted again already
+            if host.up:
+                host.crash()
+                self.checker.restarted(host)
+                self.world.count("unmounted_stopped")
+            host.remount()
+            self._note(f"node {host.id}: the operator mounts its data volume again")
+            self._restart_later(host)
+
+        self.world.at(self.world.now + self.unmount_rng.uniform(1.0, 4.0), remount)
+
+    def _refused(self, host: SimHost) -> None:
+        """Its peers refused a node started without its data volume: the operator mounts it again
+        and starts the node, which must be welcomed back."""
+        self._note(host.crash_note)
+        host.remount()
+        self.checker.restarted(host)
+        self._note(f"node {host.id}: its data volume is mounted again")
+        self._restart_later(host)
 
     def _exited(self, host: SimHost) -> None:
         self.checker.restarted(host)
@@ -352,6 +403,8 @@ class Simulation:
             if host.paused:
                 host.resume()
             if not host.up:
+                if host.on_empty_disk:
+                    host.remount()
                 self._start(host)
 
     def _start(self, host: SimHost) -> None:
@@ -403,6 +456,7 @@ class Simulation:
                 self.checker.restarted(host)
                 world.count("crash")
                 self._note(f"node {victim} loses power ({lost} unsynced batches lost)")
+                self._maybe_unmount(host)
                 self._restart_later(host)
         if s.pause_rate and rng.random() < s.pause_rate * FAULT_EVERY_S:
             self._pause(leader, up)

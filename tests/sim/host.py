@@ -27,7 +27,7 @@ from pathlib import Path
 from confmand.config import ClusterShape, NodeConfig, PeerConfig, RaftSettings, RequestSettings
 from confmand.raft import Role
 from confmand.server.node import Node
-from confmand.storage import NodeStorage
+from confmand.storage import DataDirError, NodeStorage
 from confmand.storage.keys import LOG_ENTRY, log_index_of, shard_of
 from confmand.storage.memory_db import MemoryDisk, Op
 from confmand.storage.records import decode_entry
@@ -165,10 +165,10 @@ class SimHost:
         self.rng = scenario.rng(f"host/{node_id}")
         # Small memtables make LevelDB switch log files often, and each switch leaves the old
         # file's unsynced tail at risk until it is flushed (memory_db.py).
-        self.disk = MemoryDisk(scenario.log_bytes_max, scenario.flush_after_writes)
-        self.disk.before_write = self._before_write
-        self.disk.after_write = self._after_write
-        self.disk.on_log_switch = self._log_switched
+        self.disk = self._new_disk()
+        # The data volume failed to mount (mount_empty_disk): the real disk waits here meanwhile.
+        self._unmounted: tuple[MemoryDisk, dict[LogSlot, tuple[int, float | None]]] | None = None
+        self.on_refused: Callable[[SimHost], None] = lambda host: None
         self._crash_in_writes: int | None = None  # a crash aimed at the window after a log switch
         self._crash_after_write = False  # a crash aimed between a leader's fsync and its sends
         self.clock_rate = scenario.clock_rates[node_id - 1]
@@ -200,6 +200,33 @@ class SimHost:
     @property
     def up(self) -> bool:
         return self.node is not None
+
+    @property
+    def on_empty_disk(self) -> bool:
+        return self._unmounted is not None
+
+    def _new_disk(self) -> MemoryDisk:
+        disk = MemoryDisk(self.scenario.log_bytes_max, self.scenario.flush_after_writes)
+        disk.before_write = self._before_write
+        disk.after_write = self._after_write
+        disk.on_log_switch = self._log_switched
+        return disk
+
+    def mount_empty_disk(self) -> None:
+        """The host comes back without its data volume: the node's next start finds an empty
+        data dir, with the node id it always had. Its peers must refuse it (identity.py)."""
+        assert self.node is None
+        assert self._unmounted is None
+        self._unmounted = (self.disk, self.log_terms)
+        self.disk = self._new_disk()
+        self.log_terms = {}
+
+    def remount(self) -> None:
+        """The operator mounted the real volume again: the next start runs from it."""
+        assert self.node is None
+        assert self._unmounted is not None
+        self.disk, self.log_terms = self._unmounted
+        self._unmounted = None
 
     # ------------------------------------------------------------------ lifecycle
 
@@ -322,6 +349,12 @@ class SimHost:
         before = {s: (r.raft.term, r.raft.vote, r.raft.commit_index) for s, r in node.replicas.items()}
         try:
             node.turn()
+        except DataDirError as exc:  # a peer refused it: it lost its data dir (mount_empty_disk)
+            self.world.count("lost_dir_refused")
+            self.crash_note = f"node {self.id} stops: {exc}"[:160]
+            self._exit()
+            self.on_refused(self)
+            return
         except SimCrash as exc:
             self.world.count("crash_in_write")
             self.crash_note = str(exc)
@@ -453,8 +486,12 @@ class SimHost:
             self._crash_in_writes = self.rng.randint(1, max(1, s.flush_after_writes - 1))
 
     def durable_term(self, shard: int, index: int, at: float) -> int | None:
-        """The term of `shard`'s entry at `index` that is durable on this disk at time `at`."""
-        found = self.log_terms.get((shard, index))
+        """The term of `shard`'s entry at `index` that is durable on this disk at time `at`.
+
+        While the host runs without its data volume, that volume is its disk: what the node writes
+        on the empty one is lost when the volume is mounted again."""
+        terms = self.log_terms if self._unmounted is None else self._unmounted[1]
+        found = terms.get((shard, index))
         if found is None or found[1] is None or found[1] > at:
             return None
         return found[0]

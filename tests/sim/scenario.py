@@ -100,6 +100,9 @@ class Scenario:
     flush_after_writes: int  # how long a closed log file waits for its flush to a table
     faults: DriverFaults = field(default=NO_FAULTS)
     duration_override: float | None = None
+    # Of the crashes, how many come back without their data volume (an empty data dir under the
+    # old node id) until the operator mounts it again. Decided by its own generator.
+    unmount_share: float = 0.0
 
     @classmethod
     def from_seed(
@@ -181,6 +184,7 @@ class Scenario:
             flush_after_writes=rng.choice((2, 10)),
             faults=faults,
             duration_override=duration_s,
+            unmount_share=1.0 if profile in ("crashes", "mixed") else 0.3 if elections or churn else 0.0,
         )
 
     def rng(self, concern: str) -> random.Random:

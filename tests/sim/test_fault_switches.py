@@ -30,6 +30,15 @@ CAUGHT_BY = {
     "apply_before_commit": {"restart", "history", "convergence"},
     # a power cut after a LevelDB log switch leaves a hole under a later applied index
     "apply_batch_unsynced": {"convergence", "restart", "history"},
+    # a node back on an empty data dir votes again and acknowledges what its real disk lacks
+    "accept_lost_data_dir": {
+        "durable commit",
+        "election safety",
+        "leader completeness",
+        "committed prefix",
+        "convergence",
+        "one vote per term",
+    },
     # the Raft core's switches
     "commit_old_term_by_counting": {"leader commit rule", "leader completeness", "committed prefix"},
     "vote_without_log_check": {"leader completeness", "committed prefix", "state-machine safety"},

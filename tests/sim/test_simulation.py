@@ -102,7 +102,7 @@ def test_a_run_exercises_the_driver_paths_it_is_there_for() -> None:
     still missing): crashes mid-write and aimed ones, power loss, stalls on a full disk, pauses,
     partitions, membership changes, partition moves, placement, added shards, left replicas
     deleted, retries of unknown writes with the same seq, snapshots taken, and snapshots sent
-    past the stored one and installed."""
+    past the stored one and installed, and a host back without its data volume, refused."""
     wanted = (
         "crash",
         "crash_in_write",
@@ -134,6 +134,9 @@ def test_a_run_exercises_the_driver_paths_it_is_there_for() -> None:
         "snapshots_taken",
         "snapshots_installed",
         "snapshots_made_past_stored",
+        "unmounted",
+        "lost_dir_refused",
+        "peer_dir_refused",
     )
     stats: Counter[str] = Counter()
     seeds = 0

@@ -110,6 +110,10 @@ batches = st.builds(
     raft=st.lists(any_message.map(lambda m: (m.shard, m)), max_size=6),
     forwards=st.lists(st.builds(ForwardRequest, uints, uints, st.binary(max_size=32)), max_size=3),
     forward_replies=st.lists(st.builds(ForwardReply, uints, st.binary(max_size=32)), max_size=3),
+    incarnation=uints,
+    map_epoch=uints,
+    dir_id=uints,
+    refused_dir=uints,
 )
 
 
@@ -119,6 +123,18 @@ def _batch(*messages: Message) -> PeerBatch:
 
 def _wire(*raft: tuple[object, ...], version: int = VERSION, sender: object = SENDER) -> bytes:
     return msgpack.packb((version, sender, 7, list(raft), [], [], 1, 1))
+
+
+def test_a_batch_from_a_node_without_dir_ids_decodes_with_none() -> None:
+    batch = decode_peer_batch(_wire())
+
+    assert (batch.incarnation, batch.map_epoch, batch.dir_id, batch.refused_dir) == (1, 1, 0, 0)
+
+
+def test_fields_a_later_version_adds_after_the_known_ones_are_ignored() -> None:
+    batch = decode_peer_batch(msgpack.packb((VERSION, SENDER, 7, [], [], [], 1, 1, 5, 6, "later", [1])))
+
+    assert (batch.dir_id, batch.refused_dir) == (5, 6)
 
 
 def test_every_message_type_has_a_layout_covering_exactly_its_fields() -> None:
@@ -220,7 +236,12 @@ BAD_WIRES = {
     "not msgpack": (b"\xc1", "not a msgpack peer batch"),
     "trailing bytes": (_wire() + b"\x00", "not a msgpack peer batch"),
     "not an array": (msgpack.packb({"v": 1}), "batch: must be an array"),
-    "short batch": (msgpack.packb((1, 1, 0)), "batch: must be an array of 8 items"),
+    "short batch": (msgpack.packb((1, 1, 0)), "batch: expected 8 or at least 10 fields, got 3"),
+    "9 fields": (
+        msgpack.packb((VERSION, SENDER, 7, [], [], [], 1, 1, 5)),
+        "expected 8 or at least 10 fields, got 9",
+    ),
+    "negative dir id": (msgpack.packb((VERSION, SENDER, 7, [], [], [], 1, 1, -5, 0)), "dir_id: "),
     "future version": (_wire(version=2), "unsupported peer codec version 2"),
     "sender 0": (_wire(sender=0), "from_node: must be a node id >= 1"),
     "sender as bool": (_wire(sender=True), "from_node: must be a node id >= 1"),
