@@ -14,6 +14,12 @@ from confmand.server.clock_health import clock_fault
 
 if TYPE_CHECKING:
     from confmand.server.node import Node
+    from confmand.server.replica import Replica
+
+
+def apply_lag(replica: Replica) -> int:
+    """How many entries the replica's state machine trails the commit index it knows."""
+    return max(0, replica.raft.commit_index - replica.applied.index)
 
 
 def readiness(node: Node, max_lag: int) -> tuple[bool, dict[str, object]]:
@@ -27,7 +33,7 @@ def readiness(node: Node, max_lag: int) -> tuple[bool, dict[str, object]]:
     shards: dict[str, object] = {}
     for shard_id, replica in sorted(node.replicas.items()):
         raft = replica.raft
-        lag = max(0, raft.commit_index - replica.applied.index)
+        lag = apply_lag(replica)
         shards[str(shard_id)] = {"role": raft.role.value, "leader_id": raft.leader_id, "apply_lag": lag}
         if raft.leader_id is None:
             reasons.append(f"shard {shard_id}: no leader known")

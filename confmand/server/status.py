@@ -12,14 +12,11 @@ from typing import TYPE_CHECKING
 from confmand import native
 from confmand.raft import Role
 from confmand.server.clock_health import clock_fault
+from confmand.server.health import apply_lag
 
 if TYPE_CHECKING:
     from confmand.server.node import Node
     from confmand.server.replica import Replica
-
-
-# A replica whose state machine trails the commit index it knows by more than this is lagging.
-LAG_ENTRIES = 1_000
 
 
 def status_line(node: Node) -> str:
@@ -27,7 +24,8 @@ def status_line(node: Node) -> str:
     replicas = list(node.replicas.values())
     led = sum(1 for r in replicas if r.is_leader)
     leaderless = sum(1 for r in replicas if r.raft.leader_id is None)
-    lagging = sum(1 for r in replicas if r.raft.commit_index - r.applied.index > LAG_ENTRIES)
+    max_lag = node.config.http.ready_max_lag_entries  # lagging as /health/ready counts it
+    lagging = sum(1 for r in replicas if apply_lag(r) > max_lag)
     line = f"leader of {led}/{len(replicas)} shards, {lagging} lagging, {leaderless} without a leader"
     if node.storage_error:
         line += f"; storage error: {node.storage_error}"
