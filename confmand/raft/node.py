@@ -121,6 +121,9 @@ class RaftNode:
         self._removed = False
         self.removed_at = 0  # the teller's commit index, where the membership in force left us out
         self._last_leader: NodeId | None = None
+        # The highest commit index a leader has told us of: a follower whose log trails it is
+        # catching up even when its own commit index (clamped to its log) shows no lag.
+        self._leader_commit = 0
         self.replicator = Replicator(self)
 
     # ------------------------------------------------------------------ introspection
@@ -132,6 +135,11 @@ class RaftNode:
     @property
     def commit_index(self) -> int:
         return self.log.commit
+
+    @property
+    def known_commit_index(self) -> int:
+        """The highest index known committed in this shard: ours, or the most a leader reported."""
+        return max(self.log.commit, self._leader_commit)
 
     @property
     def applied_index(self) -> int:
@@ -528,6 +536,7 @@ class RaftNode:
 
     def _on_append(self, msg: AppendEntries) -> None:
         log = self.log
+        self._leader_commit = max(self._leader_commit, msg.leader_commit)
         prev, prev_term, entries = msg.prev_log_index, msg.prev_log_term, msg.entries
         if prev < log.commit:
             # Our log matches the leader's through our commit index: skip what we already hold.
@@ -580,6 +589,7 @@ class RaftNode:
 
     def _on_heartbeat(self, msg: Heartbeat) -> None:
         log = self.log
+        self._leader_commit = max(self._leader_commit, msg.leader_commit)
         commit = min(msg.leader_commit, log.last_index)
         log.commit = max(log.commit, commit)
         self.send(HeartbeatResponse(self.shard, self.term, self.id, msg.src, msg.read_seq, log.last_index))

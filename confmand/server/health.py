@@ -18,8 +18,13 @@ if TYPE_CHECKING:
 
 
 def apply_lag(replica: Replica) -> int:
-    """How many entries the replica's state machine trails the commit index it knows."""
-    return max(0, replica.raft.commit_index - replica.applied.index)
+    """How many entries the replica's state machine trails the shard's commit index.
+
+    Against the highest commit index any leader reported, not the replica's own (which its log
+    caps): a node restarted far behind is catching up, and not ready, until it holds and has
+    applied what the shard had committed.
+    """
+    return max(0, replica.raft.known_commit_index - replica.applied.index)
 
 
 def readiness(node: Node, max_lag: int) -> tuple[bool, dict[str, object]]:
@@ -34,7 +39,12 @@ def readiness(node: Node, max_lag: int) -> tuple[bool, dict[str, object]]:
     for shard_id, replica in sorted(node.replicas.items()):
         raft = replica.raft
         lag = apply_lag(replica)
-        shards[str(shard_id)] = {"role": raft.role.value, "leader_id": raft.leader_id, "apply_lag": lag}
+        shards[str(shard_id)] = {
+            "role": raft.role.value,
+            "leader_id": raft.leader_id,
+            "applied_index": replica.applied.index,
+            "apply_lag": lag,
+        }
         if raft.leader_id is None:
             reasons.append(f"shard {shard_id}: no leader known")
         if lag > max_lag:

@@ -19,11 +19,14 @@ Invariants:
 from __future__ import annotations
 
 import itertools
+import json
 import os
 import shutil
 import signal
 import subprocess
 import time
+import urllib.error
+import urllib.request
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
@@ -78,6 +81,7 @@ class ClusterOptions:
     joins: int = 0  # the last this many nodes are not in the first membership (peers' `joins = true`)
     fsync: bool = True
     http: bool = False  # [http] address on a free loopback port per node (Cluster.http_url)
+    ready_max_lag_entries: int = 1_000  # [http]: how far a replica may trail and still be ready
 
 
 def render_config(
@@ -125,7 +129,12 @@ def render_config(
         lines += [f"{name} = {value}" for name, value in values.items()]
         lines.append("")
     if http_port is not None:
-        lines += ["[http]", f'address = "127.0.0.1:{http_port}"', ""]
+        lines += [
+            "[http]",
+            f'address = "127.0.0.1:{http_port}"',
+            f"ready_max_lag_entries = {options.ready_max_lag_entries}",
+            "",
+        ]
     return "\n".join(lines)
 
 
@@ -448,6 +457,19 @@ class Cluster:
     def put(self, node_id: int, key: str, value: bytes, **extra: Any) -> Reply:
         reply = self.call(node_id, {"op": "put", "key": key, "value": value, **extra})
         return ok(reply, f"put {key!r} on node {node_id}")
+
+
+def http_get(cluster: Cluster, node_id: int, path: str, timeout_s: float = 2.0) -> tuple[int, Any]:
+    """(status, JSON body or text); (0, reason) when nothing answered in time."""
+    try:
+        with urllib.request.urlopen(cluster.http_url(node_id, path), timeout=timeout_s) as response:
+            status, body = response.status, response.read()
+            content_type = response.headers.get_content_type()
+    except urllib.error.HTTPError as error:
+        status, body, content_type = error.code, error.read(), error.headers.get_content_type()
+    except (TimeoutError, urllib.error.URLError) as error:
+        return 0, str(error)
+    return status, json.loads(body) if content_type == "application/json" else body.decode()
 
 
 @contextmanager

@@ -3,28 +3,12 @@
 from __future__ import annotations
 
 import functools
-import json
-import urllib.error
-import urllib.request
 from typing import Any
 
 from prometheus_client.parser import text_string_to_metric_families
 
 from tests.integration.conftest import MakeCluster
-from tests.integration.harness import Cluster, ok, wait_until
-
-
-def _get(cluster: Cluster, node_id: int, path: str, timeout_s: float = 2.0) -> tuple[int, Any]:
-    """(status, JSON body or text); (0, reason) when nothing answered in time."""
-    try:
-        with urllib.request.urlopen(cluster.http_url(node_id, path), timeout=timeout_s) as response:
-            status, body = response.status, response.read()
-            content_type = response.headers.get_content_type()
-    except urllib.error.HTTPError as error:
-        status, body, content_type = error.code, error.read(), error.headers.get_content_type()
-    except (TimeoutError, urllib.error.URLError) as error:
-        return 0, str(error)
-    return status, json.loads(body) if content_type == "application/json" else body.decode()
+from tests.integration.harness import Cluster, http_get, ok, wait_until
 
 
 def test_every_node_of_a_settled_cluster_is_healthy_ready_and_scrapable(make_cluster: MakeCluster) -> None:
@@ -33,9 +17,9 @@ def test_every_node_of_a_settled_cluster_is_healthy_ready_and_scrapable(make_clu
     ok(cluster.put(leader, "app/x", b"1"))
 
     for node_id in cluster.node_ids:
-        health = _get(cluster, node_id, "/health")
+        health = http_get(cluster, node_id, "/health")
         ready = wait_until(functools.partial(_ready, cluster, node_id), 5.0, f"node {node_id} ready")
-        status, text = _get(cluster, node_id, "/metrics")
+        status, text = http_get(cluster, node_id, "/metrics")
         families = {f.name: f for f in text_string_to_metric_families(text)}
 
         assert health[0] == 200
@@ -46,7 +30,7 @@ def test_every_node_of_a_settled_cluster_is_healthy_ready_and_scrapable(make_clu
 
 
 def _ready(cluster: Cluster, node_id: int) -> dict[str, Any] | None:
-    status, body = _get(cluster, node_id, "/health/ready")
+    status, body = http_get(cluster, node_id, "/health/ready")
     return body if status == 200 else None
 
 
@@ -57,21 +41,21 @@ def test_a_node_cut_off_from_its_quorum_is_not_ready_and_says_why(make_cluster: 
         cluster.kill(node_id)
 
     def not_ready() -> dict[str, Any] | None:
-        status, body = _get(cluster, survivor, "/health/ready")
+        status, body = http_get(cluster, survivor, "/health/ready")
         return body if status == 503 else None
 
     body = wait_until(not_ready, 10.0, f"node {survivor} to report not ready")
     assert any(reason.endswith("no leader known") for reason in body["reasons"])
-    assert _get(cluster, survivor, "/health")[0] == 200  # alive, just not able to serve
+    assert http_get(cluster, survivor, "/health")[0] == 200  # alive, just not able to serve
 
 
 def test_a_stopped_loop_answers_no_health_check(make_cluster: MakeCluster) -> None:
     cluster = make_cluster(http=True, size=1)
 
     cluster.pause(1)
-    stopped = _get(cluster, 1, "/health", timeout_s=1.0)
+    stopped = http_get(cluster, 1, "/health", timeout_s=1.0)
     cluster.resume(1)
-    resumed = _get(cluster, 1, "/health", timeout_s=5.0)
+    resumed = http_get(cluster, 1, "/health", timeout_s=5.0)
 
     assert stopped[0] == 0
     assert resumed[0] == 200

@@ -54,6 +54,7 @@ def test_a_node_whose_shards_know_no_leader_is_not_ready_and_says_which(tmp_path
 
 def test_a_node_leading_every_shard_it_hosts_is_ready(harness: NodeHarness) -> None:
     status, body = _get(harness, "/health/ready")
+    applied = {shard: replica.applied.index for shard, replica in harness.node.replicas.items()}
 
     assert status == 200
     assert body == {
@@ -61,8 +62,8 @@ def test_a_node_leading_every_shard_it_hosts_is_ready(harness: NodeHarness) -> N
         "node_id": 1,
         "reasons": [],
         "shards": {
-            "0": {"role": "leader", "leader_id": 1, "apply_lag": 0},
-            "1": {"role": "leader", "leader_id": 1, "apply_lag": 0},
+            "0": {"role": "leader", "leader_id": 1, "applied_index": applied[0], "apply_lag": 0},
+            "1": {"role": "leader", "leader_id": 1, "applied_index": applied[1], "apply_lag": 0},
         },
     }
 

@@ -85,6 +85,14 @@ def test_follower_advances_its_commit_only_through_entries_it_holds_from_this_le
     assert cluster[2].commit_index == 2, "commit stops at the last entry the append vouched for"
 
 
+def test_follower_knows_the_leaders_commit_index_beyond_the_log_it_holds() -> None:
+    cluster = follower_with_log([1, 1])
+    cluster[2].step(append(7, 3, [3], commit=9))  # rejected: it lacks entry 7
+
+    assert cluster[2].commit_index == 0
+    assert cluster[2].known_commit_index == 9, "a follower this far behind is catching up"
+
+
 def test_rejection_names_the_conflicting_term_and_its_first_index() -> None:
     cluster = follower_with_log([1, 2, 2, 2])
     cluster[2].step(append(4, 3, [3]))
