@@ -14,7 +14,7 @@ import sys
 import typer
 
 from confctl import __version__
-from confctl.client.sync import Client
+from confctl.coercion import FastTyper
 from confctl.commands import cluster, keys, placement, txn
 from confctl.commands.common import (
     AppState,
@@ -34,6 +34,10 @@ from confctl.settings import ClientSettings
 
 
 def real_client(settings: ClientSettings) -> ClientApi:
+    # Imported here: zmq and the client cost a third of a call's start, and `version`, `--help`
+    # and shell completion need neither (tests/unit/test_confctl_imports.py).
+    from confctl.client.sync import Client  # noqa: PLC0415
+
     return Client(list(settings.endpoints), timeout_s=settings.timeout_s, principal=settings.principal)
 
 
@@ -44,7 +48,7 @@ def version(env: Env) -> None:
 
 
 def build_app(client_factory: ClientFactory = real_client) -> typer.Typer:
-    app = typer.Typer(
+    app = FastTyper(
         no_args_is_help=True,
         add_completion=False,
         help="Operate a Confman cluster.",

@@ -1,19 +1,16 @@
-"""confctl's exit codes: one IntEnum, the only place they are defined (docs/protocol.md lists them)."""
+"""confctl's exit codes: one IntEnum, the only place they are defined (docs/protocol.md lists them).
+
+The client's errors are imported only to map one (`for_error`): a command that never reached the
+client, `confctl version` say, does not load them (they pull in the wire protocol).
+"""
 
 from __future__ import annotations
 
 import enum
+from typing import TYPE_CHECKING
 
-from confctl.client.errors import (
-    CasFailed,
-    ConfmanError,
-    InternalServerError,
-    InvalidArgument,
-    InvalidRequest,
-    NotFound,
-    ProtocolError,
-    ServerError,
-)
+if TYPE_CHECKING:
+    from confctl.client.errors import ConfmanError
 
 
 class ExitCode(enum.IntEnum):
@@ -34,6 +31,16 @@ EPILOG = (
 
 def for_error(error: ConfmanError) -> ExitCode:
     """The exit code of a client error: retryable ones mean the cluster could not serve us now."""
+    from confctl.client.errors import (  # noqa: PLC0415  (loaded already: `error` is one of them)
+        CasFailed,
+        InternalServerError,
+        InvalidArgument,
+        InvalidRequest,
+        NotFound,
+        ProtocolError,
+        ServerError,
+    )
+
     if isinstance(error, NotFound):
         return ExitCode.NOT_FOUND
     if isinstance(error, CasFailed):

@@ -8,12 +8,11 @@ and the `client_address` of each `[[peers]]` table. Every problem here is a
 
 from __future__ import annotations
 
-import tomllib
 from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 
-from confctl.client.routing import is_endpoint, unique
+from confctl.client.endpoints import is_endpoint, unique
 
 ENV_ENDPOINTS = "CONFMAN_ENDPOINTS"
 DEFAULT_TIMEOUT_S = 5.0
@@ -45,6 +44,8 @@ def _checked(endpoints: tuple[str, ...], source: str) -> tuple[str, ...]:
 
 
 def endpoints_from_config(path: Path) -> tuple[str, ...]:
+    import tomllib  # noqa: PLC0415  (its regexes cost ~5 ms to compile: only --config needs it)
+
     try:
         with path.open("rb") as f:
             doc = tomllib.load(f)

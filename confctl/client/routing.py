@@ -17,18 +17,12 @@ get through).
 from __future__ import annotations
 
 import random
-import re
-from collections.abc import Sequence
 from dataclasses import dataclass, field
 
+from confctl.client.endpoints import is_endpoint, unique
 from confctl.client.errors import InvalidArgument
 
-# What a DEALER can connect to: tcp needs a host and a port; ipc and inproc a name.
-_ENDPOINT = re.compile(r"tcp://[^\s/]+:[0-9]{1,5}|ipc://\S+|inproc://\S+")
-
-
-def is_endpoint(address: str) -> bool:
-    return _ENDPOINT.fullmatch(address) is not None
+__all__ = ["Backoff", "Router", "is_endpoint", "unique"]
 
 
 @dataclass(slots=True)
@@ -82,7 +76,3 @@ class Backoff:
         raw: float = min(self.max_s, self.base_s * 2.0 ** min(retries, 30))
         jitter: float = 0.5 + self.rng.random() / 2
         return raw * jitter
-
-
-def unique(items: Sequence[str]) -> tuple[str, ...]:
-    return tuple(dict.fromkeys(items))

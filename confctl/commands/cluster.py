@@ -3,15 +3,16 @@
 
 from __future__ import annotations
 
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated
 
 import typer
 
-from confctl.client.errors import Unsupported
-from confctl.client.types import NodeStatus, ShardInfo, ShardMapResult
 from confctl.commands.common import Env, command
 from confctl.commands.placement import shard_lines
 from confctl.exit_codes import ExitCode, for_error
+
+if TYPE_CHECKING:  # the client's modules load when a command runs (confctl/client/__init__.py)
+    from confctl.client.types import NodeStatus, ShardInfo, ShardMapResult
 
 SHARD_COLUMNS = ["id", "replicas", "leader", "partitions", "bytes"]
 STATUS_COLUMNS = [
@@ -99,6 +100,8 @@ def shards(env: Env) -> ExitCode:
     bytes it takes on its leader's disk (LevelDB's estimate: what is only in memory yet counts
     as nothing). Every node is asked; each knows the leaders and sizes of the shards it holds.
     """
+    from confctl.client.errors import Unsupported  # noqa: PLC0415  (lazy, as the client is)
+
     try:
         views = env.client.shard_map_all(sizes=True)
     except Unsupported as exc:

@@ -18,28 +18,29 @@ import os
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, fields, replace
 from pathlib import Path
-from typing import Annotated, Concatenate, ParamSpec, Protocol
+from typing import TYPE_CHECKING, Annotated, Concatenate, ParamSpec, Protocol
 
 import typer
 
-from confctl.client.errors import ConfmanError
-from confctl.client.types import (
-    AuditResult,
-    Compare,
-    Consistency,
-    GetResult,
-    HistoryResult,
-    ListResult,
-    NodeStatus,
-    ShardMapResult,
-    TxnOp,
-    TxnResult,
-    Version,
-    WriteResult,
-)
 from confctl.exit_codes import ExitCode, for_error
 from confctl.render import Output, Renderer
 from confctl.settings import DEFAULT_TIMEOUT_S, ClientSettings, SettingsError, resolve_endpoints
+
+if TYPE_CHECKING:  # the client's modules load when a command first uses the client
+    from confctl.client.types import (
+        AuditResult,
+        Compare,
+        Consistency,
+        GetResult,
+        HistoryResult,
+        ListResult,
+        NodeStatus,
+        ShardMapResult,
+        TxnOp,
+        TxnResult,
+        Version,
+        WriteResult,
+    )
 
 P = ParamSpec("P")
 
@@ -206,16 +207,19 @@ def run_guarded(env: Env, body: Callable[[], ExitCode | None]) -> ExitCode:
     """Run a command body; every failure becomes an exit code and one line on stderr."""
     try:
         return body() or ExitCode.OK
-    except ConfmanError as exc:
-        env.renderer.error(str(exc))
-        return for_error(exc)
     except UsageProblem as exc:
         env.renderer.error(str(exc))
         return ExitCode.USAGE
     except (typer.Exit, typer.Abort, typer.BadParameter):
         raise
-    except Exception as exc:  # the last line of defence: never a traceback
-        env.renderer.error(f"internal error: {type(exc).__name__}: {exc}")
+    except Exception as exc:
+        # Imported here, not at the top: a command that never used the client need not load it.
+        from confctl.client.errors import ConfmanError  # noqa: PLC0415
+
+        if isinstance(exc, ConfmanError):
+            env.renderer.error(str(exc))
+            return for_error(exc)
+        env.renderer.error(f"internal error: {type(exc).__name__}: {exc}")  # never a traceback
         return ExitCode.ERROR
     finally:
         try:

@@ -5,13 +5,15 @@ from __future__ import annotations
 import enum
 import sys
 from pathlib import Path
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated
 
 import typer
 
-from confctl.client.types import Consistency, GetResult, ListItem, ListResult, Version, WriteResult
 from confctl.commands.common import Env, UsageProblem, command
 from confctl.render import value_fields
+
+if TYPE_CHECKING:  # the client's modules load when a command first uses the client
+    from confctl.client.types import Consistency, GetResult, ListItem, ListResult, Version, WriteResult
 
 KeyArg = Annotated[str, typer.Argument(help="The key, e.g. payments/db/url.", show_default=False)]
 LimitOpt = Annotated[int, typer.Option("--limit", "-n", min=1, max=1000, help="At most this many.")]
@@ -80,6 +82,8 @@ def item_row(item: ListItem) -> dict[str, object]:
 def version_option(text: str | None, name: str) -> Version | None:
     if text is None:
         return None
+    from confctl.client.types import Version  # noqa: PLC0415  (lazy, as the client is)
+
     try:
         return Version.parse(text)
     except ValueError as exc:

@@ -1,30 +1,25 @@
 """Commands that change the shard map, each one map change at a time, waiting for the cluster
 to carry it out: `move` (a partition to another shard), `replicas` (a shard onto other nodes),
 `add-shard`, `split`, `drain` (every replica off a node) and `rebalance` (even out partitions,
-replicas and preferred leaders). The plans are confmand/protocol/planning.py's.
+replicas and preferred leaders). The plans are confmand/protocol/planning.py's, imported in the
+commands that plan (as the client is): `confctl version` and `--help` load neither.
 """
 
 from __future__ import annotations
 
 import time
 from collections.abc import Sequence
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated
 
 import typer
 
-from confctl.client.errors import Unsupported
-from confctl.client.types import ShardInfo, ShardMapResult
 from confctl.commands.common import Env, command
 from confctl.exit_codes import ExitCode, for_error
-from confmand.protocol.planning import (
-    Placement,
-    balancing_moves,
-    drain_plan,
-    new_shard,
-    replica_plan,
-    split_moves,
-)
-from confmand.protocol.shardmap import ShardMap
+
+if TYPE_CHECKING:
+    from confctl.client.types import ShardInfo, ShardMapResult
+    from confmand.protocol.planning import Placement
+    from confmand.protocol.shardmap import ShardMap
 
 POLL_S = 0.2
 MOVE_COLUMNS = ["partition", "from", "to"]
@@ -38,6 +33,8 @@ DryRunOpt = Annotated[bool, typer.Option("--dry-run", help="Show the plan; chang
 
 def _current(env: Env) -> ShardMapResult | ExitCode:
     """The map, or the exit code for a cluster that has none (its nodes predate shards)."""
+    from confctl.client.errors import Unsupported  # noqa: PLC0415  (lazy: see the module's doc)
+
     try:
         return env.client.shard_map()
     except Unsupported as exc:
@@ -197,11 +194,13 @@ def add_shard(
     It gets as many replicas as the largest data shard, on the nodes holding the fewest, unless
     --replicas names them. Waits until it has a leader and all its replicas (exit code 5 if not).
     """
+    from confmand.protocol import planning  # noqa: PLC0415  (lazy: see the module's doc)
+
     result = _current(env)
     if isinstance(result, ExitCode):
         return result
     size = max(len(result.map.replicas[s]) for s in result.map.data_shards)
-    shard, placed = new_shard(result.map, _nodes(result), size)
+    shard, placed = planning.new_shard(result.map, _nodes(result), size)
     if nodes is not None:
         wanted = _parse_nodes(env, nodes)
         if wanted is None:
@@ -226,6 +225,8 @@ def split(
     this one's partitions to it, one at a time, online. Exit code 5 if a step does not finish
     within --wait.
     """
+    from confmand.protocol import planning  # noqa: PLC0415  (lazy: see the module's doc)
+
     result = _current(env)
     if isinstance(result, ExitCode):
         return result
@@ -233,8 +234,8 @@ def split(
         env.renderer.error(f"there is no data shard {shard} (have {result.map.data_shards})")
         return ExitCode.USAGE
     try:
-        new, placed = new_shard(result.map, _nodes(result), len(result.map.replicas[shard]))
-        moves = split_moves(result.map, shard, new)
+        new, placed = planning.new_shard(result.map, _nodes(result), len(result.map.replicas[shard]))
+        moves = planning.split_moves(result.map, shard, new)
     except ValueError as exc:
         env.renderer.error(str(exc))
         return ExitCode.USAGE
@@ -260,11 +261,13 @@ def drain(
     holding the fewest: then it can be stopped and removed from the configs. Exit code 5 if a
     shard does not follow within --wait.
     """
+    from confmand.protocol import planning  # noqa: PLC0415  (lazy: see the module's doc)
+
     result = _current(env)
     if isinstance(result, ExitCode):
         return result
     try:
-        plan = drain_plan(result.map, node, _nodes(result))
+        plan = planning.drain_plan(result.map, node, _nodes(result))
     except ValueError as exc:
         env.renderer.error(str(exc))
         return ExitCode.USAGE
@@ -290,12 +293,14 @@ def rebalance(
     Prints the plan; without --dry-run carries it out, each change finished before the next
     starts, with progress. Exit code 5 if a change does not finish within --wait.
     """
+    from confmand.protocol import planning  # noqa: PLC0415  (lazy: see the module's doc)
+
     result = _current(env)
     if isinstance(result, ExitCode):
         return result
-    moves = balancing_moves(result.map)
+    moves = planning.balancing_moves(result.map)
     lines = shard_lines(env.client.shard_map_all())
-    plan = replica_plan(result.map, _nodes(result), {s: line.leader for s, line in lines.items()})
+    plan = planning.replica_plan(result.map, _nodes(result), {s: line.leader for s, line in lines.items()})
     env.renderer.rows([{"partition": p, "from": s, "to": t} for p, s, t in moves], MOVE_COLUMNS)
     env.renderer.rows(_placement_rows(result.map, plan), PLACEMENT_COLUMNS)
     if dry_run or not (moves or plan):

@@ -10,7 +10,6 @@ import typer
 
 from confctl.commands.common import Env, UsageProblem, command
 from confctl.exit_codes import ExitCode
-from confctl.txnfile import TxnFileError, parse_text
 
 HELP = """Run a transaction from FILE.json ('-' for stdin): if every compare holds, apply
 success, else failure — one log entry, one version. Exit code 4 when the compares
@@ -39,6 +38,8 @@ def txn(
     env: Env,
     file: Annotated[Path, typer.Argument(metavar="FILE.json", help="The transaction ('-': stdin).")],
 ) -> ExitCode:
+    from confctl.txnfile import TxnFileError, parse_text  # noqa: PLC0415  (it loads the client's types)
+
     try:
         compare, success, failure = parse_text(_read(file))
     except TxnFileError as exc:
