@@ -50,7 +50,6 @@ def version(env: Env) -> None:
 def build_app(client_factory: ClientFactory = real_client) -> typer.Typer:
     app = FastTyper(
         no_args_is_help=True,
-        add_completion=False,
         help="Operate a Confman cluster.",
         epilog=EPILOG,
         pretty_exceptions_enable=False,

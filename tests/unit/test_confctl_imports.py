@@ -1,7 +1,7 @@
 """What confctl loads to start: no client, zmq, asyncio or pydantic until a command needs them.
 
 A structural guard of what keeps a confctl call quick (bench/confctl_latency.py measures the
-time): `import confctl.cli`, `confctl version` and `--help`-free parsing load none of them; a
+time): `import confctl.cli`, `confctl version` and shell completion load none of them; a
 command that talks to the cluster loads the blocking client and zmq, still not asyncio (only
 `AsyncClient` uses it) nor pydantic (confctl.coercion converts the values). Each check runs in a
 fresh interpreter: this one has loaded everything long ago.
@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import importlib
 import json
+import os
 import subprocess
 import sys
 
@@ -21,7 +22,7 @@ NEVER = ("asyncio", "confctl.client.aio", "pydantic")
 CLIENT = ("zmq", "msgpack", "confctl.client.sync", "confctl.client.errors", "confmand")
 
 
-def modules_after(code: str) -> set[str]:
+def modules_after(code: str, env: dict[str, str] | None = None) -> set[str]:
     """The modules a fresh interpreter holds after running `code` (which may exit)."""
     script = (
         "import atexit, json, sys\n"
@@ -29,7 +30,12 @@ def modules_after(code: str) -> set[str]:
         f"{code}\n"
     )
     done = subprocess.run(
-        [sys.executable, "-c", script], capture_output=True, text=True, timeout=60, check=False
+        [sys.executable, "-c", script],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+        env={**os.environ, **(env or {})},
     )
     marker = done.stderr.rpartition("MODULES ")[2]
     assert marker, f"no module list; exit {done.returncode}: {done.stderr[-2000:]}"
@@ -48,6 +54,13 @@ def test_importing_the_cli_loads_no_client_zmq_asyncio_or_pydantic() -> None:
 
 def test_confctl_version_runs_without_the_client_or_pydantic() -> None:
     loaded = modules_after(run_confctl("version"))
+    assert loaded.isdisjoint(NEVER + CLIENT)
+
+
+def test_shell_completion_runs_without_the_client_or_pydantic() -> None:
+    env = {"_CONFCTL_COMPLETE": "complete_bash", "COMP_WORDS": "confctl get --", "COMP_CWORD": "2"}
+    loaded = modules_after(run_confctl(), env)
+    assert "confctl.cli" in loaded
     assert loaded.isdisjoint(NEVER + CLIENT)
 
 
