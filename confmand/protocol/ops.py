@@ -118,4 +118,14 @@ class AuditQuery:
         return fields
 
 
-Query = GetQuery | ListQuery | HistoryQuery | AuditQuery
+@value_class
+class BackupQuery:
+    """A shard's whole state, at its leader's applied version (confmand/backup/)."""
+
+    shard: int
+
+    def to_wire(self) -> dict[str, object]:
+        return {"shard": self.shard}
+
+
+Query = GetQuery | ListQuery | HistoryQuery | AuditQuery | BackupQuery

@@ -32,7 +32,17 @@ PRINCIPAL = "confmand"  # who the audit record names for what the daemon writes 
 
 def seed_command(shard_map: ShardMap, peers: Iterable[PeerConfig], hlc: int) -> Command:
     """The txn that writes the first map and the registry, unless a map is already there."""
-    registry = [
+    txn = Txn((Compare(MAP_KEY, "exists", exists=False),), (map_put(shard_map), *registry_puts(peers)))
+    return Command(txn, hlc, PRINCIPAL, None)
+
+
+def map_put(shard_map: ShardMap) -> TxnOp:
+    return TxnOp("put", MAP_KEY, _pack(shard_map.to_wire()))
+
+
+def registry_puts(peers: Iterable[PeerConfig]) -> list[TxnOp]:
+    """The node registry's entries: each node's addresses."""
+    return [
         TxnOp(
             "put",
             f"{NODE_PREFIX}{p.id}",
@@ -40,9 +50,6 @@ def seed_command(shard_map: ShardMap, peers: Iterable[PeerConfig], hlc: int) -> 
         )
         for p in peers
     ]
-    put_map = TxnOp("put", MAP_KEY, _pack(shard_map.to_wire()))
-    txn = Txn((Compare(MAP_KEY, "exists", exists=False),), (put_map, *registry))
-    return Command(txn, hlc, PRINCIPAL, None)
 
 
 def stored_map(store: KVStore) -> ShardMap | None:

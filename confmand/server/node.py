@@ -50,6 +50,7 @@ from confmand.kv.partitions import (
 )
 from confmand.kv.snapshot import STATE_KINDS
 from confmand.protocol.errors import ErrorCode
+from confmand.protocol.ops import BackupQuery
 from confmand.protocol.replies import ReplyEnvelope, decode_reply
 from confmand.protocol.requests import INTERNAL_MOVE_OPS
 from confmand.protocol.shardmap import META_SHARD, ShardMap
@@ -1123,7 +1124,9 @@ class Node:
                     shard_id, f"the namespace of {key!r} is in shard {shard_id}, not {asked}"
                 )
         elif asked is not None:
-            if asked not in self._data_shards:
+            # The meta shard takes no client key; only a backup reads it (the map, the registry).
+            backup = isinstance(request, ReadRequest) and isinstance(request.query, BackupQuery)
+            if asked not in self._data_shards and not (backup and asked == META_SHARD):
                 raise self._wrong_shard(None, f"there is no data shard {asked}")
             shard_id = asked
         elif len(self._data_shards) == 1:
@@ -1225,6 +1228,10 @@ class Node:
         deadline = incoming.deadline
         if request.consistency is Consistency.LINEARIZABLE:
             if not replica.is_leader:
+                if isinstance(request.query, BackupQuery):
+                    # A whole shard's state may be larger than a peer link carries: the client
+                    # asks the leader itself (the reply's leader hint names it).
+                    self._refuse_backup_here(replica)
                 self._forward(replica, incoming)
                 return
             self._refuse_if_stalled()
@@ -1233,6 +1240,12 @@ class Node:
         replica.accept_read(PendingRead(incoming.sink, request, deadline))
         self._replies.extend(replica.replies)
         replica.replies.clear()
+
+    def _refuse_backup_here(self, replica: Replica) -> None:
+        leader = replica.raft.leader_id
+        if leader is None:
+            raise RequestError(ErrorCode.NO_QUORUM, "no leader is known for this shard right now")
+        raise RequestError(ErrorCode.NOT_LEADER, f"node {leader} leads shard {replica.shard_id}: ask it")
 
     def _refuse_if_stalled(self) -> None:
         if self._stall is not None:

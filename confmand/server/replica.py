@@ -29,6 +29,7 @@ from collections import defaultdict
 from collections.abc import Iterable, MutableMapping
 from dataclasses import dataclass
 
+from confmand.backup.shard_export import shard_backup
 from confmand.kv.codec import encode_command
 from confmand.kv.commands import Command
 from confmand.kv.partitions import OP_NAMES, Ownership, refusal
@@ -37,7 +38,7 @@ from confmand.kv.results import WriteResult
 from confmand.kv.snapshot import STATE_KINDS, decode_state
 from confmand.kv.state_machine import ConfigStateMachine
 from confmand.protocol.errors import ErrorCode
-from confmand.protocol.ops import AuditQuery, GetQuery, HistoryQuery, ListQuery
+from confmand.protocol.ops import AuditQuery, BackupQuery, GetQuery, HistoryQuery, ListQuery
 from confmand.protocol.shardmap import partition_of
 from confmand.protocol.types import Consistency, Version
 from confmand.raft import (
@@ -569,6 +570,8 @@ class Replica:
             if key is None:
                 self._refuse_unowned(r.key for r in page.items)
             return page.to_reply()
+        if isinstance(query, BackupQuery):
+            return shard_backup(self.storage, self.settings.ownership)
         assert isinstance(query, AuditQuery)
         audit = audit_records(self.storage, query.after_hlc, query.limit, query.prefix)
         if key is None:

@@ -28,6 +28,7 @@ from confmand.kv.partitions import (
 from confmand.protocol.errors import ErrorCode
 from confmand.protocol.ops import (
     AuditQuery,
+    BackupQuery,
     Cas,
     Delete,
     GetQuery,
@@ -335,7 +336,11 @@ def _read(common: Common, f: _Fields) -> ReadRequest:
     if consistency is Consistency.VERSION and min_version is None:
         raise _invalid("consistency 'version' needs min_version")
     query: Query
-    if common.op == "get":
+    if common.op == "backup":
+        if consistency is not Consistency.LINEARIZABLE or common.shard is None:
+            raise _invalid("backup names its shard and is linearizable (served by the shard's leader)")
+        query = BackupQuery(common.shard)
+    elif common.op == "get":
         query = GetQuery(f.key("key"))
     elif common.op == "list":
         query = ListQuery(

@@ -173,6 +173,18 @@ class ShardStorage:
         ops.append((key, encode_hard_state(key, hard_state)))
         self._commit(replace(tip, hard_state=hard_state), ops, batch)
 
+    def stage_restored(self, meta: SnapshotMeta, hard_state: HardState, batch: WriteBatch) -> None:
+        """A new replica seeded from a backup (confmand/backup/restore.py): the snapshot's meta and
+        the term, as a follower holds them after installing a leader's snapshot; the state
+        machine's records follow in the same batch (`stage_install_state`)."""
+        batch.check_open_for_staging()
+        if self._tip.has_raft_state:
+            raise StorageUsageError(f"shard {self.shard_id} already has Raft state; it cannot be restored")
+        tip, ops = self._snapshot_ops(self._tip, meta)
+        key = self._hard_state_key
+        ops.append((key, encode_hard_state(key, hard_state)))
+        self._commit(tip.with_empty_log().with_hard_state(hard_state), ops, batch)
+
     def stage_hard_state(self, hard_state: HardState, batch: WriteBatch) -> None:
         """A replica started again after its node deleted it: the term and vote it had (tombstones.py)."""
         batch.check_open_for_staging()
