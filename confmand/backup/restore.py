@@ -42,7 +42,7 @@ from confmand.storage import NodeStorage
 class RestoredShard:
     shard: int
     applied: Version
-    keys_bytes: int  # the size of the state it starts from
+    state_bytes: int  # the size of the state it starts from
 
 
 def restored_map(backup: Backup, config: NodeConfig) -> ShardMap:
