@@ -15,11 +15,12 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
 from prometheus_client import GCCollector, PlatformCollector, ProcessCollector, generate_latest
-from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
+from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, HistogramMetricFamily, Metric
 from prometheus_client.registry import Collector, CollectorRegistry
 
 from confmand import __version__, native
 from confmand.server.clock_health import clock_fault
+from confmand.server.histograms import HistogramFigures
 
 if TYPE_CHECKING:
     from confmand.server.node import Node
@@ -53,9 +54,14 @@ class NodeFigures:
     error_replies: tuple[tuple[str, int], ...]
     hlc_rejected: int
     hlc_ignored: int
+    fsync_s: HistogramFigures
+    write_batch_records: HistogramFigures
+    peer_batch_messages: HistogramFigures
+    requests: tuple[tuple[str, str, HistogramFigures], ...]  # (op, consistency, seconds)
 
     @classmethod
     def of(cls, node: Node) -> NodeFigures:
+        histograms = node.histograms
         shards = tuple(
             ShardFigures(
                 shard_id,
@@ -81,6 +87,12 @@ class NodeFigures:
             error_replies=tuple(sorted(node.error_replies.items())),
             hlc_rejected=node.clock.rejected,
             hlc_ignored=node.clock.ignored,
+            fsync_s=histograms.fsync_s.figures(),
+            write_batch_records=histograms.write_batch_records.figures(),
+            peer_batch_messages=histograms.peer_batch_messages.figures(),
+            requests=tuple(
+                (op, consistency, h.figures()) for (op, consistency), h in sorted(histograms.requests.items())
+            ),
         )
 
 
@@ -100,6 +112,7 @@ class FiguresCollector(Collector):
         yield from _shards(figures.shards)
         yield from _node_gauges(figures)
         yield from _counters(figures)
+        yield from _histograms(figures)
 
 
 def _shards(shards: tuple[ShardFigures, ...]) -> Iterator[Metric]:
@@ -186,6 +199,34 @@ def _counters(figures: NodeFigures) -> Iterator[Metric]:
         "Client HLC stamps served without being merged (too far ahead).",
         value=figures.hlc_ignored,
     )
+
+
+def _histograms(figures: NodeFigures) -> Iterator[Metric]:
+    singles = (
+        (
+            "confman_fsync_seconds",
+            "Synced LevelDB batch writes: seconds each took, fsync included.",
+            figures.fsync_s,
+        ),
+        ("confman_write_batch_records", "Records per LevelDB batch written.", figures.write_batch_records),
+        (
+            "confman_peer_batch_messages",
+            "Raft messages and forwarded requests per batch sent to a peer (one batch per peer per turn).",
+            figures.peer_batch_messages,
+        ),
+    )
+    for name, documentation, histogram in singles:
+        family = HistogramMetricFamily(name, documentation)
+        family.add_metric([], histogram.cumulative(), histogram.total)
+        yield family
+    requests = HistogramMetricFamily(
+        "confman_request_seconds",
+        "Client requests: seconds from arrival to reply on this node, by op and read consistency.",
+        labels=["op", "consistency"],
+    )
+    for op, consistency, histogram in figures.requests:
+        requests.add_metric([op, consistency], histogram.cumulative(), histogram.total)
+    yield requests
 
 
 def render(figures: NodeFigures) -> bytes:

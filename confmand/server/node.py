@@ -60,6 +60,7 @@ from confmand.raft.messages import AppendEntries, Heartbeat, InstallSnapshot
 from confmand.server.clock_health import clock_fault
 from confmand.server.errors import RequestError
 from confmand.server.faults import NO_FAULTS, DriverFaults
+from confmand.server.histograms import NodeHistograms
 from confmand.server.links import ClientLink, Clock, PeerLink
 from confmand.server.meta import PRINCIPAL, seed_command, stored_map
 from confmand.server.mover import PartitionMover, Send
@@ -216,6 +217,7 @@ class Node:
         self._stall: _Stall | None = None
         self.counters: dict[str, int] = defaultdict(int)
         self.error_replies: dict[str, int] = defaultdict(int)  # replies carrying an error, by code
+        self.histograms = NodeHistograms()
         self.now = clock.monotonic()
         self._next_tick = self.now + self._tick_s
         # The map every node starts from (the meta shard keeps later ones: docs/sharding.md).
@@ -896,6 +898,7 @@ class Node:
             log.info("shard %d: snapshot at %s, log compacted", replica.shard_id, replica.applied)
 
     def _write(self, pending: _Stall) -> bool:
+        started = self._time.monotonic()
         try:
             self.storage.write(pending.batch, sync=pending.sync)
         except StorageError as exc:
@@ -905,6 +908,9 @@ class Node:
             self._stall = pending
             self.counters["storage_errors"] += 1
             return False
+        self.histograms.write_batch_records.observe(len(pending.batch.ops))
+        if pending.sync:
+            self.histograms.fsync_s.observe(self._time.monotonic() - started)
         return True
 
     def _retry_stall(self) -> None:
@@ -1043,7 +1049,9 @@ class Node:
         if not self._outbox:
             return
         stamp = self.clock.now()
+        batch_sizes = self.histograms.peer_batch_messages
         for peer_id, box in self._outbox.items():
+            batch_sizes.observe(len(box.raft) + len(box.forwards) + len(box.forward_replies))
             payload = encode_peer_batch(
                 PeerBatch(
                     self.node_id,
@@ -1070,7 +1078,7 @@ class Node:
 
     def _receive_clients(self) -> None:
         for envelope, payload in self.clients.receive(MAX_RECEIVE_PER_TURN):
-            self._handle_request(payload, ClientSink(tuple(envelope)), forwarded=False)
+            self._handle_request(payload, ClientSink(tuple(envelope), self.now), forwarded=False)
 
     def _handle_request(self, payload: bytes, sink: ReplySink, forwarded: bool) -> None:
         try:
@@ -1080,6 +1088,9 @@ class Node:
             self._replies.append(Reply(sink, bad.request_id, None, {}, bad.error))
             return
         rid = request.common.request_id
+        if type(sink) is ClientSink:  # named for the latency histograms
+            consistency = request.consistency.value if isinstance(request, ReadRequest) else "none"
+            sink = ClientSink(sink.envelope, sink.received_at, request.common.op, consistency)
         shard_id = None
         try:
             self._observe_hlc(request)
@@ -1285,7 +1296,12 @@ class Node:
             return
         # A clock off from its peers' hands out no stamp.
         stamp = None if clock_fault(self.clock, self.peer_contact, self.now) else self.clock.now()
+        now = self._time.monotonic()
+        histograms = self.histograms
         for reply in self._replies:
+            sink = reply.sink
+            if type(sink) is ClientSink:
+                histograms.request(sink.op or "unparsed", sink.consistency, now - sink.received_at)
             if isinstance(reply.sink, MapSink):
                 self._map_fetch_until = 0.0  # unanswered: the next newer epoch a peer shows asks again
                 continue

@@ -21,9 +21,17 @@ from confmand.server.requests import ReadRequest
 @dataclass(frozen=True, slots=True)
 class ClientSink:
     envelope: tuple[bytes, ...]  # ROUTER routing frames (and a REQ delimiter), echoed back
+    received_at: float  # loop time the request arrived: its reply's latency counts from here
+    op: str = ""  # once parsed, for the latency histograms: the op and a read's consistency
+    consistency: str = ""
 
-    def __init__(self, envelope: tuple[bytes, ...]) -> None:
+    def __init__(
+        self, envelope: tuple[bytes, ...], received_at: float, op: str = "", consistency: str = ""
+    ) -> None:
         object.__setattr__(self, "envelope", envelope)
+        object.__setattr__(self, "received_at", received_at)
+        object.__setattr__(self, "op", op)
+        object.__setattr__(self, "consistency", consistency)
 
 
 @dataclass(frozen=True, slots=True)

@@ -33,7 +33,6 @@ def backup_reply(cluster: Cluster, shard: int) -> dict[str, Any]:
     raise AssertionError(f"no leader of shard {shard} answered the backup: {reply}")
 
 
-
 def everything(cluster: Cluster, node_id: int, shards: list[int]) -> dict[str, Any]:
     """Every key with its versions, every key's history and every shard's audit log, as served."""
     keys: dict[str, Any] = {}

@@ -115,6 +115,34 @@ def test_metrics_report_each_hosted_shard_its_writes_and_its_error_replies(harne
     assert value("process_resident_memory_bytes") > 0
 
 
+def test_histograms_count_each_request_by_op_and_consistency_and_each_synced_write(
+    harness: NodeHarness,
+) -> None:
+    for n in range(3):
+        assert harness.call("put", key=f"app/k{n}", value=b"v")["ok"]
+    assert harness.call("get", key="app/k0")["ok"]
+    assert harness.call("get", key="app/k0", consistency="stale")["ok"]
+    harness.client.send(b"\x93not a request")
+    harness.reply()
+
+    families = _scrape(harness)
+
+    def count(family: str, **labels: str) -> float:
+        return next(v for n, got, v in families[family] if n == f"{family}_count" and got == labels)
+
+    def infinite_bucket(family: str, **labels: str) -> float:
+        want = {**labels, "le": "+Inf"}
+        return next(v for n, got, v in families[family] if n == f"{family}_bucket" and got == want)
+
+    assert count("confman_request_seconds", op="put", consistency="none") == 3
+    assert count("confman_request_seconds", op="get", consistency="linearizable") == 1
+    assert count("confman_request_seconds", op="get", consistency="stale") == 1
+    assert count("confman_request_seconds", op="unparsed", consistency="") == 1
+    assert infinite_bucket("confman_request_seconds", op="put", consistency="none") == 3
+    assert count("confman_fsync_seconds") >= 3, "each acknowledged put waited for a synced write"
+    assert count("confman_write_batch_records") >= count("confman_fsync_seconds")
+
+
 def test_every_confman_metric_a_scrape_returns_is_documented_and_every_documented_one_returned(
     harness: NodeHarness,
 ) -> None:

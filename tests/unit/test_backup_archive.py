@@ -56,13 +56,13 @@ def test_a_backup_with_one_byte_changed_is_refused_by_its_checksum() -> None:
     data = bytearray(encode_backup(a_backup()))
     data[len(data) // 2] ^= 0x01
 
-    with pytest.raises(BackupError, match="checksum .* does not match"):
+    with pytest.raises(BackupError, match=r"checksum .* does not match"):
         decode_backup(bytes(data))
 
 
 def test_a_file_that_is_not_a_backup_is_refused_as_such() -> None:
     with pytest.raises(BackupError, match="not a Confman backup"):
-        decode_backup(b"{\"etcd\": \"snapshot\"}")
+        decode_backup(b'{"etcd": "snapshot"}')
 
 
 def test_a_backup_whose_shards_disagree_with_its_map_is_refused() -> None:

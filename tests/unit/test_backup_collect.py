@@ -24,7 +24,6 @@ def data(owns: list[int], leaving: tuple[int, ...] = ()) -> dict[str, Any]:
     return {"state": STATE, "applied": "3:9", "owns": owns, "leaving": list(leaving), "initial": owns}
 
 
-
 def asker(*answers: dict[int, dict[str, Any]]) -> tuple[Any, list[int]]:
     """An `ask` that answers round after round from `answers` (a round begins at the meta shard,
     the last round repeats); and the shards it was asked."""

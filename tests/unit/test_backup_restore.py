@@ -82,7 +82,7 @@ def test_every_shard_a_node_holds_starts_from_its_copy_at_the_backed_up_version(
         storage.close()
 
 
-def test_the_restored_map_keeps_the_partitions_and_places_every_shard_on_the_new_nodes(tmp_path: Path) -> None:
+def test_the_restored_map_keeps_the_partitions_and_places_every_shard_on_new_nodes(tmp_path: Path) -> None:
     new_map = restored_map(old_backup(), config_of(1, tmp_path))
 
     assert new_map.owners == OLD_MAP.owners

@@ -74,6 +74,7 @@ def _message(n: int) -> HeartbeatResponse:
 # A value of each field type, different for every n: the compiled constructors check the types.
 SAMPLES: dict[str, Callable[[int], object]] = {
     "int": lambda n: n,
+    "str": lambda n: f"s{n}",
     "ShardId": lambda n: n,
     "NodeId": lambda n: n,
     "int | None": lambda n: n,
