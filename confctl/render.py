@@ -5,6 +5,11 @@ Nothing else in confctl prints. A command hands `Renderer` a list of rows
 headers, `json` writes one object per line with sorted keys. Values are shown as
 UTF-8 text when they decode; otherwise as base64 — marked `base64:` in a table
 and by `"value_encoding": "base64"` in JSON (always present: `utf-8` or `base64`).
+
+A table is for reading: control characters in its cells are escaped (`\t`, `\n`, `\x1b`), so
+a tab in a key cannot push a row out of line, and a value over `MAX_VALUE_CHARS` is cut short
+with its size (`aaa… (1,048,576 bytes)`), with a note on stderr. JSON is for programs: always
+complete and exact.
 """
 
 from __future__ import annotations
@@ -18,6 +23,9 @@ from dataclasses import dataclass, field
 import typer
 
 Row = Mapping[str, object]
+MAX_VALUE_CHARS = 60
+# Each C0 control character and DEL, as Python would write it in a string literal.
+_ESCAPES = {c: repr(chr(c))[1:-1] for c in (*range(0x20), 0x7F)}
 
 
 class Output(enum.StrEnum):
@@ -35,17 +43,33 @@ def value_fields(value: bytes | None, name: str = "value") -> dict[str, object]:
         return {name: base64.b64encode(value).decode("ascii"), f"{name}_encoding": "base64"}
 
 
-def _cell(row: Row, column: str) -> str:
+def escape(text: str) -> str:
+    """`text` with its control characters written out, so it stays on its line and in its column."""
+    return text.translate(_ESCAPES)
+
+
+def _cell(row: Row, column: str) -> tuple[str, bool]:
+    """The cell's text, and whether a value was cut short to fit."""
     value = row.get(column)
     if value is None:
-        return "-"
-    if row.get(f"{column}_encoding") == "base64":
-        return f"base64:{value}"
+        return "-", False
+    encoding = row.get(f"{column}_encoding")
+    if isinstance(value, str) and encoding is not None:
+        return _value_cell(value, encoding == "base64")
     if isinstance(value, bool):
-        return "yes" if value else "no"
+        return ("yes" if value else "no"), False
     if isinstance(value, list | tuple):
-        return ",".join(str(v) for v in value) or "-"
-    return str(value).replace("\n", "\\n")
+        return (",".join(str(v) for v in value) or "-"), False
+    return escape(str(value)), False
+
+
+def _value_cell(text: str, is_base64: bool) -> tuple[str, bool]:
+    prefix = "base64:" if is_base64 else ""
+    if len(text) <= MAX_VALUE_CHARS:
+        return prefix + escape(text), False
+    # The size of the value as stored: base64 holds 3 bytes in every 4 characters, less padding.
+    size = len(text) // 4 * 3 - text.count("=", -2) if is_base64 else len(text.encode("utf-8"))
+    return f"{prefix}{escape(text[:MAX_VALUE_CHARS])}… ({size:,} bytes)", True
 
 
 def _echo(line: str) -> None:
@@ -56,11 +80,16 @@ def _echo_err(line: str) -> None:
     typer.echo(line, err=True)
 
 
+def _echo_bytes(data: bytes) -> None:
+    typer.echo(data)  # bytes go to stdout's binary buffer as they are, then a newline
+
+
 @dataclass(slots=True)
 class Renderer:
     output: Output = Output.TABLE
     out: Callable[[str], None] = field(default=_echo)
     err: Callable[[str], None] = field(default=_echo_err)
+    out_bytes: Callable[[bytes], None] = field(default=_echo_bytes)
 
     def rows(self, rows: Sequence[Row], columns: Sequence[str] | None = None) -> None:
         """Print rows; `columns` picks and orders the table's columns (JSON keeps every key)."""
@@ -75,10 +104,12 @@ class Renderer:
         )
         if not cols:
             return
-        table = [[c.upper().replace("_", " ") for c in cols]] + [[_cell(r, c) for c in cols] for r in rows]
+        cells = [[_cell(r, c) for c in cols] for r in rows]
+        table = [[c.upper().replace("_", " ") for c in cols]] + [[text for text, _ in line] for line in cells]
         widths = [max(len(line[i]) for line in table) for i in range(len(cols))]
         for line in table:
             self.out("  ".join(cell.ljust(w) for cell, w in zip(line, widths, strict=True)).rstrip())
+        self._note_cut(any(cut for line in cells for _, cut in line))
 
     def record(self, row: Row) -> None:
         """One object: JSON as one line; a table as `field  value` lines."""
@@ -87,8 +118,22 @@ class Renderer:
             return
         shown = [k for k in row if not k.endswith("_encoding")]
         width = max((len(k) for k in shown), default=0)
+        cut = False
         for k in shown:
-            self.out(f"{k.replace('_', ' ').ljust(width)}  {_cell(row, k)}")
+            text, cut_here = _cell(row, k)
+            cut = cut or cut_here
+            self.out(f"{k.replace('_', ' ').ljust(width)}  {text}")
+        self._note_cut(cut)
+
+    def _note_cut(self, cut: bool) -> None:
+        if cut:
+            self.note(
+                f"values over {MAX_VALUE_CHARS} characters are cut short here; -o json prints them whole"
+            )
+
+    def raw(self, data: bytes) -> None:
+        """Bytes as they are, then a newline: `get --print-value-only`."""
+        self.out_bytes(data)
 
     def scalar(self, name: str, value: object) -> None:
         """One value: bare in a table (handy in shell scripts), `{name: value}` in JSON."""

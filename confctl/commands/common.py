@@ -101,12 +101,18 @@ ConfigOpt = Annotated[
     Path | None,
     typer.Option("--config", "-c", help="TOML with endpoints = [...], or a confmand node config."),
 ]
+# These default to None, so that a value given after the command can be told from none given
+# (GlobalOptions.over); their help says what None stands for. The bracket is escaped: typer's rich
+# help reads "[default: 5]" as markup, and drops it.
 TimeoutOpt = Annotated[
-    float | None, typer.Option("--timeout", min=0.001, help="Overall seconds per request [default: 5].")
+    float | None,
+    typer.Option(
+        "--timeout", min=0.001, help=f"Overall seconds per request. \\[default: {DEFAULT_TIMEOUT_S:g}]"
+    ),
 ]
 OutputOpt = Annotated[
     Output | None,
-    typer.Option("--output", "-o", case_sensitive=False, help="table or json [default: table]."),
+    typer.Option("--output", "-o", case_sensitive=False, help="table or json. \\[default: table]"),
 ]
 PrincipalOpt = Annotated[
     str | None, typer.Option("--principal", help="Who is acting (recorded in the audit).")

@@ -3,14 +3,13 @@
 from __future__ import annotations
 
 import enum
-import sys
-from pathlib import Path
 from typing import TYPE_CHECKING, Annotated
 
 import typer
 
 from confctl.commands.common import Env, UsageProblem, command
-from confctl.render import value_fields
+from confctl.commands.values import FileOpt, LiteralOpt, ValueArg, read_value
+from confctl.render import Output, value_fields
 
 if TYPE_CHECKING:  # the client's modules load when a command first uses the client
     from confctl.client.types import Consistency, GetResult, ListItem, ListResult, Version, WriteResult
@@ -90,31 +89,20 @@ def version_option(text: str | None, name: str) -> Version | None:
         raise UsageProblem(f"{name}: {exc}") from exc
 
 
-def _read_value(value: str | None, file: Path | None) -> bytes:
-    """VALUE, else the bytes of --file, else stdin (when it is not a terminal)."""
-    if value is not None and file is not None:
-        raise UsageProblem("give VALUE or --file, not both")
-    if value is not None:
-        return value.encode("utf-8")
-    if file is not None:
-        try:
-            return file.read_bytes()
-        except OSError as exc:
-            raise UsageProblem(f"cannot read {file}: {exc.strerror or exc}") from exc
-    if sys.stdin is None or sys.stdin.isatty():
-        raise UsageProblem("no value: give VALUE, --file FILE, or pipe it on stdin")
-    return sys.stdin.buffer.read() if hasattr(sys.stdin, "buffer") else sys.stdin.read().encode("utf-8")
-
-
 @command
 def put(
     env: Env,
     key: KeyArg,
-    value: Annotated[str | None, typer.Argument(help="The value (else --file, else stdin).")] = None,
-    file: Annotated[Path | None, typer.Option("--file", "-f", help="Read the value from this file.")] = None,
+    value: ValueArg = None,
+    file: FileOpt = None,
+    literal: LiteralOpt = False,
 ) -> None:
-    """Write KEY = VALUE; prints the new version."""
-    env.renderer.record(write_row(key, env.client.put(key, _read_value(value, file))))
+    """Write KEY = VALUE; prints the new version.
+
+    VALUE '-' reads stdin (so does leaving VALUE out when something is piped in, as with etcdctl);
+    --file FILE reads a file; --literal stores VALUE as given, a lone '-' included.
+    """
+    env.renderer.record(write_row(key, env.client.put(key, read_value(value, file, literal))))
 
 
 @command
@@ -126,14 +114,26 @@ def get(
         str | None,
         typer.Option("--min-version", metavar="T:I", help="Read at or past this version (implies version)."),
     ] = None,
+    print_value_only: Annotated[
+        bool,
+        typer.Option(
+            "--print-value-only",
+            help="Print only the value, its bytes as stored, then a newline (as etcdctl does).",
+        ),
+    ] = False,
 ) -> None:
     """Read KEY: its value and versions. Exit code 3 when it does not exist."""
+    if print_value_only and env.renderer.output is Output.JSON:
+        raise UsageProblem("--print-value-only prints the bare value: leave out -o json")
     mode = consistency or (
         ConsistencyChoice.VERSION if min_version is not None else ConsistencyChoice.LINEARIZABLE
     )
     floor = version_option(min_version, "--min-version")
     result = env.client.get(key, consistency=MODES[mode], min_version=floor)
-    env.renderer.record(get_row(result))
+    if print_value_only:
+        env.renderer.raw(result.value)
+    else:
+        env.renderer.record(get_row(result))
 
 
 @command
@@ -146,7 +146,8 @@ def delete(env: Env, key: KeyArg) -> None:
 def cas(
     env: Env,
     key: KeyArg,
-    value: Annotated[str, typer.Argument(help="The new value.", show_default=False)],
+    value: ValueArg = None,
+    *,
     expected_version: Annotated[
         str | None,
         typer.Option(
@@ -154,14 +155,21 @@ def cas(
         ),
     ] = None,
     expected_value: Annotated[
-        str | None, typer.Option("--expected-value", help="Write only if KEY holds this value.")
+        str | None,
+        typer.Option("--expected-value", help="Write only if KEY holds this value (as given, '-' too)."),
     ] = None,
+    file: FileOpt = None,
+    literal: LiteralOpt = False,
 ) -> None:
-    """Compare-and-swap: write KEY only if it is as expected. Exit code 4 when it is not."""
+    """Compare-and-swap: write KEY = VALUE only if KEY is as expected. Exit code 4 when it is not.
+
+    VALUE comes as for put: '-' (or none, when piped) reads stdin, --file a file, --literal as given.
+    """
     if (expected_version is None) == (expected_value is None):
         raise UsageProblem("give exactly one of --expected-version or --expected-value")
     expected = version_option(expected_version, "--expected-version")
-    result = env.client.cas(key, value, expected_version=expected, expected_value=expected_value)
+    new = read_value(value, file, literal)
+    result = env.client.cas(key, new, expected_version=expected, expected_value=expected_value)
     env.renderer.record(write_row(key, result))
 
 

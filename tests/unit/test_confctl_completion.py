@@ -33,7 +33,7 @@ def test_a_prefix_completes_to_the_subcommands_it_starts() -> None:
 
 def test_a_dash_dash_after_a_subcommand_completes_to_its_options_and_the_global_ones() -> None:
     options = set(complete_bash("confctl get --"))
-    assert {"--consistency", "--min-version", "--endpoints", "--output"} <= options
+    assert {"--consistency", "--min-version", "--print-value-only", "--endpoints", "--output"} <= options
     assert "--expected-version" not in options  # cas's, not get's
 
 
