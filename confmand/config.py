@@ -52,6 +52,14 @@ class PeerConfig:
     client_address: str
     # Not in the first membership: the node starts with no state and waits for the leader to add it.
     joins: bool = False
+    # Taken out of the cluster for good (`confctl node remove`): no link, no replica may go there.
+    # A first-membership node keeps its entry so marked (the first map is computed from those);
+    # its addresses may then be left out, or be taken by another entry.
+    removed: bool = False
+
+    @property
+    def active(self) -> bool:
+        return not self.removed
 
 
 @dataclass(frozen=True, slots=True)
@@ -181,13 +189,17 @@ class NodeConfig:
 
     @property
     def remote_peer_addresses(self) -> dict[int, str]:
-        """The peer address of every other node (what `PeerTransport` connects to)."""
-        return {p.id: p.peer_address for p in self.peers if p.id != self.node_id}
+        """The peer address of every other node in the cluster (what `PeerTransport` connects to)."""
+        return {p.id: p.peer_address for p in self.peers if p.id != self.node_id and p.active}
 
     @property
     def client_addresses(self) -> dict[int, str]:
-        """Every node's client address (for leader hints)."""
-        return {p.id: p.client_address for p in self.peers}
+        """Every node's client address (for leader hints); none of a removed node."""
+        return {p.id: p.client_address for p in self.peers if p.active}
+
+    @property
+    def active_peers(self) -> tuple[PeerConfig, ...]:
+        return tuple(p for p in self.peers if p.active)
 
 
 # ------------------------------------------------------------------ field readers
@@ -359,8 +371,10 @@ _PEER_READERS: Final[dict[str, _Reader]] = {
     "peer_address": _advertised_address,
     "client_address": _advertised_address,
     "joins": _bool,
+    "removed": _bool,
 }
 _PEER_REQUIRED: Final = frozenset({"id", "peer_address", "client_address"})
+_REMOVED_PEER_REQUIRED: Final = frozenset({"id", "removed"})
 _TOP_LEVEL: Final = frozenset(
     {"node", "peers", "cluster", "raft", "limits", "requests", "clock", "storage", "log", "http"}
 )
@@ -401,6 +415,12 @@ def _build(path: Path, doc: Mapping[str, object]) -> NodeConfig:
     if this is None:
         raise _Fault(
             "node.node_id", f"node {node_id} is not listed in [[peers]] (ids: {[p.id for p in peers]})"
+        )
+    if this.removed:
+        raise _Fault(
+            "node.node_id",
+            f"node {node_id} has removed = true in [[peers]]: it left the cluster for good; "
+            "bring the host back as a new node (a new node_id with joins = true)",
         )
     cluster = _cluster(doc, peers)
     raft = _section(RaftSettings, "raft", doc, _RAFT_READERS)
@@ -460,13 +480,20 @@ def _peers(value: object) -> tuple[PeerConfig, ...]:
     seen: dict[str, dict[object, int]] = {"id": {}, "peer_address": {}, "client_address": {}}
     for position, item in enumerate(value):
         where = f"peers[{position}]"
-        peer = PeerConfig(**_fields(where, _table(where, item), _PEER_READERS, _PEER_REQUIRED))
+        table = _table(where, item)
+        required = _REMOVED_PEER_REQUIRED if table.get("removed") is True else _PEER_REQUIRED
+        fields = {"peer_address": "", "client_address": "", **_fields(where, table, _PEER_READERS, required)}
+        peer = PeerConfig(**fields)
         for name, owners in seen.items():
             key = getattr(peer, name)
+            if peer.removed and name != "id":
+                continue  # a removed node's addresses are free for another
             if key in owners:
                 raise _Fault(f"{where}.{name}", f"{_show(key)} is already used by peers[{owners[key]}]")
             owners[key] = position
         peers.append(peer)
     if all(p.joins for p in peers):
         raise _Fault("peers", "every peer has joins = true: at least one must form the first membership")
+    if all(p.removed for p in peers):
+        raise _Fault("peers", "every peer has removed = true: a cluster needs at least one node")
     return tuple(sorted(peers, key=lambda p: p.id))

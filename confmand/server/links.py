@@ -43,6 +43,14 @@ class PeerLink(Protocol):
         """Up to `max_messages` `(sender node id, payload)` already arrived; never waits."""
         ...
 
+    def add_peer(self, node_id: int, address: str) -> None:
+        """Start talking to `node_id` at `address` (a node added to the config while running)."""
+        ...
+
+    def remove_peer(self, node_id: int) -> None:
+        """Stop talking to `node_id`, and drop what it sends (a node taken out of the cluster)."""
+        ...
+
     def close(self) -> None: ...
 
 

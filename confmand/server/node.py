@@ -64,6 +64,7 @@ from confmand.server.histograms import NodeHistograms
 from confmand.server.links import ClientLink, Clock, PeerLink
 from confmand.server.meta import PRINCIPAL, seed_command, stored_map
 from confmand.server.mover import PartitionMover, Send
+from confmand.server.peer_changes import PeerChanges, may_forget_dir, plan_peer_changes, removal_blockers
 from confmand.server.pending import (
     ClientSink,
     DaemonSink,
@@ -433,7 +434,7 @@ class Node:
         self._touch(meta)
         timeout_s = self.config.requests.request_timeout_ms / 1000
         self._meta_retry_at = deadline = self.now + timeout_s
-        command = seed_command(self._initial_map, self.config.peers, self.clock.now())
+        command = seed_command(self._initial_map, self.config.active_peers, self.clock.now())
         meta.accept_write(command, DaemonSink(), 0, deadline)
         log.info(
             "shard 0: writing the first shard map (epoch %d) and the node registry", self._initial_map.epoch
@@ -1196,7 +1197,7 @@ class Node:
         return {
             **self.shard_map.to_wire(),
             "shards": shards,
-            "nodes": [{"id": p.id, "address": p.client_address} for p in self.config.peers],
+            "nodes": [{"id": p.id, "address": p.client_address} for p in self.config.active_peers],
         }
 
     def _approximate_bytes(self, shard_id: int) -> int | None:
@@ -1355,9 +1356,46 @@ class Node:
 
     def reconfigure(self, config: NodeConfig) -> None:
         """Run with `config` from the next request on: what SIGHUP may change (reload.py says
-        which fields; the caller keeps every other field as the node started with)."""
+        which fields; the caller keeps every other field as the node started with). Peers it
+        removes must hold nothing here (peer_changes.py); else the peers stay as they were."""
+        changes = plan_peer_changes(self.config.peers, config.peers)
+        memberships = {shard: replica.raft.membership for shard, replica in self.replicas.items()}
+        blocked = {n: removal_blockers(n, self.shard_map, memberships) for n in changes.removed}
+        blocked = {n: shards for n, shards in blocked.items() if shards}
+        if blocked:
+            for node_id, shards in blocked.items():
+                log.error(
+                    "SIGHUP: the peers stay as they were: node %d still holds replicas of shards %s "
+                    "(move them first: confctl node remove %d)",
+                    node_id,
+                    shards,
+                    node_id,
+                )
+            config = dataclasses.replace(config, peers=self.config.peers)
+            changes = plan_peer_changes(self.config.peers, config.peers)
         self.config = config
         self._peer_limits = dataclasses.replace(config.limits, max_request_bytes=PEER_REQUEST_BYTES)
+        if changes.any:
+            self._change_peers(changes)
+
+    def _change_peers(self, changes: PeerChanges) -> None:
+        for peer in changes.added:
+            self.peers.add_peer(peer.id, peer.peer_address)
+            log.info("node %d added to the peers (%s)", peer.id, peer.peer_address)
+        for node_id in changes.removed:
+            self.peers.remove_peer(node_id)
+            self._outbox.pop(node_id, None)
+            for known in (self.peer_contact, self._peer_incarnations, self._refused_dirs):
+                known.pop(node_id, None)
+            self._silent.discard(node_id)
+            if may_forget_dir(node_id, self.config.initial_voters, self.shard_map):
+                self.storage.forget_peer_dir(node_id)
+                self._peer_dirs.pop(node_id, None)
+                log.info("node %d removed from the peers; its id may come back with a new data dir", node_id)
+            else:
+                log.info("node %d removed from the peers for good (a shard's first entry names it)", node_id)
+        self._client_addresses = self.config.client_addresses
+        self._remote_peers = sorted(self.config.remote_peer_addresses)
 
     def hand_off_leadership(self) -> bool:
         """Before stopping: ask every shard this node leads to move its leadership (docs/architecture.md §8).

@@ -2,8 +2,9 @@
 
 Applied at once: `log.level`; the request limits a node checks on its own (`limits.max_key_bytes`,
 `max_value_bytes`, `max_txn_ops`, `max_list_limit`, and `max_request_bytes` up to the value the
-client socket was bound with); `http.ready_max_lag_entries`. Everything else is logged as
-changed but needing a restart, and keeps its running value: the peers and addresses (sockets are
+client socket was bound with); `http.ready_max_lag_entries`; nodes added (`joins = true`) or
+removed in [[peers]] (peer_changes.py says which changes and when). Everything else is logged as
+changed but needing a restart, and keeps its running value: this node's addresses (sockets are
 bound), the Raft timing, the cluster's shape, and `limits.history_limit`, which every replica of
 a shard must apply alike (it decides which history records the state machine keeps).
 
@@ -17,6 +18,7 @@ import logging
 from dataclasses import dataclass
 
 from confmand.config import ConfigError, Limits, NodeConfig, load_config
+from confmand.server.peer_changes import plan_peer_changes
 
 log = logging.getLogger(__name__)
 
@@ -56,8 +58,17 @@ def plan_reload(running: NodeConfig, new: NodeConfig, bound_request_bytes: int) 
         applied.append("http.ready_max_lag_entries")
     if new.http.address != running.http.address:
         need_restart.append("http.address")
+    peers = running.peers
+    peer_changes = plan_peer_changes(running.peers, new.peers)
+    if peer_changes.need_restart:
+        need_restart += peer_changes.need_restart
+    elif peer_changes.any:
+        peers = new.peers
+        added = ", ".join(str(p.id) for p in peer_changes.added) or "none"
+        removed = ", ".join(str(n) for n in peer_changes.removed) or "none"
+        applied.append(f"peers (added: {added}; removed: {removed})")
     for field in dataclasses.fields(NodeConfig):
-        if field.name in ("source", "limits", "log", "http"):
+        if field.name in ("source", "limits", "log", "http", "peers"):
             continue
         old, value = getattr(running, field.name), getattr(new, field.name)
         if old == value:
@@ -70,7 +81,7 @@ def plan_reload(running: NodeConfig, new: NodeConfig, bound_request_bytes: int) 
             ]
         else:
             need_restart.append(field.name)
-    config = dataclasses.replace(running, limits=limits, log=log_settings, http=http)
+    config = dataclasses.replace(running, limits=limits, log=log_settings, http=http, peers=peers)
     return Reload(config, tuple(applied), tuple(need_restart))
 
 

@@ -169,6 +169,14 @@ class NodeStorage:
             dirs[node_id] = dir_id
             store_peer_dirs(db, dirs)
 
+    def forget_peer_dir(self, node_id: int) -> None:
+        """Forget `node_id`'s dir id (synced): it left the cluster, and its id may come back with a
+        new, empty dir (the node decides when that is safe: confmand/server/peer_changes.py)."""
+        with self._reading("forgetting a peer's data dir id") as db:
+            dirs = load_peer_dirs(db, self.path)
+            if dirs.pop(node_id, None) is not None:
+                store_peer_dirs(db, dirs)
+
     # ------------------------------------------------------------------ shards
 
     def shard(self, shard_id: int) -> ShardStorage:

@@ -273,6 +273,7 @@ class Cluster:
             if self.options.http
             else {}
         )
+        self.ports = ports
         config_dir = self.root / "config"
         config_dir.mkdir(parents=True, exist_ok=True)
         paths = []
@@ -305,7 +306,24 @@ class Cluster:
         path = self.local.nodes[node_id].log_path
         return path.read_text(errors="replace") if path.exists() else ""
 
+    def rewrite_config(self, node_id: int, peers: list[int]) -> None:
+        """Write `node_id`'s config again listing only `peers` in [[peers]] (for SIGHUP tests)."""
+        ports = {nid: self.ports[nid] for nid in peers}
+        http_port = self.http_ports.get(node_id)
+        text = render_config(self.options, node_id, self.data_dir(node_id), ports, http_port)
+        self.config_path(node_id).write_text(text)
+
     # ---------------------------------------------------------------- processes
+
+    def sighup(self, node_id: int, marker: str) -> None:
+        """SIGHUP, and wait until the node logged its answer to it (a line containing `marker`)."""
+        seen = self.log_text(node_id).count(marker)
+        self.process(node_id).send_signal(signal.SIGHUP)
+        wait_until(
+            lambda: self.log_text(node_id).count(marker) > seen or None,
+            5.0,
+            f"node {node_id} to log {marker!r}",
+        )
 
     def boot(self, timeout_s: float = 15.0) -> int:
         """Start every node and return the leader of shard 1 once every shard is led by the map's

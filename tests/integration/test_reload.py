@@ -2,19 +2,8 @@
 
 from __future__ import annotations
 
-import signal
-
 from tests.integration.conftest import MakeCluster
-from tests.integration.harness import Cluster, error_code, wait_until
-
-
-def _hup(cluster: Cluster, node_id: int, marker: str) -> None:
-    """SIGHUP, and wait until the node logged its answer to it (a line containing `marker`)."""
-    seen = cluster.log_text(node_id).count(marker)
-    cluster.process(node_id).send_signal(signal.SIGHUP)
-    wait_until(
-        lambda: cluster.log_text(node_id).count(marker) > seen, 5.0, f"node {node_id} to log {marker!r}"
-    )
+from tests.integration.harness import error_code
 
 
 def test_sighup_applies_a_lower_value_limit_and_the_log_level_without_a_restart(
@@ -27,7 +16,7 @@ def test_sighup_applies_a_lower_value_limit_and_the_log_level_without_a_restart(
     path.write_text(edited + '\n[log]\nlevel = "debug"\n')
     pid = cluster.process(1).pid
 
-    _hup(cluster, 1, "SIGHUP: reloaded")
+    cluster.sighup(1, "SIGHUP: reloaded")
     refused = cluster.call(1, {"op": "put", "key": "app/big", "value": b"x" * 2000})
     accepted = cluster.put(1, "app/small", b"x" * 900)
 
@@ -43,9 +32,9 @@ def test_sighup_with_a_broken_config_keeps_the_node_serving_as_it_was(make_clust
     good = path.read_text()
     path.write_text(good.replace("[limits]\n", "[limits]\nmax_value_bytes = -5\n", 1))
 
-    _hup(cluster, 1, "SIGHUP: not reloaded")
+    cluster.sighup(1, "SIGHUP: not reloaded")
     path.write_text(good.replace("tick_ms = 50", "tick_ms = 20"))
-    _hup(cluster, 1, "SIGHUP: reloaded")
+    cluster.sighup(1, "SIGHUP: reloaded")
 
     assert cluster.put(1, "app/still", b"1")["ok"]
     assert "limits.max_value_bytes: must be an integer" in cluster.log_text(1)

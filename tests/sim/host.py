@@ -121,6 +121,12 @@ class SimPeerLink:
         out, self._host.peer_inbox = inbox[:max_messages], inbox[max_messages:]
         return out
 
+    def add_peer(self, node_id: int, address: str) -> None:
+        self._host.peer_ids |= {node_id}
+
+    def remove_peer(self, node_id: int) -> None:
+        self._host.peer_ids -= {node_id}
+
     def close(self) -> None:
         return None
 

@@ -199,6 +199,31 @@ def test_peers_that_all_join_later_are_refused(tmp_path: Path) -> None:
     _fails(tmp_path, text, "peers: every peer has joins = true")
 
 
+def test_a_removed_peer_needs_no_address_stays_in_the_first_membership_and_gets_no_link(
+    tmp_path: Path,
+) -> None:
+    config = load_config(_write(tmp_path, MINIMAL + "[[peers]]\nid = 3\nremoved = true\n"))
+
+    assert config.initial_voters == frozenset({1, 2, 3})
+    assert set(config.client_addresses) == {1, 2}
+    assert set(config.remote_peer_addresses) == {2}
+
+
+def test_a_removed_peer_s_addresses_may_be_taken_by_its_replacement(tmp_path: Path) -> None:
+    replaced = MINIMAL.replace("id = 2\n", "id = 2\nremoved = true\n", 1) + (
+        '[[peers]]\nid = 4\njoins = true\npeer_address = "tcp://127.0.0.1:7202"\n'
+        'client_address = "tcp://127.0.0.1:7102"\n'
+    )
+    config = load_config(_write(tmp_path, replaced))
+
+    assert config.client_addresses == {1: "tcp://127.0.0.1:7101", 4: "tcp://127.0.0.1:7102"}
+
+
+def test_a_node_whose_own_entry_is_removed_refuses_to_start_saying_how_to_come_back(tmp_path: Path) -> None:
+    text = MINIMAL.replace("[[peers]]\nid = 1\n", "[[peers]]\nid = 1\nremoved = true\n", 1)
+    _fails(tmp_path, text, "node.node_id: node 1 has removed = true in [[peers]]")
+
+
 def test_joins_must_be_a_boolean(tmp_path: Path) -> None:
     _fails(
         tmp_path,

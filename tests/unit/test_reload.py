@@ -61,10 +61,24 @@ def test_raft_timing_peers_history_limit_and_a_larger_frame_wait_for_a_restart(t
     assert set(plan.need_restart) == {
         "limits.history_limit",
         "limits.max_request_bytes",
-        "peers",
+        "peers[2] (a node new to a running cluster needs joins = true)",
         "raft.tick_ms",
     }
     assert plan.config == running  # nothing of it applied
+
+
+def test_a_joining_peer_added_to_the_config_applies_at_once(tmp_path: Path) -> None:
+    running = load_config(_config(tmp_path))
+    joining = (
+        '[[peers]]\nid = 2\npeer_address = "tcp://h2:7202"\nclient_address = "tcp://h2:7102"\njoins = true\n'
+    )
+    edited = load_config(_config(tmp_path, joining))
+
+    plan = plan_reload(running, edited, BOUND)
+
+    assert plan.applied == ("peers (added: 2; removed: none)",)
+    assert plan.need_restart == ()
+    assert plan.config.client_addresses == {1: "tcp://127.0.0.1:7101", 2: "tcp://h2:7102"}
 
 
 def test_a_config_that_no_longer_loads_changes_nothing_and_says_why(
