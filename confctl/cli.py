@@ -9,6 +9,7 @@ failures; anything that still escapes becomes one line on stderr, exit 1.
 
 from __future__ import annotations
 
+import gc
 import sys
 
 import typer
@@ -36,9 +37,9 @@ from confctl.settings import ClientSettings
 def real_client(settings: ClientSettings) -> ClientApi:
     # Imported here: zmq and the client cost a third of a call's start, and `version`, `--help`
     # and shell completion need neither (tests/unit/test_confctl_imports.py).
-    from confctl.client.sync import Client  # noqa: PLC0415
+    from confctl.remembering import RememberingClient  # noqa: PLC0415
 
-    return Client(list(settings.endpoints), timeout_s=settings.timeout_s, principal=settings.principal)
+    return RememberingClient(settings)
 
 
 @command
@@ -78,8 +79,16 @@ app = build_app()
 
 
 def main() -> None:
+    # A confctl call is a short process: the cyclic garbage collector, run again and again while
+    # the client's modules load, and once more over everything at exit, cost a sixth of a call
+    # (bench/confctl_latency.py). The console script alone turns it off; what little garbage a long
+    # command (rebalance's polling) leaves goes with the process. Frozen objects are skipped by
+    # the collection the interpreter still makes at exit.
+    gc.disable()
     try:
         app()
     except Exception as exc:  # commands map their own errors; this is the last line of defence
         typer.echo(f"confctl: internal error: {type(exc).__name__}: {exc}", err=True)
         sys.exit(ExitCode.ERROR)
+    finally:
+        gc.freeze()

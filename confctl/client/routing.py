@@ -30,6 +30,7 @@ class Router:
     endpoints: tuple[str, ...]
     leader: str | None = None
     start: str | None = None  # where a call starts without a known leader (None: the head)
+    last_answered: str | None = None  # the configured endpoint that answered last
 
     def __post_init__(self) -> None:
         if not self.endpoints:
@@ -53,6 +54,11 @@ class Router:
 
     def answered(self, endpoint: str) -> None:
         """A node at `endpoint` answered (with a result or an error): later calls may start there."""
+        if endpoint in self.endpoints:
+            self.start = self.last_answered = endpoint
+
+    def prefer(self, endpoint: str) -> None:
+        """Start calls at `endpoint` (one known to have answered, say) until one fails there."""
         if endpoint in self.endpoints:
             self.start = endpoint
 
