@@ -16,8 +16,12 @@ What it does:
 
 Each command runs with `$XDG_CACHE_HOME` pointing into a temp dir, so the
 endpoint cache confctl keeps (docs in README.md) starts empty and the user's
-own is left alone. `--json` prints one JSON object as the last line, every key
-ending in its unit (`version_p50_ms`, `get_p99_ms`, `import_ms`).
+own is left alone, and without `$PYTHONDONTWRITEBYTECODE`, as in a user's
+shell: Python then caches the compiled modules (`__pycache__`, ignored by git)
+after the warm-up round instead of compiling every module on every call, which
+a sandbox that sets it would otherwise add to each number (`--no-bytecode-cache`
+keeps it set, to measure that). `--json` prints one JSON object as the last
+line, every key ending in its unit (`version_p50_ms`, `get_p99_ms`, `import_ms`).
 """
 
 from __future__ import annotations
@@ -88,6 +92,10 @@ def import_ms(env: dict[str, str]) -> float:
 def measure(args: argparse.Namespace, endpoints: str, cache_dir: Path) -> dict[str, Value]:
     confctl = args.confctl or default_confctl()
     env = {**os.environ, "CONFMAN_ENDPOINTS": endpoints, "XDG_CACHE_HOME": str(cache_dir)}
+    if args.no_bytecode_cache:
+        env["PYTHONDONTWRITEBYTECODE"] = "1"
+    else:
+        env.pop("PYTHONDONTWRITEBYTECODE", None)
     commands = {
         "version": [confctl, "version"],
         "get": [confctl, "get", KEY],
@@ -145,6 +153,11 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     p.add_argument(
         "--endpoints", default=None, help="a running cluster's client addresses (default: start one)"
     )
+    p.add_argument(
+        "--no-bytecode-cache",
+        action="store_true",
+        help="run confctl with PYTHONDONTWRITEBYTECODE=1: every module compiled on every call",
+    )
     p.add_argument("--no-fsync", action="store_true", help="storage.fsync = false on every node")
     p.add_argument("--base-dir", type=Path, default=None, help="where the temp dir goes (default: $TMPDIR)")
     p.add_argument("--keep", action="store_true", help="keep the cluster's temp dir (configs, data, logs)")
@@ -170,6 +183,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     settings: dict[str, Value] = {
         "loadavg_1m_at_start": round(os.getloadavg()[0], 2),  # others sharing the machine skew numbers
         "runs": args.runs,
+        "bytecode_cache": not args.no_bytecode_cache,
         "fsync": not args.no_fsync,
         **machine(),
     }
