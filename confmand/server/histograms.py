@@ -12,6 +12,8 @@ from dataclasses import dataclass
 from typing import Final
 
 LATENCY_BOUNDS_S: Final = (
+    0.0001,
+    0.00025,
     0.0005,
     0.001,
     0.0025,
@@ -65,18 +67,26 @@ class Histogram:
 class NodeHistograms:
     """What the node times and sizes: disk writes, peer batches, client requests by kind."""
 
-    __slots__ = ("fsync_s", "peer_batch_messages", "requests", "write_batch_records")
+    __slots__ = ("fsync_s", "peer_batch_messages", "peer_rtt_s", "requests", "write_batch_records")
 
     def __init__(self) -> None:
         self.fsync_s = Histogram(LATENCY_BOUNDS_S)  # a synced LevelDB batch write, fsync included
         self.write_batch_records = Histogram(SIZE_BOUNDS)  # records in each batch written
         self.peer_batch_messages = Histogram(SIZE_BOUNDS)  # Raft messages and forwards per peer batch
         self.requests: dict[tuple[str, str], Histogram] = {}  # (op, consistency) -> seconds to reply
+        # Per peer: from sending a batch to hearing back, less the time the peer held it (node.py).
+        self.peer_rtt_s: dict[int, Histogram] = {}
 
     def request(self, op: str, consistency: str, seconds: float) -> None:
         histogram = self.requests.get((op, consistency))
         if histogram is None:
             histogram = self.requests[op, consistency] = Histogram(LATENCY_BOUNDS_S)
+        histogram.observe(seconds)
+
+    def round_trip(self, peer: int, seconds: float) -> None:
+        histogram = self.peer_rtt_s.get(peer)
+        if histogram is None:
+            histogram = self.peer_rtt_s[peer] = Histogram(LATENCY_BOUNDS_S)
         histogram.observe(seconds)
 
 

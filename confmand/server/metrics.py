@@ -58,6 +58,7 @@ class NodeFigures:
     write_batch_records: HistogramFigures
     peer_batch_messages: HistogramFigures
     requests: tuple[tuple[str, str, HistogramFigures], ...]  # (op, consistency, seconds)
+    peer_rtt_s: tuple[tuple[int, HistogramFigures], ...]
 
     @classmethod
     def of(cls, node: Node) -> NodeFigures:
@@ -93,6 +94,7 @@ class NodeFigures:
             requests=tuple(
                 (op, consistency, h.figures()) for (op, consistency), h in sorted(histograms.requests.items())
             ),
+            peer_rtt_s=tuple((peer, h.figures()) for peer, h in sorted(histograms.peer_rtt_s.items())),
         )
 
 
@@ -227,6 +229,14 @@ def _histograms(figures: NodeFigures) -> Iterator[Metric]:
     for op, consistency, histogram in figures.requests:
         requests.add_metric([op, consistency], histogram.cumulative(), histogram.total)
     yield requests
+    rtt = HistogramMetricFamily(
+        "confman_peer_rtt_seconds",
+        "Round trips to each peer: from sending it a batch to hearing back, less the time it held it.",
+        labels=["peer"],
+    )
+    for peer, histogram in figures.peer_rtt_s:
+        rtt.add_metric([str(peer)], histogram.cumulative(), histogram.total)
+    yield rtt
 
 
 def render(figures: NodeFigures) -> bytes:

@@ -283,6 +283,9 @@ class Node:
         self.dir_id = dir_id
         self._peer_dirs = storage.peer_dir_ids()
         self._refused_dirs: dict[int, int] = {}  # peer -> its dir id we refuse (told in every batch)
+        # Per peer, the send time its last batch carried and when it arrived here: echoed in the
+        # next batch to it, so that it learns its round trip to this node (histograms.py).
+        self._echoes: dict[int, tuple[float, float]] = {}
 
     def _open_replica(self, shard_id: int) -> bool:
         """Start the shard's replica here, writing its first state first (`_first_batch`); at a
@@ -954,6 +957,12 @@ class Node:
             if batch.refused_dir and batch.refused_dir == self.dir_id:
                 raise DataDirError(_lost_state_message(self.node_id, sender, self.dir_id))
             self.peer_contact[sender] = self.now
+            if batch.sent_at:
+                self._echoes[sender] = (batch.sent_at, self.now)
+            if batch.echo_sent_at:
+                round_trip = self.now - batch.echo_sent_at - batch.echo_held_s
+                if round_trip >= 0:  # not across a restart of this node (another monotonic clock)
+                    self.histograms.round_trip(sender, round_trip)
             known = self._peer_incarnations.get(sender)
             if known != batch.incarnation:
                 self._peer_incarnations[sender] = batch.incarnation
@@ -1050,9 +1059,12 @@ class Node:
         if not self._outbox:
             return
         stamp = self.clock.now()
+        sent_at = self._time.monotonic()
         batch_sizes = self.histograms.peer_batch_messages
         for peer_id, box in self._outbox.items():
             batch_sizes.observe(len(box.raft) + len(box.forwards) + len(box.forward_replies))
+            echo = self._echoes.pop(peer_id, None)
+            echo_sent_at, echo_held_s = (0.0, 0.0) if echo is None else (echo[0], sent_at - echo[1])
             payload = encode_peer_batch(
                 PeerBatch(
                     self.node_id,
@@ -1064,6 +1076,9 @@ class Node:
                     self.shard_map.epoch,
                     self.dir_id,
                     self._refused_dirs.get(peer_id, 0),
+                    sent_at,
+                    echo_sent_at,
+                    echo_held_s,
                 )
             )
             try:
@@ -1385,11 +1400,15 @@ class Node:
         for node_id in changes.removed:
             self.peers.remove_peer(node_id)
             self._outbox.pop(node_id, None)
-            for known in (self.peer_contact, self._peer_incarnations, self._refused_dirs):
+            for known in (self.peer_contact, self._peer_incarnations, self._refused_dirs, self._echoes):
                 known.pop(node_id, None)
             self._silent.discard(node_id)
             if may_forget_dir(node_id, self.config.initial_voters, self.shard_map):
-                self.storage.forget_peer_dir(node_id)
+                try:
+                    self.storage.forget_peer_dir(node_id)
+                except StorageError as exc:  # it stays known: its id cannot come back for now
+                    log.warning("node %d removed from the peers; its dir id stays recorded: %s", node_id, exc)
+                    continue
                 self._peer_dirs.pop(node_id, None)
                 log.info("node %d removed from the peers; its id may come back with a new data dir", node_id)
             else:

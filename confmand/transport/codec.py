@@ -106,6 +106,11 @@ class PeerBatch:
     dir_id: int = 0
     # Nonzero: the receiver's data dir id, which the sender refuses (the receiver lost its state).
     refused_dir: int = 0
+    # Round trips: the sender's monotonic time at sending; and, echoed, the `sent_at` of the last
+    # batch it had from the receiver and how long it held that before this one (0.0: none).
+    sent_at: float = 0.0
+    echo_sent_at: float = 0.0
+    echo_held_s: float = 0.0
 
     def __init__(  # noqa: PLR0917 (the fields, in order, as the generated one)
         self,
@@ -118,6 +123,9 @@ class PeerBatch:
         map_epoch: int = 0,
         dir_id: int = 0,
         refused_dir: int = 0,
+        sent_at: float = 0.0,
+        echo_sent_at: float = 0.0,
+        echo_held_s: float = 0.0,
     ) -> None:
         object.__setattr__(self, "from_node", from_node)
         object.__setattr__(self, "hlc", hlc)
@@ -128,10 +136,14 @@ class PeerBatch:
         object.__setattr__(self, "map_epoch", map_epoch)
         object.__setattr__(self, "dir_id", dir_id)
         object.__setattr__(self, "refused_dir", refused_dir)
+        object.__setattr__(self, "sent_at", sent_at)
+        object.__setattr__(self, "echo_sent_at", echo_sent_at)
+        object.__setattr__(self, "echo_held_s", echo_held_s)
 
 
 _BATCH_FIELDS_MIN = 8  # what a node sends that predates data dir ids
-_BATCH_FIELDS = 10
+_BATCH_FIELDS_DIRS = 10  # ... that predates round-trip times
+_BATCH_FIELDS = 13
 
 
 class _Bad(Exception):
@@ -376,6 +388,9 @@ def encode_peer_batch(batch: PeerBatch) -> bytes:
         batch.map_epoch,
         batch.dir_id,
         batch.refused_dir,
+        batch.sent_at,
+        batch.echo_sent_at,
+        batch.echo_held_s,
     )
     try:
         return msgpack.packb(body, use_bin_type=True)
@@ -395,12 +410,18 @@ def decode_peer_batch(data: bytes) -> PeerBatch:
     where = "batch"
     try:
         fields = _array(body)
-        # 8 fields from a node before data dir ids; later fields beyond the 10 known are ignored,
-        # so that a field added later does not cut an older node off its peers.
-        if len(fields) < _BATCH_FIELDS_MIN or _BATCH_FIELDS_MIN < len(fields) < _BATCH_FIELDS:
-            raise _Bad(f"expected {_BATCH_FIELDS_MIN} or at least {_BATCH_FIELDS} fields, got {len(fields)}")
+        # 8 fields from a node before data dir ids, 10 from one before round-trip times; fields
+        # beyond the 13 known are ignored, so that one added later does not cut an older node off.
+        count = len(fields)
+        if count not in (_BATCH_FIELDS_MIN, _BATCH_FIELDS_DIRS) and count < _BATCH_FIELDS:
+            raise _Bad(
+                f"expected {_BATCH_FIELDS_MIN}, {_BATCH_FIELDS_DIRS} or at least {_BATCH_FIELDS} "
+                f"fields, got {count}"
+            )
         version, from_node, hlc, raft, forwards, replies, incarnation, map_epoch = fields[:_BATCH_FIELDS_MIN]
-        dir_id, refused_dir = fields[_BATCH_FIELDS_MIN:_BATCH_FIELDS] or (0, 0)
+        dir_id, refused_dir = fields[_BATCH_FIELDS_MIN:_BATCH_FIELDS_DIRS] or (0, 0)
+        where = "sent_at"
+        times = tuple(_seconds(t) for t in fields[_BATCH_FIELDS_DIRS:_BATCH_FIELDS]) or (0.0, 0.0, 0.0)
         if version != VERSION or type(version) is not int:
             raise _Bad(f"unsupported peer codec version {_show(version)} (this node speaks {VERSION})")
         where = "from_node"
@@ -434,7 +455,13 @@ def decode_peer_batch(data: bytes) -> PeerBatch:
             reply_list.append(ForwardReply(_uint(forward_id), _bytes(reply)))
     except _Bad as bad:
         raise PeerDecodeError(f"{where}: {bad}") from None
-    return PeerBatch(sender, stamp, messages, forward_list, reply_list, started, epoch, *dir_ids)
+    return PeerBatch(sender, stamp, messages, forward_list, reply_list, started, epoch, *dir_ids, *times)
+
+
+def _seconds(value: object) -> float:
+    if type(value) is not float or not 0.0 <= value < 1e12:
+        raise _Bad(f"want a float of seconds, got {_show(value)}")
+    return value
 
 
 def _decode_common(item: object, sender: int) -> tuple[int, Message] | None:

@@ -27,6 +27,13 @@ def test_every_node_of_a_settled_cluster_is_healthy_ready_and_scrapable(make_clu
         assert status == 200
         roles = [s for s in families["confman_shard_role"].samples if s.value == 1]
         assert {s.labels["shard"] for s in roles} == set(ready["shards"])
+        round_trips = {
+            s.labels["peer"]: s.value
+            for s in families["confman_peer_rtt_seconds"].samples
+            if s.name == "confman_peer_rtt_seconds_count"
+        }
+        assert set(round_trips) == {str(n) for n in cluster.node_ids if n != node_id}
+        assert all(count > 0 for count in round_trips.values())
 
 
 def _ready(cluster: Cluster, node_id: int) -> dict[str, Any] | None:

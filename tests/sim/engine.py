@@ -16,6 +16,7 @@ seed and one concern; events at the same time run in the order scheduled.
 
 from __future__ import annotations
 
+import dataclasses
 import random
 import traceback
 from collections.abc import Callable
@@ -126,6 +127,7 @@ class Simulation:
         self.operator_rng = scenario.rng("operator")
         self.next_id = scenario.node_count + 1  # the next node the operator may add
         self.removed: set[int] = set()  # removals proposed: retired once committed
+        self.unlisting: set[int] = set()  # retired: taken out of every node's [[peers]] by SIGHUP
         # Shards asked for, and on which nodes, until a map names them: a founder is never retired
         # while its shard may still appear (seed 10 retired one between the ask and the map).
         self.founding: dict[int, tuple[int, ...]] = {}
@@ -485,6 +487,7 @@ class Simulation:
         world.at(world.now + OPERATOR_EVERY_S, self._operator)
         self._learn_shards()
         self._retire_removed()
+        self._unlist_retired()
         if self.calm:
             return
         if s.move_rate and rng.random() < s.move_rate * OPERATOR_EVERY_S:
@@ -701,7 +704,31 @@ class Simulation:
             host.retire()
             self.checker.restarted(host)
             self.world.count("retired")
+            self.unlisting.add(node_id)
             self._note(f"node {node_id} is removed from every shard: the operator shuts it down")
+
+    def _unlist_retired(self) -> None:
+        """The operator edits every config and sends SIGHUP: a retired node leaves the [[peers]]
+        (a first-membership one marked removed = true, a joined one deleted). A node that still
+        counts it a member keeps it, and is asked again at the next round."""
+        for node_id in sorted(self.unlisting):
+            waiting = False
+            for host in self.hosts.values():
+                running = host.node.config if host.node is not None else host.config
+                if host.retired or node_id not in running.client_addresses:
+                    continue
+                peers = tuple(
+                    dataclasses.replace(p, removed=True) if p.id == node_id else p
+                    for p in host.config.peers
+                    if p.id != node_id or not p.joins
+                )
+                host.reload(dataclasses.replace(host.config, peers=peers))
+                if host.node is not None and node_id in host.node.config.client_addresses:
+                    waiting = True  # it still counts the node a member: the edit waits
+                    continue
+                self.world.count("peer_unlisted")
+            if not waiting:
+                self.unlisting.discard(node_id)
 
     def _committed_without(self, shard: int, node_id: int) -> bool:
         leader = self._leader(shard)

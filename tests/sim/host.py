@@ -296,6 +296,19 @@ class SimHost:
         self.peer_inbox, self.client_inbox = [], []
         self.wake_at = None
 
+    def reload(self, config: NodeConfig) -> None:
+        """The operator edited this node's config file and sends SIGHUP: the node applies what it
+        may between turns, as the daemon's loop does; a restart reads the edited file."""
+        self.config = config
+        if self.node is None:
+            return
+        try:
+            self.node.reconfigure(config)
+        except SimCrash as exc:  # e.g. in the synced write that forgets a removed node's dir id
+            self.world.count("crash_in_write")
+            self.crash_note = str(exc)
+            self.crash()
+
     def retire(self) -> None:
         """Removed from the membership: the operator shuts the node down, for good."""
         self.retired = True

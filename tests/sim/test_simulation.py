@@ -102,7 +102,8 @@ def test_a_run_exercises_the_driver_paths_it_is_there_for() -> None:
     still missing): crashes mid-write and aimed ones, power loss, stalls on a full disk, pauses,
     partitions, membership changes, partition moves, placement, added shards, left replicas
     deleted, retries of unknown writes with the same seq, snapshots taken, and snapshots sent
-    past the stored one and installed, and a host back without its data volume, refused."""
+    past the stored one and installed, a host back without its data volume, refused, and a
+    retired node taken out of the others' [[peers]] by SIGHUP."""
     wanted = (
         "crash",
         "crash_in_write",
@@ -124,6 +125,7 @@ def test_a_run_exercises_the_driver_paths_it_is_there_for() -> None:
         "preferred_transfers",
         "replicas_deleted",
         "retired",
+        "peer_unlisted",
         "graceful_stop",
         "pause",
         "disk_full",

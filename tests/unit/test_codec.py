@@ -114,6 +114,9 @@ batches = st.builds(
     map_epoch=uints,
     dir_id=uints,
     refused_dir=uints,
+    sent_at=st.floats(0.0, 1e9),
+    echo_sent_at=st.floats(0.0, 1e9),
+    echo_held_s=st.floats(0.0, 1e3),
 )
 
 
@@ -131,10 +134,19 @@ def test_a_batch_from_a_node_without_dir_ids_decodes_with_none() -> None:
     assert (batch.incarnation, batch.map_epoch, batch.dir_id, batch.refused_dir) == (1, 1, 0, 0)
 
 
-def test_fields_a_later_version_adds_after_the_known_ones_are_ignored() -> None:
-    batch = decode_peer_batch(msgpack.packb((VERSION, SENDER, 7, [], [], [], 1, 1, 5, 6, "later", [1])))
+def test_a_batch_from_a_node_without_round_trip_times_decodes_with_zeros() -> None:
+    batch = decode_peer_batch(msgpack.packb((VERSION, SENDER, 7, [], [], [], 1, 1, 5, 6)))
 
     assert (batch.dir_id, batch.refused_dir) == (5, 6)
+    assert (batch.sent_at, batch.echo_sent_at, batch.echo_held_s) == (0.0, 0.0, 0.0)
+
+
+def test_fields_a_later_version_adds_after_the_known_ones_are_ignored() -> None:
+    fields = (VERSION, SENDER, 7, [], [], [], 1, 1, 5, 6, 10.5, 9.25, 0.125, "later", [1])
+    batch = decode_peer_batch(msgpack.packb(fields))
+
+    assert (batch.dir_id, batch.refused_dir) == (5, 6)
+    assert (batch.sent_at, batch.echo_sent_at, batch.echo_held_s) == (10.5, 9.25, 0.125)
 
 
 def test_every_message_type_has_a_layout_covering_exactly_its_fields() -> None:
@@ -236,10 +248,18 @@ BAD_WIRES = {
     "not msgpack": (b"\xc1", "not a msgpack peer batch"),
     "trailing bytes": (_wire() + b"\x00", "not a msgpack peer batch"),
     "not an array": (msgpack.packb({"v": 1}), "batch: must be an array"),
-    "short batch": (msgpack.packb((1, 1, 0)), "batch: expected 8 or at least 10 fields, got 3"),
+    "short batch": (msgpack.packb((1, 1, 0)), "batch: expected 8, 10 or at least 13 fields, got 3"),
     "9 fields": (
         msgpack.packb((VERSION, SENDER, 7, [], [], [], 1, 1, 5)),
-        "expected 8 or at least 10 fields, got 9",
+        "expected 8, 10 or at least 13 fields, got 9",
+    ),
+    "11 fields": (
+        msgpack.packb((VERSION, SENDER, 7, [], [], [], 1, 1, 5, 0, 1.0)),
+        "expected 8, 10 or at least 13 fields, got 11",
+    ),
+    "negative send time": (
+        msgpack.packb((VERSION, SENDER, 7, [], [], [], 1, 1, 5, 0, -1.0, 0.0, 0.0)),
+        "sent_at: want a float of seconds, got -1.0",
     ),
     "negative dir id": (msgpack.packb((VERSION, SENDER, 7, [], [], [], 1, 1, -5, 0)), "dir_id: "),
     "future version": (_wire(version=2), "unsupported peer codec version 2"),
