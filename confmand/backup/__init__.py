@@ -5,5 +5,5 @@
 - `collect`: asking every shard's leader, until the copies agree with one shard map.
 - `restore`: a new node's data dir seeded from a file (`confmand restore`).
 
-docs/operations.md, *Backup and restore*, is the operator's side.
+docs/deploy.md, *Back up and restore*, is the operator's side.
 """
