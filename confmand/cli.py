@@ -121,16 +121,31 @@ def _load_or_exit(path: Path) -> NodeConfig:
 
 @app.command("local-cluster")
 def local_cluster(
-    config_dir: Annotated[Path, typer.Option(help="A folder of node configs, one *.toml per node.")] = Path(
-        "config/local-3"
-    ),
-    log_dir: Annotated[Path, typer.Option(help="Where each node's log goes.")] = Path("data/logs"),
+    directory: Annotated[
+        Path, typer.Option("--dir", help="Where the nodes' configs, data dirs and logs go (made if missing).")
+    ] = Path("data"),
+    config_dir: Annotated[
+        Path | None,
+        typer.Option(
+            help="Run the node configs in this folder (one *.toml per node) as they are, "
+            "not the local-3 example that ships with confmand.",
+            show_default=False,
+        ),
+    ] = None,
+    log_dir: Annotated[
+        Path | None, typer.Option(help="Where each node's log goes (default: DIR/logs).", show_default=False)
+    ] = None,
 ) -> None:
-    """Start a local cluster on loopback, show confctl status and a put/get, stop on Ctrl-C."""
+    """Start a 3-node cluster on 127.0.0.1 (clients on ports 7101-7103), show confctl status and a
+    put/get, then serve until Ctrl-C.
+
+    A node that exits is reported and left down while the others serve (stop one to try a
+    failover); kill -USR1 this process to restart the nodes that are down.
+    """
     from confmand.local_cluster import ClusterError, run_demo  # noqa: PLC0415
 
     try:
-        sys.exit(run_demo(config_dir, log_dir))
+        sys.exit(run_demo(directory, config_dir, log_dir))
     except ClusterError as exc:
         typer.echo(f"confmand: {exc}", err=True)
         sys.exit(1)
