@@ -99,8 +99,8 @@ def put(
 ) -> None:
     """Write KEY = VALUE; prints the new version.
 
-    VALUE '-' reads stdin (so does leaving VALUE out when something is piped in, as with etcdctl);
-    --file FILE reads a file; --literal stores VALUE as given, a lone '-' included.
+    VALUE '-' reads stdin, as does leaving VALUE out when something is piped in (as etcdctl does).
+    --file FILE reads a file. --literal stores VALUE as given, a lone '-' included.
     """
     env.renderer.record(write_row(key, env.client.put(key, read_value(value, file, literal))))
 
