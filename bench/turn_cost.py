@@ -84,6 +84,12 @@ class _PeerLink:
         out, self._hub.peer_inbox[self._id] = inbox[:max_messages], inbox[max_messages:]
         return out
 
+    def add_peer(self, node_id: int, address: str) -> None:
+        return None  # the hub reaches every node: nothing to connect
+
+    def remove_peer(self, node_id: int) -> None:
+        return None
+
     def close(self) -> None:
         return None
 

@@ -142,7 +142,7 @@ def test_a_batch_from_a_node_without_round_trip_times_decodes_with_zeros() -> No
 
 
 def test_fields_a_later_version_adds_after_the_known_ones_are_ignored() -> None:
-    fields = (VERSION, SENDER, 7, [], [], [], 1, 1, 5, 6, 10.5, 9.25, 0.125, "later", [1])
+    fields: tuple[object, ...] = (VERSION, SENDER, 7, [], [], [], 1, 1, 5, 6, 10.5, 9.25, 0.125, "later", [1])
     batch = decode_peer_batch(msgpack.packb(fields))
 
     assert (batch.dir_id, batch.refused_dir) == (5, 6)
