@@ -8,6 +8,7 @@ sends nothing. The shells only add I/O: `shell.put(k, v)` is
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
+from typing import Any
 
 from confctl.client import replies, requests
 from confctl.client.replies import Reply
@@ -90,6 +91,10 @@ def audit(
     after_hlc: int | None = None, limit: int = 100, prefix: str = ""
 ) -> tuple[Request, Callable[[Reply], AuditResult]]:
     return requests.audit(after_hlc, limit, prefix), replies.audit_result
+
+
+def backup(shard: int) -> tuple[Request, Callable[[Reply], dict[str, Any]]]:
+    return requests.backup(shard), replies.backup_fields
 
 
 def status(endpoint: str) -> tuple[Request, Callable[[Reply], NodeStatus]]:

@@ -305,6 +305,7 @@ def status_result(endpoint: str) -> Callable[[Reply], NodeStatus]:
             peers=_peers(reply),
             shards_hosted=hosted,
             shards_led=led,
+            nodes=_ids(reply, "nodes") if "nodes" in reply else None,
         )
 
     return parse
@@ -317,6 +318,11 @@ def _shard_counts(reply: Reply) -> tuple[int | None, int | None]:
         return None, None
     led = sum(1 for line in lines if isinstance(line, dict) and line.get("role") == "leader")
     return len(lines), led
+
+
+def backup_fields(reply: Reply) -> dict[str, Any]:
+    """A `backup` reply as it came: confmand/backup/collect.py checks and reads it."""
+    return dict(reply)
 
 
 def pong(reply: Reply) -> None:

@@ -33,6 +33,7 @@ Op = Literal[
     "txn",
     "history",
     "audit",
+    "backup",
     "status",
     "shard_map",
     "move_partition",
@@ -172,6 +173,13 @@ def audit(after_hlc: object = None, limit: object = 100, prefix: object = "") ->
     if not isinstance(prefix, str):
         raise InvalidArgument(f"prefix must be a str, got {type(prefix).__name__}")
     return Request("audit", ops.AuditQuery(checked_after, checked_limit, prefix).to_wire())
+
+
+def backup(shard: object) -> Request:
+    """Shard `shard`'s whole state (0: the meta shard), from its leader only."""
+    if not isinstance(shard, int) or isinstance(shard, bool) or shard < 0:
+        raise InvalidArgument(f"shard must be a shard id >= 0, got {shard!r}")
+    return Request("backup", {"shard": shard})
 
 
 def status() -> Request:

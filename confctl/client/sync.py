@@ -25,7 +25,14 @@ import zmq
 from confctl.client import operations as ops
 from confctl.client import replies
 from confctl.client.call import MAX_REQUEST_BYTES, Call, ClientCore, Done, Fail, Send
-from confctl.client.errors import ConfmanError, InvalidArgument, Unavailable
+from confctl.client.errors import (
+    ConfmanError,
+    InvalidArgument,
+    NoQuorum,
+    NotLeader,
+    RequestTimeout,
+    Unavailable,
+)
 from confctl.client.replies import Reply
 from confctl.client.requests import Request
 from confctl.client.routing import Backoff, Router, unique
@@ -211,12 +218,13 @@ class Client:
         result: NodeStatus = self._drive([call])[0]
         return dataclasses.replace(result, endpoint=call.endpoint)
 
-    def status_all(self) -> builtins.list[NodeStatus]:
-        """Every endpoint's view, asked at once; a node that does not answer is `reachable=False`."""
+    def status_all(self, endpoints: Sequence[str] | None = None) -> builtins.list[NodeStatus]:
+        """Every endpoint's view (the client's, or `endpoints`), asked at once; a node that does not
+        answer is `reachable=False`."""
         now = time.monotonic()
         calls = [
             self.core.call(*ops.status(ep), now, endpoint=ep, timeout_s=self.core.attempt_timeout_s)
-            for ep in self.core.router.endpoints
+            for ep in (self.core.router.endpoints if endpoints is None else endpoints)
         ]
         outcomes = self._drive(calls, raise_first=False)
         return [
@@ -239,6 +247,38 @@ class Client:
         ]
         outcomes = self._drive(calls, raise_first=False)
         return [*([] if sizes else [first]), *(o for o in outcomes if isinstance(o, ShardMapResult))]
+
+    def backup_shard(self, shard: int) -> dict[str, Any]:
+        """Shard `shard`'s whole state (0: the meta shard) as its leader applied it: the `backup`
+        reply's fields (docs/protocol.md). Only the leader answers one: asked first where the map
+        says it leads, then where each refusal's hint points, then at the shard's other replicas."""
+        views = self.shard_map_all()
+        addresses = {n: a for view in views for n, a in view.addresses.items()}
+        leaders = [i.leader for view in views for i in view.shards if i.id == shard and i.leader is not None]
+        replicas = list(views[0].map.replicas.get(shard, ()))
+        queue = [addresses[n] for n in [*leaders, *replicas] if n in addresses]
+        tried: set[str] = set()
+        last: ConfmanError | None = None
+        while queue:
+            endpoint = queue.pop(0)
+            if endpoint in tried:
+                continue
+            tried.add(endpoint)
+            request, parse = ops.backup(shard)
+            try:
+                fields: dict[str, Any] = self._drive(
+                    [self.core.call(request, parse, time.monotonic(), endpoint=endpoint)]
+                )[0]
+            except (NotLeader, NoQuorum, Unavailable, RequestTimeout) as exc:
+                last = exc
+                hint = getattr(exc, "leader", None)
+                if hint is not None:
+                    queue.insert(0, hint.address)
+                continue
+            return fields
+        if last is not None:
+            raise last
+        raise Unavailable(f"no node is known to hold shard {shard}")
 
     def close(self) -> None:
         for sock in self._sockets.values():

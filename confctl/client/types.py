@@ -175,6 +175,7 @@ class NodeStatus:
     error: str | None = None  # why it is unreachable
     shards_hosted: int | None = None  # how many shards the node holds a replica of (None: not said)
     shards_led: int | None = None  # how many of them it leads
+    nodes: tuple[int, ...] | None = None  # the cluster's nodes as its config lists them (None: not said)
 
 
 @dataclass(frozen=True, slots=True)

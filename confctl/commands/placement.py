@@ -261,6 +261,11 @@ def drain(
     holding the fewest: then it can be stopped and removed from the configs. Exit code 5 if a
     shard does not follow within --wait.
     """
+    return drain_node(env, node, dry_run, wait_s)
+
+
+def drain_node(env: Env, node: int, dry_run: bool, wait_s: float) -> ExitCode:
+    """`drain`'s work (`node remove` does it first)."""
     from confmand.protocol import planning  # noqa: PLC0415  (lazy: see the module's doc)
 
     result = _current(env)
@@ -293,6 +298,11 @@ def rebalance(
     Prints the plan; without --dry-run carries it out, each change finished before the next
     starts, with progress. Exit code 5 if a change does not finish within --wait.
     """
+    return rebalance_cluster(env, dry_run, wait_s)
+
+
+def rebalance_cluster(env: Env, dry_run: bool, wait_s: float) -> ExitCode:
+    """`rebalance`'s work (`node add` does it last)."""
     from confmand.protocol import planning  # noqa: PLC0415  (lazy: see the module's doc)
 
     result = _current(env)

@@ -21,14 +21,14 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
-from confmand.backup.archive import Backup, BackupError, ShardCopy
 from confmand.config import NodeConfig
 from confmand.hlc import pack as pack_hlc
 from confmand.kv.commands import Command
 from confmand.kv.harness import MemoryShard
 from confmand.kv.queries import MAX_LIMIT, list_keys
-from confmand.kv.snapshot import STATE_KINDS, decode_state, export_state, restore_writes
+from confmand.kv.snapshot import STATE_KINDS, SnapshotDecodeError, decode_state, export_state, restore_writes
 from confmand.kv.store import MemoryKVStore
+from confmand.protocol.backup_file import Backup, BackupError, ShardCopy
 from confmand.protocol.ops import Txn
 from confmand.protocol.shardmap import META_SHARD, ShardMap
 from confmand.protocol.types import TxnOp, Version
@@ -85,29 +85,43 @@ def restore(backup: Backup, config: NodeConfig, data_dir: Path | None = None) ->
         raise BackupError(f"data dir {path} is not empty: restore seeds a new node only")
     shard_map = restored_map(backup, config)
     copies = {c.shard: c for c in backup.shards}
+    states = {shard: _records(copy) for shard, copy in copies.items()}  # all read before any write
     storage = NodeStorage.open(path, config.cluster_id, config.node_id)
     try:
         storage.check_cluster_shape(config.cluster.to_record(config.initial_voters))
         restored = []
         for shard in shard_map.shards_on(config.node_id):
-            copy = copies[shard]
+            copy, records = copies[shard], states[shard]
             if shard == META_SHARD:
                 copy = _rewritten_meta(copy, shard_map, config)
+                records = decode_state(copy.state)
             members = Membership(frozenset(shard_map.replicas[shard]))
-            _seed_shard(storage, copy, members)
+            _seed_shard(storage, copy, records, members)
             restored.append(RestoredShard(shard, copy.applied, len(copy.state)))
     finally:
         storage.close()
     return restored
 
 
-def _seed_shard(storage: NodeStorage, copy: ShardCopy, members: Membership) -> None:
+def _records(copy: ShardCopy) -> list[tuple[bytes, bytes, bytes]]:
+    """The copy's state records, each decoded as its kind; BackupError if this version cannot."""
+    try:
+        return decode_state(copy.state)
+    except SnapshotDecodeError as exc:
+        raise BackupError(
+            f"shard {copy.shard}: its state is not one this version can install: {exc}"
+        ) from None
+
+
+def _seed_shard(
+    storage: NodeStorage, copy: ShardCopy, records: list[tuple[bytes, bytes, bytes]], members: Membership
+) -> None:
     """The shard's storage as a follower's after installing the copy as a snapshot from a leader."""
     shard = storage.shard(copy.shard)
     term, index = copy.applied.term, copy.applied.index
     batch = storage.new_batch()
     shard.stage_restored(SnapshotMeta(index, term, members), HardState(term, None, index), batch)
-    shard.stage_install_state(decode_state(copy.state), STATE_KINDS, term, index, batch)
+    shard.stage_install_state(records, STATE_KINDS, term, index, batch)
     storage.write(batch, sync=True)
 
 

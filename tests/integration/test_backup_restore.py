@@ -7,13 +7,11 @@ new cluster is seeded from the file, and the new cluster serves exactly what the
 
 from __future__ import annotations
 
+import subprocess
+import sys
 from pathlib import Path
 from typing import Any
 
-from confmand.backup.archive import read_backup, write_backup
-from confmand.backup.collect import collect
-from confmand.backup.restore import restore
-from confmand.config import load_config
 from confmand.protocol.shardmap import ShardMap
 from tests.integration.conftest import MakeCluster
 from tests.integration.harness import Cluster, Writer, ok, wait_until
@@ -21,16 +19,10 @@ from tests.integration.harness import Cluster, Writer, ok, wait_until
 NAMESPACES = ("app", "db", "web", "cache", "auth", "queue")
 
 
-def backup_reply(cluster: Cluster, shard: int) -> dict[str, Any]:
-    """The `backup` reply of `shard`'s leader, following leader hints from the first node."""
-    node = cluster.node_ids[0]
-    for _ in range(10):
-        reply = cluster.call(node, {"op": "backup", "shard": shard}, timeout_s=10.0)
-        if reply is not None and reply["ok"]:
-            return reply
-        hint = (reply or {}).get("leader")
-        node = hint["id"] if hint else cluster.node_ids[(cluster.node_ids.index(node) + 1) % 3]
-    raise AssertionError(f"no leader of shard {shard} answered the backup: {reply}")
+def run(*command: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [sys.executable, "-m", *command], capture_output=True, text=True, timeout=120, check=False
+    )
 
 
 def everything(cluster: Cluster, node_id: int, shards: list[int]) -> dict[str, Any]:
@@ -70,12 +62,17 @@ def test_a_cluster_restored_from_a_backup_serves_every_key_version_history_and_a
     load(old, leader)
     before = everything(old, leader, [1, 2])
 
-    backup = collect(lambda shard: backup_reply(old, shard), created_ms=0, confman_version="test")
+    endpoints = ",".join(old.client_address(n) for n in old.node_ids)
     path = tmp_path / "cluster.backup"
-    write_backup(path, backup)
+    saved = run("confctl", "--endpoints", endpoints, "snapshot", "save", str(path))
     new = make_cluster(boot=False, cluster={"partitions": 8, "data_shards": 2}, cluster_id="restored")
-    for node_id in new.node_ids:
-        restore(read_backup(path), load_config(new.config_path(node_id)), new.data_dir(node_id))
+    truncated = tmp_path / "truncated.backup"
+    truncated.write_bytes(path.read_bytes()[:-100])
+    refused = run("confmand", "restore", str(truncated), "--config", str(new.config_path(1)))
+    wrote_when_refused = new.data_dir(1).exists()
+    restored = [
+        run("confmand", "restore", str(path), "--config", str(new.config_path(n))) for n in new.node_ids
+    ]
     new.start()
     new_leader = new.wait_for_leader()
     writer = Writer(new.addresses())
@@ -84,7 +81,11 @@ def test_a_cluster_restored_from_a_backup_serves_every_key_version_history_and_a
     assert write is not None
     after = everything(new, new_leader, [1, 2])
 
-    assert [c.shard for c in backup.shards] == [0, 1, 2]
+    assert saved.returncode == 0, saved.stderr
+    assert refused.returncode == 4
+    assert "corrupt or truncated" in refused.stderr
+    assert not wrote_when_refused, "a refused restore writes nothing"
+    assert all(r.returncode == 0 for r in restored), [r.stderr for r in restored]
     assert after["keys"].pop("app/after")["version"] == write["version"]
     assert after["history"].pop("app/after")
     assert after["keys"] == before["keys"]

@@ -6,10 +6,17 @@ from pathlib import Path
 
 import pytest
 
-from confmand.backup.archive import Backup, BackupError, ShardCopy, decode_backup, encode_backup, write_backup
 from confmand.kv.commands import Command
 from confmand.kv.harness import MemoryShard
 from confmand.kv.snapshot import export_state
+from confmand.protocol.backup_file import (
+    Backup,
+    BackupError,
+    ShardCopy,
+    decode_backup,
+    encode_backup,
+    write_backup,
+)
 from confmand.protocol.ops import Put
 from confmand.protocol.shardmap import initial_map
 from confmand.protocol.types import Version

@@ -6,10 +6,10 @@ from typing import Any
 
 import pytest
 
-from confmand.backup.archive import BackupError
-from confmand.backup.collect import collect
 from confmand.kv.harness import MemoryShard
 from confmand.kv.snapshot import export_state
+from confmand.protocol.backup_collect import collect
+from confmand.protocol.backup_file import BackupError
 from confmand.protocol.shardmap import initial_map
 
 MAP = initial_map([1, 2, 3], data_shards=2, replication=3, partitions=4)  # shard 1: 0, 2; shard 2: 1, 3

@@ -8,12 +8,12 @@ from pathlib import Path
 
 import pytest
 
-from confmand.backup.archive import Backup, BackupError, ShardCopy
 from confmand.backup.restore import restore, restored_map
 from confmand.config import ClusterShape, NodeConfig, PeerConfig
 from confmand.kv.commands import Command
 from confmand.kv.harness import MemoryShard
 from confmand.kv.snapshot import STATE_KINDS, decode_state, export_state
+from confmand.protocol.backup_file import Backup, BackupError, ShardCopy
 from confmand.protocol.ops import Put
 from confmand.protocol.shardmap import initial_map
 from confmand.protocol.types import Version

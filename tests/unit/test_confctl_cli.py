@@ -49,6 +49,9 @@ from confctl.client.types import (
 from confctl.commands.common import ClientApi
 from confctl.exit_codes import ExitCode
 from confctl.settings import ClientSettings
+from confmand.kv.snapshot import export_state
+from confmand.kv.store import MemoryKVStore
+from confmand.protocol.backup_file import read_backup
 from confmand.protocol.shardmap import ShardMap
 
 EP = "tcp://10.0.0.1:7101"
@@ -65,6 +68,9 @@ class FakeClient:
     placements: builtins.list[tuple[int, tuple[int, ...]]] = field(default_factory=list)  # set/add, in order
     placed: dict[int, tuple[int, ...]] = field(default_factory=dict)  # shard -> its nodes, placed at once
     nodes: tuple[int, ...] = (1, 2, 3)
+    listed: dict[int, tuple[int, ...]] = field(default_factory=dict)  # node -> the nodes its config lists
+    down: set[int] = field(default_factory=set)  # nodes that do not answer
+    leaders: dict[int, int] = field(default_factory=dict)  # shard -> its leader, where not its first replica
     closed: bool = False
     index: int = 0
 
@@ -136,8 +142,16 @@ class FakeClient:
         self._enter("audit", after_hlc, limit, prefix)
         return AuditResult((AuditRecord(7, Version(1, 3), "ops", "put", "k", None, Version(1, 3)),), False)
 
-    def status_all(self) -> builtins.list[NodeStatus]:
+    def status_all(self, endpoints: Sequence[str] | None = None) -> builtins.list[NodeStatus]:
         self._enter("status_all")
+        if endpoints is not None:
+            ids = [int(ep.split(".")[-1].split(":")[0]) for ep in endpoints]
+            return [
+                NodeStatus(ep, False, error="no reply")
+                if n in self.down
+                else NodeStatus(ep, True, n, "follower", 4, nodes=self.listed.get(n, self.nodes))
+                for n, ep in zip(ids, endpoints, strict=True)
+            ]
         leader = NodeStatus(
             EP, True, 1, "leader", 4, 1, 10, 10, 10, (1, 2), (), 0, {2: PeerStatus(8, 9, 2, 5)}
         )
@@ -153,10 +167,25 @@ class FakeClient:
         epoch = 4 + len(self.moves) + len(self.placements)
         shard_map = ShardMap(epoch, tuple(owners), replicas)
         shards = tuple(
-            ShardInfo(s, held, None if s == 2 and s not in self.placed else held[0], owners.count(s), held)
+            ShardInfo(
+                s,
+                held,
+                self.leaders.get(s, None if s == 2 and s not in self.placed else held[0]),
+                owners.count(s),
+                held,
+            )
             for s, held in replicas.items()
         )
-        return ShardMapResult(shard_map, shards, dict.fromkeys(self.nodes, EP))
+        return ShardMapResult(shard_map, shards, {n: f"tcp://10.0.0.{n}:7101" for n in self.nodes})
+
+    def backup_shard(self, shard: int) -> dict[str, Any]:
+        self._enter("backup_shard", shard)
+        shard_map = self.shard_map().map
+        state = export_state(MemoryKVStore())
+        if shard == 0:
+            return {"state": state, "applied": "4:20", "map": shard_map.to_wire()}
+        owns = shard_map.partitions_of(shard)
+        return {"state": state, "applied": f"4:{shard}0", "owns": owns, "leaving": [], "initial": owns}
 
     def shard_map_all(self, sizes: bool = False) -> builtins.list[ShardMapResult]:
         result = self.shard_map()
@@ -287,7 +316,7 @@ def test_status_shows_every_node_with_lag_and_unreachable_ones(cli: Harness) -> 
 
 
 def test_status_exits_5_when_no_node_answers(cli: Harness) -> None:
-    cli.client.status_all = lambda: [NodeStatus(EP, False, error="no reply")]  # type: ignore[method-assign]
+    cli.client.status_all = lambda endpoints=None: [NodeStatus(EP, False, error="no reply")]  # type: ignore[method-assign]
     result = cli.run("status")
     assert result.code == ExitCode.UNAVAILABLE
     assert EP in result.err
@@ -581,3 +610,104 @@ def test_a_malformed_endpoint_is_a_usage_error() -> None:
 
 def test_the_help_epilog_lists_the_exit_codes(cli: Harness) -> None:
     assert "5 unavailable" in CliRunner().invoke(cli.app, ["--help"]).stdout
+
+
+# ---------------------------------------------------------------- nodes, leaders, backups
+
+
+def test_node_add_checks_every_node_lists_the_new_one_then_rebalances_onto_it(cli: Harness) -> None:
+    cli.client.nodes = (1, 2, 3, 4)
+    cli.client.placed = {1: (2, 3, 1), 2: (3, 1, 2)}  # node 4 holds nothing
+
+    result = cli.run("node", "add", "4")
+
+    assert result.code == ExitCode.OK
+    assert "node 4 answers and every node lists it" in result.err
+    assert any(4 in nodes for _, nodes in cli.client.placements)
+
+
+def test_node_add_names_the_nodes_whose_config_lacks_it_and_changes_nothing(cli: Harness) -> None:
+    cli.client.nodes = (1, 2, 3, 4)
+    cli.client.listed = {2: (1, 2, 3)}
+
+    result = cli.run("node", "add", "4")
+
+    assert result.code == ExitCode.ERROR
+    assert "nodes [2] do not list node 4 yet" in result.err
+    assert cli.client.placements == []
+
+
+def test_node_add_of_a_node_that_does_not_answer_exits_5(cli: Harness) -> None:
+    cli.client.nodes = (1, 2, 3, 4)
+    cli.client.down = {4}
+
+    result = cli.run("node", "add", "4", "--no-rebalance")
+
+    assert result.code == ExitCode.UNAVAILABLE
+    assert "node 4 does not answer at tcp://10.0.0.4:7101" in result.err
+
+
+def test_node_remove_empties_the_node_then_names_the_configs_that_still_list_it(cli: Harness) -> None:
+    cli.client.nodes = (1, 2, 3, 4)
+
+    result = cli.run("node", "remove", "3")
+
+    assert result.code == ExitCode.OK
+    assert cli.client.placements == [(0, (1, 2, 4)), (1, (2, 4)), (2, (1, 2))]
+    assert "nodes [1, 2, 4] still list it" in result.err
+
+
+def test_node_remove_confirms_once_no_node_lists_it(cli: Harness) -> None:
+    cli.client.nodes = (1, 2, 3, 4)
+    cli.client.placed = {0: (1, 2, 4), 1: (2, 4), 2: (1, 2)}
+    cli.client.listed = dict.fromkeys((1, 2, 4), (1, 2, 4))
+
+    result = cli.run("node", "remove", "3")
+
+    assert result.code == ExitCode.OK
+    assert cli.client.placements == []
+    assert "node 3 is out of the cluster" in result.err
+
+
+def test_leader_transfer_makes_the_node_the_preferred_leader_and_waits_until_it_leads(cli: Harness) -> None:
+    result = cli.run("leader", "transfer", "1", "3", "-o", "json")
+
+    assert result.code == ExitCode.OK
+    assert cli.client.placements == [(1, (3, 2))]
+    assert result.json() == [{"shard": 1, "leader": 3}]
+
+
+def test_leader_transfer_to_a_node_without_a_replica_says_how_to_place_one(cli: Harness) -> None:
+    result = cli.run("leader", "transfer", "1", "1")  # shard 1 is on nodes 2 and 3
+
+    assert result.code == ExitCode.USAGE
+    assert "confctl replicas 1 1,2,3" in result.err
+    assert cli.client.placements == []
+
+
+def test_snapshot_save_writes_a_file_snapshot_status_reads_back(cli: Harness, tmp_path: Path) -> None:
+    path = tmp_path / "cluster.backup"
+
+    saved = cli.run("snapshot", "save", str(path))
+    status = cli.run("snapshot", "status", str(path), "-o", "json")
+
+    assert saved.code == ExitCode.OK
+    assert [c[1] for c in cli.client.calls if c[0] == "backup_shard"] == [(0,), (1,), (2,)]
+    assert [(c.shard, str(c.applied)) for c in read_backup(path).shards] == [
+        (0, "4:20"),
+        (1, "4:10"),
+        (2, "4:20"),
+    ]
+    assert status.code == ExitCode.OK
+    assert status.json()[0]["map_epoch"] == 4
+
+
+def test_snapshot_status_of_a_damaged_file_exits_1_saying_what_is_wrong(cli: Harness, tmp_path: Path) -> None:
+    path = tmp_path / "cluster.backup"
+    cli.run("snapshot", "save", str(path))
+    path.write_bytes(path.read_bytes()[:-10])
+
+    result = cli.run("snapshot", "status", str(path))
+
+    assert result.code == ExitCode.ERROR
+    assert "corrupt or truncated" in result.err

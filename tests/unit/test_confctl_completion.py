@@ -28,7 +28,7 @@ def test_an_empty_word_after_confctl_completes_to_every_subcommand() -> None:
 
 
 def test_a_prefix_completes_to_the_subcommands_it_starts() -> None:
-    assert complete_bash("confctl s") == ["status", "shards", "split"]
+    assert complete_bash("confctl s") == ["status", "shards", "split", "snapshot"]
 
 
 def test_a_dash_dash_after_a_subcommand_completes_to_its_options_and_the_global_ones() -> None:

@@ -12,7 +12,7 @@ from __future__ import annotations
 from collections.abc import Callable, Mapping
 from typing import Any
 
-from confmand.backup.archive import Backup, BackupError, ShardCopy
+from confmand.protocol.backup_file import Backup, BackupError, ShardCopy
 from confmand.protocol.shardmap import META_SHARD, ShardMap
 from confmand.protocol.types import Version
 
