@@ -88,8 +88,9 @@ def restore(
     comes back with its versions, history and audit records, on the new nodes. The config's
     partitions and data_shards must be the backed-up cluster's.
     """
+    from confmand.backup.restore import read_backup  # noqa: PLC0415
     from confmand.backup.restore import restore as seed  # noqa: PLC0415
-    from confmand.protocol.backup_file import BackupError, read_backup  # noqa: PLC0415
+    from confmand.protocol.backup_file import BackupError  # noqa: PLC0415
     from confmand.storage import DataDirError  # noqa: PLC0415
 
     node_config = _load_or_exit(config)

@@ -40,8 +40,9 @@ def save(
     Exit code 5 if a partition move kept the shards from agreeing with one map for --attempts rounds.
     Restore with `confmand restore FILE --config NODE.toml` on each node of a new cluster.
     """
+    from confctl.backup_files import write_backup  # noqa: PLC0415 (lazy: the module's doc)
     from confmand.protocol.backup_collect import collect  # noqa: PLC0415
-    from confmand.protocol.backup_file import BackupError, write_backup  # noqa: PLC0415 (lazy: the module's doc)
+    from confmand.protocol.backup_file import BackupError  # noqa: PLC0415
 
     try:
         backup = collect(
@@ -73,7 +74,8 @@ def status(env: Env, file: FileArg) -> ExitCode:
 
     Exit code 1 if it is not a whole, readable backup, saying what is wrong.
     """
-    from confmand.protocol.backup_file import BackupError, read_backup  # noqa: PLC0415
+    from confctl.backup_files import read_backup  # noqa: PLC0415
+    from confmand.protocol.backup_file import BackupError  # noqa: PLC0415
 
     try:
         backup = read_backup(file)

@@ -28,7 +28,7 @@ from confmand.kv.harness import MemoryShard
 from confmand.kv.queries import MAX_LIMIT, list_keys
 from confmand.kv.snapshot import STATE_KINDS, SnapshotDecodeError, decode_state, export_state, restore_writes
 from confmand.kv.store import MemoryKVStore
-from confmand.protocol.backup_file import Backup, BackupError, ShardCopy
+from confmand.protocol.backup_file import Backup, BackupError, ShardCopy, decode_backup
 from confmand.protocol.ops import Txn
 from confmand.protocol.shardmap import META_SHARD, ShardMap
 from confmand.protocol.types import TxnOp, Version
@@ -43,6 +43,15 @@ class RestoredShard:
     shard: int
     applied: Version
     state_bytes: int  # the size of the state it starts from
+
+
+def read_backup(path: Path) -> Backup:
+    """The backup file at `path`, checked; BackupError saying what is wrong (an unreadable file too)."""
+    try:
+        data = path.read_bytes()
+    except OSError as exc:
+        raise BackupError(f"cannot read {path}: {exc.strerror or exc}") from None
+    return decode_backup(data)
 
 
 def restored_map(backup: Backup, config: NodeConfig) -> ShardMap:

@@ -11,15 +11,14 @@ meta shard), `bytes` and `sha256` of its state. `states` holds each shard's stat
 backup, was cut short, had a byte changed (the trailing checksum), or does not hold a
 consistent copy (a data shard missing, or owning other partitions than the map gives it).
 Whether each state's records are ones this version can install is the restore's check
-(confmand/backup/restore.py): this module is the protocol's, which confctl shares.
+(confmand/backup/restore.py): this module is the protocol's, which confctl shares, and pure
+(bytes in, bytes out); confctl writes and reads the files (confctl/backup_files.py).
 """
 
 from __future__ import annotations
 
 import hashlib
-import os
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Any, Final
 
 import msgpack
@@ -143,26 +142,3 @@ def _copy_of(line: Any, state: Any) -> ShardCopy:
     if not all(isinstance(p, int) for p in [*owns, *initial]):
         raise ValueError(f"shard {shard}: partitions: want integers")
     return ShardCopy(shard, Version.parse(line["applied"]), state, tuple(owns), tuple(initial))
-
-
-def write_backup(path: Path, backup: Backup) -> int:
-    """Write `backup` to `path` durably (a temporary file, fsync, rename), read it back and check
-    it; returns its size in bytes."""
-    data = encode_backup(backup)
-    path = Path(path)
-    partial = path.with_name(path.name + ".partial")
-    with open(partial, "wb") as out:
-        out.write(data)
-        out.flush()
-        os.fsync(out.fileno())
-    os.replace(partial, path)
-    read_backup(path)
-    return len(data)
-
-
-def read_backup(path: Path) -> Backup:
-    try:
-        data = Path(path).read_bytes()
-    except OSError as exc:
-        raise BackupError(f"cannot read {path}: {exc.strerror or exc}") from None
-    return decode_backup(data)

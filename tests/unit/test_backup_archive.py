@@ -6,6 +6,7 @@ from pathlib import Path
 
 import pytest
 
+from confctl.backup_files import write_backup
 from confmand.kv.commands import Command
 from confmand.kv.harness import MemoryShard
 from confmand.kv.snapshot import export_state
@@ -15,7 +16,6 @@ from confmand.protocol.backup_file import (
     ShardCopy,
     decode_backup,
     encode_backup,
-    write_backup,
 )
 from confmand.protocol.ops import Put
 from confmand.protocol.shardmap import initial_map

@@ -15,6 +15,7 @@ import typer
 from typer.testing import CliRunner
 
 from confctl import __version__
+from confctl.backup_files import read_backup
 from confctl.cli import build_app
 from confctl.client import (
     CasFailed,
@@ -51,7 +52,6 @@ from confctl.exit_codes import ExitCode
 from confctl.settings import ClientSettings
 from confmand.kv.snapshot import export_state
 from confmand.kv.store import MemoryKVStore
-from confmand.protocol.backup_file import read_backup
 from confmand.protocol.shardmap import ShardMap
 
 EP = "tcp://10.0.0.1:7101"
