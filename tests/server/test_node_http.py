@@ -159,11 +159,15 @@ def test_the_grafana_dashboard_parses_and_queries_only_metrics_a_node_exports(ha
     harness.client.send(b"\x93not a request")
     harness.reply()  # so that the error family has a sample
     exported = {name for samples in _scrape(harness).values() for name, _, _ in samples}
+    # A histogram with no observation yet (a lone node's peer round trips) still names its series.
+    _, text = _get(harness, "/metrics")
+    histograms = [f.name for f in text_string_to_metric_families(text) if f.type == "histogram"]
+    exported |= {f"{name}{suffix}" for name in histograms for suffix in ("_bucket", "_sum", "_count")}
 
     queries = [t["expr"] for panel in dashboard["panels"] for t in panel["targets"]]
     named = {name for q in queries for name in re.findall(r"\b((?:confman|process)_[a-z_]+)\b", q)}
 
     assert dashboard["uid"] == "confman-cluster"
-    assert len(queries) == len(dashboard["panels"]) >= 10
+    assert len(queries) >= len(dashboard["panels"]) >= 10
     assert named
     assert named <= exported, f"not exported: {sorted(named - exported)}"
