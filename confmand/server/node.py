@@ -286,6 +286,23 @@ class Node:
         # Per peer, the send time its last batch carried and when it arrived here: echoed in the
         # next batch to it, so that it learns its round trip to this node (histograms.py).
         self._echoes: dict[int, tuple[float, float]] = {}
+        self._warn_unlisted_members()
+
+    def _warn_unlisted_members(self) -> None:
+        """A config that took out a node some local replica still counts a member (edited while the
+        node was down, skipping the check a reload makes): the shard cannot reach that member."""
+        listed = self.config.client_addresses
+        for shard_id, replica in sorted(self.replicas.items()):
+            membership = replica.raft.membership
+            members = set() if membership is None else membership.voters | membership.learners
+            for node_id in sorted(members - set(listed)):
+                log.warning(
+                    "shard %d counts node %d a member, but the config lists no such node: it cannot "
+                    "reach it (put its [[peers]] entry back until `confctl node remove %d` is done)",
+                    shard_id,
+                    node_id,
+                    node_id,
+                )
 
     def _open_replica(self, shard_id: int) -> bool:
         """Start the shard's replica here, writing its first state first (`_first_batch`); at a

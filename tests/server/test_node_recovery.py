@@ -2,8 +2,13 @@
 
 from __future__ import annotations
 
+import dataclasses
+import logging
 from pathlib import Path
 
+import pytest
+
+from confmand.config import PeerConfig
 from tests.server.node_harness import NodeHarness, single_node_config
 
 
@@ -45,3 +50,18 @@ def test_snapshots_compact_the_log_and_survive_a_restart(tmp_path: Path) -> None
     assert read["value"] == b"99"
     assert read["changes"] == 100
     assert [v["value"] for v in history["versions"]] == [b"99", b"98", b"97"]
+
+
+def test_a_node_started_with_a_config_that_took_out_a_member_warns_which_shards_cannot_reach_it(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    # Node 2 is of the first membership, marked removed = true while it still holds replicas.
+    single = single_node_config(tmp_path / "data")
+    config = dataclasses.replace(single, peers=(*single.peers, PeerConfig(2, "", "", removed=True)))
+
+    with caplog.at_level(logging.WARNING):
+        node = NodeHarness(config)
+    node.close()
+
+    assert "shard 1 counts node 2 a member, but the config lists no such node" in caplog.text
+    assert "shard 0 counts node 2" not in caplog.text, "the meta shard is on node 1 alone"
