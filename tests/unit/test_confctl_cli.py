@@ -2,13 +2,8 @@
 
 from __future__ import annotations
 
-import builtins
-import dataclasses
 import json
-from collections.abc import Sequence
-from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
 
 import pytest
 import typer
@@ -18,236 +13,21 @@ from confctl import __version__
 from confctl.backup_files import read_backup
 from confctl.cli import build_app
 from confctl.client import (
-    CasFailed,
     Compare,
     ConfmanError,
     InternalServerError,
     InvalidRequest,
     NodeStatus,
-    NotFound,
-    PeerStatus,
     TooLarge,
     TxnOp,
-    TxnOpResult,
-    TxnResult,
     Unavailable,
     Unsupported,
     Version,
 )
-from confctl.client.types import (
-    AuditRecord,
-    AuditResult,
-    Consistency,
-    GetResult,
-    HistoryEntry,
-    HistoryResult,
-    ListItem,
-    ListResult,
-    ShardInfo,
-    ShardMapResult,
-    WriteResult,
-)
 from confctl.commands.common import ClientApi
 from confctl.exit_codes import ExitCode
 from confctl.settings import ClientSettings
-from confmand.kv.snapshot import export_state
-from confmand.kv.store import MemoryKVStore
-from confmand.protocol.shardmap import ShardMap
-
-EP = "tcp://10.0.0.1:7101"
-
-
-@dataclass
-class FakeClient:
-    """Keys in a dict; `fail` makes every call raise; `calls` records (method, args)."""
-
-    data: dict[str, bytes] = field(default_factory=dict)
-    fail: ConfmanError | None = None
-    calls: builtins.list[tuple[str, tuple[object, ...]]] = field(default_factory=list)
-    moves: builtins.list[tuple[int, int]] = field(default_factory=list)  # (partition, to), done at once
-    placements: builtins.list[tuple[int, tuple[int, ...]]] = field(default_factory=list)  # set/add, in order
-    placed: dict[int, tuple[int, ...]] = field(default_factory=dict)  # shard -> its nodes, placed at once
-    nodes: tuple[int, ...] = (1, 2, 3)
-    listed: dict[int, tuple[int, ...]] = field(default_factory=dict)  # node -> the nodes its config lists
-    down: set[int] = field(default_factory=set)  # nodes that do not answer
-    leaders: dict[int, int] = field(default_factory=dict)  # shard -> its leader, where not its first replica
-    closed: bool = False
-    index: int = 0
-
-    def _enter(self, name: str, *args: object) -> None:
-        self.calls.append((name, args))
-        if self.fail is not None:
-            raise self.fail
-
-    def put(self, key: str, value: bytes | str) -> WriteResult:
-        self._enter("put", key, value)
-        self.index += 1
-        self.data[key] = value.encode() if isinstance(value, str) else value
-        return WriteResult(Version(1, self.index), None)
-
-    def get(
-        self, key: str, consistency: Consistency = "linearizable", min_version: Version | str | None = None
-    ) -> GetResult:
-        self._enter("get", key, consistency, min_version)
-        if key not in self.data:
-            raise NotFound(f"no key {key!r}")
-        return GetResult(key, self.data[key], Version(1, 2), Version(1, 1), 2)
-
-    def delete(self, key: str) -> WriteResult:
-        self._enter("delete", key)
-        if self.data.pop(key, None) is None:
-            raise NotFound(f"no key {key!r}")
-        return WriteResult(Version(1, 9), Version(1, 2))
-
-    def cas(
-        self,
-        key: str,
-        value: bytes | str,
-        expected_version: Version | str | None = None,
-        expected_value: bytes | str | None = None,
-    ) -> WriteResult:
-        self._enter("cas", key, value, expected_version, expected_value)
-        raise CasFailed("expectation did not hold", current_version=Version(1, 2))
-
-    def list(  # the client's method name; `builtins.list` below where the type is meant
-        self,
-        prefix: str,
-        *,
-        after: str | None = None,
-        limit: int = 100,
-        keys_only: bool = False,
-        consistency: Consistency = "linearizable",
-    ) -> ListResult:
-        self._enter("list", prefix, after, limit)
-        keys = sorted(k for k in self.data if k.startswith(prefix) and (after is None or k > after))
-        page = [
-            ListItem(k, None if keys_only else self.data[k], Version(1, 1), Version(1, 1), 1) for k in keys
-        ]
-        more = len(page) > limit
-        return ListResult(tuple(page[:limit]), more, page[limit - 1].key if more else None)
-
-    def txn(
-        self, compare: Sequence[Compare], success: Sequence[TxnOp], failure: Sequence[TxnOp] = ()
-    ) -> TxnResult:
-        self._enter("txn", tuple(compare), tuple(success), tuple(failure))
-        ok = all(c.key in self.data for c in compare)
-        ops = success if ok else failure
-        return TxnResult(ok, Version(1, 5), tuple(TxnOpResult(o.op, o.key, Version(1, 5), None) for o in ops))
-
-    def history(self, key: str, limit: int = 100) -> HistoryResult:
-        self._enter("history", key, limit)
-        return HistoryResult(key, (HistoryEntry(Version(1, 3), "put", b"\xff", 7, "ops"),))
-
-    def audit(self, after_hlc: int | None = None, limit: int = 100, prefix: str = "") -> AuditResult:
-        self._enter("audit", after_hlc, limit, prefix)
-        return AuditResult((AuditRecord(7, Version(1, 3), "ops", "put", "k", None, Version(1, 3)),), False)
-
-    def status_all(self, endpoints: Sequence[str] | None = None) -> builtins.list[NodeStatus]:
-        self._enter("status_all")
-        if endpoints is not None:
-            ids = [int(ep.split(".")[-1].split(":")[0]) for ep in endpoints]
-            return [
-                NodeStatus(ep, False, error="no reply")
-                if n in self.down
-                else NodeStatus(ep, True, n, "follower", 4, nodes=self.listed.get(n, self.nodes))
-                for n, ep in zip(ids, endpoints, strict=True)
-            ]
-        leader = NodeStatus(
-            EP, True, 1, "leader", 4, 1, 10, 10, 10, (1, 2), (), 0, {2: PeerStatus(8, 9, 2, 5)}
-        )
-        follower = NodeStatus("tcp://10.0.0.2:7101", True, 2, "follower", 4, 1, 10, 8, 10, (1, 2), (), 40)
-        return [leader, follower, NodeStatus("tcp://10.0.0.3:7101", False, error="no reply")]
-
-    def shard_map(self) -> ShardMapResult:
-        self._enter("shard_map")
-        replicas = {0: (1, 2, 3), 1: (2, 3), 2: (3, 1), **self.placed}
-        owners = [1, 2, 2, 1, 2, 1, 2, 2]
-        for partition, shard in self.moves:
-            owners[partition] = shard
-        epoch = 4 + len(self.moves) + len(self.placements)
-        shard_map = ShardMap(epoch, tuple(owners), replicas)
-        shards = tuple(
-            ShardInfo(
-                s,
-                held,
-                self.leaders.get(s, None if s == 2 and s not in self.placed else held[0]),
-                owners.count(s),
-                held,
-            )
-            for s, held in replicas.items()
-        )
-        return ShardMapResult(shard_map, shards, {n: f"tcp://10.0.0.{n}:7101" for n in self.nodes})
-
-    def backup_shard(self, shard: int) -> dict[str, Any]:
-        self._enter("backup_shard", shard)
-        shard_map = self.shard_map().map
-        state = export_state(MemoryKVStore())
-        if shard == 0:
-            return {"state": state, "applied": "4:20", "map": shard_map.to_wire()}
-        owns = shard_map.partitions_of(shard)
-        return {"state": state, "applied": f"4:{shard}0", "owns": owns, "leaving": [], "initial": owns}
-
-    def shard_map_all(self, sizes: bool = False) -> builtins.list[ShardMapResult]:
-        result = self.shard_map()
-        if not sizes:
-            return [result]
-        lines = tuple(dataclasses.replace(s, bytes=1000 * s.id + 7) for s in result.shards)
-        return [dataclasses.replace(result, shards=lines)]
-
-    def set_replicas(self, shard: int, nodes: Sequence[int]) -> Version:
-        self._enter("set_replicas", shard, tuple(nodes))
-        self.placements.append((shard, tuple(nodes)))
-        self.placed[shard] = tuple(nodes)
-        return Version(2, 41)
-
-    def add_shard(self, shard: int, nodes: Sequence[int]) -> Version:
-        self._enter("add_shard", shard, tuple(nodes))
-        self.placements.append((shard, tuple(nodes)))
-        self.placed[shard] = tuple(nodes)
-        return Version(2, 42)
-
-    def move_partition(self, partition: int, to_shard: int) -> Version:
-        self._enter("move_partition", partition, to_shard)
-        self.moves.append((partition, to_shard))
-        return Version(2, 40)
-
-    def close(self) -> None:
-        self.closed = True
-
-
-@dataclass
-class Harness:
-    client: FakeClient
-    settings: list[ClientSettings]
-    app: typer.Typer
-
-    def run(self, *args: str, stdin: bytes | str | None = None, env: dict[str, str] | None = None) -> Result:
-        result = CliRunner().invoke(self.app, ["--endpoints", EP, *args], input=stdin, env=env)
-        return Result(result.exit_code, result.stdout, result.stderr, result.exception)
-
-
-@dataclass
-class Result:
-    code: int
-    out: str
-    err: str
-    exception: BaseException | None
-
-    def json(self) -> list[dict[str, Any]]:
-        return [json.loads(line) for line in self.out.splitlines()]
-
-
-@pytest.fixture
-def cli() -> Harness:
-    client = FakeClient()
-    seen: list[ClientSettings] = []
-
-    def factory(settings: ClientSettings) -> ClientApi:
-        seen.append(settings)
-        return client
-
-    return Harness(client, seen, build_app(factory))
-
+from tests.unit.confctl_fake import EP, FakeClient, Harness
 
 # ---------------------------------------------------------------- output
 

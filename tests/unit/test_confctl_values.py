@@ -7,30 +7,13 @@ from __future__ import annotations
 
 from pathlib import Path
 
-import pytest
 import typer
 from typer.testing import CliRunner
 
-from confctl.cli import build_app
 from confctl.client import Version
-from confctl.commands.common import ClientApi
 from confctl.exit_codes import ExitCode
 from confctl.render import MAX_VALUE_CHARS
-from confctl.settings import ClientSettings
-from tests.unit.test_confctl_cli import FakeClient, Harness
-
-
-@pytest.fixture
-def cli() -> Harness:
-    client = FakeClient()
-    seen: list[ClientSettings] = []
-
-    def factory(settings: ClientSettings) -> ClientApi:
-        seen.append(settings)
-        return client
-
-    return Harness(client, seen, build_app(factory))
-
+from tests.unit.confctl_fake import Harness
 
 # ---------------------------------------------------------------- reading a value
 
