@@ -22,10 +22,12 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from confmand.config import NodeConfig
+from confmand.hlc import LOGICAL_BITS
 from confmand.hlc import pack as pack_hlc
 from confmand.kv.commands import Command
 from confmand.kv.harness import MemoryShard
 from confmand.kv.queries import MAX_LIMIT, list_keys
+from confmand.kv.records import AUDIT, audit_key_hlc
 from confmand.kv.snapshot import STATE_KINDS, SnapshotDecodeError, decode_state, export_state, restore_writes
 from confmand.kv.store import MemoryKVStore
 from confmand.protocol.backup_file import Backup, BackupError, ShardCopy, decode_backup
@@ -95,6 +97,7 @@ def restore(backup: Backup, config: NodeConfig, data_dir: Path | None = None) ->
     shard_map = restored_map(backup, config)
     copies = {c.shard: c for c in backup.shards}
     states = {shard: _records(copy) for shard, copy in copies.items()}  # all read before any write
+    _check_clock(states, config.clock.max_clock_offset_ms)
     storage = NodeStorage.open(path, config.cluster_id, config.node_id)
     try:
         storage.check_cluster_shape(config.cluster.to_record(config.initial_voters))
@@ -120,6 +123,23 @@ def _records(copy: ShardCopy) -> list[tuple[bytes, bytes, bytes]]:
         raise BackupError(
             f"shard {copy.shard}: its state is not one this version can install: {exc}"
         ) from None
+
+
+def _check_clock(states: dict[int, list[tuple[bytes, bytes, bytes]]], max_offset_ms: int) -> None:
+    """Refuse a host whose clock is behind the backup's newest change by more than its nodes
+    would catch up on (they stamp after it: Node._continue_stamps): new changes would order
+    before old ones in the audit log."""
+    newest = max(
+        (audit_key_hlc(key) for records in states.values() for kind, key, _ in records if kind == AUDIT),
+        default=0,
+    )
+    ahead_ms = (newest >> LOGICAL_BITS) - int(time.time() * 1000)
+    if ahead_ms > max_offset_ms:
+        raise BackupError(
+            f"the backup's newest change is stamped {ahead_ms} ms ahead of this host's clock "
+            f"(more than clock.max_clock_offset_ms = {max_offset_ms}): set the clock right (NTP), "
+            "then restore"
+        )
 
 
 def _seed_shard(

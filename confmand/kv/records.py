@@ -237,6 +237,11 @@ def audit_key(hlc: int, index: int, ordinal: int) -> bytes:
     return u64(hlc) + u64(index) + ordinal.to_bytes(_U16, "big")
 
 
+def audit_key_hlc(key: bytes) -> int:
+    """The HLC stamp an audit key begins with (keys sort by it)."""
+    return int.from_bytes(key[:8], "big")
+
+
 # ---------------------------------------------------------------- sessions
 
 

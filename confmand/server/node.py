@@ -48,6 +48,7 @@ from confmand.kv.partitions import (
     Ownership,
     export_partition,
 )
+from confmand.kv.records import AUDIT, audit_key_hlc
 from confmand.kv.snapshot import STATE_KINDS
 from confmand.protocol.errors import ErrorCode
 from confmand.protocol.ops import BackupQuery
@@ -265,6 +266,7 @@ class Node:
                 self._open_replica(shard_id)
         if META_SHARD in self.replicas:  # the map as it was when this node stopped
             self._adopt_stored_map(self.replicas[META_SHARD])
+        self._continue_stamps()
         # Each incarnation numbers its forwards from a random point: a leader may answer a forward
         # after this node restarted, and under an id the new incarnation had reused the answer
         # would go to another client, which took it for its own when the request ids matched
@@ -287,6 +289,19 @@ class Node:
         # next batch to it, so that it learns its round trip to this node (histograms.py).
         self._echoes: dict[int, tuple[float, float]] = {}
         self._warn_unlisted_members()
+
+    def _continue_stamps(self) -> None:
+        """Stamp after every change this node's shards hold, even if the wall clock is behind their
+        newest (stepped back across a restart, or a cluster restored on hosts whose clocks lag the
+        old one's): the audit log's one order is the stamps'. A stamp too far ahead is ignored,
+        as a client's would be (restore refuses such a host first: backup/restore.py)."""
+        newest = 0
+        for replica in self.replicas.values():
+            for key, _ in replica.storage.scan(AUDIT, reverse=True):
+                newest = max(newest, audit_key_hlc(key))
+                break
+        if newest:
+            self.clock.observe(newest)
 
     def _warn_unlisted_members(self) -> None:
         """A config that took out a node some local replica still counts a member (edited while the

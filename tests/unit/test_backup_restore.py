@@ -4,6 +4,7 @@ snapshot at the backed-up version, the map and registry are the new cluster's, b
 from __future__ import annotations
 
 import dataclasses
+import time
 from pathlib import Path
 
 import pytest
@@ -112,3 +113,18 @@ def test_a_config_with_other_partitions_is_refused(tmp_path: Path) -> None:
 
     with pytest.raises(BackupError, match="set partitions = 4"):
         restore(old_backup(), config)
+
+
+def test_a_host_whose_clock_is_far_behind_the_backups_newest_change_is_refused(tmp_path: Path) -> None:
+    backup = old_backup()
+    hour_ahead = (int(time.time() * 1000) + 3_600_000) << 16
+    shard = MemoryShard(term=4)
+    shard.apply(Command(Put("a/late", b"x"), hlc=hour_ahead))
+    future = dataclasses.replace(backup.shards[1], state=export_state(shard.store))
+
+    with pytest.raises(BackupError, match=r"stamped \d+ ms ahead of this host's clock"):
+        restore(
+            dataclasses.replace(backup, shards=(backup.shards[0], future, *backup.shards[2:])),
+            config_of(1, tmp_path / "n"),
+        )
+    assert not (tmp_path / "n").exists()
