@@ -306,6 +306,7 @@ def status_result(endpoint: str) -> Callable[[Reply], NodeStatus]:
             shards_hosted=hosted,
             shards_led=led,
             nodes=_ids(reply, "nodes") if "nodes" in reply else None,
+            shard_id=field(reply, "shard_id", int, optional=True),
         )
 
     return parse

@@ -176,6 +176,7 @@ class NodeStatus:
     shards_hosted: int | None = None  # how many shards the node holds a replica of (None: not said)
     shards_led: int | None = None  # how many of them it leads
     nodes: tuple[int, ...] | None = None  # the cluster's nodes as its config lists them (None: not said)
+    shard_id: int | None = None  # the shard the role, term and indexes are of (None: not said)
 
 
 @dataclass(frozen=True, slots=True)

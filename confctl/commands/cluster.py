@@ -18,6 +18,7 @@ SHARD_COLUMNS = ["id", "replicas", "leader", "partitions", "bytes"]
 STATUS_COLUMNS = [
     "id",
     "address",
+    "shard",
     "role",
     "term",
     "leader",
@@ -29,14 +30,21 @@ STATUS_COLUMNS = [
 ]
 
 
-def _leader(statuses: list[NodeStatus]) -> NodeStatus | None:
-    """The node that says it leads in the highest term (a deposed leader may not know yet)."""
-    leaders = [s for s in statuses if s.reachable and s.role == "leader"]
-    return max(leaders, key=lambda s: s.term or 0, default=None)
+def _leaders(statuses: list[NodeStatus]) -> dict[int | None, NodeStatus]:
+    """Per shard the rows are of, the node that says it leads it in the highest term (a deposed
+    leader may not know yet)."""
+    leaders: dict[int | None, NodeStatus] = {}
+    for s in statuses:
+        if s.reachable and s.role == "leader":
+            known = leaders.get(s.shard_id)
+            if known is None or (s.term or 0) > (known.term or 0):
+                leaders[s.shard_id] = s
+    return leaders
 
 
 def _lag(node: NodeStatus, leader: NodeStatus | None) -> int | None:
-    """Entries behind the leader: the leader's own figure for it when it has one, else by commit."""
+    """Entries behind its shard's leader: the leader's own figure for it when it has one, else by
+    commit; None when no answering node leads that shard (lag across shards means nothing)."""
     if leader is None or node.node_id is None or node.applied_index is None:
         return None
     if node is leader:
@@ -48,17 +56,18 @@ def _lag(node: NodeStatus, leader: NodeStatus | None) -> int | None:
 
 
 def status_rows(statuses: list[NodeStatus]) -> list[dict[str, object]]:
-    leader = _leader(statuses)
+    leaders = _leaders(statuses)
     return [
         {
             "id": s.node_id,
             "address": s.endpoint,
+            "shard": s.shard_id,
             "role": s.role if s.reachable else "unreachable",
             "term": s.term,
             "leader": s.leader_id,
             "commit": s.commit_index,
             "applied": s.applied_index,
-            "lag": _lag(s, leader),
+            "lag": _lag(s, leaders.get(s.shard_id)),
             "last_contact_ms": s.last_contact_ms,
             # "3/5": leader of 3 of the 5 shards it holds (the other columns are of one shard)
             "leads": None if s.shards_hosted is None else f"{s.shards_led}/{s.shards_hosted}",
@@ -72,6 +81,8 @@ def status_rows(statuses: list[NodeStatus]) -> list[dict[str, object]]:
 def status(env: Env) -> ExitCode:
     """Every node's view: role, term, leader, commit and applied index, lag; unreachable nodes too.
 
+    Each row is of the first data shard the node holds (SHARD); LEADS counts all it holds.
+    A quiet shard (no writes lately) hears from its leader rarely: a large LAST CONTACT MS is normal then.
     Exit code 5 when no node answered.
     """
     statuses = env.client.status_all()

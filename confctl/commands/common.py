@@ -15,6 +15,7 @@ import builtins
 import functools
 import inspect
 import os
+import sys
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, fields, replace
 from pathlib import Path
@@ -43,6 +44,7 @@ if TYPE_CHECKING:  # the client's modules load when a command first uses the cli
     )
 
 P = ParamSpec("P")
+PIPE_CLOSED = 141  # 128 + SIGPIPE: what a shell reports for a command whose reader went away
 
 
 class UsageProblem(Exception):
@@ -219,6 +221,11 @@ def run_guarded(env: Env, body: Callable[[], ExitCode | None]) -> ExitCode:
         return ExitCode.USAGE
     except (typer.Exit, typer.Abort, typer.BadParameter):
         raise
+    except BrokenPipeError:
+        # The reader went away (`confctl ls --all | head`): stop quietly, as a command that
+        # SIGPIPE killed would, and keep Python's flush at exit from failing on the same pipe.
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        raise typer.Exit(PIPE_CLOSED) from None
     except Exception as exc:
         # Imported here, not at the top: a command that never used the client need not load it.
         from confctl.client.errors import ConfmanError  # noqa: PLC0415

@@ -7,6 +7,7 @@ The backup modules are imported in the commands, as the client is: `--help` load
 from __future__ import annotations
 
 import time
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated
 
@@ -84,6 +85,7 @@ def status(env: Env, file: FileArg) -> ExitCode:
         return ExitCode.ERROR
     summary = {
         "file": str(file),
+        "created": datetime.fromtimestamp(backup.created_ms / 1000, tz=UTC).isoformat(timespec="seconds"),
         "created_ms": backup.created_ms,
         "confman_version": backup.confman_version,
         "map_epoch": backup.shard_map.epoch,

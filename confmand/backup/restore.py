@@ -37,7 +37,7 @@ from confmand.protocol.types import TxnOp, Version
 from confmand.raft import HardState, Membership
 from confmand.raft.types import SnapshotMeta
 from confmand.server.meta import NODE_PREFIX, PRINCIPAL, map_put, registry_puts
-from confmand.storage import NodeStorage
+from confmand.storage import DataDirError, NodeStorage
 
 
 @dataclass(frozen=True, slots=True)
@@ -93,7 +93,7 @@ def restore(backup: Backup, config: NodeConfig, data_dir: Path | None = None) ->
     """Seed the (empty or missing) data dir of `config`'s node from `backup`."""
     path = Path(data_dir or config.data_dir)
     if path.exists() and any(path.iterdir()):
-        raise BackupError(f"data dir {path} is not empty: restore seeds a new node only")
+        raise DataDirError(f"data dir {path} is not empty: restore seeds a new node only")
     shard_map = restored_map(backup, config)
     copies = {c.shard: c for c in backup.shards}
     states = {shard: _records(copy) for shard, copy in copies.items()}  # all read before any write

@@ -1,9 +1,10 @@
 """SIGHUP: read the config file again and apply what can change while the node runs.
 
-Applied at once: `log.level`; the request limits a node checks on its own (`limits.max_key_bytes`,
-`max_value_bytes`, `max_txn_ops`, `max_list_limit`, and `max_request_bytes` up to the value the
-client socket was bound with); `http.ready_max_lag_entries`; nodes added (`joins = true`) or
-removed in [[peers]] (peer_changes.py says which changes and when). Everything else is logged as
+Applied at once: `log.level` and `log.format`; the request limits a node checks on its own
+(`limits.max_key_bytes`, `max_value_bytes`, `max_txn_ops`, `max_list_limit`, and
+`max_request_bytes` up to the value the client socket was bound with);
+`http.ready_max_lag_entries`; nodes added (`joins = true`) or removed in [[peers]]
+(peer_changes.py says which changes and when). Everything else is logged as
 changed but needing a restart, and keeps its running value: this node's addresses (sockets are
 bound), the Raft timing, the cluster's shape, and `limits.history_limit`, which every replica of
 a shard must apply alike (it decides which history records the state machine keeps).
@@ -17,7 +18,7 @@ import dataclasses
 import logging
 from dataclasses import dataclass
 
-from confmand.config import ConfigError, Limits, NodeConfig, load_config
+from confmand.config import ConfigError, Limits, LogSettings, NodeConfig, load_config
 from confmand.server.peer_changes import plan_peer_changes
 
 log = logging.getLogger(__name__)
@@ -52,7 +53,11 @@ def plan_reload(running: NodeConfig, new: NodeConfig, bound_request_bytes: int) 
     log_settings, http = running.log, running.http
     if new.log != running.log:
         log_settings = new.log
-        applied.append("log.level")
+        applied += [
+            f"log.{f.name}"
+            for f in dataclasses.fields(LogSettings)
+            if getattr(new.log, f.name) != getattr(running.log, f.name)
+        ]
     if new.http.ready_max_lag_entries != running.http.ready_max_lag_entries:
         http = dataclasses.replace(http, ready_max_lag_entries=new.http.ready_max_lag_entries)
         applied.append("http.ready_max_lag_entries")

@@ -19,7 +19,7 @@ from confmand.protocol.ops import Put
 from confmand.protocol.shardmap import initial_map
 from confmand.protocol.types import Version
 from confmand.server.meta import seed_command, stored_map
-from confmand.storage import NodeStorage
+from confmand.storage import DataDirError, NodeStorage
 
 OLD_NODES = (PeerConfig(1, "tcp://old1:1", "tcp://old1:2"), PeerConfig(2, "tcp://old2:1", "tcp://old2:2"))
 OLD_MAP = initial_map([1, 2], data_shards=2, replication=2, partitions=4).with_shard(3, (1, 2)).moved(3, 3)
@@ -96,7 +96,7 @@ def test_a_data_dir_that_holds_anything_is_not_restored_into(tmp_path: Path) -> 
     (tmp_path / "node1").mkdir()
     (tmp_path / "node1" / "LOG").write_text("")
 
-    with pytest.raises(BackupError, match="is not empty"):
+    with pytest.raises(DataDirError, match="is not empty"):
         restore(old_backup(), config_of(1, tmp_path / "node1"))
 
 

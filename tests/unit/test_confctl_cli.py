@@ -89,10 +89,23 @@ def test_ls_without_all_says_on_stderr_how_to_get_the_next_page(cli: Harness) ->
 def test_status_shows_every_node_with_lag_and_unreachable_ones(cli: Harness) -> None:
     result = cli.run("status")
     lines = result.out.splitlines()
-    assert lines[0].split()[:4] == ["ID", "ADDRESS", "ROLE", "TERM"]
+    assert lines[0].split()[:5] == ["ID", "ADDRESS", "SHARD", "ROLE", "TERM"]
     assert "unreachable" in lines[3]
     rows = cli.run("status", "-o", "json").json()
     assert [(r["role"], r["lag"]) for r in rows] == [("leader", 0), ("follower", 2), ("unreachable", None)]
+
+
+def test_status_counts_a_nodes_lag_only_against_the_leader_of_the_shard_its_row_is_of(cli: Harness) -> None:
+    leader_of_1 = NodeStatus(EP, True, 1, "leader", 2, 1, 9, 9, 9, shard_id=1)
+    follower_of_1 = NodeStatus("tcp://10.0.0.2:7101", True, 2, "follower", 2, 1, 9, 8, 9, shard_id=1)
+    leader_of_3 = NodeStatus("tcp://10.0.0.4:7101", True, 4, "leader", 4, 4, 16, 16, 16, shard_id=3)
+    follower_of_2 = NodeStatus("tcp://10.0.0.3:7101", True, 3, "follower", 2, 2, 12, 12, 12, shard_id=2)
+    statuses = [leader_of_1, follower_of_1, leader_of_3, follower_of_2]
+    cli.client.status_all = lambda endpoints=None: statuses  # type: ignore[method-assign]
+
+    rows = cli.run("status", "-o", "json").json()
+
+    assert [(r["id"], r["shard"], r["lag"]) for r in rows] == [(1, 1, 0), (2, 1, 1), (4, 3, 0), (3, 2, None)]
 
 
 def test_status_exits_5_when_no_node_answers(cli: Harness) -> None:

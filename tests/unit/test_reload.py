@@ -30,15 +30,18 @@ def _config(tmp_path: Path, extra: str = "") -> Path:
     return path
 
 
-def test_log_level_and_request_limits_apply_at_once(tmp_path: Path) -> None:
+def test_log_level_format_and_request_limits_apply_at_once(tmp_path: Path) -> None:
     running = load_config(_config(tmp_path))
     edited = load_config(
-        _config(tmp_path, '\n[log]\nlevel = "debug"\n[limits]\nmax_value_bytes = 4096\nmax_txn_ops = 8\n')
+        _config(
+            tmp_path,
+            '\n[log]\nlevel = "debug"\nformat = "json"\n[limits]\nmax_value_bytes = 4096\nmax_txn_ops = 8\n',
+        )
     )
 
     plan = plan_reload(running, edited, BOUND)
 
-    assert plan.applied == ("limits.max_value_bytes", "limits.max_txn_ops", "log.level")
+    assert plan.applied == ("limits.max_value_bytes", "limits.max_txn_ops", "log.level", "log.format")
     assert plan.need_restart == ()
     assert (plan.config.limits.max_value_bytes, plan.config.limits.max_txn_ops) == (4096, 8)
     assert plan.config.log.level == "debug"
