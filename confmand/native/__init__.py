@@ -100,6 +100,8 @@ def check_build(build_dir: Path = BUILD_DIR, root: Path = CHECKOUT) -> tuple[dic
     """The compiled file of each module (empty when the build must not be used) and why."""
     manifest_path = build_dir / MANIFEST_NAME
     if not manifest_path.exists():
+        if not (root / "dev").exists():  # an installed package, not a checkout
+            return {}, "an installed package: the hot modules are compiled only in a checkout (./dev native)"
         return {}, "no build (./dev native compiles the hot modules)"
     try:
         manifest = json.loads(manifest_path.read_text())

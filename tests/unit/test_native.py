@@ -104,6 +104,13 @@ def test_no_build_at_all_says_how_to_make_one(tmp_path: Path) -> None:
     assert "./dev native" in reason
 
 
+def test_an_installed_package_without_a_build_says_it_is_one(tmp_path: Path) -> None:
+    files, reason = check_build(tmp_path / "absent", root=tmp_path)  # no ./dev beside the package
+
+    assert files == {}
+    assert reason.startswith("an installed package")
+
+
 def test_a_machine_without_a_compiler_is_told_what_to_install_and_keeps_the_pure_modules(
     tmp_path: Path,
 ) -> None:
