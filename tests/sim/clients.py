@@ -10,7 +10,11 @@ Ops and what is recorded (tests/fault/history.py):
   as a txn (compare the value, then put): both recorded as `cas`;
 - `get` at each consistency: linearizable (`get`, judged by the
   linearizability checker), version with the session's token (`vget`,
-  judged for read-your-writes) and stale (`sget`, only exercised).
+  judged for read-your-writes) and stale (`sget`, only exercised);
+- `backup` of one data shard (`confctl snapshot save`'s read): every key of
+  the sim's that the shard owned in its reply is recorded as a linearizable
+  `get` over the backup's call and return, so a stale copy fails the
+  linearizability checker as a stale read would.
 
 A third of the calls are pinned to one node in service chosen at random (no
 hint following): followers then forward them, and a deposed leader that does
@@ -33,11 +37,15 @@ from confctl.client.routing import Backoff, Router
 from confctl.client.session import Session
 from confctl.client.shards import ShardDirectory
 from confctl.client.types import Compare, GetResult, TxnOp, TxnResult, WriteResult
+from confmand.kv.records import DATA, DataRecord, data_key
+from confmand.kv.snapshot import decode_state
+from confmand.protocol.shardmap import partition_of
 from tests.fault.history import Op, Outcome, Value
 from tests.sim.world import World
 
 WRITE_FAILS = frozenset({"NOT_LEADER", "NO_QUORUM", "STORAGE", "INVALID_REQUEST", "TOO_LARGE", "CLOCK_SKEW"})
 CALL_TIMEOUT_S = 3.0
+BACKUP_SHARE = 0.02  # of a client's calls, once it knows the shard map
 ATTEMPT_TIMEOUT_S = 1.2
 
 SendFrame = Callable[[str, list[bytes], bytes], None]
@@ -83,6 +91,9 @@ class SimClient:
         self.redrives = 0
         self._operation: tuple[Any, Callable[[Any], Any]] = (None, lambda r: r)
         self._then: Callable[[], None] | None = None
+        # Its own stream, so the other ops' draws stay as they were before backups came in.
+        self._backup_rng = world.scenario.rng(f"client/{process}/backup")
+        self.backups = 0
 
     # ------------------------------------------------------------------ choosing ops
 
@@ -91,6 +102,11 @@ class SimClient:
 
     def _next_op(self) -> None:
         if not self.running or self.call is not None:
+            return
+        shard_map = self.core.shards.map
+        if shard_map is not None and self._backup_rng.random() < BACKUP_SHARE:
+            shard = self._backup_rng.choice(shard_map.data_shards)
+            self.begin("backup", "", shard, operations.backup(shard))
             return
         rng = self.rng
         key = f"k{rng.randrange(self.keys)}"
@@ -209,11 +225,13 @@ class SimClient:
             self.redrives += 1
             self.world.at(self.world.now + self.rng.uniform(0.05, 0.3), lambda: self._start_call(seq))
             return
-        if isinstance(step, Done):
-            op = self._done(self._op, int(self.world.now * 1e9), step.value)
-        else:
-            op = self._failed(self._op, int(self.world.now * 1e9), step.error)
-        self._record(op)
+        if isinstance(step, Done) and self._op[0] == "backup":
+            for op in self._backed_up(self._op, int(self.world.now * 1e9), step.value):
+                self._record(op)
+        elif isinstance(step, Done):
+            self._record(self._done(self._op, int(self.world.now * 1e9), step.value))
+        elif self._op[0] != "backup":  # a backup that failed says nothing of any key
+            self._record(self._failed(self._op, int(self.world.now * 1e9), step.error))
         self.call = None
         self._op = None
         then = self._then
@@ -255,6 +273,32 @@ class SimClient:
         self._seen[key] = value if isinstance(value, str) else None
         shard = result.meta.shard
         return Op(self.process, kind, key, value, call_ns, now_ns, "ok", None, _version_of(result), shard)
+
+    def _backed_up(self, pending: _Pending, now_ns: int, fields: dict[str, Any]) -> list[Op]:
+        """A shard's backup, as one linearizable get per sim key the shard owned in it."""
+        _, _, shard, call_ns = pending
+        assert isinstance(shard, int)
+        self.backups += 1
+        records = {
+            key: DataRecord.decode(value)
+            for kind, key, value in decode_state(fields["state"])
+            if kind == DATA
+        }
+        owned = set(fields["owns"])
+        partitions = len(self.core.shards.map.owners) if self.core.shards.map is not None else 0
+        ops = []
+        for key in (f"k{i}" for i in range(self.keys)):
+            if partition_of(key, partitions) not in owned:
+                continue
+            record = records.get(data_key(key))
+            if record is None:
+                ops.append(Op(self.process, "get", key, None, call_ns, now_ns, "ok", None))
+                continue
+            text = record.value.decode()
+            self._seen[key] = text
+            version = str(record.mod_version)
+            ops.append(Op(self.process, "get", key, None, call_ns, now_ns, "ok", text, version, shard))
+        return ops
 
     def _may_have_applied(self, error: ConfmanError) -> bool:
         assert self._op is not None

@@ -258,6 +258,7 @@ class Simulation:
         stats["turns"] = sum(h.turns for h in self.hosts.values())
         stats["commit_max"] = self.checker.commit_max
         stats["redrives"] = sum(c.redrives for c in self.clients.values())
+        stats["backups"] = sum(c.backups for c in self.clients.values())
         for counter in NODE_COUNTERS:  # of the nodes up at the end
             stats[counter] = sum(h.node.counters.get(counter, 0) for h in self.hosts.values() if h.node)
         return RunResult(self.scenario, violation, self.world.now, stats, self.trace, self.history)

@@ -131,6 +131,7 @@ def test_a_run_exercises_the_driver_paths_it_is_there_for() -> None:
         "disk_full",
         "clock_step",
         "redrives",
+        "backups",
         "peer_duplicated",
         "peer_dropped",
         "snapshots_taken",
