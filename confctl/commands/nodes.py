@@ -10,6 +10,7 @@ The client and the planner load inside the commands (see placement.py).
 
 from __future__ import annotations
 
+import dataclasses
 import time
 from typing import TYPE_CHECKING, Annotated
 
@@ -117,8 +118,7 @@ def node_remove(env: Env, node: NodeArg, wait_s: WaitOpt = 60.0) -> ExitCode:
         return code
     result = env.client.shard_map()
     others = {n: a for n, a in result.addresses.items() if n != node}
-    statuses = _statuses(env, result.__class__(result.map, result.shards, others, result.meta))
-    listing, _ = _listing(statuses, node)
+    listing, _ = _listing(_statuses(env, dataclasses.replace(result, addresses=others)), node)
     if listing:
         env.renderer.note(
             f"node {node} holds no replica; nodes {listing} still list it: take it out of their "

@@ -32,7 +32,7 @@ from confmand.kv.snapshot import STATE_KINDS, SnapshotDecodeError, decode_state,
 from confmand.kv.store import MemoryKVStore
 from confmand.protocol.backup_file import Backup, BackupError, ShardCopy, decode_backup
 from confmand.protocol.ops import Txn
-from confmand.protocol.shardmap import META_SHARD, ShardMap
+from confmand.protocol.shardmap import META_SHARD, ShardMap, initial_map
 from confmand.protocol.types import TxnOp, Version
 from confmand.raft import HardState, Membership
 from confmand.raft.types import SnapshotMeta
@@ -75,16 +75,16 @@ def restored_map(backup: Backup, config: NodeConfig) -> ShardMap:
                 f"{list(copy.initial)}, here it would begin with {first.partitions_of(copy.shard)}; "
                 "set data_shards as the backed-up cluster had it"
             )
-    nodes = sorted(config.initial_voters)
-    replication = config.cluster.replication_for(len(nodes))
+    voters = config.initial_voters
+    # Shards added after the first map go where a first map with that many shards would deal them.
+    last = max(old.data_shards)
+    replication = config.cluster.replication_for(len(voters))
+    dealt = initial_map(voters, last, replication, max(last, first.partitions))
     replicas = dict(first.replicas)
     founders = {}
     for shard in old.data_shards:
-        if shard not in replicas:  # added after the first map: dealt round as the first map deals
-            start = (shard - 1) * replication + 1
-            replicas[shard] = founders[shard] = tuple(
-                nodes[(start + r) % len(nodes)] for r in range(replication)
-            )
+        if shard not in replicas:
+            replicas[shard] = founders[shard] = dealt.replicas[shard]
     epoch = max(old.epoch, first.epoch) + 1
     return ShardMap(epoch, old.owners, replicas, founders)
 
