@@ -116,6 +116,10 @@ class RequestSettings:
     request_timeout_ms: int = 5_000
     version_read_wait_ms: int = 1_000
     session_ttl_ms: int = 3_600_000
+    # Watches (docs/protocol.md, *Watches*): the changes each replica keeps in memory for watchers
+    # to resume from, and how many watches the node serves at once.
+    watch_window_events: int = 10_000
+    max_watches: int = 100_000
 
 
 @dataclass(frozen=True, slots=True)
@@ -348,6 +352,8 @@ _REQUEST_READERS: Final[dict[str, _Reader]] = {
     "request_timeout_ms": _int(1, 3_600_000),
     "version_read_wait_ms": _int(0, 3_600_000),
     "session_ttl_ms": _int(1_000),
+    "watch_window_events": _int(1, 10_000_000),
+    "max_watches": _int(0, 10_000_000),
 }
 _CLOCK_READERS: Final[dict[str, _Reader]] = {
     "max_clock_offset_ms": _int(0, 3_600_000),

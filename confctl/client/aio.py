@@ -15,7 +15,7 @@ import asyncio
 import builtins
 import contextlib
 import dataclasses
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from types import TracebackType
 from typing import TypeVar
 
@@ -43,6 +43,7 @@ from confctl.client.types import (
     Version,
     WriteResult,
 )
+from confctl.client.watch import DEFAULT_WATCH_PROGRESS_MS, Watch
 
 T = TypeVar("T")
 
@@ -59,6 +60,7 @@ class _Endpoint:
             self.socket.close(linger=0)
             raise InvalidArgument(f"cannot connect to endpoint {address!r}: {exc}") from exc
         self.pending: dict[int, asyncio.Future[Reply | None]] = {}
+        self.streams: dict[int, asyncio.Queue[Reply | None]] = {}  # open watches: every message of each
         self.reader = asyncio.get_running_loop().create_task(self._read())
 
     async def _read(self) -> None:
@@ -66,7 +68,13 @@ class _Endpoint:
             while True:
                 frames = await self.socket.recv_multipart()
                 reply = replies.decode(frames[-1])
-                fut = self.pending.get(reply["id"]) if reply is not None else None
+                if reply is None:
+                    continue
+                stream = self.streams.get(reply["id"])
+                if stream is not None:
+                    stream.put_nowait(reply)
+                    continue
+                fut = self.pending.get(reply["id"])
                 if fut is not None and not fut.done():
                     fut.set_result(reply)
 
@@ -76,6 +84,8 @@ class _Endpoint:
         for fut in self.pending.values():
             if not fut.done():
                 fut.set_result(None)  # silence: the socket that would carry the reply is gone
+        for stream in self.streams.values():
+            stream.put_nowait(None)
 
 
 class AsyncClient:
@@ -154,6 +164,17 @@ class AsyncClient:
     async def audit(self, after_hlc: int | None = None, limit: int = 100, prefix: str = "") -> AuditResult:
         """One page of every shard's audit records in HLC order; go on with `after_hlc=result.next_hlc`."""
         return await self._run(*ops.audit(after_hlc, limit, prefix))
+
+    def watch(
+        self,
+        prefix: str = "",
+        *,
+        from_version: Version | str | Mapping[int, Version | str] | None = None,
+        progress_ms: int = DEFAULT_WATCH_PROGRESS_MS,
+    ) -> Watch:
+        """The changes of keys under `prefix` after `from_version` (None: from now), as they are
+        applied: `async for batch in client.watch("app/")`. See watch.py and docs/protocol.md."""
+        return Watch(self, prefix, from_version, progress_ms)
 
     async def shard_map(self) -> ShardMapResult:
         """The cluster's shard map as the first node to answer knows it (and the client routes by it)."""

@@ -166,6 +166,42 @@ class UnknownVersion(ServerError):
     default_retryable = ErrorCode.UNKNOWN_VERSION.retryable
 
 
+class Compacted(ServerError):
+    """A watch cannot go on from its version: the replicas no longer have the changes after it
+    (`oldest` is the oldest version one of them could start from), or its namespace moved to
+    another shard, whose versions are another log's (`oldest` None). List the prefix at one
+    version, then watch from that version."""
+
+    code = ErrorCode.COMPACTED.value
+    default_retryable = ErrorCode.COMPACTED.retryable
+
+    def __init__(
+        self,
+        message: str,
+        *,
+        retryable: bool | None = None,
+        leader: LeaderHint | None = None,
+        oldest: Version | None = None,
+    ) -> None:
+        super().__init__(message, retryable=retryable, leader=leader)
+        self.oldest = oldest
+
+
+class SlowWatcher(ServerError):
+    """A node ended a watch whose messages were not taken as fast as they came (the client's
+    watch resumes from its last progress by itself; raised only by a client that does not)."""
+
+    code = ErrorCode.SLOW_WATCHER.value
+    default_retryable = ErrorCode.SLOW_WATCHER.retryable
+
+
+class Overloaded(ServerError):
+    """The node serves as many watches as it may (`requests.max_watches`)."""
+
+    code = ErrorCode.OVERLOADED.value
+    default_retryable = ErrorCode.OVERLOADED.retryable
+
+
 class InternalServerError(ServerError):
     code = ErrorCode.INTERNAL.value
     default_retryable = ErrorCode.INTERNAL.retryable
@@ -217,6 +253,9 @@ SERVER_ERRORS: dict[str, type[ServerError]] = {
         SessionExpired,
         ClockSkew,
         UnknownVersion,
+        Compacted,
+        SlowWatcher,
+        Overloaded,
         InternalServerError,
     )
 }

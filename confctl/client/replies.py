@@ -14,7 +14,14 @@ from __future__ import annotations
 from collections.abc import Callable, Mapping
 from typing import Any, TypeVar
 
-from confctl.client.errors import SERVER_ERRORS, CasFailed, ProtocolError, ServerError, WrongShard
+from confctl.client.errors import (
+    SERVER_ERRORS,
+    CasFailed,
+    Compacted,
+    ProtocolError,
+    ServerError,
+    WrongShard,
+)
 from confctl.client.routing import is_endpoint
 from confctl.client.types import (
     AuditRecord,
@@ -139,6 +146,9 @@ def error(reply: Reply) -> ServerError:
             epoch=epoch if isinstance(epoch, int) and not isinstance(epoch, bool) else None,
             shard=owner if isinstance(owner, int) and not isinstance(owner, bool) else None,
         )
+    if cls is Compacted:
+        oldest = version(body.extra, "oldest", optional=True)
+        return Compacted(body.message, retryable=body.retryable, leader=hint, oldest=oldest)
     if cls is None:
         return ServerError(body.message, retryable=body.retryable, code=body.code, leader=hint)
     return cls(body.message, retryable=body.retryable, leader=hint)

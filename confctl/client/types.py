@@ -51,6 +51,8 @@ __all__ = [
     "TxnOpResult",
     "TxnResult",
     "Version",
+    "WatchBatch",
+    "WatchEvent",
     "WriteResult",
 ]
 
@@ -205,3 +207,26 @@ class ShardMapResult:
     @property
     def partitions(self) -> int:
         return self.map.partitions
+
+
+@dataclass(frozen=True, slots=True)
+class WatchEvent:
+    """One change of a key, as a watch tells it: what the entry at `version` did to `key`."""
+
+    type: Literal["put", "delete"]
+    key: str
+    value: bytes | None  # None for a delete
+    version: Version
+    hlc: int
+    shard: int | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class WatchBatch:
+    """What one watch message said: the changes of whole entries, in log order, and `progress`:
+    every change of the shard's keys under the prefix up to this version has been told."""
+
+    events: tuple[WatchEvent, ...]
+    progress: Version
+    shard: int | None = None
+    node_id: int | None = None

@@ -123,6 +123,8 @@ class KeyChanges:
         if self._ordinal >= MAX_CHANGES_PER_ENTRY:
             # The codec caps a txn branch at 65,535 ops, so this is a bug, not a bad input.
             raise AssertionError(f"more than {MAX_CHANGES_PER_ENTRY} changes in one entry")
+        version = self._version
+        self._overlay.writes.events.append((version.index, version.term, op, key, value, self._hlc))
         audit = AuditRecord(self._hlc, self._version, self._principal, self._op, key, prev, new)
         audit_at = audit_key(self._hlc, self._version.index, self._ordinal)
         self._overlay.put(AUDIT, audit_at, encode_audit(audit))

@@ -21,6 +21,9 @@ from dataclasses import dataclass, field
 from typing import Protocol
 
 Kind = bytes  # exactly one byte
+# One change of a key as a watcher sees it: (entry index, entry term, op "put" or "delete", key,
+# value (None for a delete), the entry's HLC stamp). Plain tuples: one is made per change applied.
+ChangeEvent = tuple[int, int, str, str, bytes | None, int]
 
 
 class KVStore(Protocol):
@@ -38,6 +41,10 @@ class WriteSet:
     """Pending changes, in the order made: `None` marks a delete. Later changes of a key win."""
 
     changes: dict[tuple[Kind, bytes], bytes | None] = field(default_factory=dict)
+    # The key changes the writes make, in log order (a txn's in the order it made them): what
+    # the driver hands to watchers once the batch is durable. Records moved in with a partition
+    # are not changes and are not here.
+    events: list[ChangeEvent] = field(default_factory=list)
 
     def put(self, kind: Kind, key: bytes, value: bytes) -> None:
         self.changes[(kind, key)] = value

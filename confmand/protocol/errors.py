@@ -41,6 +41,9 @@ class ErrorCode(enum.StrEnum):
     SESSION_EXPIRED = "SESSION_EXPIRED"
     UNKNOWN_VERSION = "UNKNOWN_VERSION"
     CLOCK_SKEW = "CLOCK_SKEW"
+    COMPACTED = "COMPACTED"
+    SLOW_WATCHER = "SLOW_WATCHER"
+    OVERLOADED = "OVERLOADED"
     INTERNAL = "INTERNAL"
 
     @property
@@ -109,6 +112,11 @@ SERVER_CODES: dict[ErrorCode, CodeInfo] = {
     ErrorCode.CLOCK_SKEW: CodeInfo(
         False, False, "nothing (older servers only): drop the kept `hlc`, then make a new call"
     ),
+    ErrorCode.COMPACTED: CodeInfo(
+        False, False, "a new watch from `oldest` or later, after listing the prefix at one version"
+    ),
+    ErrorCode.SLOW_WATCHER: CodeInfo(True, False, "the same watch, from the last `progress` it was sent"),
+    ErrorCode.OVERLOADED: CodeInfo(True, False, "the same request, at the next endpoint, with backoff"),
     ErrorCode.INTERNAL: CodeInfo(False, True, "nothing: a bug; report it with the message"),
 }
 CLIENT_CODES: dict[ClientErrorCode, CodeInfo] = {

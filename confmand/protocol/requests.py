@@ -31,6 +31,12 @@ ADMIN_OPS: Final = frozenset({"ping", "status", "shard_map"})
 # to the shards' leaders over the peer link, and a client socket refuses them.
 MOVE_OPS: Final = frozenset({"move_partition", "set_replicas", "add_shard"})
 INTERNAL_MOVE_OPS: Final = frozenset({"partition_ingest", "partition_drop", "map_move"})
+# A watch streams the changes under a prefix from one replica until cancelled (docs/protocol.md,
+# *Watches*); `cancel_watch` ends one, named by the id of its `watch` request.
+WATCH_OPS: Final = frozenset({"watch", "cancel_watch"})
+MIN_WATCH_PROGRESS_MS: Final = 10
+MAX_WATCH_PROGRESS_MS: Final = 60_000
+DEFAULT_WATCH_PROGRESS_MS: Final = 1_000
 # Reads that take a `consistency` (audit is always served by the leader).
 CONSISTENT_READ_OPS: Final = frozenset({"get", "list", "history"})
 

@@ -81,14 +81,17 @@ from confmand.server.replica import EXPIRY_CHECK_S, Replica, ReplicaSettings
 from confmand.server.requests import (
     AdminRequest,
     BadRequest,
+    CancelWatchRequest,
     MoveRequest,
     ReadRequest,
     Request,
+    WatchRequest,
     WriteRequest,
     move_step_frame,
     parse_request,
 )
 from confmand.server.status import node_status
+from confmand.server.watches import WatchHub
 from confmand.storage import DataDirError, NodeStorage, StorageError, WriteBatch
 from confmand.transport.codec import (
     ForwardReply,
@@ -288,6 +291,7 @@ class Node:
         # Per peer, the send time its last batch carried and when it arrived here: echoed in the
         # next batch to it, so that it learns its round trip to this node (histograms.py).
         self._echoes: dict[int, tuple[float, float]] = {}
+        self.watches = WatchHub(config.requests.max_watches, self._send_watch_message, self.counters)
         self._warn_unlisted_members()
 
     def _continue_stamps(self) -> None:
@@ -376,6 +380,7 @@ class Node:
             session_ttl_ms=self.config.requests.session_ttl_ms,
             snapshot_interval_entries=raft.snapshot_interval_entries,
             log_retain_entries=raft.log_retain_entries,
+            watch_window_events=self.config.requests.watch_window_events,
             ownership=None
             if shard_id == META_SHARD
             else Ownership(
@@ -407,7 +412,7 @@ class Node:
         now = self._time.monotonic()
         if self._stall is not None:  # neither ticks nor Readies matter until the disk takes the batch
             return max(0.0, min(self._stall.next_retry, now + self._tick_s) - now)
-        if self._deleting or any(r.raft.has_ready() for r in self._busy.values()):
+        if self._deleting or self.watches.has_due() or any(r.raft.has_ready() for r in self._busy.values()):
             return 0.0
         return max(0.0, self._next_tick - now)
 
@@ -434,6 +439,7 @@ class Node:
             self._delete_left_replicas()
             self._go_on_deleting()
         self._expire_forwards(now)
+        self.watches.deliver(self.replicas, now)
         self._flush_peers()
         self._flush_replies()
         self._end_turn()
@@ -909,6 +915,9 @@ class Node:
                 self._adopt_stored_map(replica)
             if replica.moves_changed:
                 self._moves_changed[replica.shard_id] = replica
+                self.watches.moves_changed(replica.shard_id)
+            else:
+                self.watches.applied(replica.shard_id)
             self._replies.extend(replica.replies)
             replica.replies.clear()
         self._maybe_snapshot(active)
@@ -1149,6 +1158,16 @@ class Node:
                 shard_id = self._move_shard(request, forwarded)  # named in the reply: its leader hint
                 self._move_request(request, shard_id, sink, payload, forwarded)
                 return
+            if isinstance(request, CancelWatchRequest):
+                cancelled = type(sink) is ClientSink and self.watches.cancel(sink, request.watch_id)
+                self._replies.append(Reply(sink, rid, None, {"cancelled": cancelled}))
+                return
+            if isinstance(request, WatchRequest):
+                shard_id = self._route(request)
+                if type(sink) is not ClientSink:
+                    raise RequestError(ErrorCode.INVALID_REQUEST, "a watch is served where it was asked")
+                self.watches.open(self.replicas[shard_id], request, sink, self.now)
+                return
             shard_id = self._route(request)
             self._dispatch(request, self._touch(self.replicas[shard_id]), payload, sink, forwarded)
         except RequestError as exc:
@@ -1166,7 +1185,7 @@ class Node:
         except HlcError as exc:
             raise RequestError(ErrorCode.INVALID_REQUEST, str(exc)) from None
 
-    def _route(self, request: WriteRequest | ReadRequest) -> int:
+    def _route(self, request: WriteRequest | ReadRequest | WatchRequest) -> int:
         """The hosted shard that serves `request`; WRONG_SHARD if that is none (docs/protocol.md, *Shards*).
 
         The key's namespace decides; a request naming another shard than its key's was routed
@@ -1375,6 +1394,13 @@ class Node:
         self._replies.clear()
         if self._outbox:
             self._flush_peers()
+
+    def _send_watch_message(self, reply: Reply) -> bool:
+        """A watch's message, sent now; False if the client socket refused it (watches.py)."""
+        sink = reply.sink
+        assert type(sink) is ClientSink
+        stamp = None if clock_fault(self.clock, self.peer_contact, self.now) else self.clock.now()
+        return self.clients.reply(list(sink.envelope), self._encode_reply(reply, stamp))
 
     def _encode_reply(self, reply: Reply, stamp: int | None) -> bytes:
         replica = None if reply.shard_id is None else self.replicas.get(reply.shard_id)

@@ -37,6 +37,7 @@ from confmand.kv.queries import audit_records, get_key, key_history, list_keys
 from confmand.kv.results import WriteResult
 from confmand.kv.snapshot import STATE_KINDS, decode_state
 from confmand.kv.state_machine import ConfigStateMachine
+from confmand.kv.store import ChangeEvent
 from confmand.protocol.errors import ErrorCode
 from confmand.protocol.ops import AuditQuery, BackupQuery, GetQuery, HistoryQuery, ListQuery
 from confmand.protocol.shardmap import partition_of
@@ -59,6 +60,7 @@ from confmand.server.faults import NO_FAULTS, DriverFaults
 from confmand.server.pending import PendingRead, PendingWrite, Reply, ReplySink
 from confmand.server.requests import ReadRequest
 from confmand.server.snapshot_source import SnapshotSource
+from confmand.server.watch_window import DEFAULT_MAX_EVENTS, EventWindow
 from confmand.storage import DataDirError, ShardStorage, StorageError, WriteBatch
 
 log = logging.getLogger(__name__)
@@ -75,6 +77,7 @@ class ReplicaSettings:
     snapshot_interval_entries: int = 10_000
     log_retain_entries: int = 1_000
     ownership: Ownership | None = None  # a data shard's partitions (None: the meta shard holds all)
+    watch_window_events: int = DEFAULT_MAX_EVENTS  # changes kept in memory for watchers
 
 
 @dataclass(slots=True)
@@ -85,6 +88,7 @@ class _Staged:
     # (index, term, result) of each applied entry, in log order (result None: not a command)
     applied: list[tuple[int, int, WriteResult | None]] | None = None
     installed_snapshot: Version | None = None
+    events: list[ChangeEvent] | None = None  # the key changes of the applied entries, for watchers
     sync: bool = False
     sync_for_vote: bool = False  # term or vote changed: nothing may be sent before the fsync
 
@@ -132,6 +136,8 @@ class Replica:
         self._read_seq = 0
         self._reads_at: list[tuple[int, PendingRead]] = []  # (read index, read): wait for applied
         self._version_waits: list[PendingRead] = []
+        # What changed lately, for watchers (watches.py); it starts at what is applied now.
+        self.window = EventWindow(self.applied, settings.watch_window_events)
         stored = storage.snapshot_meta()
         self._snapshot_index = stored.index if stored is not None else 0
         self._staged: _Staged | None = None
@@ -193,7 +199,7 @@ class Replica:
             if self.applied.index < token.index:
                 self._version_waits.append(read)
                 return
-            mismatch = self._token_mismatch(token)
+            mismatch = self.token_mismatch(token)
             if mismatch is None:
                 self._serve(read)
             else:
@@ -206,7 +212,7 @@ class Replica:
         else:
             self._read_round.append(read)
 
-    def _token_mismatch(self, token: Version) -> str | None:
+    def token_mismatch(self, token: Version) -> str | None:
         """Why `token` (at or below the applied index) names no entry of this shard's log, or None.
 
         Committed entries are the same on every replica, so an entry this replica applied at
@@ -301,6 +307,7 @@ class Replica:
         if any(r.op in MOVE_STEP_NAMES for r in results):
             self.moves_changed = True
         staged.applied = [(e.index, e.term, by_index.get(e.index)) for e in entries]
+        staged.events = writes.events
         last = entries[-1]
         self.storage.stage_applied(writes, last.term, last.index, batch)
 
@@ -368,7 +375,10 @@ class Replica:
         # saw the old state, and a stall on that batch never let a version read pass on the new index.
         self.raft.advance(rd)
         if staged.installed_snapshot is not None:
+            self.window.reset(staged.installed_snapshot)
             self._resolve_unknown_up_to(staged.installed_snapshot.index)
+        if staged.applied:
+            self.window.extend(staged.events or [], self.applied)
         for index, term, result in staged.applied or ():
             self._resolve_write(index, term, result)
         for outcome in rd.outcomes:
@@ -532,7 +542,7 @@ class Replica:
             fields["staleness_ms"] = self.staleness_ms()
         self.replies.append(Reply(read.sink, rid, self.shard_id, fields))
 
-    def _refuse_unowned(self, keys: Iterable[str]) -> None:
+    def refuse_unowned(self, keys: Iterable[str]) -> None:
         """A read must not see a partition this shard does not own now (kv/partitions.py)."""
         ownership = self.settings.ownership
         if ownership is None:
@@ -552,7 +562,7 @@ class Replica:
         query = request.query
         key = request.routing_key
         if key is not None:
-            self._refuse_unowned([key])
+            self.refuse_unowned([key])
         if isinstance(query, GetQuery):
             record = get_key(self.storage, query.key)
             if record is None:
@@ -568,14 +578,14 @@ class Replica:
         if isinstance(query, ListQuery):
             page = list_keys(self.storage, query.prefix, query.after, query.limit, query.keys_only)
             if key is None:
-                self._refuse_unowned(r.key for r in page.items)
+                self.refuse_unowned(r.key for r in page.items)
             return page.to_reply()
         if isinstance(query, BackupQuery):
             return shard_backup(self.storage, self.settings.ownership)
         assert isinstance(query, AuditQuery)
         audit = audit_records(self.storage, query.after_hlc, query.limit, query.prefix)
         if key is None:
-            self._refuse_unowned(r.key for r in audit.records)
+            self.refuse_unowned(r.key for r in audit.records)
         return audit.to_reply()
 
     def _fail_reads(self, reads: list[PendingRead], error: RequestError) -> None:

@@ -41,13 +41,17 @@ from confmand.protocol.ops import (
 )
 from confmand.protocol.requests import (
     ADMIN_OPS,
+    DEFAULT_WATCH_PROGRESS_MS,
     INTERNAL_MOVE_OPS,
     MAX_CLIENT_ID_BYTES,
     MAX_PRINCIPAL_BYTES,
+    MAX_WATCH_PROGRESS_MS,
+    MIN_WATCH_PROGRESS_MS,
     MOVE_OPS,
     NO_REQUEST_ID,
     PROTOCOL_VERSION,
     READ_OPS,
+    WATCH_OPS,
     WRITE_OPS,
 )
 from confmand.protocol.shardmap import NAMESPACE_SEPARATOR, namespace_of
@@ -113,7 +117,27 @@ class AdminRequest:
     sizes: bool = False  # shard_map: each hosted shard's size on disk too
 
 
-Request = WriteRequest | ReadRequest | AdminRequest | MoveRequest
+@value_class
+class WatchRequest:
+    """Stream the changes of keys under `prefix` after `from_version` (None: after what is applied)."""
+
+    common: Common
+    prefix: str
+    from_version: Version | None
+    progress_ms: int = DEFAULT_WATCH_PROGRESS_MS
+
+    @property
+    def routing_key(self) -> str | None:
+        return self.prefix if NAMESPACE_SEPARATOR in self.prefix else None
+
+
+@value_class
+class CancelWatchRequest:
+    common: Common
+    watch_id: int  # the id of the `watch` request, on the same connection
+
+
+Request = WriteRequest | ReadRequest | AdminRequest | MoveRequest | WatchRequest | CancelWatchRequest
 
 
 class BadRequest(Exception):
@@ -212,7 +236,23 @@ def parse_map(obj: dict[str, Any], limits: Limits) -> Request:
         return AdminRequest(common, sizes=op == "shard_map" and bool(fields.optional_bool("sizes")))
     if op in MOVE_OPS or op in INTERNAL_MOVE_OPS:
         return MoveRequest(common, _move_step(op, fields))
+    if op in WATCH_OPS:
+        return _watch(common, fields)
     raise RequestError(ErrorCode.UNSUPPORTED, f"unknown op {op!r}")
+
+
+def _watch(common: Common, f: _Fields) -> WatchRequest | CancelWatchRequest:
+    if common.op == "cancel_watch":
+        return CancelWatchRequest(common, f.integer("watch_id"))
+    prefix = f.optional_text("prefix") or ""
+    if len(prefix.encode()) > f.limits.max_key_bytes or "\x00" in prefix:
+        raise _invalid(f"a watch prefix is at most max_key_bytes={f.limits.max_key_bytes} bytes, without NUL")
+    progress_ms = f.optional_int("progress_ms")
+    if progress_ms is None:
+        progress_ms = DEFAULT_WATCH_PROGRESS_MS
+    if not MIN_WATCH_PROGRESS_MS <= progress_ms <= MAX_WATCH_PROGRESS_MS:
+        raise _invalid(f"field 'progress_ms' must be in [{MIN_WATCH_PROGRESS_MS}, {MAX_WATCH_PROGRESS_MS}]")
+    return WatchRequest(common, prefix, f.optional_version("from_version"), progress_ms)
 
 
 def _move_step(op: str, f: _Fields) -> PartitionOp:

@@ -59,6 +59,8 @@ def test_the_retryable_codes_are_those_a_client_retries() -> None:
         ErrorCode.WRONG_SHARD,
         ErrorCode.PARTITION_MOVING,
         ErrorCode.STORAGE,
+        ErrorCode.SLOW_WATCHER,
+        ErrorCode.OVERLOADED,
     }
 
 

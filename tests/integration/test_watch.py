@@ -1,0 +1,77 @@
+"""Watches on real processes: every acknowledged write is told once, in order, across node kills.
+
+The watcher is the Python client's `AsyncClient.watch`, which resumes a stream at another
+replica from the last progress it was told; the checks are tests/watch_validation.py's.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+
+from confctl.client import AsyncClient
+from confctl.client.types import Version, WatchBatch
+from tests.integration.conftest import MakeCluster
+from tests.integration.harness import Cluster, wait_until
+from tests.integration.load import WriteStream
+from tests.watch_validation import missing_writes, stream_violations
+
+
+async def _watch_until(
+    cluster: Cluster,
+    prefix: str,
+    batches: list[WatchBatch],
+    done: asyncio.Event,
+    started: asyncio.Event,
+) -> AsyncClient:
+    client = AsyncClient(list(cluster.addresses().values()), timeout_s=5.0)
+    watch = client.watch(prefix, progress_ms=100)
+    async for batch in watch:
+        batches.append(batch)
+        started.set()
+        if done.is_set():
+            break
+    await watch.aclose()
+    return client
+
+
+def _last_version(stream: WriteStream) -> Version:
+    return max(Version.parse(token) for _, token in stream.acked.values())
+
+
+def test_a_watch_tells_every_acknowledged_write_once_and_in_order_while_its_node_is_killed(
+    make_cluster: MakeCluster,
+) -> None:
+    cluster = make_cluster()
+    cluster.wait_for_leader()
+    batches: list[WatchBatch] = []
+
+    async def scenario() -> int:
+        done, started = asyncio.Event(), asyncio.Event()
+        watcher = asyncio.get_running_loop().create_task(
+            _watch_until(cluster, "stream/", batches, done, started)
+        )
+        await asyncio.wait_for(started.wait(), 10.0)
+        stream = WriteStream(cluster, threads=3, writes_each=60).start()
+        await asyncio.to_thread(wait_until, lambda: stream.count() >= 40, 20.0, "40 writes before the kill")
+        served_by = next(b.node_id for b in reversed(batches) if b.node_id is not None)
+        assert served_by is not None
+        cluster.kill(served_by)
+        await asyncio.to_thread(stream.join, 60.0)
+        assert not stream.errors, stream.errors
+        last = _last_version(stream)
+        deadline = time.monotonic() + 20.0
+        while not batches or batches[-1].progress < last:
+            assert time.monotonic() < deadline, f"the watch never got to {last}: {batches[-1:]}"
+            await asyncio.sleep(0.05)
+        done.set()
+        client = await asyncio.wait_for(watcher, 10.0)
+        await client.aclose()
+        missing = missing_writes(batches, stream.acked, batches[0].progress)
+        assert not missing, missing[:5]
+        return served_by
+
+    killed = asyncio.run(scenario())
+
+    assert not stream_violations(batches), stream_violations(batches)[:5]
+    assert any(b.node_id not in (None, killed) for b in batches), "the watch never moved off the killed node"
