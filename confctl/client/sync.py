@@ -16,7 +16,7 @@ import math
 import os
 import random
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Generator, Mapping, Sequence
 from types import TracebackType
 from typing import Any, TypeVar
 
@@ -50,6 +50,7 @@ from confctl.client.types import (
     TxnOp,
     TxnResult,
     Version,
+    WatchBatch,
     WriteResult,
 )
 
@@ -181,6 +182,40 @@ class Client:
     def audit(self, after_hlc: int | None = None, limit: int = 100, prefix: str = "") -> AuditResult:
         """One page of every shard's audit records in HLC order; go on with `after_hlc=result.next_hlc`."""
         return self._run(*ops.audit(after_hlc, limit, prefix))
+
+    def watch(
+        self,
+        prefix: str = "",
+        *,
+        from_version: Version | str | Mapping[int, Version | str] | None = None,
+        progress_ms: int = 1_000,
+    ) -> Generator[WatchBatch, None, None]:
+        """The changes of keys under `prefix` after `from_version` (None: from now), as they are
+        applied; iterate until done, then `close()` the iterator. The streams run on an asyncio
+        loop of their own in this thread (watch.py), with this client's endpoints and principal."""
+        import asyncio  # noqa: PLC0415 - only a watch needs asyncio (see __init__.py)
+
+        from confctl.client.aio import AsyncClient  # noqa: PLC0415
+
+        loop = asyncio.new_event_loop()
+        core = self.core
+        client = AsyncClient(
+            core.router.endpoints,
+            core.timeout_s,
+            attempt_timeout_s=core.attempt_timeout_s,
+            principal=core.principal,
+        )
+        watch = client.watch(prefix, from_version=from_version, progress_ms=progress_ms)
+        try:
+            while True:
+                try:
+                    yield loop.run_until_complete(watch.__anext__())
+                except StopAsyncIteration:
+                    return
+        finally:
+            loop.run_until_complete(watch.aclose())
+            loop.run_until_complete(client.aclose())
+            loop.close()
 
     def shard_map(self) -> ShardMapResult:
         """The cluster's shard map as the first node to answer knows it (and the client routes by it)."""

@@ -16,7 +16,7 @@ import functools
 import inspect
 import os
 import sys
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Generator, Sequence
 from dataclasses import dataclass, fields, replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, Any, Concatenate, ParamSpec, Protocol
@@ -40,6 +40,7 @@ if TYPE_CHECKING:  # the client's modules load when a command first uses the cli
         TxnOp,
         TxnResult,
         Version,
+        WatchBatch,
         WriteResult,
     )
 
@@ -83,6 +84,9 @@ class ClientApi(Protocol):
     def status_all(self, endpoints: Sequence[str] | None = ...) -> builtins.list[NodeStatus]: ...
     def backup_shard(self, shard: int) -> dict[str, Any]: ...
     def shard_map(self) -> ShardMapResult: ...
+    def watch(
+        self, prefix: str = ..., *, from_version: str | None = ..., progress_ms: int = ...
+    ) -> Generator[WatchBatch, None, None]: ...
 
     def move_partition(self, partition: int, to_shard: int) -> Version: ...
 

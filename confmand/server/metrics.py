@@ -47,6 +47,7 @@ class NodeFigures:
     node_id: int
     hot_modules: str
     map_epoch: int
+    watches: int
     storage_error: bool
     clock_fault: bool
     shards: tuple[ShardFigures, ...]
@@ -81,6 +82,7 @@ class NodeFigures:
             node_id=node.node_id,
             hot_modules="compiled" if native.STATUS.active else "pure",
             map_epoch=node.shard_map.epoch,
+            watches=len(node.watches),
             storage_error=node.storage_error is not None,
             clock_fault=clock_fault(node.clock, node.peer_contact, node.now) is not None,
             shards=shards,
@@ -164,6 +166,7 @@ def _node_gauges(figures: NodeFigures) -> Iterator[Metric]:
     yield GaugeMetricFamily(
         "confman_map_epoch", "The epoch of the shard map this node holds.", value=figures.map_epoch
     )
+    yield GaugeMetricFamily("confman_watches", "Watches open on this node.", value=figures.watches)
     yield GaugeMetricFamily(
         "confman_storage_error",
         "1 while the node's storage refuses writes.",

@@ -61,6 +61,7 @@ def _node_fields(node: Node) -> dict[str, object]:
         "hlc_ignored": node.clock.ignored,  # client stamps served without being merged (too far ahead)
         "clock_peer_offset_ms": node.clock.peer_offset_ms(),  # closest peer clock, + when ahead of ours
         "map_epoch": node.shard_map.epoch,
+        "watches": len(node.watches),  # watches open on this node (docs/protocol.md, *Watches*)
         "nodes": sorted(node.config.client_addresses),  # the cluster, as this node's config has it
         "hot_modules": native.STATUS.describe(),  # compiled (mypyc) or pure Python, and why
     }

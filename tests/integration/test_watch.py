@@ -7,12 +7,15 @@ replica from the last progress it was told; the checks are tests/watch_validatio
 from __future__ import annotations
 
 import asyncio
+import json
+import subprocess
+import sys
 import time
 
 from confctl.client import AsyncClient
 from confctl.client.types import Version, WatchBatch
 from tests.integration.conftest import MakeCluster
-from tests.integration.harness import Cluster, wait_until
+from tests.integration.harness import Cluster, Writer, wait_until
 from tests.integration.load import WriteStream
 from tests.watch_validation import missing_writes, stream_violations
 
@@ -75,3 +78,49 @@ def test_a_watch_tells_every_acknowledged_write_once_and_in_order_while_its_node
 
     assert not stream_violations(batches), stream_violations(batches)[:5]
     assert any(b.node_id not in (None, killed) for b in batches), "the watch never moved off the killed node"
+
+
+def test_confctl_watch_of_every_namespace_prints_each_put_of_every_shard_once(
+    make_cluster: MakeCluster,
+) -> None:
+    cluster = make_cluster(cluster={"partitions": 16, "data_shards": 4})
+    cluster.wait_for_preferred_leaders()
+    endpoints = ",".join(cluster.addresses().values())
+    keys = [f"ns{n}/key" for n in range(12)]
+    command = [
+        sys.executable,
+        "-m",
+        "confctl",
+        "-e",
+        endpoints,
+        "-o",
+        "json",
+        "watch",
+        "--count",
+        str(len(keys)),
+    ]
+    watcher = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    try:
+        wait_until(lambda: _watching_everywhere(cluster, shards=4), 20.0, "a watch open on each data shard")
+        writer = Writer(cluster.addresses())
+        for key in keys:
+            assert writer.put(key, key.encode(), timeout_s=5.0) is not None
+        writer.close()
+        out, err = watcher.communicate(timeout=20.0)
+    finally:
+        watcher.kill()
+
+    assert watcher.returncode == 0, err
+    printed = [json.loads(line) for line in out.splitlines()]
+    assert sorted(p["key"] for p in printed) == sorted(keys)
+    assert all(p["value"] == p["key"] and p["type"] == "put" for p in printed)
+    assert len({p["shard"] for p in printed}) > 1
+
+
+def _watching_everywhere(cluster: Cluster, shards: int) -> bool:
+    opened = 0
+    for node_id in cluster.addresses():
+        status = cluster.status(node_id)
+        if status is not None:
+            opened += int(status.get("watches", 0))
+    return opened >= shards

@@ -10,7 +10,7 @@ from __future__ import annotations
 import builtins
 import dataclasses
 import json
-from collections.abc import Sequence
+from collections.abc import Generator, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -40,6 +40,7 @@ from confctl.client.types import (
     ListResult,
     ShardInfo,
     ShardMapResult,
+    WatchBatch,
     WriteResult,
 )
 from confctl.settings import ClientSettings
@@ -66,6 +67,7 @@ class FakeClient:
     leaders: dict[int, int] = field(default_factory=dict)  # shard -> its leader, where not its first replica
     closed: bool = False
     index: int = 0
+    watched: builtins.list[WatchBatch] = field(default_factory=list)  # what `watch` streams, then it ends
 
     def _enter(self, name: str, *args: object) -> None:
         self.calls.append((name, args))
@@ -150,6 +152,12 @@ class FakeClient:
         )
         follower = NodeStatus("tcp://10.0.0.2:7101", True, 2, "follower", 4, 1, 10, 8, 10, (1, 2), (), 40)
         return [leader, follower, NodeStatus("tcp://10.0.0.3:7101", False, error="no reply")]
+
+    def watch(
+        self, prefix: str = "", *, from_version: str | None = None, progress_ms: int = 1000
+    ) -> Generator[WatchBatch, None, None]:
+        self._enter("watch", prefix, from_version, progress_ms)
+        yield from self.watched
 
     def shard_map(self) -> ShardMapResult:
         self._enter("shard_map")
