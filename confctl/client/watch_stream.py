@@ -2,7 +2,8 @@
 
 The shells (watch.py for asyncio, the simulator's watcher) feed a `ShardStream` three inputs —
 `start(now)`, `on_reply(reply, now)` for a message under its current `request_id`, and
-`on_silence(now)` when nothing came for `silence_s` since the last message or open — and act on
+`on_silence(now)` when nothing came for `silence_s` since the last message, or since an open was
+sent (after its delay) — and act on
 the list of actions each returns, in order:
 
 - `Open`: wait `delay_s`, then send `frame` (a `watch` request) to `endpoint`; from then on the
@@ -38,6 +39,7 @@ from confmand.protocol.types import Version
 SILENT_BOOKMARKS: Final = 5  # bookmarks missed in a row before a node counts as gone
 SILENCE_SLACK_S: Final = 1.0
 MAX_BACKOFF_S: Final = 2.0
+GIVE_UP_ROUNDS: Final = 2  # rounds over every candidate, some COMPACTED and none serving, before the end
 
 
 @dataclass(frozen=True, slots=True)
@@ -107,6 +109,7 @@ class ShardStream:
         self._attempts = 0
         self._tried = 0  # opens since the stream last got a message
         self._compacted: set[str] = set()
+        self._last_compacted: Compacted | None = None
 
     @property
     def streaming(self) -> bool:
@@ -140,6 +143,7 @@ class ShardStream:
         self.after = batch.progress
         self._tried = 0
         self._compacted.clear()
+        self._last_compacted = None
         return [Told(batch)]
 
     def _on_error(self, error: ConfmanError) -> list[Action]:
@@ -162,6 +166,7 @@ class ShardStream:
         if isinstance(error, Compacted):
             assert self.endpoint is not None
             self._compacted.add(self.endpoint)
+            self._last_compacted = error
             if self._compacted >= set(self._candidates()):
                 return [Ended(error)]
             return [self._open_next()]
@@ -194,7 +199,11 @@ class ShardStream:
         envelope = RequestEnvelope(self.core.request_id(), "cancel_watch", principal=self.core.principal)
         return Cancel(self.endpoint, envelope.encode({"watch_id": self.request_id}))
 
-    def _open_next(self) -> Open:
+    def _open_next(self) -> Open | Ended:
+        if self._last_compacted is not None and self._tried >= GIVE_UP_ROUNDS * len(self._candidates()):
+            # Some replicas no longer have the changes, and the others did not answer, round after
+            # round: those that come back will not have them either (a node restarted keeps none).
+            return Ended(self._last_compacted)
         candidates = [c for c in self._candidates() if c not in self._compacted] or self._candidates()
         endpoint = candidates[self._attempts % len(candidates)]
         self._attempts += 1

@@ -37,6 +37,7 @@ from tests.sim.checks import ClusterChecker, Violation, check_history, final_cha
 from tests.sim.clients import SimClient
 from tests.sim.host import SimHost, client_address, node_config
 from tests.sim.scenario import Scenario
+from tests.sim.watchers import SimWatcher
 from tests.sim.world import World
 
 FAULT_EVERY_S = 0.05
@@ -119,6 +120,7 @@ class Simulation:
         self.checker = ClusterChecker(self.hosts)
         self.endpoints = [client_address(i) for i in sorted(self.hosts)]
         self.clients: dict[bytes, SimClient] = {}
+        self.watchers: dict[bytes, SimWatcher] = {}
         self.keys = [f"k{i}" for i in range(scenario.keys)]
         self.shard_map = node_config(scenario, 1).initial_map()  # every node starts from this one
         self.shard_ids = sorted(self.shard_map.replicas)
@@ -149,6 +151,9 @@ class Simulation:
         client = self.clients.get(envelope[0])
         if client is not None:
             self.world.at(when, lambda: client.on_reply(payload))
+        watcher = self.watchers.get(envelope[0])
+        if watcher is not None:
+            self.world.at(when, lambda: watcher.on_reply(payload))
 
     def _send_request(self, endpoint: str, envelope: list[bytes], frame: bytes) -> None:
         host = self.by_address[endpoint]
@@ -269,6 +274,15 @@ class Simulation:
             self._start(host)
         for process in range(1, scenario.clients + 1):
             self._add_client(process).start()
+        watcher = SimWatcher(
+            world,
+            1,
+            endpoints=self.endpoints,
+            send=self._send_request,
+            shards=lambda: [s for s in self.shard_ids if s != META_SHARD],
+        )
+        self.watchers[watcher.envelope[0]] = watcher
+        watcher.start()
         world.at(FAULT_EVERY_S, self._fault_roll)
         if scenario.membership_rate or scenario.transfer_rate or scenario.move_rate or scenario.place_rate:
             world.at(OPERATOR_EVERY_S, self._operator)
@@ -335,9 +349,31 @@ class Simulation:
             ),
         )
         self.world.count("partition_moved", final_map.epoch - self.shard_map.epoch)
+        self._judge_watchers(leaders)
         problems = check_history(self.history, final_changes(leaders, self.keys, final_map.shard_of))
         if problems:
             self.checker.fail("history", "\n".join(problems[:5]))
+
+    def _judge_watchers(self, leaders: dict[int, SimHost]) -> None:
+        """Healed and converged: each watcher catches up with every shard, then what it was told is judged."""
+        applied = {}
+        for shard, leader in leaders.items():
+            if shard != META_SHARD and leader.node is not None:
+                applied[shard] = leader.node.replicas[shard].applied
+        deadline = self.world.now + LIVENESS_S
+        watchers = list(self.watchers.values())
+        self.world.run_until(deadline, stop=lambda: all(w.caught_up(applied) for w in watchers))
+        for watcher in watchers:
+            watcher.running = False
+            if not watcher.caught_up(applied):
+                ends = {shard: str(c.end) for shard, c in watcher.coverage.items()}
+                self.checker.fail(
+                    "watch liveness",
+                    f"a watcher was told up to {ends} of {applied}, not further, once healed",
+                )
+            problems = watcher.problems(list(self.history))
+            if problems:
+                self.checker.fail("watch", "\n".join(problems[:5]))
 
     def _converge(self, shard: int) -> SimHost:  # noqa: RET503 (the checker fails by raising)
         """Wait until every member of `shard` has applied the same state; returns its leader."""

@@ -26,8 +26,9 @@ CAUGHT_BY = {
     "raft_batch_unsynced": {"durable commit"},
     "send_before_persist": {"durable commit"},
     "read_without_read_index": {"history"},
-    # a node that applied past its commit restarts on a state machine ahead of its log
-    "apply_before_commit": {"restart", "history", "convergence"},
+    # a node that applied past its commit restarts on a state machine ahead of its log (or tells a
+    # watcher changes that are not committed, then cannot tell it how far it is)
+    "apply_before_commit": {"restart", "history", "convergence", "watch", "watch liveness"},
     # a power cut after a LevelDB log switch leaves a hole under a later applied index
     "apply_batch_unsynced": {"convergence", "restart", "history"},
     # a node back on an empty data dir votes again and acknowledges what its real disk lacks

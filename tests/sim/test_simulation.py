@@ -102,8 +102,9 @@ def test_a_run_exercises_the_driver_paths_it_is_there_for() -> None:
     still missing): crashes mid-write and aimed ones, power loss, stalls on a full disk, pauses,
     partitions, membership changes, partition moves, placement, added shards, left replicas
     deleted, retries of unknown writes with the same seq, snapshots taken, and snapshots sent
-    past the stored one and installed, a host back without its data volume, refused, and a
-    retired node taken out of the others' [[peers]] by SIGHUP."""
+    past the stored one and installed, a host back without its data volume, refused, a
+    retired node taken out of the others' [[peers]] by SIGHUP, and a watch told changes, resumed
+    at another node, and ended COMPACTED where no replica kept its changes."""
     wanted = (
         "crash",
         "crash_in_write",
@@ -132,6 +133,9 @@ def test_a_run_exercises_the_driver_paths_it_is_there_for() -> None:
         "clock_step",
         "redrives",
         "backups",
+        "watch_events",
+        "watch_resumes",
+        "watch_compacted",
         "peer_duplicated",
         "peer_dropped",
         "snapshots_taken",
