@@ -147,3 +147,18 @@ def test_close_cancels_only_a_watch_that_was_open() -> None:
 
     assert isinstance(cancel, Cancel)
     assert request_of(cancel)["watch_id"] == first.request_id
+
+
+def test_compacted_somewhere_and_silence_elsewhere_ends_the_watch_after_two_rounds() -> None:
+    s = stream(after=Version(1, 1))
+    attempt = opened(s.start(0.0))
+    actions = s.on_reply(error(attempt.request_id, "COMPACTED", False, oldest="2:9"), 0.1)
+    rounds = 0
+    while isinstance(actions[-1], Open):
+        actions = s.on_silence(float(rounds))
+        rounds += 1
+        assert rounds < 20, "the stream never gave up"
+
+    assert isinstance(actions[-1], Ended)
+    assert isinstance(actions[-1].error, Compacted)
+    assert rounds >= 2 * (len(NODES) - 1) - 1

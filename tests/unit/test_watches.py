@@ -158,3 +158,27 @@ def test_a_watch_of_a_replica_that_left_the_node_ends_WRONG_SHARD(hub: WatchHub,
     hub.deliver({}, now=5.0)  # a bookmark was due, and the replica is gone
 
     assert code_and_extra(socket.sent[-1])[0] is ErrorCode.WRONG_SHARD
+
+
+def test_caught_up_watches_are_sent_only_the_changes_under_their_prefix(
+    hub: WatchHub, socket: FakeSocket
+) -> None:
+    replica = FakeReplica()
+    hub.max_watches = 10
+    for watch_id, prefix in enumerate(("app/", "app/db/", "other/", "", "ap")):
+        hub.open(replica, watch_request(prefix, watch_id=watch_id), SINK, now=0.0)
+    hub.deliver({1: replica}, now=0.0)
+    socket.sent.clear()
+
+    replica.apply(put(1, "app/db/url"), put(2, "app/x"), put(3, "apple/y"))
+    hub.applied(1)
+    hub.deliver({1: replica}, now=0.0)
+
+    told = {r.request_id: [e["key"] for e in r.fields["events"]] for r in socket.sent}  # type: ignore[attr-defined]
+    assert told == {
+        0: ["app/db/url", "app/x"],
+        1: ["app/db/url"],
+        3: ["app/db/url", "app/x", "apple/y"],
+        4: ["app/db/url", "app/x", "apple/y"],
+    }
+    assert {r.fields["progress"] for r in socket.sent} == {"1:3"}
