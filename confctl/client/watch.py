@@ -112,9 +112,10 @@ class Watch:
     # ------------------------------------------------------------------ the streams
 
     async def _start(self) -> None:
-        self._started = True
         shards = await self._shards()
         starts = self._starts(shards)
+        # Only now: a first __anext__ cancelled while it fetched the map starts again next time.
+        self._started = True
         for shard in shards:
             self._tasks.append(asyncio.get_running_loop().create_task(self._stream(shard, starts[shard])))
 

@@ -36,6 +36,7 @@ from tests.fault.history import History, Op
 from tests.fault.linearizability import CheckResult, check, explain
 from tests.fault.nemesis import FaultWindow, describe, needs_power, run_schedule, schedule
 from tests.fault.power import PowerCluster
+from tests.fault.watcher import WatchRecorder, acknowledged_tops
 from tests.fault.workloads import (
     ClientContext,
     ExactlyOnce,
@@ -145,12 +146,14 @@ def run(settings: RunSettings, root: Path, behind_the_back: Meddle | None = None
     line = describe(settings.seed, settings.duration_s, settings.nemeses, events)
     cluster_type = PowerCluster if needs_power(settings.nemeses) else FaultCluster
     cluster = cluster_type(root, size=settings.size, seed=settings.seed, options=SHARDED)
+    watcher: WatchRecorder | None = None
     try:
         cluster.boot()
         recorder = Recorder()
         workloads = _workloads(settings)
         stop = threading.Event()
         threads = _start_clients(cluster, workloads, settings, recorder, stop)
+        watcher = WatchRecorder(list(cluster.client_addresses().values())).start()
         started = time.monotonic_ns()
         nemesis = run_schedule(cluster, events)
         if behind_the_back is not None:
@@ -173,6 +176,7 @@ def run(settings: RunSettings, root: Path, behind_the_back: Meddle | None = None
             if isinstance(workload, ExactlyOnce):
                 workload.close()
         linearizability, problems = _judge(cluster, settings, recorder.history)
+        problems += _judge_watch(watcher, recorder.history)
         if isinstance(cluster, PowerCluster):
             problems += cluster.refusals()
         result = RunResult(
@@ -187,6 +191,8 @@ def run(settings: RunSettings, root: Path, behind_the_back: Meddle | None = None
             exc.add_note(unplanned.describe())
         raise
     finally:
+        if watcher is not None:
+            watcher.stop()
         cluster.close()
 
 
@@ -250,6 +256,20 @@ def _judge(cluster: FaultCluster, settings: RunSettings, history: History) -> tu
     changes = {key: _changes(cluster, key) for key in eo_keys}
     problems += check_change_counts(changes, [op for op in ops if op.key.startswith("eo")])
     return linearizability, problems
+
+
+def _judge_watch(watcher: WatchRecorder, history: History) -> list[str]:
+    """Healed: the watcher must be told past every acknowledged write, and told them right."""
+    tops = acknowledged_tops(history)
+    try:
+        wait_until(
+            lambda: watcher.told_past(tops) or None, SETTLE_S, "the watcher told every acknowledged write"
+        )
+    except AssertionError as exc:
+        return [f"watch liveness: {exc}; coverage {dict(watcher.coverage.items())}"]
+    finally:
+        watcher.stop()
+    return watcher.problems(history)
 
 
 def _final_reply(cluster: FaultCluster, key: str) -> Reply:

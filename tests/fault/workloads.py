@@ -171,6 +171,7 @@ class _Call:
 
 def _record(ctx: ClientContext, call: _Call, outcome: Outcome, output: Value, reply: Reply | None) -> None:
     version = reply.get("version") if reply is not None and reply.get("ok") else None
+    shard = reply.get("shard") if reply is not None else None
     known = outcome != "unknown"
     ctx.recorder.record(
         Op(
@@ -183,6 +184,7 @@ def _record(ctx: ClientContext, call: _Call, outcome: Outcome, output: Value, re
             outcome,
             output if known else None,
             version if isinstance(version, str) else None,
+            shard if isinstance(shard, int) and isinstance(version, str) else None,
         )
     )
 

@@ -29,35 +29,11 @@ from confctl.client.types import Version, WatchBatch
 from confctl.client.watch_stream import Action, Cancel, Ended, Open, ShardStream, Told
 from tests.fault.history import Op
 from tests.sim.world import World
-from tests.watch_validation import stream_violations
+from tests.watch_validation import Coverage, watch_problems
 
 SendFrame = Callable[[str, list[bytes], bytes], None]
 PROGRESS_MS = 200
 RESTART_AFTER_S = 0.5  # a stream ended for good opens again from the present after this
-
-
-class _Coverage:
-    """The versions of one shard a stream was there for: runs of (start, end], told whole."""
-
-    def __init__(self) -> None:
-        self.runs: list[list[Version | None]] = []
-
-    def begin(self, after: Version | None) -> None:
-        """A stream opens from `after` (None: from the replica's present, its first progress)."""
-        self.runs.append([after, after])
-
-    def told(self, progress: Version) -> None:
-        run = self.runs[-1]
-        if run[0] is None:
-            run[0] = progress
-        run[1] = progress if run[1] is None else max(run[1], progress)
-
-    def covers(self, version: Version) -> bool:
-        return any(s is not None and e is not None and s < version <= e for s, e in self.runs)
-
-    @property
-    def end(self) -> Version | None:
-        return self.runs[-1][1] if self.runs else None
 
 
 class SimWatcher:
@@ -81,8 +57,8 @@ class SimWatcher:
         self._send = send
         self._shards = shards
         self.streams: dict[int, ShardStream] = {}
-        self.runs: dict[tuple[int, int], list[WatchBatch]] = {}  # (shard, run): a run is one watch
-        self.coverage: dict[int, _Coverage] = {}
+        self.runs: dict[tuple[int | None, int], list[WatchBatch]] = {}  # (shard, run): a run is one watch
+        self.coverage: dict[int | None, Coverage] = {}
         self.ended: list[str] = []
         self._silence_due: dict[int, float] = {}
         self.running = True
@@ -104,7 +80,7 @@ class SimWatcher:
     def _open(self, shard: int, after: Version | None) -> None:
         stream = ShardStream(self.core, "", shard, after, PROGRESS_MS)
         self.streams[shard] = stream
-        self.coverage.setdefault(shard, _Coverage()).begin(after)
+        self.coverage.setdefault(shard, Coverage()).begin(after)
         self._act(shard, stream.start(self.world.now))
 
     def _act(self, shard: int, actions: list[Action]) -> None:
@@ -179,72 +155,11 @@ class SimWatcher:
     def caught_up(self, applied: Mapping[int, Version]) -> bool:
         """Whether every stream was told at least as far as its shard's `applied`."""
         for shard, version in applied.items():
-            end = self.coverage.get(shard, _Coverage()).end
+            end = self.coverage.get(shard, Coverage()).end
             if shard in self.streams and (end is None or end < version):
                 return False
         return True
 
     def problems(self, history: list[Op]) -> list[str]:
-        found = [
-            f"watcher {self.envelope[0].decode()}, shard {shard}, watch {run}: {problem}"
-            for (shard, run), batches in sorted(self.runs.items())
-            for problem in stream_violations(batches)
-        ]
-        found += [f"a watch ended: {e}" for e in self.ended if "COMPACTED" not in e]
-        written = _writes_by_value(history)
-        told: dict[str, Version] = {}
-        for run in self.runs.values():
-            told_in_run: set[str] = set()
-            for event in (e for batch in run for e in batch.events):
-                if event.type != "put" or event.value is None:
-                    continue
-                value = event.value.decode()
-                if value in told_in_run:  # a new watch (after COMPACTED) may tell it again
-                    found.append(f"{event.key}={value} told twice in one watch ({event.version})")
-                told_in_run.add(value)
-                told[value] = event.version
-                op = written.get(value)
-                if op is None:
-                    found.append(f"{event.key}={value} at {event.version} was told but never written")
-                    continue
-                acked = _acknowledged_at(op)
-                if acked is not None and acked != event.version:
-                    found.append(f"{event.key}={value} told at {event.version}, acknowledged at {acked}")
-        for value, op in written.items():
-            acked = _acknowledged_at(op)
-            if acked is None or op.shard is None or value in told:
-                continue
-            coverage = self.coverage.get(op.shard)
-            if coverage is not None and coverage.covers(acked):
-                found.append(f"{op.key}={value} acknowledged at {acked} in shard {op.shard}, never told")
-        return found
-
-
-def _written_value(op: Op) -> str | None:
-    """The value a put or cas wrote (or may have), if it is one."""
-    if op.kind == "put":
-        return op.input if isinstance(op.input, str) else None
-    if op.kind == "cas" and isinstance(op.input, tuple):
-        new = op.input[1]
-        return new if isinstance(new, str) else None
-    return None
-
-
-def _writes_by_value(history: list[Op]) -> dict[str, Op]:
-    """Every write that was (or may have been) applied, by its value: sim values are unique."""
-    written = {}
-    for op in history:
-        value = _written_value(op)
-        if value is not None and op.outcome in ("ok", "unknown"):
-            written[value] = op
-    return written
-
-
-def _acknowledged_at(op: Op) -> Version | None:
-    """The version a write was acknowledged at (None: not acknowledged, refused, or answered
-    after a move, whose version is the move's)."""
-    if op.outcome != "ok" or op.version is None:
-        return None
-    if op.kind == "cas" and op.output is not True:
-        return None
-    return Version.parse(op.version)
+        name = self.envelope[0].decode()
+        return [f"{name}: {p}" for p in watch_problems(self.runs, self.coverage, history)]
