@@ -34,6 +34,7 @@ import subprocess
 import sys
 import time
 from array import array
+from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any, Final
@@ -177,6 +178,7 @@ class WatcherSpec:
     count: int
     sockets: int
     progress_ms: int
+    open_timeout_s: float
 
     def to_json(self) -> str:
         return json.dumps(asdict(self))
@@ -205,10 +207,10 @@ class WatcherResult:
     cpu_s: float = 0.0  # this process's CPU in [measure, end)
 
     def to_wire(self) -> bytes:
-        obj = {
-            name: getattr(self, name).tobytes() if isinstance(getattr(self, name), array) else getattr(self, name)
-            for name in self.__slots__
-        }
+        obj: dict[str, object] = {}
+        for name in self.__slots__:
+            value = getattr(self, name)
+            obj[name] = value.tobytes() if isinstance(value, array) else value
         return msgpack.packb(obj, use_bin_type=True)
 
     @classmethod
@@ -250,7 +252,6 @@ class Watcher:
         for sock in self.sockets:
             self.poller.register(sock, zmq.POLLIN)
         self.last_seq = array("I", bytes(4 * spec.count))  # per watch: the seq of its last message
-        self.ended = bytearray(spec.count)  # 1: refused or ended by an error message
         self.seen: set[int] = set()
         self.result = WatcherResult()
         self.schedule: WatchSchedule | None = None
@@ -269,15 +270,15 @@ class Watcher:
         while answered < spec.count:
             while sent < spec.count and sent - answered < OPEN_WINDOW:
                 i = spec.first + sent
-                request = {
-                    "v": 1, "id": i + 1, "op": "watch", "prefix": watch_prefix(i),
-                    "progress_ms": spec.progress_ms,
-                }  # fmt: skip
+                request = {"v": 1, "id": i + 1, "op": "watch", "prefix": watch_prefix(i)}
+                request["progress_ms"] = spec.progress_ms
                 self.sockets[sent % len(self.sockets)].send(msgpack.packb(request, use_bin_type=True))
                 sent += 1
             now = time.monotonic()
             if now > deadline:
-                raise BenchError(f"{spec.count - answered} of {spec.count} watches unanswered after {timeout_s} s")
+                raise BenchError(
+                    f"{spec.count - answered} of {spec.count} watches unanswered after {timeout_s} s"
+                )
             for sock, _ in self.poller.poll(max(1, int((deadline - now) * 1000))):
                 answered += self._receive(sock)
         self.result.open_s = time.monotonic() - t0
@@ -301,8 +302,7 @@ class Watcher:
             if not msg.get("ok"):
                 code = str((msg.get("error") or {}).get("code", "?"))
                 result.errors[code] = result.errors.get(code, 0) + 1
-                firsts += 0 if self.last_seq[w] else 1
-                self.ended[w] = 1
+                firsts += 0 if self.last_seq[w] else 1  # a refused open is answered too
                 continue
             seq = int(msg.get("seq", 0))
             if seq != self.last_seq[w] + 1:
@@ -343,7 +343,7 @@ class Watcher:
                 result.delays_ns.append(now_ns - sent_ns)
                 result.received.append(put_id)
 
-    def run(self, stdin_fd: int, read_schedule: Any) -> WatcherResult:
+    def run(self, stdin_fd: int, read_schedule: Callable[[], WatchSchedule]) -> WatcherResult:
         """Receive until the schedule (read from `stdin_fd` when it comes) says the drain is over."""
         self.poller.register(stdin_fd, zmq.POLLIN)
         cpu_at_measure: float | None = None
@@ -389,7 +389,7 @@ def watcher_main(spec_json: str) -> int:
         return WatchSchedule(**json.loads(line))
 
     try:
-        watcher.open_all(OPEN_TIMEOUT_S)
+        watcher.open_all(spec.open_timeout_s)
         result = watcher.result
         ready = {"opened": result.opened, "open_s": round(result.open_s, 3), "errors": result.errors}
         sys.stdout.write(json.dumps(ready) + "\n")
@@ -401,9 +401,6 @@ def watcher_main(spec_json: str) -> int:
         watcher.close()
         context.term()
     return 0
-
-
-OPEN_TIMEOUT_S: Final = 600.0  # the parent's own --open-timeout ends a stuck open sooner
 
 
 # ---------------------------------------------------------------------------- the parent's side
@@ -434,13 +431,14 @@ class Children:
             cwd=REPO_ROOT,
             stdin=subprocess.PIPE,
             stdout=subprocess.PIPE,
+            bufsize=0,  # unbuffered: a line read leaves nothing read ahead for read_result to miss
         )
         self.procs.append(proc)
         return proc
 
 
 def read_line(proc: subprocess.Popen[bytes], timeout_s: float, what: str) -> bytes:
-    """The child's next line (its first: nothing is buffered yet, so select() tells the truth)."""
+    """The child's next line (stdout is unbuffered, so select() on it tells the truth)."""
     assert proc.stdout is not None
     readable, _, _ = select.select([proc.stdout], [], [], timeout_s)
     line = proc.stdout.readline() if readable else b""
@@ -460,7 +458,7 @@ def read_result(proc: subprocess.Popen[bytes], timeout_s: float, what: str) -> b
     """All the child writes until it exits (BenchError if it fails or outlives `timeout_s`)."""
     assert proc.stdout is not None
     fd = proc.stdout.fileno()
-    chunks = [proc.stdout.read1(0)] if hasattr(proc.stdout, "read1") else []
+    chunks = []
     deadline = time.monotonic() + timeout_s
     while True:
         remaining = deadline - time.monotonic()

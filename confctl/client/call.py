@@ -41,7 +41,14 @@ from dataclasses import dataclass, field
 from typing import Any, Final, Generic, TypeVar, cast, overload
 
 from confctl.client import merge, replies
-from confctl.client.errors import ConfmanError, ServerError, TooLarge, Unavailable, WrongShard
+from confctl.client.errors import (
+    ConfmanError,
+    InvalidArgument,
+    ServerError,
+    TooLarge,
+    Unavailable,
+    WrongShard,
+)
 from confctl.client.replies import Reply
 from confctl.client.requests import READ_OPS, Request
 from confctl.client.routing import Backoff, Router
@@ -245,6 +252,9 @@ class Call(Generic[T]):
     def _route(self, now: float) -> Send | Fail:
         """Send the request to the first of its shards, by the map as it now is."""
         shards = self.core.shards.shards_for(self.spread)
+        if len(shards) > 1 and "at_version" in self.request.fields:
+            message = "a version is one shard's: list at a version within one namespace ('ns/...')"
+            return self._finish(Fail(InvalidArgument(message)))
         self.shard, self.remaining, self.pages = shards[0], shards[1:], []
         return self._attempt(self._first(), now)
 

@@ -21,6 +21,8 @@ from confctl.client.types import (
     HistoryResult,
     ListResult,
     NodeStatus,
+    PastListResult,
+    PastValue,
     ShardMapResult,
     TxnOp,
     TxnResult,
@@ -46,6 +48,22 @@ def cas(
     expected_value: bytes | str | None = None,
 ) -> tuple[Request, Callable[[Reply], WriteResult]]:
     return requests.cas(key, value, expected_version, expected_value), replies.write_result
+
+
+def rollback(
+    key: str, to_version: Version | str, expected_version: Version | str | None = None
+) -> tuple[Request, Callable[[Reply], WriteResult]]:
+    return requests.rollback(key, to_version, expected_version), replies.write_result
+
+
+def get_at(key: str, at_version: Version | str) -> tuple[Request, Callable[[Reply], PastValue]]:
+    return requests.get_at(key, at_version), replies.past_value(key)
+
+
+def list_at(
+    prefix: str, at_version: Version | str, *, after: str | None = None, limit: int = 100
+) -> tuple[Request, Callable[[Reply], PastListResult]]:
+    return requests.list_at(prefix, at_version, after=after, limit=limit), replies.past_list_result
 
 
 def get(

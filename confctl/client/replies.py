@@ -31,6 +31,8 @@ from confctl.client.types import (
     ListItem,
     ListResult,
     NodeStatus,
+    PastListResult,
+    PastValue,
     PeerStatus,
     ReplyMeta,
     ShardInfo,
@@ -184,6 +186,26 @@ def get_result(key: str) -> Callable[[Reply], GetResult]:
     return parse
 
 
+def past_value(key: str) -> Callable[[Reply], PastValue]:
+    """A `get` with `at_version`; NOT_FOUND (absent then) is the shell's to turn into value None."""
+
+    def parse(reply: Reply) -> PastValue:
+        at = need_version(reply, "at_version")
+        return PastValue(key, need(reply, "value", bytes), need_version(reply, "version"), at, meta(reply))
+
+    return parse
+
+
+def past_list_result(reply: Reply) -> PastListResult:
+    at = need_version(reply, "at_version")
+    items = tuple(
+        PastValue(need(i, "key", str), need(i, "value", bytes), need_version(i, "version"), at)
+        for i in maps(reply, "items")
+    )
+    more = bool(field(reply, "more", bool, optional=True))
+    return PastListResult(items, more, field(reply, "next", str, optional=True), at, meta(reply))
+
+
 def _list_item(item: Reply) -> ListItem:
     return ListItem(
         need(item, "key", str),
@@ -240,7 +262,9 @@ def audit_result(reply: Reply) -> AuditResult:
 
 
 def _audit_record(r: WireAuditRecord, source: int | None) -> AuditRecord:
-    return AuditRecord(r.hlc, r.version, r.principal, r.op, r.key, r.prev_version, r.new_version, source)
+    return AuditRecord(
+        r.hlc, r.version, r.principal, r.op, r.key, r.prev_version, r.new_version, r.restored_from, source
+    )
 
 
 def shard_map_result(reply: Reply) -> ShardMapResult:

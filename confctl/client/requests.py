@@ -29,6 +29,7 @@ Op = Literal[
     "get",
     "delete",
     "cas",
+    "rollback",
     "list",
     "txn",
     "history",
@@ -134,6 +135,27 @@ def cas(
             checked_key, checked_value, expected_value=value_arg(expected_value, "expected_value")
         )
     return Request("cas", shape.to_wire())
+
+
+def rollback(key: object, to_version: object, expected_version: object = None) -> Request:
+    expected = None if expected_version is None else version_arg(expected_version, "expected_version")
+    shape = ops.Rollback(key_arg(key), version_arg(to_version, "to_version"), expected)
+    return Request("rollback", shape.to_wire())
+
+
+def get_at(key: object, at_version: object) -> Request:
+    """A linearizable `get` of the key as it was at `at_version` (its kept history)."""
+    query = ops.GetQuery(key_arg(key), version_arg(at_version, "at_version"))
+    return Request("get", query.to_wire(), "linearizable")
+
+
+def list_at(prefix: object, at_version: object, *, after: object = None, limit: object = 100) -> Request:
+    if not isinstance(prefix, str):
+        raise InvalidArgument(f"prefix must be a string, got {prefix!r}")
+    checked_after = None if after is None else key_arg(after, "after")
+    at = version_arg(at_version, "at_version")
+    query = ops.ListQuery(prefix, checked_after, int_arg(limit, "limit", 1, LIMIT_MAX), at_version=at)
+    return Request("list", query.to_wire(), "linearizable")
 
 
 def get(key: object, consistency: object = "linearizable", min_version: object = None) -> Request:

@@ -30,7 +30,7 @@ from confctl.client.routing import unique
 from confctl.client.types import ShardMapResult
 from confmand.protocol.shardmap import NAMESPACE_SEPARATOR, ShardMap
 
-KEY_OPS = frozenset({"put", "get", "delete", "cas", "history"})
+KEY_OPS = frozenset({"put", "get", "delete", "cas", "rollback", "history"})
 
 
 class Spread(enum.Enum):

@@ -46,6 +46,8 @@ from confctl.client.types import (
     HistoryResult,
     ListResult,
     NodeStatus,
+    PastListResult,
+    PastValue,
     ShardMapResult,
     TxnOp,
     TxnResult,
@@ -137,6 +139,24 @@ class Client:
         self, key: str, consistency: Consistency = "linearizable", min_version: Version | str | None = None
     ) -> GetResult:
         return self._run(*ops.get(key, consistency, min_version))
+
+    def rollback(
+        self, key: str, to_version: Version | str, expected_version: Version | str | None = None
+    ) -> WriteResult:
+        """Write `key` back to its value at `to_version` (a delete if it was absent then), from its
+        kept history; with `expected_version`, only if the key is still at that version."""
+        return self._run(*ops.rollback(key, to_version, expected_version))
+
+    def get_at(self, key: str, at_version: Version | str) -> PastValue:
+        """`key` as it was at `at_version`; NotFound if it was absent then, Compacted if its
+        history that far back is no longer kept."""
+        return self._run(*ops.get_at(key, at_version))
+
+    def list_at(
+        self, prefix: str, at_version: Version | str, *, after: str | None = None, limit: int = 100
+    ) -> PastListResult:
+        """The keys under `prefix` (within one namespace) that existed at `at_version`, paged."""
+        return self._run(*ops.list_at(prefix, at_version, after=after, limit=limit))
 
     def delete(self, key: str) -> WriteResult:
         return self._run(*ops.delete(key))

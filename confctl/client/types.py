@@ -42,6 +42,8 @@ __all__ = [
     "ListItem",
     "ListResult",
     "NodeStatus",
+    "PastListResult",
+    "PastValue",
     "PeerStatus",
     "ReplyMeta",
     "ShardInfo",
@@ -103,6 +105,28 @@ class GetResult:
     version: Version  # mod version
     create_version: Version
     changes: int
+    meta: ReplyMeta = field(default_factory=ReplyMeta)
+
+
+@dataclass(frozen=True, slots=True)
+class PastValue:
+    """A key as it was at `at_version` (from its kept history): `value` None if it was absent."""
+
+    key: str
+    value: bytes | None
+    version: Version | None  # its mod version then
+    at_version: Version
+    meta: ReplyMeta = field(default_factory=ReplyMeta)
+
+
+@dataclass(frozen=True, slots=True)
+class PastListResult:
+    """The keys under a prefix that existed at `at_version`, with their values then, paged."""
+
+    items: tuple[PastValue, ...]
+    more: bool
+    next: str | None
+    at_version: Version
     meta: ReplyMeta = field(default_factory=ReplyMeta)
 
 

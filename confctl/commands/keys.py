@@ -12,7 +12,15 @@ from confctl.commands.values import FileOpt, LiteralOpt, ValueArg, read_value
 from confctl.render import Output, value_fields
 
 if TYPE_CHECKING:  # the client's modules load when a command first uses the client
-    from confctl.client.types import Consistency, GetResult, ListItem, ListResult, Version, WriteResult
+    from confctl.client.types import (
+        Consistency,
+        GetResult,
+        ListItem,
+        ListResult,
+        PastValue,
+        Version,
+        WriteResult,
+    )
 
 KeyArg = Annotated[str, typer.Argument(help="The key, e.g. payments/db/url.", show_default=False)]
 LimitOpt = Annotated[int, typer.Option("--limit", "-n", min=1, max=1000, help="At most this many.")]
@@ -78,6 +86,16 @@ def item_row(item: ListItem) -> dict[str, object]:
     }
 
 
+def past_row(past: PastValue) -> dict[str, object]:
+    return {
+        "key": past.key,
+        **value_fields(past.value),
+        "version": None if past.version is None else str(past.version),
+        "at_version": str(past.at_version),
+        "shard": past.meta.shard,
+    }
+
+
 def version_option(text: str | None, name: str) -> Version | None:
     if text is None:
         return None
@@ -110,6 +128,7 @@ def get(
     env: Env,
     key: KeyArg,
     consistency: ConsistencyOpt = None,
+    *,
     min_version: Annotated[
         str | None,
         typer.Option("--min-version", metavar="T:I", help="Read at or past this version (implies version)."),
@@ -121,10 +140,26 @@ def get(
             help="Print only the value, its bytes as stored, then a newline (as etcdctl does).",
         ),
     ] = False,
+    at_version: Annotated[
+        str | None,
+        typer.Option("--at-version", metavar="T:I", help="KEY as it was at this version (its kept history)."),
+    ] = None,
 ) -> None:
     """Read KEY: its value and versions. Exit code 3 when it does not exist."""
     if print_value_only and env.renderer.output is Output.JSON:
         raise UsageProblem("--print-value-only prints the bare value: leave out -o json")
+    at = version_option(at_version, "--at-version")
+    if at is not None:
+        if consistency is not None or min_version is not None:
+            raise UsageProblem(
+                "--at-version reads history, linearizably: leave out --consistency/--min-version"
+            )
+        past = env.client.get_at(key, at)
+        if print_value_only:
+            env.renderer.raw(past.value or b"")
+        else:
+            env.renderer.record(past_row(past))
+        return
     mode = consistency or (
         ConsistencyChoice.VERSION if min_version is not None else ConsistencyChoice.LINEARIZABLE
     )

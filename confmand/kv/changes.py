@@ -44,7 +44,16 @@ MAX_CHANGES_PER_ENTRY: Final = 2**16  # the audit ordinal is 2 bytes
 class KeyChanges:
     """The changes of one entry at `version`, stamped `hlc` and `principal`, audited as `op`."""
 
-    __slots__ = ("_history_limit", "_hlc", "_op", "_ordinal", "_overlay", "_principal", "_version")
+    __slots__ = (
+        "_history_limit",
+        "_hlc",
+        "_op",
+        "_ordinal",
+        "_overlay",
+        "_principal",
+        "_restored",
+        "_version",
+    )
 
     def __init__(
         self,
@@ -55,6 +64,7 @@ class KeyChanges:
         hlc: int,
         principal: str,
         op: str,
+        restored: Version | None = None,
     ) -> None:
         self._overlay = overlay
         self._history_limit = history_limit
@@ -62,6 +72,7 @@ class KeyChanges:
         self._hlc = hlc
         self._principal = principal
         self._op = op
+        self._restored = restored  # a rollback: the version whose value it writes back
         self._ordinal = 0
 
     def read(self, key: str) -> DataRecord | None:
@@ -125,7 +136,9 @@ class KeyChanges:
             raise AssertionError(f"more than {MAX_CHANGES_PER_ENTRY} changes in one entry")
         version = self._version
         self._overlay.writes.events.append((version.index, version.term, op, key, value, self._hlc))
-        audit = AuditRecord(self._hlc, self._version, self._principal, self._op, key, prev, new)
+        audit = AuditRecord(
+            self._hlc, self._version, self._principal, self._op, key, prev, new, self._restored
+        )
         audit_at = audit_key(self._hlc, self._version.index, self._ordinal)
         self._overlay.put(AUDIT, audit_at, encode_audit(audit))
         self._ordinal += 1

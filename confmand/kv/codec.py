@@ -40,6 +40,7 @@ from confmand.kv.commands import (
     Delete,
     Operation,
     Put,
+    Rollback,
     Session,
     Txn,
     TxnOp,
@@ -68,6 +69,7 @@ OP_DROP: Final = 7
 OP_MAP_MOVE: Final = 8
 OP_MAP_REPLICAS: Final = 9
 OP_MAP_ADD_SHARD: Final = 10
+OP_ROLLBACK: Final = 11
 
 MAX_UINT64: Final = 2**64 - 1
 MAX_PRINCIPAL_BYTES: Final = 128
@@ -120,6 +122,8 @@ def _encode_op(op: Operation | PartitionOp) -> tuple[int, list[Any]]:
         return OP_DELETE, [op.key]
     if isinstance(op, Cas):
         return OP_CAS, [op.key, op.value, _version(op.expected_version), op.expected_value]
+    if isinstance(op, Rollback):
+        return OP_ROLLBACK, [op.key, _version(op.to_version), _version(op.expected_version)]
     compares = [[c.key, c.target, _compare_operand(c)] for c in op.compare]
     return OP_TXN, [compares, _encode_txn_ops(op.success), _encode_txn_ops(op.failure)]
 
@@ -213,6 +217,11 @@ def _validate_op(op: object) -> None:
             _validate_version(op.expected_version, "cas.expected_version")
         else:
             _bytes(op.expected_value, "cas.expected_value")
+    elif isinstance(op, Rollback):
+        validate_key(op.key, "rollback.key")
+        _validate_version(op.to_version, "rollback.to_version")
+        if op.expected_version is not None:
+            _validate_version(op.expected_version, "rollback.expected_version")
     elif isinstance(op, MapReplicas):
         _uint(op.data_shard, "set_replicas.shard")
         for node in op.nodes:
@@ -343,6 +352,15 @@ def _decode_op(op_code: object, body: object) -> Operation | PartitionOp:
             if expected_version is None
             else _decode_version(expected_version, "cas.expected_version"),
             expected_value=None if expected_value is None else _bytes(expected_value, "cas.expected_value"),
+        )
+    if op_code == OP_ROLLBACK and type(op_code) is int:
+        key, to_version, expected_version = _list(body, "rollback", 3)
+        return Rollback(
+            key=validate_key(key, "rollback.key"),
+            to_version=_decode_version(to_version, "rollback.to_version"),
+            expected_version=None
+            if expected_version is None
+            else _decode_version(expected_version, "rollback.expected_version"),
         )
     if op_code == OP_TXN and type(op_code) is int:
         compares, success, failure = _list(body, "txn", 3)

@@ -206,22 +206,28 @@ def history_range(key: str) -> tuple[bytes, bytes]:
 
 
 def encode_audit(record: AuditRecord) -> bytes:
-    """An audit record as stored (the wire's AuditRecord; its storage layout is this module's)."""
-    return pack(
-        [
-            record.hlc,
-            encode_version(record.version),
-            record.principal,
-            record.op,
-            record.key,
-            encode_version(record.prev_version),
-            encode_version(record.new_version),
-        ]
-    )
+    """An audit record as stored (the wire's AuditRecord; its storage layout is this module's).
+    A rollback's has an eighth field, the version it restored; every other change has seven."""
+    fields = [
+        record.hlc,
+        encode_version(record.version),
+        record.principal,
+        record.op,
+        record.key,
+        encode_version(record.prev_version),
+        encode_version(record.new_version),
+    ]
+    if record.restored_from is not None:
+        fields.append(encode_version(record.restored_from))
+    return pack(fields)
 
 
 def decode_audit(data: bytes) -> AuditRecord:
-    hlc, version, principal, op, key, prev, new = expect_list(unpack(data, "audit"), "audit", 7)
+    fields = expect_array(unpack(data, "audit"), "audit")
+    if len(fields) not in (7, 8):
+        raise RecordDecodeError(f"audit: want 7 or 8 fields, got {len(fields)}")
+    hlc, version, principal, op, key, prev, new = fields[:7]
+    restored = decode_version(fields[7], "audit.restored_from") if len(fields) == 8 else None
     return AuditRecord(
         hlc=expect_int(hlc, "audit.hlc"),
         version=decode_version(version, "audit.version"),
@@ -230,6 +236,7 @@ def decode_audit(data: bytes) -> AuditRecord:
         key=expect_str(key, "audit.key"),
         prev_version=decode_optional_version(prev, "audit.prev_version"),
         new_version=decode_optional_version(new, "audit.new_version"),
+        restored_from=restored,
     )
 
 

@@ -23,12 +23,13 @@ INVALID_REQUEST: Final = ErrorCode.INVALID_REQUEST.value
 NOT_FOUND: Final = ErrorCode.NOT_FOUND.value
 CAS_FAILED: Final = ErrorCode.CAS_FAILED.value
 SESSION_EXPIRED: Final = ErrorCode.SESSION_EXPIRED.value
-ERROR_CODES: Final = frozenset({INVALID_REQUEST, NOT_FOUND, CAS_FAILED, SESSION_EXPIRED})
+COMPACTED: Final = ErrorCode.COMPACTED.value  # a rollback to a version whose history is trimmed
+ERROR_CODES: Final = frozenset({INVALID_REQUEST, NOT_FOUND, CAS_FAILED, SESSION_EXPIRED, COMPACTED})
 # Answered before a session is consulted, so never cached: the write may be retried elsewhere.
 PARTITION_MOVING: Final = ErrorCode.PARTITION_MOVING.value
 WRONG_SHARD: Final = ErrorCode.WRONG_SHARD.value
 
-OPS: Final = frozenset({"put", "delete", "cas", "txn", "invalid"})
+OPS: Final = frozenset({"put", "delete", "cas", "txn", "rollback", "invalid"})
 
 
 class RecordDecodeError(ValueError):

@@ -27,7 +27,18 @@ from collections.abc import Sequence
 
 from confmand.kv.changes import KeyChanges
 from confmand.kv.codec import decode_command
-from confmand.kv.commands import Cas, Command, CommandDecodeError, Compare, Delete, Operation, Put, Txn, TxnOp
+from confmand.kv.commands import (
+    Cas,
+    Command,
+    CommandDecodeError,
+    Compare,
+    Delete,
+    Operation,
+    Put,
+    Rollback,
+    Txn,
+    TxnOp,
+)
 from confmand.kv.overlay import OverlayStore
 from confmand.kv.partitions import (
     OP_NAMES,
@@ -36,7 +47,8 @@ from confmand.kv.partitions import (
     apply_partition_op,
     refusal,
 )
-from confmand.kv.results import CAS_FAILED, INVALID_REQUEST, NOT_FOUND, WriteResult
+from confmand.kv.past import HistoryTrimmed, key_at
+from confmand.kv.results import CAS_FAILED, COMPACTED, INVALID_REQUEST, NOT_FOUND, WriteResult
 from confmand.kv.sessions import SWEEP_RESULTS, SessionTable, hlc_ms
 from confmand.kv.store import KVStore, WriteSet
 from confmand.protocol.types import ABSENT, TxnOpResult, Version
@@ -51,6 +63,8 @@ def op_name(cmd: Command) -> str:
         return "put"
     if isinstance(op, Delete):
         return "delete"
+    if isinstance(op, Rollback):
+        return "rollback"
     return "cas" if isinstance(op, Cas) else "txn"
 
 
@@ -146,7 +160,10 @@ class ConfigStateMachine:
                 hlc=cmd.hlc,
                 principal=cmd.principal,
                 op=name,
+                restored=op.to_version if isinstance(op, Rollback) else None,
             )
+            if isinstance(op, Rollback):
+                return _apply_rollback(changes, overlay, op, version, self._history_limit)
             return _apply_op(changes, cmd, version)
 
         if cmd.session is None:
@@ -174,7 +191,42 @@ def _apply_op(changes: KeyChanges, cmd: Command, version: Version) -> WriteResul
         return WriteResult(ok=True, version=version, op="delete", prev_version=prev)
     if isinstance(op, Cas):
         return _apply_cas(changes, op, version)
+    assert isinstance(op, Txn)  # a rollback reads the past first: _apply_rollback
     return _apply_txn(changes, op, version)
+
+
+def _apply_rollback(
+    changes: KeyChanges, overlay: OverlayStore, op: Rollback, version: Version, history_limit: int
+) -> WriteResult:
+    """Write the key back to its value at `op.to_version` (kv/past.py), as a cas if it names the
+    version the key must still be at; audited as a rollback restoring that version."""
+    if op.to_version.index >= version.index:
+        return WriteResult.failure(
+            "rollback", version, INVALID_REQUEST, f"{op.to_version} is not before this write ({version})"
+        )
+    current = changes.read(op.key)
+    current_version = ABSENT if current is None else current.mod_version
+    if op.expected_version is not None and current_version != op.expected_version:
+        return WriteResult.failure(
+            "rollback",
+            version,
+            CAS_FAILED,
+            f"{op.key!r} is at version {current_version}, not {op.expected_version}",
+            current_version=current_version,
+        )
+    try:
+        past = key_at(overlay, op.key, op.to_version, history_limit)
+    except HistoryTrimmed as trimmed:
+        return WriteResult.failure("rollback", version, COMPACTED, str(trimmed))
+    if past.value is None:
+        prev = changes.delete(op.key)
+        if prev is None:
+            return WriteResult.failure(
+                "rollback", version, NOT_FOUND, f"{op.key!r} was absent at {op.to_version}, and is absent"
+            )
+    else:
+        prev = changes.put(op.key, past.value)
+    return WriteResult(ok=True, version=version, op="rollback", prev_version=prev)
 
 
 def _apply_cas(changes: KeyChanges, op: Cas, version: Version) -> WriteResult:

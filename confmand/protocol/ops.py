@@ -67,15 +67,36 @@ class Txn:
         }
 
 
-Operation = Put | Delete | Cas | Txn
+@value_class
+class Rollback:
+    """Write `key` back to what it was at `to_version` (a delete if it was absent then), read from
+    its history as the entry applies; with `expected_version`, only if the key is still at that
+    version (as a cas). Audited as a rollback naming `to_version`."""
+
+    key: str
+    to_version: Version
+    expected_version: Version | None = None
+
+    def to_wire(self) -> dict[str, object]:
+        fields: dict[str, object] = {"key": self.key, "to_version": str(self.to_version)}
+        if self.expected_version is not None:
+            fields["expected_version"] = str(self.expected_version)
+        return fields
+
+
+Operation = Put | Delete | Cas | Txn | Rollback
 
 
 @value_class
 class GetQuery:
     key: str
+    at_version: Version | None = None  # the key as it was then, from its history (kv/past.py)
 
     def to_wire(self) -> dict[str, object]:
-        return {"key": self.key}
+        fields: dict[str, object] = {"key": self.key}
+        if self.at_version is not None:
+            fields["at_version"] = str(self.at_version)
+        return fields
 
 
 @value_class
@@ -84,6 +105,7 @@ class ListQuery:
     after: str | None = None
     limit: int = 100
     keys_only: bool = False
+    at_version: Version | None = None  # the keys as they were then, from their history (kv/past.py)
 
     def to_wire(self) -> dict[str, object]:
         fields: dict[str, object] = {"prefix": self.prefix, "limit": self.limit}
@@ -91,6 +113,8 @@ class ListQuery:
             fields["after"] = self.after
         if self.keys_only:
             fields["keys_only"] = True
+        if self.at_version is not None:
+            fields["at_version"] = str(self.at_version)
         return fields
 
 

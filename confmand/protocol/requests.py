@@ -23,7 +23,7 @@ MAX_CLIENT_ID_BYTES: Final = 64
 DEFAULT_MAX_REQUEST_BYTES: Final = 2 * 1024 * 1024  # a server's max_request_bytes unless configured
 NO_REQUEST_ID: Final = -1  # a reply's id when the request had none that could be read
 
-WRITE_OPS: Final = frozenset({"put", "delete", "cas", "txn"})
+WRITE_OPS: Final = frozenset({"put", "delete", "cas", "txn", "rollback"})
 # `backup` reads a whole shard's state (linearizable, on its leader): `confctl snapshot save`.
 READ_OPS: Final = frozenset({"get", "list", "history", "audit", "backup"})
 ADMIN_OPS: Final = frozenset({"ping", "status", "shard_map"})

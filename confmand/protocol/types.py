@@ -162,9 +162,10 @@ class AuditRecord:
     key: str
     prev_version: Version | None
     new_version: Version | None
+    restored_from: Version | None = None  # a rollback: the version whose value it wrote back
 
     def to_wire(self) -> dict[str, object]:
-        return {
+        wire: dict[str, object] = {
             "hlc": self.hlc,
             "version": str(self.version),
             "principal": self.principal,
@@ -173,6 +174,9 @@ class AuditRecord:
             "prev_version": version_text(self.prev_version),
             "new_version": version_text(self.new_version),
         }
+        if self.restored_from is not None:
+            wire["restored_from"] = str(self.restored_from)
+        return wire
 
     @staticmethod
     def from_wire(raw: Mapping[str, Any]) -> AuditRecord:
@@ -186,6 +190,7 @@ class AuditRecord:
             key=_str(raw, "key"),
             prev_version=parse_version(raw.get("prev_version"), "prev_version", optional=True),
             new_version=parse_version(raw.get("new_version"), "new_version", optional=True),
+            restored_from=parse_version(raw.get("restored_from"), "restored_from", optional=True),
         )
 
 

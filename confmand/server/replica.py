@@ -33,6 +33,7 @@ from confmand.backup.shard_export import shard_backup
 from confmand.kv.codec import encode_command
 from confmand.kv.commands import Command
 from confmand.kv.partitions import OP_NAMES, Ownership, refusal
+from confmand.kv.past import HistoryTrimmed, key_at, list_at
 from confmand.kv.queries import audit_records, get_key, key_history, list_keys
 from confmand.kv.results import WriteResult
 from confmand.kv.snapshot import STATE_KINDS, decode_state
@@ -563,6 +564,8 @@ class Replica:
         key = request.routing_key
         if key is not None:
             self.refuse_unowned([key])
+        if isinstance(query, GetQuery | ListQuery) and query.at_version is not None:
+            return self._past(query, query.at_version, spanning=key is None)
         if isinstance(query, GetQuery):
             record = get_key(self.storage, query.key)
             if record is None:
@@ -587,6 +590,31 @@ class Replica:
         if key is None:
             self.refuse_unowned(r.key for r in audit.records)
         return audit.to_reply()
+
+    def _past(self, query: GetQuery | ListQuery, at: Version, spanning: bool) -> dict[str, object]:
+        """A key or a prefix as it was at `at`, from the history kept (kv/past.py)."""
+        if at.index > self.applied.index:
+            raise RequestError(
+                ErrorCode.INVALID_REQUEST, f"version {at} is not applied here yet (at {self.applied})"
+            )
+        mismatch = self.token_mismatch(at)
+        if mismatch is not None:
+            raise RequestError(ErrorCode.UNKNOWN_VERSION, mismatch)
+        limit = self.settings.history_limit
+        try:
+            if isinstance(query, GetQuery):
+                past = key_at(self.storage, query.key, at, limit)
+                if past.value is None:
+                    raise RequestError(ErrorCode.NOT_FOUND, f"no key {query.key!r} at version {at}")
+                return {"value": past.value, "version": str(past.version), "at_version": str(at)}
+            page = list_at(
+                self.storage, query.prefix, after=query.after, limit=query.limit, at=at, history_limit=limit
+            )
+        except HistoryTrimmed as trimmed:
+            raise RequestError(ErrorCode.COMPACTED, str(trimmed), oldest=str(trimmed.oldest)) from None
+        if spanning:  # as a listing now: never a partition on its way out (see _query)
+            self.refuse_unowned(item.key for item in page.items)
+        return page.to_reply() | {"at_version": str(at)}
 
     def _fail_reads(self, reads: list[PendingRead], error: RequestError) -> None:
         for read in reads:

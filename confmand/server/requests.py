@@ -37,6 +37,7 @@ from confmand.protocol.ops import (
     Operation,
     Put,
     Query,
+    Rollback,
     Txn,
 )
 from confmand.protocol.requests import (
@@ -299,6 +300,8 @@ def _operation(op: str, f: _Fields) -> Operation:
         return Put(f.key("key"), f.value("value"))
     if op == "delete":
         return Delete(f.key("key"))
+    if op == "rollback":
+        return Rollback(f.key("key"), f.version("to_version"), f.optional_version("expected_version"))
     if op == "cas":
         key, value = f.key("key"), f.value("value")
         expected_version = f.optional_version("expected_version")
@@ -381,13 +384,14 @@ def _read(common: Common, f: _Fields) -> ReadRequest:
             raise _invalid("backup names its shard and is linearizable (served by the shard's leader)")
         query = BackupQuery(common.shard)
     elif common.op == "get":
-        query = GetQuery(f.key("key"))
+        query = GetQuery(f.key("key"), f.optional_version("at_version"))
     elif common.op == "list":
         query = ListQuery(
             f.optional_text("prefix") or "",
             f.optional_text("after"),
             f.limit("limit", 100),
             bool(f.optional_bool("keys_only")),
+            f.optional_version("at_version"),
         )
     elif common.op == "history":
         query = HistoryQuery(f.key("key"), f.limit("limit", 100))

@@ -38,6 +38,8 @@ from confctl.client.types import (
     HistoryResult,
     ListItem,
     ListResult,
+    PastListResult,
+    PastValue,
     ShardInfo,
     ShardMapResult,
     WatchBatch,
@@ -68,6 +70,8 @@ class FakeClient:
     closed: bool = False
     index: int = 0
     watched: builtins.list[WatchBatch] = field(default_factory=list)  # what `watch` streams, then it ends
+    # The past, by version index: key -> value (absent keys left out); `get_at`/`list_at` read it.
+    past: dict[int, dict[str, bytes]] = field(default_factory=dict)
 
     def _enter(self, name: str, *args: object) -> None:
         self.calls.append((name, args))
@@ -128,6 +132,33 @@ class FakeClient:
         ok = all(c.key in self.data for c in compare)
         ops = success if ok else failure
         return TxnResult(ok, Version(1, 5), tuple(TxnOpResult(o.op, o.key, Version(1, 5), None) for o in ops))
+
+    def get_at(self, key: str, at_version: Version | str) -> PastValue:
+        self._enter("get_at", key, str(at_version))
+        at = Version.parse(str(at_version))
+        value = self.past.get(at.index, {}).get(key)
+        if value is None:
+            raise NotFound(f"no key {key!r} at version {at}")
+        return PastValue(key, value, Version(1, at.index), at)
+
+    def list_at(
+        self, prefix: str, at_version: Version | str, *, after: str | None = None, limit: int = 100
+    ) -> PastListResult:
+        self._enter("list_at", prefix, str(at_version), after)
+        at = Version.parse(str(at_version))
+        state = self.past.get(at.index, {})
+        keys = sorted(k for k in state if k.startswith(prefix) and (after is None or k > after))
+        items = tuple(PastValue(k, state[k], Version(1, at.index), at) for k in keys)
+        return PastListResult(items, False, None, at)
+
+    def rollback(
+        self, key: str, to_version: Version | str, expected_version: Version | str | None = None
+    ) -> WriteResult:
+        self._enter(
+            "rollback", key, str(to_version), None if expected_version is None else str(expected_version)
+        )
+        self.index += 1
+        return WriteResult(Version(1, self.index), Version(1, 2))
 
     def history(self, key: str, limit: int = 100) -> HistoryResult:
         self._enter("history", key, limit)

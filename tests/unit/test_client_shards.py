@@ -357,7 +357,7 @@ def test_paging_through_merged_pages_yields_every_key_once_in_order(
 
 def test_an_audit_page_is_not_cut_between_two_records_of_one_hlc() -> None:
     def rec(hlc: int, shard: int) -> AuditRecord:
-        return AuditRecord(hlc, Version(1, 1), "p", "put", "k", None, Version(1, 1), shard)
+        return AuditRecord(hlc, Version(1, 1), "p", "put", "k", None, Version(1, 1), shard=shard)
 
     pages: list[tuple[int | None, AuditResult]] = [
         (1, AuditResult((rec(1, 1), rec(5, 1)), False)),

@@ -79,6 +79,7 @@ class Model:
             else:
                 ok = row is not None and row.value == op.expected_value
             return (None, self.put(op.key, op.value, index)) if ok else (CAS_FAILED, None)
+        assert isinstance(op, Txn), op  # the model draws no rollbacks (tests/unit/test_kv_past.py)
         succeeded = all(self.holds(c) for c in op.compare)
         for o in op.success if succeeded else op.failure:
             if o.op == "put":
