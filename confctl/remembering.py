@@ -15,7 +15,12 @@ from confctl.settings import ClientSettings
 
 class RememberingClient(Client):
     def __init__(self, settings: ClientSettings) -> None:
-        super().__init__(list(settings.endpoints), timeout_s=settings.timeout_s, principal=settings.principal)
+        super().__init__(
+            list(settings.endpoints),
+            timeout_s=settings.timeout_s,
+            principal=settings.principal,
+            cache=settings.cache,
+        )
         self._endpoints = settings.endpoints
         self._remembered = endpoint_cache.load(settings.endpoints)
         if self._remembered is not None:

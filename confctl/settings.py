@@ -27,6 +27,7 @@ class ClientSettings:
     endpoints: tuple[str, ...]
     timeout_s: float = DEFAULT_TIMEOUT_S
     principal: str | None = None
+    cache: str | None = None  # $CONFMAN_CACHE: the file of last good values (confctl/client/cache.py)
 
 
 def parse_endpoint_list(text: str, source: str) -> tuple[str, ...]:

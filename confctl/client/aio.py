@@ -16,6 +16,7 @@ import builtins
 import contextlib
 import dataclasses
 from collections.abc import Callable, Mapping, Sequence
+from pathlib import Path
 from types import TracebackType
 from typing import TypeVar
 
@@ -24,8 +25,9 @@ import zmq.asyncio
 
 from confctl.client import operations as ops
 from confctl.client import replies
+from confctl.client.cache import LastGoodCache, cached_result
 from confctl.client.call import MAX_REQUEST_BYTES, Call, Done, Fail, Send
-from confctl.client.errors import ConfmanError, InvalidArgument, Unavailable
+from confctl.client.errors import ConfmanError, InvalidArgument, NotFound, Unavailable
 from confctl.client.replies import Reply
 from confctl.client.requests import Request
 from confctl.client.sync import new_core, unreachable_status
@@ -103,8 +105,12 @@ class AsyncClient:
         read_your_writes: bool = True,
         max_request_bytes: int = MAX_REQUEST_BYTES,
         context: zmq.asyncio.Context | None = None,
+        cache: str | Path | None = None,
     ) -> None:
         self.core = new_core(endpoints, timeout_s, attempt_timeout_s, principal, read_your_writes)
+        # The last good value of each key read, on local disk, for `get(..., allow_cached=True)`.
+        self.cache = None if cache is None else LastGoodCache(cache)
+        self.served_from_cache = 0
         self.core.max_request_bytes = max_request_bytes
         self._ctx = context or zmq.asyncio.Context.instance()
         self._endpoints: dict[str, _Endpoint] = {}
@@ -116,9 +122,31 @@ class AsyncClient:
         return await self._run(*ops.put(key, value))
 
     async def get(
-        self, key: str, consistency: Consistency = "linearizable", min_version: Version | str | None = None
+        self,
+        key: str,
+        consistency: Consistency = "linearizable",
+        min_version: Version | str | None = None,
+        *,
+        allow_cached: bool = False,
     ) -> GetResult:
-        return await self._run(*ops.get(key, consistency, min_version))
+        """Read `key`. With a `cache` and `allow_cached`, a read no node could answer returns the
+        value last read instead, marked `meta.from_cache` with its age (cache.py)."""
+        try:
+            result = await self._run(*ops.get(key, consistency, min_version))
+        except NotFound:
+            if self.cache is not None:
+                self.cache.forget(key)
+            raise
+        except ConfmanError as exc:
+            cached = self.cache.recall(key) if self.cache is not None else None
+            if not (allow_cached and exc.retryable and cached is not None):
+                raise
+            assert self.cache is not None
+            self.served_from_cache += 1
+            return cached_result(key, cached, self.cache.age_s(cached))
+        if self.cache is not None:
+            self.cache.remember(result)
+        return result
 
     async def rollback(
         self, key: str, to_version: Version | str, expected_version: Version | str | None = None
@@ -224,6 +252,8 @@ class AsyncClient:
         return statuses
 
     def close(self) -> None:
+        if self.cache is not None:
+            self.cache.flush()
         for endpoint in self._endpoints.values():
             endpoint.close()
         self._endpoints.clear()

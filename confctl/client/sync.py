@@ -17,6 +17,7 @@ import os
 import random
 import time
 from collections.abc import Callable, Generator, Mapping, Sequence
+from pathlib import Path
 from types import TracebackType
 from typing import Any, TypeVar
 
@@ -24,11 +25,13 @@ import zmq
 
 from confctl.client import operations as ops
 from confctl.client import replies
+from confctl.client.cache import LastGoodCache, cached_result
 from confctl.client.call import MAX_REQUEST_BYTES, Call, ClientCore, Done, Fail, Send
 from confctl.client.errors import (
     ConfmanError,
     InvalidArgument,
     NoQuorum,
+    NotFound,
     NotLeader,
     RequestTimeout,
     Unavailable,
@@ -123,8 +126,12 @@ class Client:
         read_your_writes: bool = True,
         max_request_bytes: int = MAX_REQUEST_BYTES,
         context: zmq.Context[Any] | None = None,
+        cache: str | Path | None = None,
     ) -> None:
         self.core = new_core(endpoints, timeout_s, attempt_timeout_s, principal, read_your_writes)
+        # The last good value of each key read, on local disk, for `get(..., allow_cached=True)`.
+        self.cache = None if cache is None else LastGoodCache(cache)
+        self.served_from_cache = 0
         self.core.max_request_bytes = max_request_bytes
         self._ctx: zmq.Context[Any] = context or zmq.Context.instance()
         self._sockets: dict[str, zmq.Socket[bytes]] = {}
@@ -136,9 +143,31 @@ class Client:
         return self._run(*ops.put(key, value))
 
     def get(
-        self, key: str, consistency: Consistency = "linearizable", min_version: Version | str | None = None
+        self,
+        key: str,
+        consistency: Consistency = "linearizable",
+        min_version: Version | str | None = None,
+        *,
+        allow_cached: bool = False,
     ) -> GetResult:
-        return self._run(*ops.get(key, consistency, min_version))
+        """Read `key`. With a `cache` and `allow_cached`, a read no node could answer returns the
+        value last read instead, marked `meta.from_cache` with its age (cache.py)."""
+        try:
+            result = self._run(*ops.get(key, consistency, min_version))
+        except NotFound:
+            if self.cache is not None:
+                self.cache.forget(key)
+            raise
+        except ConfmanError as exc:
+            cached = self.cache.recall(key) if self.cache is not None else None
+            if not (allow_cached and exc.retryable and cached is not None):
+                raise
+            assert self.cache is not None
+            self.served_from_cache += 1
+            return cached_result(key, cached, self.cache.age_s(cached))
+        if self.cache is not None:
+            self.cache.remember(result)
+        return result
 
     def rollback(
         self, key: str, to_version: Version | str, expected_version: Version | str | None = None
@@ -336,6 +365,8 @@ class Client:
         raise Unavailable(f"no node is known to hold shard {shard}")
 
     def close(self) -> None:
+        if self.cache is not None:
+            self.cache.flush()
         for sock in self._sockets.values():
             sock.close(linger=0)
         self._sockets.clear()

@@ -73,6 +73,10 @@ class ReplyMeta:
     applied: Version | None = None  # reads only: the replica's applied version
     staleness_ms: int | None = None  # stale reads only
     shard: int | None = None  # whose versions these are (None: unsharded, node-level or merged)
+    # Served from the client's local cache while no node answered (cache.py): what the cluster
+    # said `cached_age_s` seconds ago, not a read of the cluster at any consistency.
+    from_cache: bool = False
+    cached_age_s: float | None = None
 
 
 @value_class  # as its base: a frozen dataclass cannot extend it

@@ -47,6 +47,7 @@ if TYPE_CHECKING:  # the client's modules load when a command first uses the cli
     )
 
 P = ParamSpec("P")
+CACHE_ENV = "CONFMAN_CACHE"  # a file of last good values: `get --allow-cached` reads it when no node answers
 PIPE_CLOSED = 141  # 128 + SIGPIPE: what a shell reports for a command whose reader went away
 
 
@@ -59,7 +60,12 @@ class ClientApi(Protocol):
 
     def put(self, key: str, value: bytes | str) -> WriteResult: ...
     def get(
-        self, key: str, consistency: Consistency = ..., min_version: Version | str | None = ...
+        self,
+        key: str,
+        consistency: Consistency = ...,
+        min_version: Version | str | None = ...,
+        *,
+        allow_cached: bool = ...,
     ) -> GetResult: ...
     def delete(self, key: str) -> WriteResult: ...
     def cas(
@@ -191,7 +197,10 @@ class Env:
             except SettingsError as exc:
                 raise UsageProblem(str(exc)) from exc
             settings = ClientSettings(
-                endpoints, self.options.timeout or DEFAULT_TIMEOUT_S, self.options.principal
+                endpoints,
+                self.options.timeout or DEFAULT_TIMEOUT_S,
+                self.options.principal,
+                os.environ.get(CACHE_ENV) or None,
             )
             self._client = self._factory(settings)
         return self._client

@@ -73,6 +73,7 @@ def get_row(result: GetResult) -> dict[str, object]:
         "changes": result.changes,
         "applied": _token(result.meta.applied),
         "staleness_ms": result.meta.staleness_ms,
+        **({"from_cache": True, "cached_age_s": result.meta.cached_age_s} if result.meta.from_cache else {}),
     }
 
 
@@ -140,6 +141,13 @@ def get(
             help="Print only the value, its bytes as stored, then a newline (as etcdctl does).",
         ),
     ] = False,
+    allow_cached: Annotated[
+        bool,
+        typer.Option(
+            "--allow-cached",
+            help="If no node answers, print the value last read into $CONFMAN_CACHE (marked from_cache).",
+        ),
+    ] = False,
     at_version: Annotated[
         str | None,
         typer.Option("--at-version", metavar="T:I", help="KEY as it was at this version (its kept history)."),
@@ -164,7 +172,12 @@ def get(
         ConsistencyChoice.VERSION if min_version is not None else ConsistencyChoice.LINEARIZABLE
     )
     floor = version_option(min_version, "--min-version")
-    result = env.client.get(key, consistency=MODES[mode], min_version=floor)
+    result = env.client.get(key, consistency=MODES[mode], min_version=floor, allow_cached=allow_cached)
+    if result.meta.from_cache:
+        env.renderer.note(
+            f"no node answered: {key} as last read, {result.meta.cached_age_s:.1f} s ago "
+            "(not a read of the cluster)"
+        )
     if print_value_only:
         env.renderer.raw(result.value)
     else:

@@ -85,7 +85,12 @@ class FakeClient:
         return WriteResult(Version(1, self.index), None)
 
     def get(
-        self, key: str, consistency: Consistency = "linearizable", min_version: Version | str | None = None
+        self,
+        key: str,
+        consistency: Consistency = "linearizable",
+        min_version: Version | str | None = None,
+        *,
+        allow_cached: bool = False,
     ) -> GetResult:
         self._enter("get", key, consistency, min_version)
         if key not in self.data:
