@@ -134,7 +134,7 @@ class FakeClient:
         self, compare: Sequence[Compare], success: Sequence[TxnOp], failure: Sequence[TxnOp] = ()
     ) -> TxnResult:
         self._enter("txn", tuple(compare), tuple(success), tuple(failure))
-        ok = all(c.key in self.data for c in compare)
+        ok = all(self._holds(c) for c in compare)
         ops = success if ok else failure
         return TxnResult(ok, Version(1, 5), tuple(TxnOpResult(o.op, o.key, Version(1, 5), None) for o in ops))
 
@@ -164,6 +164,14 @@ class FakeClient:
         )
         self.index += 1
         return WriteResult(Version(1, self.index), Version(1, 2))
+
+    def _holds(self, c: Compare) -> bool:
+        """Enough of a compare for the CLI's tests: absence and existence as asked, else existence."""
+        if c.target == "version" and c.version == Version(0, 0):
+            return c.key not in self.data
+        if c.target == "exists":
+            return (c.key in self.data) == c.exists
+        return c.key in self.data
 
     def history(self, key: str, limit: int = 100) -> HistoryResult:
         self._enter("history", key, limit)
