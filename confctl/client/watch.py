@@ -19,7 +19,7 @@ from typing import TYPE_CHECKING, Final
 
 import zmq
 
-from confctl.client.errors import InvalidArgument
+from confctl.client.errors import ConfmanError, InvalidArgument
 from confctl.client.replies import Reply
 from confctl.client.types import WatchBatch
 from confctl.client.watch_stream import Cancel, Ended, ShardStream, Told
@@ -35,6 +35,7 @@ if TYPE_CHECKING:
     from confctl.client.aio import AsyncClient
 
 QUEUE_BATCHES: Final = 1_024  # batches read ahead of the application, per watch
+NEW_SHARD_LOOK_S: Final = 5.0  # how often a watch across namespaces looks for shards added since
 
 ShardKey = int | None  # None: an unsharded (older) server
 
@@ -73,6 +74,7 @@ class Watch:
         self._started = False
         self._closed = False
         self._streams: list[ShardStream] = []
+        self._watched: set[ShardKey] = set()
 
     @property
     def resumes(self) -> int:
@@ -116,8 +118,30 @@ class Watch:
         starts = self._starts(shards)
         # Only now: a first __anext__ cancelled while it fetched the map starts again next time.
         self._started = True
+        loop = asyncio.get_running_loop()
         for shard in shards:
-            self._tasks.append(asyncio.get_running_loop().create_task(self._stream(shard, starts[shard])))
+            self._watched.add(shard)
+            self._tasks.append(loop.create_task(self._stream(shard, starts[shard])))
+        if NAMESPACE_SEPARATOR not in self.prefix and shards != [None]:
+            self._tasks.append(loop.create_task(self._follow_new_shards()))
+
+    async def _follow_new_shards(self) -> None:
+        """A prefix across namespaces spans shards added later too (`confctl split`, `add_shard`):
+        their partitions move in without a change, so a shard the map names anew is watched from
+        its beginning (`0:0`: every change it applied), or, if its replicas no longer keep that,
+        the watch raises Compacted. Never silently less."""
+        while True:
+            await asyncio.sleep(NEW_SHARD_LOOK_S)
+            try:
+                await self._client.shard_map()
+            except ConfmanError:
+                continue  # the streams say it if the cluster stays unreachable
+            shard_map = self._client.core.shards.map
+            for shard in [] if shard_map is None else shard_map.data_shards:
+                if shard not in self._watched:
+                    self._watched.add(shard)
+                    task = asyncio.get_running_loop().create_task(self._stream(shard, Version(0, 0)))
+                    self._tasks.append(task)
 
     async def _shards(self) -> list[ShardKey]:
         client = self._client

@@ -12,6 +12,8 @@ import subprocess
 import sys
 import time
 
+import pytest
+
 from confctl.client import AsyncClient
 from confctl.client.types import Version, WatchBatch
 from tests.integration.conftest import MakeCluster
@@ -124,3 +126,50 @@ def _watching_everywhere(cluster: Cluster, shards: int) -> bool:
         if status is not None:
             opened += int(status.get("watches", 0))
     return opened >= shards
+
+
+def test_a_watch_of_every_namespace_follows_a_shard_split_into_the_new_shard(
+    make_cluster: MakeCluster, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr("confctl.client.watch.NEW_SHARD_LOOK_S", 0.5)
+    cluster = make_cluster(cluster={"partitions": 16, "data_shards": 2})
+    cluster.wait_for_preferred_leaders()
+    endpoints = ",".join(cluster.addresses().values())
+    batches: list[WatchBatch] = []
+
+    async def scenario() -> dict[str, tuple[bytes, str]]:
+        done, started = asyncio.Event(), asyncio.Event()
+        watcher = asyncio.get_running_loop().create_task(_watch_until(cluster, "", batches, done, started))
+        await asyncio.wait_for(started.wait(), 10.0)
+        split = [sys.executable, "-m", "confctl", "-e", endpoints, "split", "1"]
+        moved = await asyncio.to_thread(subprocess.run, split, capture_output=True, text=True, timeout=120)
+        assert moved.returncode == 0, moved.stderr
+        acked = await asyncio.to_thread(_put_in_many_namespaces, cluster, 48)
+        deadline = time.monotonic() + 20.0
+        while missing_writes(batches, acked, Version(0, 0)):
+            assert time.monotonic() < deadline, missing_writes(batches, acked, Version(0, 0))[:5]
+            await asyncio.sleep(0.1)
+        done.set()
+        client = await asyncio.wait_for(watcher, 10.0)
+        await client.aclose()
+        return acked
+
+    acked = asyncio.run(scenario())
+
+    assert len(acked) == 48
+    assert {e.shard for b in batches for e in b.events} == {1, 2, 3}  # 3: the shard the split added
+    assert not stream_violations(batches), stream_violations(batches)[:5]
+
+
+def _put_in_many_namespaces(cluster: Cluster, count: int) -> dict[str, tuple[bytes, str]]:
+    writer = Writer(cluster.addresses())
+    acked = {}
+    try:
+        for i in range(count):
+            key, value = f"ns{i}/k", f"v{i}".encode()
+            reply = writer.put(key, value, timeout_s=5.0)
+            assert reply is not None, key
+            acked[key] = (value, reply["version"])
+    finally:
+        writer.close()
+    return acked
