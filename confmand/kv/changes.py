@@ -21,6 +21,7 @@ from __future__ import annotations
 
 from typing import Final
 
+from confmand.kv.leases import ATTACHED, attachment_key
 from confmand.kv.overlay import OverlayStore
 from confmand.kv.records import (
     AUDIT,
@@ -75,22 +76,32 @@ class KeyChanges:
         self._restored = restored  # a rollback: the version whose value it writes back
         self._ordinal = 0
 
+    @property
+    def store(self) -> OverlayStore:
+        """What the entry reads and writes through (the lease records are written there directly)."""
+        return self._overlay
+
     def read(self, key: str) -> DataRecord | None:
         raw = self._overlay.get(DATA, data_key(key))
         return None if raw is None else DataRecord.decode(raw)
 
-    def put(self, key: str, value: bytes) -> Version | None:
-        """Create or overwrite `key`; returns its previous mod version (None if it was absent)."""
+    def put(self, key: str, value: bytes, lease: int = 0) -> Version | None:
+        """Create or overwrite `key` (attached to `lease`, or to none); returns its previous mod
+        version (None if it was absent). The caller checked that the lease exists."""
         dkey = data_key(key)
         old = self.read(key)
         if old is None:
             kept = self._deleted_history(dkey)
             prev = None
-            new = DataRecord(value, self._version, self._version, 1, self._history(key, kept))
+            new = DataRecord(value, self._version, self._version, 1, self._history(key, kept), lease)
         else:
             prev = old.mod_version
             history = self._history(key, old.history)
-            new = DataRecord(value, old.create_version, self._version, old.changes + 1, history)
+            new = DataRecord(value, old.create_version, self._version, old.changes + 1, history, lease)
+        if old is not None and old.lease and old.lease != lease:
+            self._overlay.delete(ATTACHED, attachment_key(old.lease, key))
+        if lease and (old is None or old.lease != lease):
+            self._overlay.put(ATTACHED, attachment_key(lease, key), b"")
         self._overlay.put(DATA, dkey, new.encode())
         self._record(key, "put", value, prev, self._version)
         return prev
@@ -102,6 +113,8 @@ class KeyChanges:
             return None
         dkey = data_key(key)
         self._overlay.delete(DATA, dkey)
+        if old.lease:
+            self._overlay.delete(ATTACHED, attachment_key(old.lease, key))
         self._overlay.put(HISTORY_HEADER, dkey, encode_history_header(self._history(key, old.history)))
         self._record(key, "delete", None, old.mod_version, None)
         return old.mod_version

@@ -38,6 +38,9 @@ from confmand.kv.commands import (
     CommandDecodeError,
     Compare,
     Delete,
+    LeaseExpire,
+    LeaseGrant,
+    LeaseRevoke,
     Operation,
     Put,
     Rollback,
@@ -70,6 +73,9 @@ OP_MAP_MOVE: Final = 8
 OP_MAP_REPLICAS: Final = 9
 OP_MAP_ADD_SHARD: Final = 10
 OP_ROLLBACK: Final = 11
+OP_LEASE_GRANT: Final = 12
+OP_LEASE_REVOKE: Final = 13
+OP_LEASE_EXPIRE: Final = 14
 
 MAX_UINT64: Final = 2**64 - 1
 MAX_PRINCIPAL_BYTES: Final = 128
@@ -117,11 +123,18 @@ def _encode_op(op: Operation | PartitionOp) -> tuple[int, list[Any]]:
     if isinstance(op, MapAddShard):
         return OP_MAP_ADD_SHARD, [op.shard, list(op.nodes)]
     if isinstance(op, Put):
-        return OP_PUT, [op.key, op.value]
+        return OP_PUT, [op.key, op.value, op.lease] if op.lease else [op.key, op.value]
     if isinstance(op, Delete):
         return OP_DELETE, [op.key]
     if isinstance(op, Cas):
-        return OP_CAS, [op.key, op.value, _version(op.expected_version), op.expected_value]
+        body = [op.key, op.value, _version(op.expected_version), op.expected_value]
+        return OP_CAS, [*body, op.lease] if op.lease else body
+    if isinstance(op, LeaseGrant):
+        return OP_LEASE_GRANT, [op.key, op.ttl_ms]
+    if isinstance(op, LeaseRevoke):
+        return OP_LEASE_REVOKE, [op.key, op.lease]
+    if isinstance(op, LeaseExpire):
+        return OP_LEASE_EXPIRE, [op.lease]
     if isinstance(op, Rollback):
         return OP_ROLLBACK, [op.key, _version(op.to_version), _version(op.expected_version)]
     compares = [[c.key, c.target, _compare_operand(c)] for c in op.compare]
@@ -206,11 +219,21 @@ def _validate_op(op: object) -> None:
     if isinstance(op, Put):
         validate_key(op.key, "put.key")
         _bytes(op.value, "put.value")
+        _uint(op.lease, "put.lease")
+    elif isinstance(op, LeaseGrant):
+        validate_key(op.key, "lease_grant.key")
+        _uint(op.ttl_ms, "lease_grant.ttl_ms", low=1)
+    elif isinstance(op, LeaseRevoke):
+        validate_key(op.key, "lease_revoke.key")
+        _uint(op.lease, "lease_revoke.lease", low=1)
+    elif isinstance(op, LeaseExpire):
+        _uint(op.lease, "lease_expire.lease", low=1)
     elif isinstance(op, Delete):
         validate_key(op.key, "delete.key")
     elif isinstance(op, Cas):
         validate_key(op.key, "cas.key")
         _bytes(op.value, "cas.value")
+        _uint(op.lease, "cas.lease")
         if (op.expected_version is None) == (op.expected_value is None):
             raise CommandDecodeError("cas: want exactly one of expected_version, expected_value")
         if op.expected_version is not None:
@@ -336,13 +359,26 @@ def _decode_op(op_code: object, body: object) -> Operation | PartitionOp:
     if type(op_code) is int and OP_FREEZE <= op_code <= OP_MAP_ADD_SHARD:
         return _decode_partition_op(op_code, body)
     if op_code == OP_PUT and type(op_code) is int:
-        key, value = _list(body, "put", 2)
-        return Put(key=validate_key(key, "put.key"), value=_bytes(value, "put.value"))
+        fields = _list(body, "put", 3) if isinstance(body, list) and len(body) == 3 else _list(body, "put", 2)
+        key, value = fields[:2]
+        lease = _uint(fields[2], "put.lease", low=1) if len(fields) == 3 else 0
+        return Put(key=validate_key(key, "put.key"), value=_bytes(value, "put.value"), lease=lease)
+    if op_code == OP_LEASE_GRANT and type(op_code) is int:
+        key, ttl_ms = _list(body, "lease_grant", 2)
+        return LeaseGrant(validate_key(key, "lease_grant.key"), _uint(ttl_ms, "lease_grant.ttl_ms", low=1))
+    if op_code == OP_LEASE_REVOKE and type(op_code) is int:
+        key, lease = _list(body, "lease_revoke", 2)
+        return LeaseRevoke(validate_key(key, "lease_revoke.key"), _uint(lease, "lease_revoke.lease", low=1))
+    if op_code == OP_LEASE_EXPIRE and type(op_code) is int:
+        (lease,) = _list(body, "lease_expire", 1)
+        return LeaseExpire(_uint(lease, "lease_expire.lease", low=1))
     if op_code == OP_DELETE and type(op_code) is int:
         (key,) = _list(body, "delete", 1)
         return Delete(key=validate_key(key, "delete.key"))
     if op_code == OP_CAS and type(op_code) is int:
-        key, value, expected_version, expected_value = _list(body, "cas", 4)
+        fields = _list(body, "cas", 5) if isinstance(body, list) and len(body) == 5 else _list(body, "cas", 4)
+        key, value, expected_version, expected_value = fields[:4]
+        lease = _uint(fields[4], "cas.lease", low=1) if len(fields) == 5 else 0
         if (expected_version is None) == (expected_value is None):
             raise CommandDecodeError("cas: want exactly one of expected_version, expected_value")
         return Cas(
@@ -352,6 +388,7 @@ def _decode_op(op_code: object, body: object) -> Operation | PartitionOp:
             if expected_version is None
             else _decode_version(expected_version, "cas.expected_version"),
             expected_value=None if expected_value is None else _bytes(expected_value, "cas.expected_value"),
+            lease=lease,
         )
     if op_code == OP_ROLLBACK and type(op_code) is int:
         key, to_version, expected_version = _list(body, "rollback", 3)

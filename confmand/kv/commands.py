@@ -15,7 +15,17 @@ from __future__ import annotations
 from typing import TYPE_CHECKING
 
 # The ops, txn parts and sessions are the wire's own types: the one definition both sides import.
-from confmand.protocol.ops import Cas, Delete, Operation, Put, Rollback, Txn
+from confmand.protocol.ops import (
+    Cas,
+    Delete,
+    LeaseExpire,
+    LeaseGrant,
+    LeaseRevoke,
+    Operation,
+    Put,
+    Rollback,
+    Txn,
+)
 from confmand.protocol.types import Compare, CompareTarget, Session, TxnOp, TxnOpKind
 from confmand.protocol.value import value_class
 
@@ -29,6 +39,9 @@ __all__ = [
     "Compare",
     "CompareTarget",
     "Delete",
+    "LeaseExpire",
+    "LeaseGrant",
+    "LeaseRevoke",
     "Operation",
     "Put",
     "Rollback",

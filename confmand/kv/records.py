@@ -94,24 +94,30 @@ class DataRecord:
     mod_version: Version
     changes: int
     history: tuple[int, ...] = ()
+    lease: int = 0  # the lease the key is attached to (leases.py); 0: none
 
-    def __init__(
+    def __init__(  # noqa: PLR0917 (the fields, in order: tests/unit/test_hot_constructors.py)
         self,
         value: bytes,
         create_version: Version,
         mod_version: Version,
         changes: int,
         history: tuple[int, ...] = (),
+        lease: int = 0,
     ) -> None:
         object.__setattr__(self, "value", value)
         object.__setattr__(self, "create_version", create_version)
         object.__setattr__(self, "mod_version", mod_version)
         object.__setattr__(self, "changes", changes)
         object.__setattr__(self, "history", history)
+        object.__setattr__(self, "lease", lease)
 
     def encode(self) -> bytes:
         c, m = self.create_version, self.mod_version
-        return pack([self.value, [c.term, c.index], [m.term, m.index], self.changes, list(self.history)])
+        fields = [self.value, [c.term, c.index], [m.term, m.index], self.changes, list(self.history)]
+        if self.lease:  # a sixth field only on keys with a lease: every other record is as before
+            fields.append(self.lease)
+        return pack(fields)
 
     @staticmethod
     def decode(data: bytes) -> DataRecord:
@@ -130,13 +136,17 @@ class DataRecord:
                 return DataRecord(
                     value, Version(*create), Version(*mod), changes, decode_indexes(history, "data.history")
                 )
-        value, create, mod, changes, history = expect_list(fields, "data", 5)
+        fields = expect_array(fields, "data")
+        if len(fields) not in (5, 6):
+            raise RecordDecodeError(f"data: want 5 or 6 fields, got {len(fields)}")
+        value, create, mod, changes, history = fields[:5]
         return DataRecord(
             value=expect_bytes(value, "data.value"),
             create_version=decode_version(create, "data.create_version"),
             mod_version=decode_version(mod, "data.mod_version"),
             changes=expect_int(changes, "data.changes"),
             history=decode_indexes(history, "data.history"),
+            lease=expect_int(fields[5], "data.lease") if len(fields) == 6 else 0,
         )
 
 

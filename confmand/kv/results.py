@@ -29,7 +29,9 @@ ERROR_CODES: Final = frozenset({INVALID_REQUEST, NOT_FOUND, CAS_FAILED, SESSION_
 PARTITION_MOVING: Final = ErrorCode.PARTITION_MOVING.value
 WRONG_SHARD: Final = ErrorCode.WRONG_SHARD.value
 
-OPS: Final = frozenset({"put", "delete", "cas", "txn", "rollback", "invalid"})
+OPS: Final = frozenset(
+    {"put", "delete", "cas", "txn", "rollback", "lease_grant", "lease_revoke", "lease_expire", "invalid"}
+)
 
 
 class RecordDecodeError(ValueError):
@@ -83,6 +85,8 @@ class WriteResult:
                 return {"shard": self.shard}
             return {}
         moved: dict[str, object] = {"moved": True} if self.moved else {}
+        if self.op == "lease_grant":
+            return {"version": str(self.version), "lease": self.version.index, **moved}
         if self.op == "txn":
             return {
                 "succeeded": bool(self.succeeded),

@@ -33,11 +33,23 @@ from confmand.kv.commands import (
     CommandDecodeError,
     Compare,
     Delete,
+    LeaseExpire,
+    LeaseGrant,
+    LeaseRevoke,
     Operation,
     Put,
     Rollback,
     Txn,
     TxnOp,
+)
+from confmand.kv.leases import (
+    LEASE,
+    MAX_TTL_MS,
+    MIN_TTL_MS,
+    attached_keys,
+    encode_lease,
+    lease_key,
+    lease_ttl_ms,
 )
 from confmand.kv.overlay import OverlayStore
 from confmand.kv.partitions import (
@@ -53,6 +65,12 @@ from confmand.kv.sessions import SWEEP_RESULTS, SessionTable, hlc_ms
 from confmand.kv.store import KVStore, WriteSet
 from confmand.protocol.types import ABSENT, TxnOpResult, Version
 
+LEASE_OP_NAMES: dict[type, str] = {
+    LeaseGrant: "lease_grant",
+    LeaseRevoke: "lease_revoke",
+    LeaseExpire: "lease_expire",
+}
+
 
 def op_name(cmd: Command) -> str:
     """The protocol's name of a command's operation: put, delete, cas, txn or a move's step."""
@@ -65,6 +83,8 @@ def op_name(cmd: Command) -> str:
         return "delete"
     if isinstance(op, Rollback):
         return "rollback"
+    if isinstance(op, LeaseGrant | LeaseRevoke | LeaseExpire):
+        return LEASE_OP_NAMES[type(op)]
     return "cas" if isinstance(op, Cas) else "txn"
 
 
@@ -176,6 +196,8 @@ def routing_key(op: Operation) -> str | None:
     if isinstance(op, Txn):
         keys = [c.key for c in op.compare] + [o.key for o in (*op.success, *op.failure)]
         return keys[0] if keys else None
+    if isinstance(op, LeaseExpire):
+        return None  # the daemon's: the lease is this shard's, whatever its keys' partitions now
     return op.key
 
 
@@ -183,7 +205,18 @@ def _apply_op(changes: KeyChanges, cmd: Command, version: Version) -> WriteResul
     op = cmd.op
     assert not isinstance(op, PartitionOp)
     if isinstance(op, Put):
-        return WriteResult(ok=True, version=version, op="put", prev_version=changes.put(op.key, op.value))
+        if op.lease and lease_ttl_ms(changes.store, op.lease) is None:
+            return _no_lease("put", version, op.lease)
+        prev = changes.put(op.key, op.value, op.lease)
+        return WriteResult(ok=True, version=version, op="put", prev_version=prev)
+    if isinstance(op, LeaseGrant):
+        if not MIN_TTL_MS <= op.ttl_ms <= MAX_TTL_MS:
+            message = f"ttl_ms must be in [{MIN_TTL_MS}, {MAX_TTL_MS}], got {op.ttl_ms}"
+            return WriteResult.failure("lease_grant", version, INVALID_REQUEST, message)
+        changes.store.put(LEASE, lease_key(version.index), encode_lease(op.ttl_ms))
+        return WriteResult(ok=True, version=version, op="lease_grant")
+    if isinstance(op, LeaseRevoke | LeaseExpire):
+        return _end_lease(changes, op, version)
     if isinstance(op, Delete):
         prev = changes.delete(op.key)
         if prev is None:
@@ -246,7 +279,27 @@ def _apply_cas(changes: KeyChanges, op: Cas, version: Version) -> WriteResult:
             f"{op.key!r} is at version {current_version}, not {wanted}",
             current_version=current_version,
         )
-    return WriteResult(ok=True, version=version, op="cas", prev_version=changes.put(op.key, op.value))
+    if op.lease and lease_ttl_ms(changes.store, op.lease) is None:
+        return _no_lease("cas", version, op.lease)
+    prev = changes.put(op.key, op.value, op.lease)
+    return WriteResult(ok=True, version=version, op="cas", prev_version=prev)
+
+
+def _no_lease(op: str, version: Version, lease: int) -> WriteResult:
+    message = f"there is no lease {lease} in this shard (it expired, was revoked, or is of another shard)"
+    return WriteResult.failure(op, version, NOT_FOUND, message)
+
+
+def _end_lease(changes: KeyChanges, op: LeaseRevoke | LeaseExpire, version: Version) -> WriteResult:
+    """Delete every key attached to the lease (as this entry's deletes), then the lease."""
+    name = LEASE_OP_NAMES[type(op)]
+    store = changes.store
+    if lease_ttl_ms(store, op.lease) is None:
+        return _no_lease(name, version, op.lease)
+    for key in attached_keys(store, op.lease):
+        changes.delete(key)
+    store.delete(LEASE, lease_key(op.lease))
+    return WriteResult(ok=True, version=version, op=name)
 
 
 def _apply_txn(changes: KeyChanges, op: Txn, version: Version) -> WriteResult:

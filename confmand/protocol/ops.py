@@ -17,9 +17,13 @@ from confmand.protocol.value import value_class
 class Put:
     key: str
     value: bytes
+    lease: int = 0  # attach the key to this lease of its shard (0: none)
 
     def to_wire(self) -> dict[str, object]:
-        return {"key": self.key, "value": self.value}
+        fields: dict[str, object] = {"key": self.key, "value": self.value}
+        if self.lease:
+            fields["lease"] = self.lease
+        return fields
 
 
 @value_class
@@ -41,6 +45,7 @@ class Cas:
     value: bytes
     expected_version: Version | None = None
     expected_value: bytes | None = None
+    lease: int = 0  # attach the key to this lease of its shard (0: none)
 
     def to_wire(self) -> dict[str, object]:
         fields: dict[str, object] = {"key": self.key, "value": self.value}
@@ -48,6 +53,8 @@ class Cas:
             fields["expected_version"] = version_text(self.expected_version)
         if self.expected_value is not None:
             fields["expected_value"] = self.expected_value
+        if self.lease:
+            fields["lease"] = self.lease
         return fields
 
 
@@ -84,7 +91,36 @@ class Rollback:
         return fields
 
 
-Operation = Put | Delete | Cas | Txn | Rollback
+@value_class
+class LeaseGrant:
+    """A lease of `ttl_ms` in the shard of `key`'s namespace; its id is the index of this entry."""
+
+    key: str
+    ttl_ms: int
+
+    def to_wire(self) -> dict[str, object]:
+        return {"key": self.key, "ttl_ms": self.ttl_ms}
+
+
+@value_class
+class LeaseRevoke:
+    """End the lease now: every key attached to it is deleted."""
+
+    key: str
+    lease: int
+
+    def to_wire(self) -> dict[str, object]:
+        return {"key": self.key, "lease": self.lease}
+
+
+@value_class
+class LeaseExpire:
+    """The shard's leader saw the lease run out: as a revoke (proposed by the daemon, never a client)."""
+
+    lease: int
+
+
+Operation = Put | Delete | Cas | Txn | Rollback | LeaseGrant | LeaseRevoke | LeaseExpire
 
 
 @value_class
@@ -152,4 +188,16 @@ class BackupQuery:
         return {"shard": self.shard}
 
 
-Query = GetQuery | ListQuery | HistoryQuery | AuditQuery | BackupQuery
+@value_class
+class LeaseKeepAlive:
+    """Keep the lease alive for another TTL: answered by the shard's leader, once it has confirmed
+    it still leads (as a linearizable read), which is what restarts the lease's clock."""
+
+    key: str
+    lease: int
+
+    def to_wire(self) -> dict[str, object]:
+        return {"key": self.key, "lease": self.lease}
+
+
+Query = GetQuery | ListQuery | HistoryQuery | AuditQuery | BackupQuery | LeaseKeepAlive

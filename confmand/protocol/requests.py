@@ -23,9 +23,9 @@ MAX_CLIENT_ID_BYTES: Final = 64
 DEFAULT_MAX_REQUEST_BYTES: Final = 2 * 1024 * 1024  # a server's max_request_bytes unless configured
 NO_REQUEST_ID: Final = -1  # a reply's id when the request had none that could be read
 
-WRITE_OPS: Final = frozenset({"put", "delete", "cas", "txn", "rollback"})
+WRITE_OPS: Final = frozenset({"put", "delete", "cas", "txn", "rollback", "lease_grant", "lease_revoke"})
 # `backup` reads a whole shard's state (linearizable, on its leader): `confctl snapshot save`.
-READ_OPS: Final = frozenset({"get", "list", "history", "audit", "backup"})
+READ_OPS: Final = frozenset({"get", "list", "history", "audit", "backup", "lease_keepalive"})
 ADMIN_OPS: Final = frozenset({"ping", "status", "shard_map"})
 # A partition move (docs/sharding.md): an operator starts one; the daemon sends the other steps
 # to the shards' leaders over the peer link, and a client socket refuses them.

@@ -33,6 +33,10 @@ from confmand.protocol.ops import (
     Delete,
     GetQuery,
     HistoryQuery,
+    LeaseExpire,
+    LeaseGrant,
+    LeaseKeepAlive,
+    LeaseRevoke,
     ListQuery,
     Operation,
     Put,
@@ -97,7 +101,7 @@ class ReadRequest:
     def routing_key(self) -> str | None:
         """A key of the one namespace the read is within (None: it may span namespaces)."""
         query = self.query
-        if isinstance(query, GetQuery | HistoryQuery):
+        if isinstance(query, GetQuery | HistoryQuery | LeaseKeepAlive):
             return query.key
         if isinstance(query, ListQuery | AuditQuery) and NAMESPACE_SEPARATOR in query.prefix:
             return query.prefix
@@ -297,9 +301,13 @@ def move_step_frame(request_id: int, step: PartitionOp, shard: int, hlc: int) ->
 
 def _operation(op: str, f: _Fields) -> Operation:
     if op == "put":
-        return Put(f.key("key"), f.value("value"))
+        return Put(f.key("key"), f.value("value"), f.optional_int("lease") or 0)
     if op == "delete":
         return Delete(f.key("key"))
+    if op == "lease_grant":
+        return LeaseGrant(f.key("key"), f.integer("ttl_ms"))
+    if op == "lease_revoke":
+        return LeaseRevoke(f.key("key"), f.integer("lease"))
     if op == "rollback":
         return Rollback(f.key("key"), f.version("to_version"), f.optional_version("expected_version"))
     if op == "cas":
@@ -308,7 +316,7 @@ def _operation(op: str, f: _Fields) -> Operation:
         expected_value = f.optional_value("expected_value")
         if (expected_version is None) == (expected_value is None):
             raise _invalid("cas needs exactly one of expected_version and expected_value")
-        return Cas(key, value, expected_version, expected_value)
+        return Cas(key, value, expected_version, expected_value, f.optional_int("lease") or 0)
     return _txn(f)
 
 
@@ -330,6 +338,8 @@ def _txn(f: _Fields) -> Txn:
 def _write_keys(operation: Operation) -> list[str]:
     if isinstance(operation, Txn):
         return [c.key for c in operation.compare] + [o.key for o in (*operation.success, *operation.failure)]
+    if isinstance(operation, LeaseExpire):
+        return []  # the daemon's own, never parsed from a client
     return [operation.key]
 
 
@@ -393,6 +403,10 @@ def _read(common: Common, f: _Fields) -> ReadRequest:
             bool(f.optional_bool("keys_only")),
             f.optional_version("at_version"),
         )
+    elif common.op == "lease_keepalive":
+        if consistency is not Consistency.LINEARIZABLE:
+            raise _invalid("lease_keepalive is answered by the shard's leader: linearizable only")
+        query = LeaseKeepAlive(f.key("key"), f.integer("lease"))
     elif common.op == "history":
         query = HistoryQuery(f.key("key"), f.limit("limit", 100))
     else:
