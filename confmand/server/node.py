@@ -37,7 +37,7 @@ import msgpack
 
 from confmand.config import NodeConfig
 from confmand.hlc import HlcError, HybridClock
-from confmand.kv.commands import Command
+from confmand.kv.commands import Command, LeaseExpire
 from confmand.kv.partitions import (
     Drop,
     Freeze,
@@ -292,6 +292,7 @@ class Node:
         # next batch to it, so that it learns its round trip to this node (histograms.py).
         self._echoes: dict[int, tuple[float, float]] = {}
         self.watches = WatchHub(config.requests.max_watches, self._send_watch_message, self.counters)
+        self._lease_leaders: set[int] = set()  # shards led here that hold a lease: their clocks run
         self._warn_unlisted_members()
 
     def _continue_stamps(self) -> None:
@@ -381,6 +382,7 @@ class Node:
             snapshot_interval_entries=raft.snapshot_interval_entries,
             log_retain_entries=raft.log_retain_entries,
             watch_window_events=self.config.requests.watch_window_events,
+            lease_extend_s=raft.tick_ms * raft.election_ticks / 1000,
             ownership=None
             if shard_id == META_SHARD
             else Ownership(
@@ -429,6 +431,7 @@ class Node:
             replica.expire()
         if self._stall is None:
             self._tick(now)
+            self._expire_leases()
             self._seed_meta()
             self._drive_moves()
             self._place_replicas()
@@ -448,6 +451,10 @@ class Node:
         """Carry over what still waits; a replica that went quiet is no longer ticked."""
         busy: dict[int, Replica] = {}
         for shard_id, replica in self._touched.items():
+            if replica.leases:
+                self._lease_leaders.add(shard_id)
+            else:
+                self._lease_leaders.discard(shard_id)
             if replica.has_pending() or replica.raft.has_ready():
                 busy[shard_id] = replica
             if replica.raft.quiet:
@@ -456,6 +463,27 @@ class Node:
                 self._awake[shard_id] = replica
         self._busy = busy
         self._touched = {}
+
+    def _expire_leases(self) -> None:
+        """As leader of a shard with leases: propose the expiry of each whose time is up (leases.py).
+
+        Looked at every turn, for the shards whose leader this node is and that hold a lease; a
+        quiet shard wakes for it. A node whose clock is off from its peers' stamps no write: its
+        leases wait (later, never earlier) for it or a new leader.
+        """
+        if not self._lease_leaders or clock_fault(self.clock, self.peer_contact, self.now) is not None:
+            return
+        timeout_s = self.config.requests.request_timeout_ms / 1000
+        for shard_id in sorted(self._lease_leaders):
+            replica = self.replicas.get(shard_id)
+            if replica is None or not replica.is_leader:
+                continue
+            replica.now = self.now
+            for lease in replica.due_lease_expiries():
+                self._touch(replica)
+                self.counters["leases_expired"] += 1
+                command = Command(LeaseExpire(lease), self.clock.now(), "confmand", None)
+                replica.accept_write(command, DaemonSink(), 0, self.now + timeout_s)
 
     def _seed_meta(self) -> None:
         """As the meta shard's leader: write the first map if it holds none, once per request timeout.

@@ -32,6 +32,7 @@ from dataclasses import dataclass
 from confmand.backup.shard_export import shard_backup
 from confmand.kv.codec import encode_command
 from confmand.kv.commands import Command
+from confmand.kv.leases import all_leases, lease_ttl_ms
 from confmand.kv.partitions import OP_NAMES, Ownership, refusal
 from confmand.kv.past import HistoryTrimmed, key_at, list_at
 from confmand.kv.queries import audit_records, get_key, key_history, list_keys
@@ -40,7 +41,14 @@ from confmand.kv.snapshot import STATE_KINDS, decode_state
 from confmand.kv.state_machine import ConfigStateMachine
 from confmand.kv.store import ChangeEvent
 from confmand.protocol.errors import ErrorCode
-from confmand.protocol.ops import AuditQuery, BackupQuery, GetQuery, HistoryQuery, ListQuery
+from confmand.protocol.ops import (
+    AuditQuery,
+    BackupQuery,
+    GetQuery,
+    HistoryQuery,
+    LeaseKeepAlive,
+    ListQuery,
+)
 from confmand.protocol.shardmap import partition_of
 from confmand.protocol.types import Consistency, Version
 from confmand.raft import (
@@ -58,6 +66,7 @@ from confmand.raft import (
 )
 from confmand.server.errors import RequestError
 from confmand.server.faults import NO_FAULTS, DriverFaults
+from confmand.server.leases import LeaseClock
 from confmand.server.pending import PendingRead, PendingWrite, Reply, ReplySink
 from confmand.server.requests import ReadRequest
 from confmand.server.snapshot_source import SnapshotSource
@@ -79,6 +88,7 @@ class ReplicaSettings:
     log_retain_entries: int = 1_000
     ownership: Ownership | None = None  # a data shard's partitions (None: the meta shard holds all)
     watch_window_events: int = DEFAULT_MAX_EVENTS  # changes kept in memory for watchers
+    lease_extend_s: float = 1.0  # an election timeout: what a new leader adds to every lease (leases.py)
 
 
 @dataclass(slots=True)
@@ -137,6 +147,7 @@ class Replica:
         self._read_seq = 0
         self._reads_at: list[tuple[int, PendingRead]] = []  # (read index, read): wait for applied
         self._version_waits: list[PendingRead] = []
+        self.leases = LeaseClock()  # while leading: when each lease runs out (server/leases.py)
         # What changed lately, for watchers (watches.py); it starts at what is applied now.
         self.window = EventWindow(self.applied, settings.watch_window_events)
         stored = storage.snapshot_meta()
@@ -381,6 +392,10 @@ class Replica:
         if staged.applied:
             self.window.extend(staged.events or [], self.applied)
         for index, term, result in staged.applied or ():
+            if result is not None and result.op == "lease_grant" and result.ok and self.is_leader:
+                ttl_ms = lease_ttl_ms(self.storage, index)
+                if ttl_ms is not None:
+                    self.leases.start(index, ttl_ms, self.now)
             self._resolve_write(index, term, result)
         for outcome in rd.outcomes:
             if outcome.status is not ProposalStatus.COMMITTED:
@@ -585,6 +600,8 @@ class Replica:
             return page.to_reply()
         if isinstance(query, BackupQuery):
             return shard_backup(self.storage, self.settings.ownership)
+        if isinstance(query, LeaseKeepAlive):
+            return self._keep_alive(query.lease)
         assert isinstance(query, AuditQuery)
         audit = audit_records(self.storage, query.after_hlc, query.limit, query.prefix)
         if key is None:
@@ -616,6 +633,28 @@ class Replica:
             self.refuse_unowned(item.key for item in page.items)
         return page.to_reply() | {"at_version": str(at)}
 
+    def _keep_alive(self, lease: int) -> dict[str, object]:
+        """Restart the lease's clock: served after a ReadIndex round confirmed this node leads."""
+        ttl_ms = lease_ttl_ms(self.storage, lease)
+        if ttl_ms is None:
+            raise RequestError(
+                ErrorCode.NOT_FOUND, f"no lease {lease} in shard {self.shard_id} (expired or revoked)"
+            )
+        if not self.is_leader:  # deposed since the round: its clock counts for nothing
+            raise _not_leader(NotLeader(self.raft.leader_id))
+        self.leases.start(lease, ttl_ms, self.now)
+        return {"lease": lease, "ttl_ms": ttl_ms}
+
+    def due_lease_expiries(self) -> list[int]:
+        """As leader: the leases whose time is up (those revoked meanwhile are forgotten)."""
+        due = []
+        for lease in self.leases.due(self.now):
+            if lease_ttl_ms(self.storage, lease) is None:
+                self.leases.forget(lease)
+            else:
+                due.append(lease)
+        return due
+
     def _fail_reads(self, reads: list[PendingRead], error: RequestError) -> None:
         for read in reads:
             self.replies.append(Reply(read.sink, read.request.common.request_id, self.shard_id, {}, error))
@@ -628,7 +667,10 @@ class Replica:
         self.role, self.leader_id = soft.role, soft.leader_id
         if soft.role is Role.LEADER and not was_leader:
             self.moves_changed = True  # a new leader finishes the moves its predecessor left
+            # Leases granted but not yet applied here start when they apply (after_apply).
+            self.leases.promote(all_leases(self.storage), self.now, self.settings.lease_extend_s)
         if was_leader and soft.role is not Role.LEADER:
+            self.leases.demote()
             # ReadIndex rounds of a deposed leader never complete: answer them now.
             error = _not_leader(NotLeader(soft.leader_id))
             reads = [r for batch in self._read_batches.values() for r in batch]
