@@ -37,6 +37,7 @@ from confctl.client.types import (
     Consistency,
     GetResult,
     HistoryResult,
+    LeaseResult,
     ListResult,
     NodeStatus,
     PastListResult,
@@ -118,8 +119,23 @@ class AsyncClient:
 
     # ------------------------------------------------------------------ public API
 
-    async def put(self, key: str, value: bytes | str) -> WriteResult:
-        return await self._run(*ops.put(key, value))
+    async def put(self, key: str, value: bytes | str, *, lease: int = 0) -> WriteResult:
+        """Write `key`; with `lease`, attached to that lease of its namespace's shard (it goes
+        when the lease does)."""
+        return await self._run(*ops.put(key, value, lease))
+
+    async def lease_grant(self, key: str, ttl_ms: int) -> LeaseResult:
+        """A lease of `ttl_ms` in the shard of `key`'s namespace (for keys of that namespace)."""
+        return await self._run(*ops.lease_grant(key, ttl_ms))
+
+    async def lease_keepalive(self, key: str, lease: int) -> LeaseResult:
+        """Restart the lease's TTL; it holds for `ttl_ms` from when this call was sent. NotFound:
+        the lease expired or was revoked (its keys are gone)."""
+        return await self._run(*ops.lease_keepalive(key, lease))
+
+    async def lease_revoke(self, key: str, lease: int) -> WriteResult:
+        """End the lease now: its keys are deleted."""
+        return await self._run(*ops.lease_revoke(key, lease))
 
     async def get(
         self,
@@ -175,8 +191,10 @@ class AsyncClient:
         value: bytes | str,
         expected_version: Version | str | None = None,
         expected_value: bytes | str | None = None,
+        *,
+        lease: int = 0,
     ) -> WriteResult:
-        return await self._run(*ops.cas(key, value, expected_version, expected_value))
+        return await self._run(*ops.cas(key, value, expected_version, expected_value, lease))
 
     async def list(
         self,

@@ -19,6 +19,7 @@ from confctl.client.types import (
     Consistency,
     GetResult,
     HistoryResult,
+    LeaseResult,
     ListResult,
     NodeStatus,
     PastListResult,
@@ -33,8 +34,20 @@ from confctl.client.types import (
 Operation = tuple[Request, Callable[[Reply], object]]
 
 
-def put(key: str, value: bytes | str) -> tuple[Request, Callable[[Reply], WriteResult]]:
-    return requests.put(key, value), replies.write_result
+def put(key: str, value: bytes | str, lease: int = 0) -> tuple[Request, Callable[[Reply], WriteResult]]:
+    return requests.put(key, value, lease), replies.write_result
+
+
+def lease_grant(key: str, ttl_ms: int) -> tuple[Request, Callable[[Reply], LeaseResult]]:
+    return requests.lease_grant(key, ttl_ms), replies.lease_granted(ttl_ms)
+
+
+def lease_keepalive(key: str, lease: int) -> tuple[Request, Callable[[Reply], LeaseResult]]:
+    return requests.lease_keepalive(key, lease), replies.lease_kept
+
+
+def lease_revoke(key: str, lease: int) -> tuple[Request, Callable[[Reply], WriteResult]]:
+    return requests.lease_revoke(key, lease), replies.write_result
 
 
 def delete(key: str) -> tuple[Request, Callable[[Reply], WriteResult]]:
@@ -46,8 +59,9 @@ def cas(
     value: bytes | str,
     expected_version: Version | str | None = None,
     expected_value: bytes | str | None = None,
+    lease: int = 0,
 ) -> tuple[Request, Callable[[Reply], WriteResult]]:
-    return requests.cas(key, value, expected_version, expected_value), replies.write_result
+    return requests.cas(key, value, expected_version, expected_value, lease), replies.write_result
 
 
 def rollback(

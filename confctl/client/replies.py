@@ -28,6 +28,7 @@ from confctl.client.types import (
     AuditResult,
     GetResult,
     HistoryResult,
+    LeaseResult,
     ListItem,
     ListResult,
     NodeStatus,
@@ -184,6 +185,17 @@ def get_result(key: str) -> Callable[[Reply], GetResult]:
         )
 
     return parse
+
+
+def lease_granted(ttl_ms: int) -> Callable[[Reply], LeaseResult]:
+    def parse(reply: Reply) -> LeaseResult:
+        return LeaseResult(need(reply, "lease", int), ttl_ms, need_version(reply, "version"), meta(reply))
+
+    return parse
+
+
+def lease_kept(reply: Reply) -> LeaseResult:
+    return LeaseResult(need(reply, "lease", int), need(reply, "ttl_ms", int), None, meta(reply))
 
 
 def past_value(key: str) -> Callable[[Reply], PastValue]:

@@ -30,6 +30,9 @@ Op = Literal[
     "delete",
     "cas",
     "rollback",
+    "lease_grant",
+    "lease_revoke",
+    "lease_keepalive",
     "list",
     "txn",
     "history",
@@ -112,8 +115,27 @@ def consistency_arg(consistency: object, min_version: object) -> tuple[Consisten
     return mode, version_arg(min_version, "min_version")
 
 
-def put(key: object, value: object) -> Request:
-    return Request("put", ops.Put(key_arg(key), value_arg(value)).to_wire())
+def put(key: object, value: object, lease: object = 0) -> Request:
+    return Request(
+        "put", ops.Put(key_arg(key), value_arg(value), _lease_arg(lease, allow_none=True)).to_wire()
+    )
+
+
+def _lease_arg(lease: object, *, allow_none: bool = False) -> int:
+    low = 0 if allow_none else 1
+    return int_arg(lease, "lease", low)
+
+
+def lease_grant(key: object, ttl_ms: object) -> Request:
+    return Request("lease_grant", ops.LeaseGrant(key_arg(key), int_arg(ttl_ms, "ttl_ms", 1)).to_wire())
+
+
+def lease_revoke(key: object, lease: object) -> Request:
+    return Request("lease_revoke", ops.LeaseRevoke(key_arg(key), _lease_arg(lease)).to_wire())
+
+
+def lease_keepalive(key: object, lease: object) -> Request:
+    return Request("lease_keepalive", ops.LeaseKeepAlive(key_arg(key), _lease_arg(lease)).to_wire())
 
 
 def delete(key: object) -> Request:
@@ -121,19 +143,22 @@ def delete(key: object) -> Request:
 
 
 def cas(
-    key: object, value: object, expected_version: object = None, expected_value: object = None
+    key: object,
+    value: object,
+    expected_version: object = None,
+    expected_value: object = None,
+    lease: object = 0,
 ) -> Request:
     checked_key, checked_value = key_arg(key), value_arg(value)
+    checked_lease = _lease_arg(lease, allow_none=True)
     if (expected_version is None) == (expected_value is None):
         raise InvalidArgument("cas needs exactly one of expected_version or expected_value")
     if expected_version is not None:
-        shape = ops.Cas(
-            checked_key, checked_value, expected_version=version_arg(expected_version, "expected_version")
-        )
+        version = version_arg(expected_version, "expected_version")
+        shape = ops.Cas(checked_key, checked_value, expected_version=version, lease=checked_lease)
     else:
-        shape = ops.Cas(
-            checked_key, checked_value, expected_value=value_arg(expected_value, "expected_value")
-        )
+        expected = value_arg(expected_value, "expected_value")
+        shape = ops.Cas(checked_key, checked_value, expected_value=expected, lease=checked_lease)
     return Request("cas", shape.to_wire())
 
 

@@ -30,7 +30,9 @@ from confctl.client.routing import unique
 from confctl.client.types import ShardMapResult
 from confmand.protocol.shardmap import NAMESPACE_SEPARATOR, ShardMap
 
-KEY_OPS = frozenset({"put", "get", "delete", "cas", "rollback", "history"})
+KEY_OPS = frozenset(
+    {"put", "get", "delete", "cas", "rollback", "history", "lease_grant", "lease_revoke", "lease_keepalive"}
+)
 
 
 class Spread(enum.Enum):

@@ -47,6 +47,7 @@ from confctl.client.types import (
     Consistency,
     GetResult,
     HistoryResult,
+    LeaseResult,
     ListResult,
     NodeStatus,
     PastListResult,
@@ -139,8 +140,23 @@ class Client:
 
     # ------------------------------------------------------------------ public API
 
-    def put(self, key: str, value: bytes | str) -> WriteResult:
-        return self._run(*ops.put(key, value))
+    def put(self, key: str, value: bytes | str, *, lease: int = 0) -> WriteResult:
+        """Write `key`; with `lease`, attached to that lease of its namespace's shard (it goes
+        when the lease does)."""
+        return self._run(*ops.put(key, value, lease))
+
+    def lease_grant(self, key: str, ttl_ms: int) -> LeaseResult:
+        """A lease of `ttl_ms` in the shard of `key`'s namespace (for keys of that namespace)."""
+        return self._run(*ops.lease_grant(key, ttl_ms))
+
+    def lease_keepalive(self, key: str, lease: int) -> LeaseResult:
+        """Restart the lease's TTL; it holds for `ttl_ms` from when this call was sent. NotFound:
+        the lease expired or was revoked (its keys are gone)."""
+        return self._run(*ops.lease_keepalive(key, lease))
+
+    def lease_revoke(self, key: str, lease: int) -> WriteResult:
+        """End the lease now: its keys are deleted."""
+        return self._run(*ops.lease_revoke(key, lease))
 
     def get(
         self,
@@ -196,8 +212,10 @@ class Client:
         value: bytes | str,
         expected_version: Version | str | None = None,
         expected_value: bytes | str | None = None,
+        *,
+        lease: int = 0,
     ) -> WriteResult:
-        return self._run(*ops.cas(key, value, expected_version, expected_value))
+        return self._run(*ops.cas(key, value, expected_version, expected_value, lease))
 
     def list(
         self,

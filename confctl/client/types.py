@@ -39,6 +39,7 @@ __all__ = [
     "HistoryEntry",
     "HistoryResult",
     "LeaderHint",
+    "LeaseResult",
     "ListItem",
     "ListResult",
     "NodeStatus",
@@ -109,6 +110,17 @@ class GetResult:
     version: Version  # mod version
     create_version: Version
     changes: int
+    meta: ReplyMeta = field(default_factory=ReplyMeta)
+
+
+@dataclass(frozen=True, slots=True)
+class LeaseResult:
+    """A lease granted or kept alive: its id (in its namespace's shard) and its TTL. The holder
+    may count on it for `ttl_ms` from when it *sent* the request this answers (docs/protocol.md)."""
+
+    lease: int
+    ttl_ms: int
+    version: Version | None = None  # the grant's entry (None for a keepalive)
     meta: ReplyMeta = field(default_factory=ReplyMeta)
 
 

@@ -34,6 +34,7 @@ if TYPE_CHECKING:  # the client's modules load when a command first uses the cli
         Consistency,
         GetResult,
         HistoryResult,
+        LeaseResult,
         ListResult,
         NodeStatus,
         PastListResult,
@@ -58,7 +59,10 @@ class UsageProblem(Exception):
 class ClientApi(Protocol):
     """The part of `confctl.client.Client` the CLI uses (a fake implements it in tests)."""
 
-    def put(self, key: str, value: bytes | str) -> WriteResult: ...
+    def put(self, key: str, value: bytes | str, *, lease: int = ...) -> WriteResult: ...
+    def lease_grant(self, key: str, ttl_ms: int) -> LeaseResult: ...
+    def lease_keepalive(self, key: str, lease: int) -> LeaseResult: ...
+    def lease_revoke(self, key: str, lease: int) -> WriteResult: ...
     def get(
         self,
         key: str,

@@ -115,13 +115,18 @@ def put(
     value: ValueArg = None,
     file: FileOpt = None,
     literal: LiteralOpt = False,
+    *,
+    lease: Annotated[
+        int, typer.Option("--lease", min=0, help="Attach KEY to this lease (confctl lease grant); 0: none.")
+    ] = 0,
 ) -> None:
     """Write KEY = VALUE; prints the new version.
 
     VALUE '-' reads stdin, as does leaving VALUE out when something is piped in (as etcdctl does).
     --file FILE reads a file. --literal stores VALUE as given, a lone '-' included.
     """
-    env.renderer.record(write_row(key, env.client.put(key, read_value(value, file, literal))))
+    written = env.client.put(key, read_value(value, file, literal), lease=lease)
+    env.renderer.record(write_row(key, written))
 
 
 @command

@@ -31,6 +31,7 @@ class MemoryShard:
         max_session_results: int = 1024,
         ownership: Ownership | None = None,
         sweep_results: int = SWEEP_RESULTS,
+        shard_id: int = 1,
     ) -> None:
         self.store = MemoryKVStore() if store is None else store
         self.term = term
@@ -43,6 +44,7 @@ class MemoryShard:
             max_session_results=max_session_results,
             ownership=ownership,
             sweep_results=sweep_results,
+            shard_id=shard_id,
         )
 
     def entries(self, *items: Command | bytes) -> list[tuple[Version, bytes]]:

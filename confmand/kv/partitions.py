@@ -34,6 +34,7 @@ from typing import Final
 import msgpack
 
 from confmand.kv.changes import KeyChanges
+from confmand.kv.leases import ATTACHED, LEASE, attachment_key, lease_key, leases_of
 from confmand.kv.overlay import OverlayStore
 from confmand.kv.queries import get_key
 from confmand.kv.records import (
@@ -65,6 +66,7 @@ from confmand.kv.results import (
     WRONG_SHARD,
     RecordDecodeError,
     WriteResult,
+    expect_array,
     expect_bytes,
     expect_int,
     expect_list,
@@ -288,16 +290,28 @@ def _drop(overlay: OverlayStore, ownership: Ownership, partition: int) -> None:
                 overlay.delete(HISTORY, hkey)
     for at, _ in _audit_of(overlay, ownership, partition):
         overlay.delete(AUDIT, at)
+    for lease, _, keys in _leases_of(overlay, ownership, partition):
+        overlay.delete(LEASE, lease_key(lease))
+        for key in keys:
+            overlay.delete(ATTACHED, attachment_key(lease, key))
+
+
+def _leases_of(store: KVStore, ownership: Ownership, partition: int) -> list[tuple[int, bytes, list[str]]]:
+    """The leases of P's namespaces (each holds keys of its own namespace only: kv/leases.py)."""
+    return leases_of(store, lambda namespace: partition_of(namespace, ownership.partitions) == partition)
 
 
 # ---------------------------------------------------------------- the export
 
 
 def export_partition(store: KVStore, ownership: Ownership, partition: int) -> bytes:
-    """What an ingest carries: P's keys (live and deleted, with history), audit records, all sessions.
+    """What an ingest carries: P's keys (live and deleted, with history), audit records, all
+    sessions, and the leases of P's namespaces.
 
-    `[keys, audit, sessions]` with keys `[key, data record or nil, [history record, ...]]`,
-    audit `[[audit key, record], ...]` and sessions `[[client id, header, [[seq, result], ...]], ...]`.
+    `[keys, audit, sessions, leases]` with keys `[key, data record or nil, [history record, ...]]`,
+    audit `[[audit key, record], ...]`, sessions `[[client id, header, [[seq, result], ...]], ...]`
+    and leases `[[id, lease record, [attached key, ...]], ...]` (an export from before leases has
+    three fields).
     """
     keys: list[list[object]] = []
     for kind in (DATA, HISTORY_HEADER):
@@ -312,12 +326,21 @@ def export_partition(store: KVStore, ownership: Ownership, partition: int) -> by
         width = len(result_prefix(client_id))
         results = [[int.from_bytes(k[width:], "big"), v] for k, v in store.scan(RESULT, start, stop)]
         sessions.append([client_id, header, results])
-    packed: bytes = msgpack.packb([keys, audit, sessions], use_bin_type=True)
+    leases = [[lease, raw, held] for lease, raw, held in _leases_of(store, ownership, partition)]
+    packed: bytes = msgpack.packb([keys, audit, sessions, leases], use_bin_type=True)
     return packed
 
 
 def _ingest(overlay: OverlayStore, op: Ingest, version: Version, history_limit: int) -> None:
-    keys, audit, sessions = expect_list(unpack(op.export, "export"), "export", 3)
+    fields = expect_array(unpack(op.export, "export"), "export")
+    if len(fields) not in (3, 4):
+        raise RecordDecodeError(f"export: want 3 or 4 fields, got {len(fields)}")
+    keys, audit, sessions = fields[:3]
+    for raw_lease, record, held in fields[3] if len(fields) == 4 else []:
+        lease = expect_int(raw_lease, "export lease")
+        overlay.put(LEASE, lease_key(lease), expect_bytes(record, "export lease record"))
+        for key in held:
+            overlay.put(ATTACHED, attachment_key(lease, str(key)), b"")
     for raw_key, data, history in keys:
         key = str(raw_key)
         kept = list(history)[-min(len(history), version.index, history_limit) :] if history else []
@@ -329,7 +352,7 @@ def _ingest(overlay: OverlayStore, op: Ingest, version: Version, history_limit: 
             overlay.put(HISTORY_HEADER, data_key(key), encode_history_header(indexes))
             continue
         old = DataRecord.decode(expect_bytes(data, "export data"))
-        moved = DataRecord(old.value, version, version, old.changes, indexes)
+        moved = DataRecord(old.value, version, version, old.changes, indexes, old.lease)
         overlay.put(DATA, data_key(key), moved.encode())
     for raw_at, raw in audit:
         slot = expect_bytes(raw_at, "export audit key")

@@ -55,6 +55,7 @@ class WriteResult:
     # Applied in the shard the key's partition left, answered again from the cache it brought:
     # `version` is then the move's in this shard (the first that includes the write), not the write's.
     moved: bool = False
+    lease: int = 0  # lease_grant: the lease's id (kv/leases.py)
 
     @staticmethod
     def failure(
@@ -86,7 +87,7 @@ class WriteResult:
             return {}
         moved: dict[str, object] = {"moved": True} if self.moved else {}
         if self.op == "lease_grant":
-            return {"version": str(self.version), "lease": self.version.index, **moved}
+            return {"version": str(self.version), "lease": self.lease, **moved}
         if self.op == "txn":
             return {
                 "succeeded": bool(self.succeeded),
@@ -108,14 +109,17 @@ class WriteResult:
             _v(self.current_version),
             self.succeeded,
             [[r.op, r.key, _v(r.version), _v(r.prev_version)] for r in self.results],
-            *([True] if self.moved else []),  # a 10th field only when set: older caches have 9
+            # A 10th field only when set (older caches have 9), an 11th only on a grant.
+            *([self.moved] if self.moved or self.lease else []),
+            *([self.lease] if self.lease else []),
         ]
 
     @staticmethod
     def from_wire(raw: object) -> WriteResult:
         f = expect_array(raw, "write result")
-        if len(f) not in (9, 10) or (len(f) == 10 and f[9] is not True):
-            raise RecordDecodeError(f"write result: want 9 fields (10 if moved), got {f!r:.80}")
+        if len(f) not in (9, 10, 11) or (len(f) == 10 and f[9] is not True):
+            raise RecordDecodeError(f"write result: want 9 fields (10 if moved, 11 a grant), got {f!r:.80}")
+        lease = expect_int(f[10], "result.lease") if len(f) == 11 else 0
         op = expect_str(f[0], "result.op")
         if op not in OPS:
             raise RecordDecodeError(f"result.op: unknown op {op!r}")
@@ -135,7 +139,8 @@ class WriteResult:
             current_version=decode_optional_version(f[6], "result.current_version"),
             succeeded=f[7],
             results=results,
-            moved=len(f) == 10,
+            moved=len(f) >= 10 and f[9] is True,
+            lease=lease,
         )
 
 

@@ -18,6 +18,7 @@ from typing import Final
 
 import msgpack
 
+from confmand.kv.leases import ATTACHED, LEASE
 from confmand.kv.partitions import PARTITION, decode_partition_state
 from confmand.kv.records import (
     AUDIT,
@@ -47,7 +48,23 @@ STATE_KINDS: Final[tuple[bytes, ...]] = (
     RESULT,
     SWEEP,
     PARTITION,  # which partitions moved in or out (kv/partitions.py): ownership travels with the state
+    LEASE,  # leases and the keys each holds (kv/leases.py)
+    ATTACHED,
 )
+
+
+def _check_lease(raw: bytes) -> object:
+    ttl_ms, namespace = msgpack.unpackb(raw, raw=False)
+    if type(ttl_ms) is not int or not isinstance(namespace, str):
+        raise ValueError("a lease record is [ttl_ms, namespace]")
+    return ttl_ms
+
+
+def _check_attachment(raw: bytes) -> object:
+    if raw:
+        raise ValueError("an attachment record is empty")
+    return raw
+
 
 _DECODERS: Final[dict[bytes, Callable[[bytes], object]]] = {
     DATA: DataRecord.decode,
@@ -58,6 +75,8 @@ _DECODERS: Final[dict[bytes, Callable[[bytes], object]]] = {
     RESULT: decode_result,
     SWEEP: SweepState.decode,
     PARTITION: decode_partition_state,
+    LEASE: _check_lease,
+    ATTACHED: _check_attachment,
 }
 
 

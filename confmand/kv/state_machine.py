@@ -48,8 +48,9 @@ from confmand.kv.leases import (
     MIN_TTL_MS,
     attached_keys,
     encode_lease,
+    lease_id,
     lease_key,
-    lease_ttl_ms,
+    lease_record,
 )
 from confmand.kv.overlay import OverlayStore
 from confmand.kv.partitions import (
@@ -63,6 +64,7 @@ from confmand.kv.past import HistoryTrimmed, key_at
 from confmand.kv.results import CAS_FAILED, COMPACTED, INVALID_REQUEST, NOT_FOUND, WriteResult
 from confmand.kv.sessions import SWEEP_RESULTS, SessionTable, hlc_ms
 from confmand.kv.store import KVStore, WriteSet
+from confmand.protocol.shardmap import namespace_of
 from confmand.protocol.types import ABSENT, TxnOpResult, Version
 
 LEASE_OP_NAMES: dict[type, str] = {
@@ -96,6 +98,7 @@ class ConfigStateMachine:
         "_max_session_results",
         "_ownership",
         "_session_ttl_ms",
+        "_shard_id",
         "_store",
         "_sweep_results",
     )
@@ -109,6 +112,7 @@ class ConfigStateMachine:
         *,
         ownership: Ownership | None = None,
         sweep_results: int = SWEEP_RESULTS,
+        shard_id: int = 1,
     ) -> None:
         """`ownership` None: the shard holds every key (the meta shard; a store without partitions).
         `sweep_results`: cached results the session sweep deletes per entry, at most."""
@@ -126,6 +130,7 @@ class ConfigStateMachine:
         self._max_session_results = max_session_results
         self._ownership = ownership
         self._sweep_results = sweep_results
+        self._shard_id = shard_id  # its leases' ids name it (kv/leases.py)
 
     def apply_batch(self, entries: Sequence[tuple[Version, bytes]]) -> tuple[WriteSet, list[WriteResult]]:
         """Apply committed NORMAL entries in log order; returns the writes and one result each.
@@ -184,6 +189,8 @@ class ConfigStateMachine:
             )
             if isinstance(op, Rollback):
                 return _apply_rollback(changes, overlay, op, version, self._history_limit)
+            if isinstance(op, LeaseGrant | LeaseRevoke | LeaseExpire):
+                return _apply_lease_op(changes, op, version, self._shard_id, self._ownership)
             return _apply_op(changes, cmd, version)
 
         if cmd.session is None:
@@ -205,18 +212,11 @@ def _apply_op(changes: KeyChanges, cmd: Command, version: Version) -> WriteResul
     op = cmd.op
     assert not isinstance(op, PartitionOp)
     if isinstance(op, Put):
-        if op.lease and lease_ttl_ms(changes.store, op.lease) is None:
-            return _no_lease("put", version, op.lease)
+        refused = _lease_refusal(changes, op.lease, op.key, "put", version)
+        if refused is not None:
+            return refused
         prev = changes.put(op.key, op.value, op.lease)
         return WriteResult(ok=True, version=version, op="put", prev_version=prev)
-    if isinstance(op, LeaseGrant):
-        if not MIN_TTL_MS <= op.ttl_ms <= MAX_TTL_MS:
-            message = f"ttl_ms must be in [{MIN_TTL_MS}, {MAX_TTL_MS}], got {op.ttl_ms}"
-            return WriteResult.failure("lease_grant", version, INVALID_REQUEST, message)
-        changes.store.put(LEASE, lease_key(version.index), encode_lease(op.ttl_ms))
-        return WriteResult(ok=True, version=version, op="lease_grant")
-    if isinstance(op, LeaseRevoke | LeaseExpire):
-        return _end_lease(changes, op, version)
     if isinstance(op, Delete):
         prev = changes.delete(op.key)
         if prev is None:
@@ -279,23 +279,58 @@ def _apply_cas(changes: KeyChanges, op: Cas, version: Version) -> WriteResult:
             f"{op.key!r} is at version {current_version}, not {wanted}",
             current_version=current_version,
         )
-    if op.lease and lease_ttl_ms(changes.store, op.lease) is None:
-        return _no_lease("cas", version, op.lease)
+    refused = _lease_refusal(changes, op.lease, op.key, "cas", version)
+    if refused is not None:
+        return refused
     prev = changes.put(op.key, op.value, op.lease)
     return WriteResult(ok=True, version=version, op="cas", prev_version=prev)
 
 
 def _no_lease(op: str, version: Version, lease: int) -> WriteResult:
-    message = f"there is no lease {lease} in this shard (it expired, was revoked, or is of another shard)"
+    message = f"there is no lease {lease} here (it expired, was revoked, or is of another namespace)"
     return WriteResult.failure(op, version, NOT_FOUND, message)
 
 
-def _end_lease(changes: KeyChanges, op: LeaseRevoke | LeaseExpire, version: Version) -> WriteResult:
-    """Delete every key attached to the lease (as this entry's deletes), then the lease."""
+def _lease_refusal(
+    changes: KeyChanges, lease: int, key: str, op: str, version: Version
+) -> WriteResult | None:
+    """Why `key` may not be attached to `lease` (None: it may, or there is no lease to attach)."""
+    if not lease:
+        return None
+    record = lease_record(changes.store, lease)
+    if record is None:
+        return _no_lease(op, version, lease)
+    if namespace_of(key) != record[1]:
+        message = f"lease {lease} holds keys of namespace {record[1]!r} only, not {key!r}"
+        return WriteResult.failure(op, version, INVALID_REQUEST, message)
+    return None
+
+
+def _apply_lease_op(
+    changes: KeyChanges,
+    op: LeaseGrant | LeaseRevoke | LeaseExpire,
+    version: Version,
+    shard_id: int,
+    ownership: Ownership | None,
+) -> WriteResult:
     name = LEASE_OP_NAMES[type(op)]
     store = changes.store
-    if lease_ttl_ms(store, op.lease) is None:
+    if isinstance(op, LeaseGrant):
+        if not MIN_TTL_MS <= op.ttl_ms <= MAX_TTL_MS:
+            message = f"ttl_ms must be in [{MIN_TTL_MS}, {MAX_TTL_MS}], got {op.ttl_ms}"
+            return WriteResult.failure(name, version, INVALID_REQUEST, message)
+        lease = lease_id(shard_id, version.index)
+        store.put(LEASE, lease_key(lease), encode_lease(op.ttl_ms, namespace_of(op.key)))
+        return WriteResult(ok=True, version=version, op=name, lease=lease)
+    record = lease_record(store, op.lease)
+    if record is None:
         return _no_lease(name, version, op.lease)
+    if isinstance(op, LeaseExpire) and ownership is not None:
+        # Not while its namespace moves: the copy on its way holds the lease and its keys. The
+        # leader proposes the expiry again; the new shard's leader gives the lease a new TTL.
+        refused = refusal(store, ownership, record[1], name, version)
+        if refused is not None:
+            return refused
     for key in attached_keys(store, op.lease):
         changes.delete(key)
     store.delete(LEASE, lease_key(op.lease))

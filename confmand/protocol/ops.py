@@ -119,6 +119,9 @@ class LeaseExpire:
 
     lease: int
 
+    def to_wire(self) -> dict[str, object]:
+        return {"lease": self.lease}
+
 
 Operation = Put | Delete | Cas | Txn | Rollback | LeaseGrant | LeaseRevoke | LeaseExpire
 

@@ -44,6 +44,13 @@ class LeaseClock:
         self._deadlines = {lease: now + ttl_ms / 1000 + extend_s for lease, ttl_ms in leases}
         self._proposed.clear()
 
+    def adopt(self, leases: Iterable[tuple[int, int]], now: float, extend_s: float) -> None:
+        """Leases that arrived with a moved namespace: each gets its full TTL and `extend_s` (as
+        after a promotion: its old shard's leader kept its clock); those with a clock keep it."""
+        for lease, ttl_ms in leases:
+            if lease not in self._deadlines:
+                self._deadlines[lease] = now + ttl_ms / 1000 + extend_s
+
     def demote(self) -> None:
         self._deadlines.clear()
         self._proposed.clear()

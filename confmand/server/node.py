@@ -1111,13 +1111,16 @@ class Node:
         """A leader reaching this node for a shard of the map it holds no replica of: start one.
 
         Only a leader's messages start one, never a vote request: a replica with no state must
-        not vote (it would forget the vote, and it may be one whose disk was lost).
+        not vote (it would forget the vote, and it may be one whose disk was lost). A replica
+        deleted here once starts again from its old term and vote (`_first_batch`), even when
+        the leader's term is lower: its answer then carries the higher term, so the leader steps
+        down and the shard elects one in a term past it. Left unstarted, it would never answer,
+        and the shard would wait for its learner for good (simulator seed 176: the replica had
+        campaigned to term 12 while being removed; the shard stayed at term 9).
         """
-        tombstone = self.storage.tombstone(shard_id)
         return (
             shard_id in self.shard_map.replicas
             and shard_id not in self._deleting  # started again once its old records are gone
-            and (tombstone is None or msg.term >= tombstone.term)  # else refused once started
             and msg.shard == shard_id
             and msg.src == sender
             and msg.dst == self.node_id

@@ -33,7 +33,7 @@ from confmand.backup.shard_export import shard_backup
 from confmand.kv.codec import encode_command
 from confmand.kv.commands import Command
 from confmand.kv.leases import all_leases, lease_ttl_ms
-from confmand.kv.partitions import OP_NAMES, Ownership, refusal
+from confmand.kv.partitions import OP_NAMES, Ingest, Ownership, refusal
 from confmand.kv.past import HistoryTrimmed, key_at, list_at
 from confmand.kv.queries import audit_records, get_key, key_history, list_keys
 from confmand.kv.results import WriteResult
@@ -131,7 +131,11 @@ class Replica:
                 f"but the log says {self.applied}: the data dir is inconsistent"
             )
         self.machine = ConfigStateMachine(
-            storage, settings.history_limit, settings.session_ttl_ms, ownership=settings.ownership
+            storage,
+            settings.history_limit,
+            settings.session_ttl_ms,
+            ownership=settings.ownership,
+            shard_id=shard_id,
         )
         self.role = Role.FOLLOWER
         self.leader_id: int | None = None
@@ -392,10 +396,8 @@ class Replica:
         if staged.applied:
             self.window.extend(staged.events or [], self.applied)
         for index, term, result in staged.applied or ():
-            if result is not None and result.op == "lease_grant" and result.ok and self.is_leader:
-                ttl_ms = lease_ttl_ms(self.storage, index)
-                if ttl_ms is not None:
-                    self.leases.start(index, ttl_ms, self.now)
+            if result is not None and result.ok and self.is_leader:
+                self._lease_news(result)
             self._resolve_write(index, term, result)
         for outcome in rd.outcomes:
             if outcome.status is not ProposalStatus.COMMITTED:
@@ -632,6 +634,15 @@ class Replica:
         if spanning:  # as a listing now: never a partition on its way out (see _query)
             self.refuse_unowned(item.key for item in page.items)
         return page.to_reply() | {"at_version": str(at)}
+
+    def _lease_news(self, result: WriteResult) -> None:
+        """As leader, a lease granted here, or leases that came with a moved namespace, start."""
+        if result.op == "lease_grant":
+            ttl_ms = lease_ttl_ms(self.storage, result.lease)
+            if ttl_ms is not None:
+                self.leases.start(result.lease, ttl_ms, self.now)
+        elif result.op == OP_NAMES[Ingest]:
+            self.leases.adopt(all_leases(self.storage), self.now, self.settings.lease_extend_s)
 
     def _keep_alive(self, lease: int) -> dict[str, object]:
         """Restart the lease's clock: served after a ReadIndex round confirmed this node leads."""

@@ -36,6 +36,7 @@ from tests.fault.history import History
 from tests.sim.checks import ClusterChecker, Violation, check_history, final_changes, state_digest
 from tests.sim.clients import SimClient
 from tests.sim.host import SimHost, client_address, node_config
+from tests.sim.leaseholders import SimLeaseHolder
 from tests.sim.scenario import Scenario
 from tests.sim.watchers import SimWatcher
 from tests.sim.world import World
@@ -121,6 +122,7 @@ class Simulation:
         self.endpoints = [client_address(i) for i in sorted(self.hosts)]
         self.clients: dict[bytes, SimClient] = {}
         self.watchers: dict[bytes, SimWatcher] = {}
+        self.holders: dict[bytes, SimLeaseHolder] = {}
         self.keys = [f"k{i}" for i in range(scenario.keys)]
         self.shard_map = node_config(scenario, 1).initial_map()  # every node starts from this one
         self.shard_ids = sorted(self.shard_map.replicas)
@@ -154,6 +156,9 @@ class Simulation:
         watcher = self.watchers.get(envelope[0])
         if watcher is not None:
             self.world.at(when, lambda: watcher.on_reply(payload))
+        holder = self.holders.get(envelope[0])
+        if holder is not None:
+            self.world.at(when, lambda: holder.on_reply(payload))
 
     def _send_request(self, endpoint: str, envelope: list[bytes], frame: bytes) -> None:
         host = self.by_address[endpoint]
@@ -283,6 +288,10 @@ class Simulation:
         )
         self.watchers[watcher.envelope[0]] = watcher
         watcher.start()
+        for number in (1, 2):
+            holder = SimLeaseHolder(world, number, endpoints=self.endpoints, send=self._send_request)
+            self.holders[holder.envelope[0]] = holder
+            holder.start()
         world.at(FAULT_EVERY_S, self._fault_roll)
         if scenario.membership_rate or scenario.transfer_rate or scenario.move_rate or scenario.place_rate:
             world.at(OPERATOR_EVERY_S, self._operator)
@@ -350,6 +359,10 @@ class Simulation:
         )
         self.world.count("partition_moved", final_map.epoch - self.shard_map.epoch)
         self._judge_watchers(leaders)
+        for holder in self.holders.values():
+            holder.running = False
+            if holder.problems:
+                self.checker.fail("lease", "\n".join(holder.problems[:5]))
         problems = check_history(self.history, final_changes(leaders, self.keys, final_map.shard_of))
         if problems:
             self.checker.fail("history", "\n".join(problems[:5]))

@@ -45,7 +45,8 @@ CAUGHT_BY = {
     "vote_without_log_check": {"leader completeness", "committed prefix", "state-machine safety"},
     "vote_before_persist": {"one vote per term", "election safety"},
     "apply_uncommitted": {"applied <= committed", "state-machine safety"},
-    "read_index_without_heartbeat": {"history"},
+    # a stale read; or a keepalive a deposed leader answered, whose lease the real leader ended
+    "read_index_without_heartbeat": {"history", "lease"},
 }
 
 

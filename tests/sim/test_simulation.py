@@ -104,7 +104,8 @@ def test_a_run_exercises_the_driver_paths_it_is_there_for() -> None:
     deleted, retries of unknown writes with the same seq, snapshots taken, and snapshots sent
     past the stored one and installed, a host back without its data volume, refused, a
     retired node taken out of the others' [[peers]] by SIGHUP, and a watch told changes, resumed
-    at another node, and ended COMPACTED where no replica kept its changes."""
+    at another node, and ended COMPACTED where no replica kept its changes, and leases granted,
+    kept alive and seen to expire."""
     wanted = (
         "crash",
         "crash_in_write",
@@ -136,6 +137,9 @@ def test_a_run_exercises_the_driver_paths_it_is_there_for() -> None:
         "watch_events",
         "watch_resumes",
         "watch_compacted",
+        "leases_granted",
+        "lease_keepalives",
+        "leases_expired_seen",
         "peer_duplicated",
         "peer_dropped",
         "snapshots_taken",

@@ -36,6 +36,7 @@ from confctl.client.types import (
     GetResult,
     HistoryEntry,
     HistoryResult,
+    LeaseResult,
     ListItem,
     ListResult,
     PastListResult,
@@ -78,8 +79,8 @@ class FakeClient:
         if self.fail is not None:
             raise self.fail
 
-    def put(self, key: str, value: bytes | str) -> WriteResult:
-        self._enter("put", key, value)
+    def put(self, key: str, value: bytes | str, *, lease: int = 0) -> WriteResult:
+        self._enter("put", key, value, *((lease,) if lease else ()))
         self.index += 1
         self.data[key] = value.encode() if isinstance(value, str) else value
         return WriteResult(Version(1, self.index), None)
@@ -164,6 +165,20 @@ class FakeClient:
         )
         self.index += 1
         return WriteResult(Version(1, self.index), Version(1, 2))
+
+    def lease_grant(self, key: str, ttl_ms: int) -> LeaseResult:
+        self._enter("lease_grant", key, ttl_ms)
+        self.index += 1
+        return LeaseResult(self.index, ttl_ms, Version(1, self.index))
+
+    def lease_keepalive(self, key: str, lease: int) -> LeaseResult:
+        self._enter("lease_keepalive", key, lease)
+        return LeaseResult(lease, 5_000)
+
+    def lease_revoke(self, key: str, lease: int) -> WriteResult:
+        self._enter("lease_revoke", key, lease)
+        self.index += 1
+        return WriteResult(Version(1, self.index), None)
 
     def _holds(self, c: Compare) -> bool:
         """Enough of a compare for the CLI's tests: absence and existence as asked, else existence."""

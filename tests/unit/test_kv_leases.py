@@ -5,7 +5,7 @@ from __future__ import annotations
 from confmand.kv.codec import decode_command, encode_command
 from confmand.kv.commands import Cas, Command, Delete, LeaseExpire, LeaseGrant, LeaseRevoke, Put
 from confmand.kv.harness import MemoryShard
-from confmand.kv.leases import all_leases, attached_keys
+from confmand.kv.leases import all_leases, attached_keys, lease_id
 from confmand.kv.queries import get_key
 from confmand.kv.records import DataRecord
 from confmand.kv.results import INVALID_REQUEST, NOT_FOUND, WriteResult
@@ -19,8 +19,8 @@ def run(shard: MemoryShard, op: object) -> WriteResult:
 def grant(shard: MemoryShard, ttl_ms: int = 5_000) -> int:
     result = run(shard, LeaseGrant("locks/", ttl_ms))
     assert result.ok, result
-    assert result.to_reply()["lease"] == result.version.index
-    return result.version.index
+    assert result.to_reply()["lease"] == result.lease == lease_id(1, result.version.index)
+    return result.lease
 
 
 def test_a_lease_is_the_index_of_its_grant_and_revoking_it_deletes_exactly_its_keys() -> None:

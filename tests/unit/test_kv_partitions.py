@@ -4,8 +4,9 @@ from __future__ import annotations
 
 import msgpack
 
-from confmand.kv.commands import Command, Put, Session
+from confmand.kv.commands import Command, LeaseExpire, LeaseGrant, LeaseRevoke, Put, Session
 from confmand.kv.harness import MemoryShard
+from confmand.kv.leases import all_leases
 from confmand.kv.partitions import (
     GONE,
     LEAVING,
@@ -33,7 +34,7 @@ CLIENT = b"client-1"
 def shards() -> tuple[MemoryShard, MemoryShard]:
     """Shard 1 owns every partition at first, shard 2 none."""
     source = MemoryShard(ownership=Ownership(PARTITIONS, frozenset(range(PARTITIONS))))
-    target = MemoryShard(ownership=Ownership(PARTITIONS, frozenset()))
+    target = MemoryShard(ownership=Ownership(PARTITIONS, frozenset()), shard_id=2)
     target.next_index = 40  # the two logs are unrelated
     return source, target
 
@@ -172,3 +173,24 @@ def test_a_map_move_from_a_shard_that_does_not_own_the_partition_is_refused() ->
     assert refused.error_code == "INVALID_REQUEST"
     assert stored_owner(meta) == (1, 1)
     assert Version(1, 2) == refused.version
+
+
+def test_a_lease_moves_with_its_namespace_and_keeps_its_id_and_keys() -> None:
+    source, target = shards()
+    granted = source.apply_one(Command(LeaseGrant("payments/", 5_000), hlc=1 << 16))
+    lease = granted.lease
+    assert source.apply_one(Command(Put(KEY, b"held", lease), hlc=2 << 16)).ok
+    assert source.apply_one(Command(Freeze(P, 2), hlc=9 << 16)).ok
+
+    frozen = source.apply_one(Command(LeaseExpire(lease), hlc=9 << 16))
+    export = export_partition(source.store, Ownership(PARTITIONS, frozenset(range(PARTITIONS))), P)
+    assert target.apply_one(Command(Ingest(P, 1, 1, export), hlc=10 << 16)).ok
+    assert source.apply_one(Command(Drop(P, 1), hlc=11 << 16)).ok
+
+    assert frozen.error_code == "PARTITION_MOVING"  # the copy on its way holds it: not ended here
+    assert all_leases(source.store) == []
+    assert all_leases(target.store) == [(lease, 5_000)]
+    record = get_key(target.store, KEY)
+    assert record is not None
+    assert target.apply_one(Command(LeaseRevoke("payments/", lease), hlc=12 << 16)).ok
+    assert get_key(target.store, KEY) is None

@@ -171,8 +171,13 @@ def test_a_client_refused_with_CLOCK_SKEW_by_an_older_server_drops_its_stamp() -
     assert core.session.hlc == 0
 
 
-WRITE_SHAPES = [
+WRITE_SHAPES: list[ops.Operation] = [
     ops.Put("a/k", b"v"),
+    ops.Put("a/k", b"v", lease=12),
+    ops.Cas("a/k", b"v", expected_version=ABSENT, lease=12),
+    ops.Rollback("a/k", Version(2, 5), expected_version=Version(2, 9)),
+    ops.LeaseGrant("locks/", 5_000),
+    ops.LeaseRevoke("locks/", 12),
     ops.Delete("a/k"),
     ops.Cas("a/k", b"v", expected_version=Version(3, 9)),
     ops.Cas("a/k", b"v", expected_value=b"old"),
@@ -196,9 +201,24 @@ READ_SHAPES = [
 ]
 
 
+OP_NAMES: dict[type, str] = {
+    ops.Put: "put",
+    ops.Delete: "delete",
+    ops.Cas: "cas",
+    ops.Txn: "txn",
+    ops.Rollback: "rollback",
+    ops.LeaseGrant: "lease_grant",
+    ops.LeaseRevoke: "lease_revoke",
+}
+
+
 @pytest.mark.parametrize("shape", WRITE_SHAPES, ids=repr)
 def test_a_write_op_the_client_encodes_is_the_one_the_server_parses(shape: ops.Operation) -> None:
-    name = {ops.Put: "put", ops.Delete: "delete", ops.Cas: "cas", ops.Txn: "txn"}[type(shape)]
+    names = {ops.Put: "put", ops.Delete: "delete", ops.Cas: "cas", ops.Txn: "txn", ops.Rollback: "rollback"}
+    name = (
+        names.get(type(shape))
+        or {ops.LeaseGrant: "lease_grant", ops.LeaseRevoke: "lease_revoke"}[type(shape)]
+    )
     frame = RequestEnvelope(3, name, session=Session(b"c", 2, 2)).encode(shape.to_wire())
 
     request = parse_request(frame, Limits())
