@@ -16,7 +16,19 @@ import typer
 
 from confctl import __version__
 from confctl.coercion import FastTyper
-from confctl.commands import cluster, keys, leases, nodes, past, placement, snapshot, transfer, txn, watch
+from confctl.commands import (
+    cluster,
+    keys,
+    leases,
+    locks,
+    nodes,
+    past,
+    placement,
+    snapshot,
+    transfer,
+    txn,
+    watch,
+)
 from confctl.commands.common import (
     AppState,
     ClientApi,
@@ -69,7 +81,7 @@ def build_app(client_factory: ClientFactory = real_client) -> typer.Typer:
         """Operate a Confman cluster: keys, transactions, history, audit and node status."""
         ctx.obj = AppState(client_factory, GlobalOptions(endpoints, config, timeout, output, principal))
 
-    for group in (keys, txn, cluster, placement, nodes, snapshot, watch, past, transfer, leases):
+    for group in (keys, txn, cluster, placement, nodes, snapshot, watch, past, transfer, leases, locks):
         group.register(app)
     app.command("version")(version)
     return app

@@ -78,6 +78,8 @@ class ClientApi(Protocol):
         value: bytes | str,
         expected_version: Version | str | None = ...,
         expected_value: bytes | str | None = ...,
+        *,
+        lease: int = ...,
     ) -> WriteResult: ...
     def list(
         self,

@@ -110,6 +110,8 @@ class FakeClient:
         value: bytes | str,
         expected_version: Version | str | None = None,
         expected_value: bytes | str | None = None,
+        *,
+        lease: int = 0,
     ) -> WriteResult:
         self._enter("cas", key, value, expected_version, expected_value)
         raise CasFailed("expectation did not hold", current_version=Version(1, 2))
