@@ -27,6 +27,7 @@ from typing import Any, Final
 
 import msgpack
 
+from confctl.client.errors import ConfmanError, NotFound
 from confctl.client.types import GetResult, ReplyMeta, Version
 
 log = logging.getLogger(__name__)
@@ -122,6 +123,21 @@ class LastGoodCache:
         except Exception as exc:  # damaged in any of msgpack's ways: a fallback must not fail
             log.warning("the value cache %s is damaged (%s): starting empty", self.path, exc)
             return {}
+
+
+def instead_of_failure(
+    cache: LastGoodCache | None, key: str, error: ConfmanError, allow_cached: bool
+) -> GetResult:
+    """What a `get` that failed with `error` returns: the remembered value, if allowed and the
+    failure was no node answering; else `error` is raised. NotFound forgets the key first."""
+    if isinstance(error, NotFound):
+        if cache is not None:
+            cache.forget(key)
+        raise error
+    cached = cache.recall(key) if cache is not None else None
+    if cache is None or cached is None or not (allow_cached and error.retryable):
+        raise error
+    return cached_result(key, cached, cache.age_s(cached))
 
 
 def cached_result(key: str, cached: CachedValue, age_s: float) -> GetResult:

@@ -25,13 +25,12 @@ import zmq
 
 from confctl.client import operations as ops
 from confctl.client import replies
-from confctl.client.cache import LastGoodCache, cached_result
+from confctl.client.cache import LastGoodCache, instead_of_failure
 from confctl.client.call import MAX_REQUEST_BYTES, Call, ClientCore, Done, Fail, Send
 from confctl.client.errors import (
     ConfmanError,
     InvalidArgument,
     NoQuorum,
-    NotFound,
     NotLeader,
     RequestTimeout,
     Unavailable,
@@ -170,17 +169,10 @@ class Client:
         value last read instead, marked `meta.from_cache` with its age (cache.py)."""
         try:
             result = self._run(*ops.get(key, consistency, min_version))
-        except NotFound:
-            if self.cache is not None:
-                self.cache.forget(key)
-            raise
         except ConfmanError as exc:
-            cached = self.cache.recall(key) if self.cache is not None else None
-            if not (allow_cached and exc.retryable and cached is not None):
-                raise
-            assert self.cache is not None
+            served = instead_of_failure(self.cache, key, exc, allow_cached)  # or raises exc
             self.served_from_cache += 1
-            return cached_result(key, cached, self.cache.age_s(cached))
+            return served
         if self.cache is not None:
             self.cache.remember(result)
         return result
