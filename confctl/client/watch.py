@@ -130,7 +130,7 @@ class Watch:
         their partitions move in without a change, so a shard the map names anew is watched from
         its beginning (`0:0`: every change it applied), or, if its replicas no longer keep that,
         the watch raises Compacted. Never silently less."""
-        while True:
+        while not self._closed:
             await asyncio.sleep(NEW_SHARD_LOOK_S)
             try:
                 await self._client.shard_map()
@@ -179,9 +179,11 @@ class Watch:
         listening: tuple[str, int] | None = None  # (endpoint, request id) the inbox gets messages of
         actions = stream.start(asyncio.get_running_loop().time())
         try:
-            while True:
+            while not self._closed:  # also ends a cancel that wait_for swallowed (3.11)
                 for action in actions:
                     if isinstance(action, Told):
+                        if self._closed:
+                            return
                         await self._queue.put(action.batch)
                     elif isinstance(action, Ended):
                         await self._queue.put(action.error)
