@@ -76,6 +76,10 @@ class Watch:
         self._streams: list[ShardStream] = []
         self._watched: set[ShardKey] = set()
 
+    def closed(self) -> bool:
+        """Whether `aclose` was called (a call: read afresh after every await)."""
+        return self._closed
+
     @property
     def resumes(self) -> int:
         """Times a shard's stream opened again (elsewhere, or after a lost message) once it had streamed."""
@@ -130,7 +134,7 @@ class Watch:
         their partitions move in without a change, so a shard the map names anew is watched from
         its beginning (`0:0`: every change it applied), or, if its replicas no longer keep that,
         the watch raises Compacted. Never silently less."""
-        while not self._closed:
+        while not self.closed():
             await asyncio.sleep(NEW_SHARD_LOOK_S)
             try:
                 await self._client.shard_map()
@@ -179,10 +183,10 @@ class Watch:
         listening: tuple[str, int] | None = None  # (endpoint, request id) the inbox gets messages of
         actions = stream.start(asyncio.get_running_loop().time())
         try:
-            while not self._closed:  # also ends a cancel that wait_for swallowed (3.11)
+            while not self.closed():  # also ends a cancel that wait_for swallowed (3.11)
                 for action in actions:
                     if isinstance(action, Told):
-                        if self._closed:
+                        if self.closed():
                             return
                         await self._queue.put(action.batch)
                     elif isinstance(action, Ended):
