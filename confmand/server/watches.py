@@ -276,8 +276,14 @@ class WatchHub:
         """The changes applied since the cursor, to the live watches they are under."""
         window = replica.window
         cursor = shard.cursor
-        if cursor is None or cursor.index > window.top.index:
-            shard.cursor = window.top  # no live watch yet (or a replica opened anew): start here
+        if cursor is None:
+            shard.cursor = window.top  # no live watch yet: start here
+        elif cursor.index > window.top.index:
+            # A replica opened anew, behind what its watches were told: each waits alone until
+            # the replica passes what it was told (or is told COMPACTED), never told twice.
+            for watch in shard.live():
+                shard.fall_behind(watch, cursor)
+            shard.cursor = window.top
         elif cursor.index < window.top.index:
             if not window.serves(cursor.index):  # a snapshot installed past it: each is told alone
                 for watch in shard.live():

@@ -182,3 +182,25 @@ def test_caught_up_watches_are_sent_only_the_changes_under_their_prefix(
         4: ["app/db/url", "app/x", "apple/y"],
     }
     assert {r.fields["progress"] for r in socket.sent} == {"1:3"}
+
+
+def test_watches_of_a_replica_opened_anew_behind_them_wait_instead_of_being_told_again(
+    hub: WatchHub, socket: FakeSocket
+) -> None:
+    replica = FakeReplica()
+    replica.apply(put(1, "app/a"), put(2, "app/b"))
+    hub.open(replica, watch_request("app/", Version(1, 0)), SINK, now=0.0)
+    hub.deliver({1: replica}, now=0.0)
+    told = len(socket.sent[-1].fields["events"])  # type: ignore[arg-type]
+
+    again = FakeReplica()  # the same shard's replica, started anew at an older applied version
+    again.apply(put(1, "app/a"))
+    hub.applied(1)
+    hub.deliver({1: again}, now=0.5)
+    again.apply(put(2, "app/b"), put(3, "app/c"))
+    hub.applied(1)
+    hub.deliver({1: again}, now=0.6)
+
+    later = [e["key"] for r in socket.sent[1:] for e in r.fields["events"]]  # type: ignore[attr-defined]
+    assert told == 2
+    assert later == ["app/c"]
