@@ -8,6 +8,7 @@ import sys
 
 from confctl.client import Client, NotFound, locks
 from tests.integration.conftest import MakeCluster
+from tests.integration.harness import wait_until
 
 TTL_MS = 1_500
 
@@ -63,3 +64,30 @@ def test_confctl_lock_runs_the_command_with_the_token_and_gives_the_lock_up(
     assert key == "locks/deploy"
     assert ":" in token
     assert after.returncode == 3  # released: the key went with the revoked lease
+
+
+def test_confctl_lock_stops_the_command_and_exits_5_when_the_cluster_is_gone_for_the_ttl(
+    make_cluster: MakeCluster,
+) -> None:
+    cluster = make_cluster()
+    cluster.wait_for_leader()
+    endpoints = ",".join(cluster.addresses().values())
+    confctl = [sys.executable, "-m", "confctl", "-e", endpoints, "--timeout", "1"]
+    sleeper = [sys.executable, "-c", "import time; time.sleep(60)"]
+    command = [*confctl, "lock", "job", "--ttl-ms", "1500", "--", *sleeper]
+    holder = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+
+    def held() -> bool | None:
+        got = subprocess.run([*confctl, "get", "locks/job"], capture_output=True, check=False)
+        return got.returncode == 0 or None
+
+    try:
+        wait_until(held, 20.0, "the lock taken")
+        for node_id in cluster.addresses():
+            cluster.kill(node_id)
+        _, err = holder.communicate(timeout=30)
+    finally:
+        holder.kill()
+
+    assert holder.returncode == 5, err  # its lease may have ended: the command was stopped
+    assert "lost the lock" in err
