@@ -33,12 +33,6 @@ class LeaseClock:
     def __bool__(self) -> bool:
         return bool(self._deadlines)
 
-    def __len__(self) -> int:
-        return len(self._deadlines)
-
-    def deadline(self, lease: int) -> float | None:
-        return self._deadlines.get(lease)
-
     def promote(self, leases: Iterable[tuple[int, int]], now: float, extend_s: float) -> None:
         """This node now leads the shard: every lease gets its full TTL and `extend_s` from now."""
         self._deadlines = {lease: now + ttl_ms / 1000 + extend_s for lease, ttl_ms in leases}

@@ -293,6 +293,8 @@ class Node:
         self._echoes: dict[int, tuple[float, float]] = {}
         self.watches = WatchHub(config.requests.max_watches, self._send_watch_message, self.counters)
         self._lease_leaders: set[int] = set()  # shards led here that hold a lease: their clocks run
+        self._watch_stamp_at = -1.0  # the turn (its `now`) the watch messages' HLC stamp is of
+        self._watch_stamp: int | None = None
         self._warn_unlisted_members()
 
     def _continue_stamps(self) -> None:
@@ -1430,8 +1432,12 @@ class Node:
         """A watch's message, sent now; False if the client socket refused it (watches.py)."""
         sink = reply.sink
         assert type(sink) is ClientSink
-        stamp = None if clock_fault(self.clock, self.peer_contact, self.now) else self.clock.now()
-        return self.clients.reply(list(sink.envelope), self._encode_reply(reply, stamp))
+        if self._watch_stamp_at != self.now:  # one stamp a turn, as the turn's replies share one
+            self._watch_stamp_at = self.now
+            self._watch_stamp = (
+                None if clock_fault(self.clock, self.peer_contact, self.now) else self.clock.now()
+            )
+        return self.clients.reply(list(sink.envelope), self._encode_reply(reply, self._watch_stamp))
 
     def _encode_reply(self, reply: Reply, stamp: int | None) -> bytes:
         replica = None if reply.shard_id is None else self.replicas.get(reply.shard_id)

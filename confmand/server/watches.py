@@ -159,10 +159,6 @@ class WatchHub:
         """Whether a watch has more to send at once (it is catching up a chunk a turn)."""
         return bool(self._due)
 
-    def watching(self, shard_id: int) -> int:
-        shard = self._shards.get(shard_id)
-        return 0 if shard is None else len(shard.watches)
-
     # ------------------------------------------------------------------ requests
 
     def open(self, replica: WatchedReplica, request: WatchRequest, sink: ClientSink, now: float) -> None:
